@@ -1,0 +1,1 @@
+//! The ProviderInterface field-path language (to be filled in).

@@ -1,0 +1,1 @@
+//! Kubelet image credential providers: config decoding/validation and image matching (to be filled in).

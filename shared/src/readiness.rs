@@ -1,0 +1,1 @@
+//! The ordered readiness checks behind `explain` (to be filled in).

@@ -1,0 +1,105 @@
+//! Admission rules: pure functions of (operation, object, old object, estate) -> findings.
+//!
+//! One module per kind. The webhook and `kubectl credential lint` call [`validate`].
+
+use serde_json::Value;
+
+use crate::estate::Estate;
+use crate::finding::Finding;
+use crate::gvk::Gvk;
+
+pub mod cluster_deployment;
+pub mod credential;
+pub mod provider_interface;
+pub mod region;
+
+/// The admission operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    /// Parses the AdmissionReview spelling (`CREATE`, ...).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "CREATE" => Some(Operation::Create),
+            "UPDATE" => Some(Operation::Update),
+            "DELETE" => Some(Operation::Delete),
+            "CONNECT" => Some(Operation::Connect),
+            _ => None,
+        }
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// The kinds this project admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Credential,
+    Region,
+    ProviderInterface,
+    ClusterDeployment,
+}
+
+impl ResourceKind {
+    /// Group+kind match (any version).
+    pub fn from_gvk(gvk: &Gvk) -> Option<Self> {
+        if gvk.group != crate::K0RDENT_GROUP {
+            return None;
+        }
+        match gvk.kind.as_str() {
+            "Credential" => Some(ResourceKind::Credential),
+            "Region" => Some(ResourceKind::Region),
+            "ProviderInterface" => Some(ResourceKind::ProviderInterface),
+            "ClusterDeployment" => Some(ResourceKind::ClusterDeployment),
+            _ => None,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResourceKind::Credential => "Credential",
+            ResourceKind::Region => "Region",
+            ResourceKind::ProviderInterface => "ProviderInterface",
+            ResourceKind::ClusterDeployment => "ClusterDeployment",
+        }
+    }
+    pub fn gvk(&self) -> Gvk {
+        Gvk::k0rdent(self.kind())
+    }
+}
+
+/// One admission request, reduced to what rules read.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmissionInput<'a> {
+    pub operation: Operation,
+    pub kind: ResourceKind,
+    /// Request namespace (`None` for cluster-scoped kinds).
+    pub namespace: Option<&'a str>,
+    /// Request name (for DELETE the object may be absent; the name is always here).
+    pub name: &'a str,
+    /// The new object (CREATE/UPDATE).
+    pub object: Option<&'a Value>,
+    /// The stored object (UPDATE/DELETE).
+    pub old_object: Option<&'a Value>,
+}
+
+/// Runs every rule for the request's kind.
+pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
+    match input.kind {
+        ResourceKind::Credential => credential::validate(input, estate),
+        ResourceKind::Region => region::validate(input, estate),
+        ResourceKind::ProviderInterface => provider_interface::validate(input, estate),
+        ResourceKind::ClusterDeployment => cluster_deployment::validate(input, estate),
+    }
+}

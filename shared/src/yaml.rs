@@ -1,0 +1,1 @@
+//! Safe multi-document YAML parsing with limits (to be filled in).
