@@ -11,7 +11,10 @@ use serde_json::Value;
 use crate::gvk::{Gvk, builtin_scope};
 
 mod load;
-pub use load::{LoadError, LoadOptions, load_dir, load_files};
+pub use load::{
+    DocPos, LoadError, LoadOptions, LoadReport, LoadWarning, load_dir, load_dir_with_report, load_files,
+    load_files_with_report,
+};
 
 /// Which cluster of the estate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

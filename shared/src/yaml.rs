@@ -122,13 +122,58 @@ pub fn parse_documents_with(text: &str, source: &str, limits: &YamlLimits) -> Re
     Ok(out)
 }
 
+/// Parses a JSON file (one object, or a `kind: List`) with the same document rules as YAML.
+pub fn parse_json_documents(text: &str, source: &str) -> Result<Vec<Document>, YamlError> {
+    // serde_json bounds nesting itself (128 levels) and has no aliases to expand.
+    let value: Value = serde_json::from_str(text).map_err(|e| YamlError::Syntax {
+        file: source.to_string(),
+        line: Some(e.line() as u64).filter(|l| *l > 0),
+        message: format!("not valid JSON: {e}"),
+    })?;
+    let mut out = Vec::new();
+    match value {
+        Value::Null => {}
+        Value::Object(_) if is_list(&value) => expand_list(value, source, 1, 1, &mut out)?,
+        Value::Object(_) => out.push(Document { index: 1, line: 1, list_item: None, value }),
+        other => {
+            return Err(YamlError::NotAMapping {
+                file: source.to_string(),
+                index: 1,
+                line: 1,
+                found: type_name(&other),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn syntax_error(e: &serde_saphyr::Error, source: &str) -> YamlError {
     let plain = e.without_snippet();
     let line = plain.location().map(|l| l.line()).filter(|l| *l > 0);
     let mut render = serde_saphyr::RenderOptions::default();
     render.snippets = serde_saphyr::SnippetMode::Off;
     let message = plain.render_with_options(render);
-    YamlError::Syntax { file: source.to_string(), line, message: format!("not valid YAML or over a limit: {message}") }
+    let what = if is_limit(plain) {
+        "over a safety limit (alias expansion, nesting depth, document or node count)"
+    } else {
+        "not valid YAML"
+    };
+    YamlError::Syntax { file: source.to_string(), line, message: format!("{what}: {message}") }
+}
+
+fn is_limit(mut e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    while let E::AliasError { error, .. } | E::WithSnippet { error, .. } = e {
+        e = error;
+    }
+    matches!(
+        e,
+        E::Budget { .. }
+            | E::AliasReplayLimitExceeded { .. }
+            | E::AliasExpansionLimitExceeded { .. }
+            | E::AliasReplayStackDepthExceeded { .. }
+            | E::AliasReplayCounterOverflow { .. }
+    )
 }
 
 /// `kind: List` (what `kubectl get -o yaml` prints for several objects).
@@ -232,6 +277,7 @@ mod tests {
         }
         let err = parse_documents(&text, "bomb.yaml").unwrap_err();
         assert!(matches!(err, YamlError::Syntax { .. }), "{err:?}");
+        assert!(err.to_string().contains("over a safety limit"), "{err}");
     }
 
     #[test]
@@ -248,6 +294,16 @@ mod tests {
         let limits = YamlLimits { max_documents: 3, ..YamlLimits::default() };
         let many = "a: 1\n---\na: 2\n---\na: 3\n---\na: 4\n---\na: 5\n";
         assert!(matches!(parse_documents_with(many, "many.yaml", &limits), Err(YamlError::Syntax { .. })));
+    }
+
+    #[test]
+    fn json_documents() {
+        let docs =
+            parse_json_documents(r#"{"apiVersion":"v1","kind":"List","items":[{"kind":"A"}]}"#, "j.json").unwrap();
+        assert_eq!((docs.len(), docs[0].list_item), (1, Some(0)));
+        let err = parse_json_documents("{\n\"a\": }", "j.json").unwrap_err();
+        assert!(matches!(err, YamlError::Syntax { line: Some(2), .. }), "{err:?}");
+        assert!(matches!(parse_json_documents("[1]", "j.json"), Err(YamlError::NotAMapping { .. })));
     }
 
     #[test]
