@@ -1,10 +1,125 @@
-//! Mutations: minimal, idempotent JSONPatches (labels; identityRef.namespace default).
+//! Mutations: minimal, idempotent JSONPatches for Credentials.
+//!
+//! - label `k0rdent.mirantis.com/component: kcm` (KCM adds it later with a merge patch anyway;
+//!   adding it at admission saves KCM an extra write and makes backups select it at once);
+//! - label `k0rdent.mirantis.com/region: <spec.region>` on regional Credentials, so
+//!   `kubectl get credentials -l k0rdent.mirantis.com/region=r1` selects them. The label always
+//!   mirrors `spec.region`: a stale one (wrong value, or on a non-regional Credential) is replaced or
+//!   removed, so the selector never lies. A region name that is not a valid label value (longer than
+//!   63 characters) gets no label;
+//! - `spec.identityRef.namespace` defaults to the Credential's namespace for namespaced identity
+//!   kinds (when the estate knows the scope; unknown scope is left alone).
+//!
+//! Reinvocation gives an empty patch (idempotent); DELETE and other kinds never get one. The patch has
+//! no side effects, so dry-run requests get the same patch.
 
-use crate::estate::Estate;
-use crate::rules::AdmissionInput;
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
+use serde_json::{Map, Value, json};
+
+use crate::estate::{Cluster, Estate};
+use crate::gvk::Gvk;
+use crate::model::labels;
+use crate::rules::support::{is_deleting, str_at};
+use crate::rules::{AdmissionInput, Operation, ResourceKind};
 
 /// The patch for an admission request; empty when the object already has what we add.
-pub fn mutate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> json_patch::Patch {
-    let _ = (input, estate);
-    json_patch::Patch(Vec::new())
+pub fn mutate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Patch {
+    let mut ops = Vec::new();
+    if input.kind != ResourceKind::Credential || !matches!(input.operation, Operation::Create | Operation::Update) {
+        return Patch(ops);
+    }
+    let Some(obj) = input.object else { return Patch(ops) };
+    if is_deleting(obj) {
+        return Patch(ops);
+    }
+    label_ops(obj, &mut ops);
+    identity_namespace_op(input, obj, estate, &mut ops);
+    Patch(ops)
+}
+
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+fn label_ops(obj: &Value, ops: &mut Vec<PatchOperation>) {
+    let region = str_at(obj, "/spec/region").filter(|r| is_label_value(r));
+    let mut want: Vec<(&str, &str)> = vec![(labels::COMPONENT, labels::COMPONENT_KCM)];
+    if let Some(r) = region {
+        want.push((labels::REGION, r));
+    }
+    let current = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    let Some(current) = current else {
+        let map: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+        // `add` replaces a null member too; a missing metadata gets created whole.
+        let op = if obj.get("metadata").is_some_and(Value::is_object) {
+            AddOperation { path: pointer(&["metadata", "labels"]), value: Value::Object(map) }
+        } else {
+            AddOperation { path: pointer(&["metadata"]), value: json!({ "labels": map }) }
+        };
+        ops.push(PatchOperation::Add(op));
+        return;
+    };
+    for (key, value) in want {
+        let path = pointer(&["metadata", "labels", key]);
+        match current.get(key) {
+            None => ops.push(PatchOperation::Add(AddOperation { path, value: json!(value) })),
+            Some(v) if v.as_str() != Some(value) => {
+                ops.push(PatchOperation::Replace(ReplaceOperation { path, value: json!(value) }));
+            }
+            Some(_) => {}
+        }
+    }
+    if region.is_none() && current.contains_key(labels::REGION) {
+        ops.push(PatchOperation::Remove(RemoveOperation { path: pointer(&["metadata", "labels", labels::REGION]) }));
+    }
+}
+
+fn identity_namespace_op(input: &AdmissionInput<'_>, obj: &Value, estate: &dyn Estate, ops: &mut Vec<PatchOperation>) {
+    let Some(iref) = obj.pointer("/spec/identityRef").filter(|v| v.is_object()) else { return };
+    if iref.get("namespace").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+        return;
+    }
+    let (Some(av), Some(kind)) = (str_at(iref, "/apiVersion"), str_at(iref, "/kind")) else { return };
+    let gvk = Gvk::from_api_version(av, kind);
+    let namespaced = estate.namespaced(&Cluster::Management, &gvk).or_else(|| {
+        let region = str_at(obj, "/spec/region")?;
+        estate.namespaced(&Cluster::Region(region.to_string()), &gvk)
+    });
+    if namespaced != Some(true) {
+        return;
+    }
+    let Some(ns) = str_at(obj, "/metadata/namespace").or(input.namespace).filter(|s| !s.is_empty()) else {
+        return;
+    };
+    // `add` also replaces an existing "" or null.
+    ops.push(PatchOperation::Add(AddOperation {
+        path: pointer(&["spec", "identityRef", "namespace"]),
+        value: json!(ns),
+    }));
+}
+
+/// Whether `s` is a valid Kubernetes label value (at most 63 characters of `[A-Za-z0-9_.-]`,
+/// starting and ending alphanumeric).
+fn is_label_value(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    bytes.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values() {
+        assert!(is_label_value("region1"));
+        assert!(is_label_value("a.b-c_d"));
+        assert!(!is_label_value(""));
+        assert!(!is_label_value("-a"));
+        assert!(!is_label_value(&"a".repeat(64)));
+        assert!(is_label_value(&"a".repeat(63)));
+    }
 }

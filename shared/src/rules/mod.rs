@@ -9,9 +9,11 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 
 pub mod cluster_deployment;
+pub mod codes;
 pub mod credential;
 pub mod provider_interface;
 pub mod region;
+pub(crate) mod support;
 
 /// The admission operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
