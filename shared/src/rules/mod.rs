@@ -55,6 +55,24 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// Every kind the webhook admits (the deploy manifests' webhook rules are checked against it).
+    pub const ALL: [ResourceKind; 4] = [
+        ResourceKind::Credential,
+        ResourceKind::Region,
+        ResourceKind::ProviderInterface,
+        ResourceKind::ClusterDeployment,
+    ];
+
+    /// The resource name (plural) used in webhook rules and RBAC.
+    pub fn plural(&self) -> &'static str {
+        match self {
+            ResourceKind::Credential => "credentials",
+            ResourceKind::Region => "regions",
+            ResourceKind::ProviderInterface => "providerinterfaces",
+            ResourceKind::ClusterDeployment => "clusterdeployments",
+        }
+    }
+
     /// Group+kind match (any version).
     pub fn from_gvk(gvk: &Gvk) -> Option<Self> {
         if gvk.group != crate::K0RDENT_GROUP {
