@@ -103,6 +103,8 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
                 "create a new Credential with the wanted region (and move ClusterDeployments to it), \
                  then delete this one",
             ));
+            // Checks against the new region would only add noise to a denied write.
+            return out;
         }
         // Only changes are judged: a deleting object or an unchanged spec gets no further checks.
         if is_deleting(obj) || old.and_then(|o| o.get("spec")) == obj.get("spec") {
