@@ -1,1 +1,1439 @@
-//! The ordered readiness checks behind `explain` (to be filled in).
+//! The ordered readiness checks behind `kubectl credential explain`.
+//!
+//! [`explain`] walks a Credential's dependencies in a fixed order — the Credential and KCM's
+//! condition, `identityRef`, the Region, the regional cluster, the identity CRD, the
+//! ProviderInterface, the source identity and its references, the distributed copies, the
+//! ClusterDeployments that use it — and returns a [`Report`]: a tree of [`Check`]s with evidence,
+//! the verdict, the root cause (the first failing check, phrased for an operator) and what to do.
+//!
+//! Reference resolution is [`crate::identity::plan`]'s job; this module only reads its result.
+//! Evidence names objects, fields and Secret keys, never Secret values.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::estate::{Cluster, Estate, Served};
+use crate::gvk::{Gvk, builtin_scope};
+use crate::identity::{self, ObjectKey, Plan, PlanProblem, PlannedCopy};
+use crate::model::{self, Condition, Credential, Region, labels};
+
+/// The overall answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    Ready,
+    NotReady,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    Warn,
+    /// Not checked (not applicable, or the estate cannot tell); the summary says why.
+    Skip,
+}
+
+/// One node of the readiness tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    /// What is checked: `Credential`, `identityRef`, `Region`, `Regional cluster`, `CRD`,
+    /// `ProviderInterface`, `Identity` (children: its references), `Copies` (children: one per
+    /// object), `ClusterDeployments`.
+    pub name: String,
+    pub status: Status,
+    /// One line: what was found.
+    pub summary: String,
+    /// Further lines: quoted KCM messages and their meaning, names of related objects.
+    pub evidence: Vec<String>,
+    pub children: Vec<Check>,
+}
+
+impl Check {
+    fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Self {
+        Check { name: name.into(), status, summary: summary.into(), evidence: Vec::new(), children: Vec::new() }
+    }
+    fn with_evidence(mut self, lines: impl IntoIterator<Item = String>) -> Self {
+        self.evidence.extend(lines);
+        self
+    }
+}
+
+/// The result of [`explain`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// `namespace/name` of the Credential.
+    pub credential: String,
+    pub verdict: Verdict,
+    /// Why it is not ready (the first failing check); empty when ready.
+    pub root_cause: String,
+    pub checks: Vec<Check>,
+    /// What to do, in order; the last line names the command to run again. Empty when ready.
+    pub fix: Vec<String>,
+}
+
+/// How the estate was obtained, for wording only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Source {
+    /// Live API access (the plugin with a kubeconfig, or the webhook's caches).
+    #[default]
+    Live,
+    /// Offline files: the directory given to `--from`.
+    Files { dir: String },
+}
+
+/// Options of [`explain_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ExplainOptions {
+    /// The command the fix tells the user to run again; `kubectl credential explain NAME -n NS`
+    /// when `None`.
+    pub rerun_command: Option<String>,
+    pub source: Source,
+}
+
+/// Why no report could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// The Credential does not exist. `available` lists the Credentials of that namespace.
+    #[error("credentials.k0rdent.mirantis.com \"{name}\" not found")]
+    NotFound { namespace: String, name: String, available: Vec<String> },
+}
+
+/// Explains a Credential's readiness with default options.
+pub fn explain(namespace: &str, name: &str, estate: &dyn Estate) -> Result<Report, ExplainError> {
+    explain_with(namespace, name, estate, &ExplainOptions::default())
+}
+
+/// Explains a Credential's readiness.
+pub fn explain_with(
+    namespace: &str,
+    name: &str,
+    estate: &dyn Estate,
+    opts: &ExplainOptions,
+) -> Result<Report, ExplainError> {
+    let Some(obj) = estate.get(&Cluster::Management, &Gvk::credential(), Some(namespace), name) else {
+        let available = names(&estate.list(&Cluster::Management, &Gvk::credential(), Some(namespace)));
+        return Err(ExplainError::NotFound { namespace: namespace.into(), name: name.into(), available });
+    };
+    let rerun =
+        opts.rerun_command.clone().unwrap_or_else(|| format!("kubectl credential explain {name} -n {namespace}"));
+    let mut ex = Explainer {
+        estate,
+        opts,
+        namespace,
+        name,
+        checks: Vec::new(),
+        cause: None,
+        kcm_not_ready: None,
+        region: None,
+        region_cluster: None,
+    };
+    ex.run(&obj);
+    Ok(ex.finish(&rerun))
+}
+
+/// The first failure: root cause and fix lines.
+struct Cause {
+    text: String,
+    fix: Vec<String>,
+}
+
+/// The reference of a Credential, once known to be complete.
+struct IdentityTarget {
+    gvk: Gvk,
+    namespace: Option<String>,
+    name: String,
+}
+
+struct Explainer<'a> {
+    estate: &'a dyn Estate,
+    opts: &'a ExplainOptions,
+    namespace: &'a str,
+    name: &'a str,
+    checks: Vec<Check>,
+    cause: Option<Cause>,
+    /// Set when KCM does not report the Credential Ready: (root cause, fix) to use when no check fails.
+    kcm_not_ready: Option<Cause>,
+    /// `spec.region`, when set.
+    region: Option<String>,
+    /// The regional cluster, when the Region exists and the estate holds its state.
+    region_cluster: Option<Cluster>,
+}
+
+impl Explainer<'_> {
+    /// Records the root cause unless an earlier check already failed.
+    fn fail(&mut self, text: impl Into<String>, fix: Vec<String>) {
+        if self.cause.is_none() {
+            self.cause = Some(Cause { text: text.into(), fix });
+        }
+    }
+
+    fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    fn run(&mut self, obj: &Arc<Value>) {
+        let cred = match model::from_value::<Credential>("Credential", obj) {
+            Ok(c) => c,
+            Err(e) => {
+                let msg = format!("Credential {} cannot be read: {}", self.key(), e.source);
+                self.checks.push(Check::new("Credential", Status::Fail, msg.clone()));
+                self.fail(
+                    msg,
+                    vec![format!(
+                        "fix the Credential's fields (kubectl edit credential {} -n {})",
+                        self.name, self.namespace
+                    )],
+                );
+                return;
+            }
+        };
+        self.region = cred.region().map(str::to_string);
+        self.check_credential(&cred);
+        let target = self.check_identity_ref(&cred);
+        if let Some(region) = self.region.clone() {
+            self.check_region(&region);
+        } else {
+            self.checks.push(Check::new(
+                "Region",
+                Status::Skip,
+                "none: spec.region is not set, the identity is used in the management cluster",
+            ));
+        }
+        let Some(target) = target else {
+            for name in ["CRD", "ProviderInterface", "Identity", "Copies"] {
+                self.checks.push(Check::new(name, Status::Skip, "not checked: spec.identityRef is incomplete"));
+            }
+            self.check_cluster_deployments();
+            return;
+        };
+        self.check_crd(&target);
+        let plan = identity::plan(obj, self.estate);
+        self.check_provider_interface(&target, &plan);
+        let refs_plan = self.reference_plan(obj, &plan);
+        self.check_identity(&target, &refs_plan);
+        self.check_copies(&plan);
+        self.check_cluster_deployments();
+    }
+
+    fn finish(mut self, rerun: &str) -> Report {
+        let cause = self.cause.take().or(self.kcm_not_ready.take());
+        let verdict = if cause.is_some() { Verdict::NotReady } else { Verdict::Ready };
+        if verdict == Verdict::NotReady
+            && let Some(cds) = self.checks.iter_mut().find(|c| c.name == "ClusterDeployments" && !c.evidence.is_empty())
+        {
+            cds.status = Status::Warn;
+            cds.summary = format!("{} (blocked until the Credential is ready)", cds.summary);
+        }
+        let (root_cause, fix) = match cause {
+            Some(Cause { text, mut fix }) => {
+                fix.push(format!("Then run `{rerun}` again."));
+                (text, fix)
+            }
+            None => (String::new(), Vec::new()),
+        };
+        Report { credential: self.key(), verdict, root_cause, checks: self.checks, fix }
+    }
+
+    // ---- 1. the Credential and KCM's condition -------------------------------------------------
+
+    fn check_credential(&mut self, cred: &Credential) {
+        let ready = cred.status.as_ref().is_some_and(|s| s.ready);
+        let cond = cred.condition(labels::CREDENTIAL_READY_CONDITION);
+        let mut summary = format!("READY={ready}");
+        let mut evidence = Vec::new();
+        match cond {
+            Some(c) => {
+                summary.push_str(&format!("  {}", condition_text(labels::CREDENTIAL_READY_CONDITION, c)));
+                let generation = cred.metadata.generation.unwrap_or(0);
+                if let Some(og) = c.observed_generation.filter(|og| *og < generation) {
+                    evidence.push(format!(
+                        "the condition is stale: observedGeneration {og} < generation {generation} (KCM has not \
+                         reconciled the latest spec)"
+                    ));
+                }
+            }
+            None => summary.push_str("  no CredentialReady condition"),
+        }
+        let cond_true = cond.is_some_and(|c| c.status == "True");
+        let mut status = if ready && cond_true { Status::Pass } else { Status::Warn };
+        if !(ready && cond_true) {
+            let meaning = cond.and_then(|c| c.message.as_deref()).and_then(|m| self.translate(m));
+            let text = match (&meaning, cond) {
+                (Some(m), _) => format!("KCM reports it not ready: {m}"),
+                (None, Some(c)) => format!(
+                    "KCM reports it not ready: {}",
+                    c.message.as_deref().filter(|m| !m.is_empty()).unwrap_or("(no message)")
+                ),
+                (None, None) => "KCM has not marked it ready yet (no CredentialReady condition)".to_string(),
+            };
+            if let Some(m) = &meaning {
+                evidence.push(format!("means: {m}"));
+            }
+            if cond.is_none() {
+                evidence.push(
+                    "KCM sets CredentialReady after distributing the identity; distribution errors leave it unset"
+                        .to_string(),
+                );
+            }
+            self.kcm_not_ready = Some(Cause {
+                text,
+                fix: vec![format!(
+                    "wait for KCM to reconcile the Credential (it retries with backoff and every 15 minutes), \
+                     or check its events: kubectl describe credential {} -n {}",
+                    self.name, self.namespace
+                )],
+            });
+        }
+        if let Some(ts) = &cred.metadata.deletion_timestamp {
+            status = Status::Fail;
+            evidence.push(format!("deletionTimestamp {ts}"));
+            self.fail(
+                format!("Credential {} is being deleted", self.key()),
+                vec!["create a new Credential for new ClusterDeployments; this one is going away".to_string()],
+            );
+        }
+        let mut check = Check::new("Credential", status, summary);
+        if let Some(msg) = cond.and_then(|c| c.message.as_deref()).filter(|_| !cond_true) {
+            check.evidence.push(format!("KCM: {:?}", msg));
+        }
+        check.evidence.extend(evidence);
+        self.checks.push(check);
+    }
+
+    /// Translates a KCM condition message into what it means for an operator.
+    fn translate(&self, msg: &str) -> Option<String> {
+        let where_kcm_looks = match &self.region {
+            Some(r) => format!("Region {r}"),
+            None => "the management cluster".to_string(),
+        };
+        if let Some(rest) = msg.split("no matches for ").nth(1) {
+            let gv: String = rest.chars().take_while(|c| !matches!(c, ',' | ' ' | '"')).collect();
+            let gv = gv.trim_start_matches("kind");
+            return Some(format!(
+                "{gv} is not served in {where_kcm_looks}: the provider of that API is not enabled there (or \
+                 failed to install)"
+            ));
+        }
+        if let Some(rest) = msg.strip_prefix("regions.k0rdent.mirantis.com \"") {
+            let region = rest.split('"').next().unwrap_or_default();
+            return Some(format!("Region {region} does not exist"));
+        }
+        if let Some(region) = msg.strip_prefix("region ").and_then(|r| r.strip_suffix(" is deleted")) {
+            return Some(format!("Region {region} is being deleted"));
+        }
+        if msg.contains("ClusterIdentity object of Kind=") && msg.ends_with("not found") {
+            let what = msg.split("Kind=").nth(1).and_then(|s| s.split(" not found").next()).unwrap_or_default();
+            let (kind, key) = what.split_once(' ').unwrap_or((what, ""));
+            let key = key.trim_start_matches('/');
+            return Some(format!("the identity {kind} {key} does not exist in {where_kcm_looks}"));
+        }
+        if msg.contains("kubeconfig from Secret") && msg.contains("is empty") {
+            return Some("the Region's kubeconfig Secret has no data under its key".to_string());
+        }
+        if msg.starts_with("failed to get Management") {
+            return Some("KCM's Management object is missing or unreadable".to_string());
+        }
+        None
+    }
+
+    // ---- 2. identityRef ------------------------------------------------------------------------
+
+    fn check_identity_ref(&mut self, cred: &Credential) -> Option<IdentityTarget> {
+        let r = cred.identity_ref();
+        let get = |f: Option<&String>| f.map(|s| s.as_str()).filter(|s| !s.is_empty()).map(str::to_string);
+        let (av, kind, name, ns) = match r {
+            Some(r) => {
+                (get(r.api_version.as_ref()), get(r.kind.as_ref()), get(r.name.as_ref()), get(r.namespace.as_ref()))
+            }
+            None => (None, None, None, None),
+        };
+        let missing: Vec<&str> = [("apiVersion", &av), ("kind", &kind), ("name", &name)]
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(f, _)| *f)
+            .collect();
+        if !missing.is_empty() {
+            let summary = if r.is_none() {
+                "spec.identityRef is not set".to_string()
+            } else {
+                format!("spec.identityRef has no {}", missing.join(", "))
+            };
+            self.checks.push(Check::new("identityRef", Status::Fail, summary.clone()));
+            self.fail(
+                format!("{summary}: KCM cannot find the identity"),
+                vec![format!(
+                    "set spec.identityRef.{{apiVersion,kind,name}} to the cluster identity object: kubectl edit \
+                     credential {} -n {}",
+                    self.name, self.namespace
+                )],
+            );
+            return None;
+        }
+        let (av, kind, name) = (av.unwrap_or_default(), kind.unwrap_or_default(), name.unwrap_or_default());
+        let gvk = Gvk::from_api_version(&av, &kind);
+        let mut check = Check::new(
+            "identityRef",
+            Status::Pass,
+            format!("{av} {kind} {}", ns.as_ref().map(|n| format!("{n}/{name}")).unwrap_or_else(|| name.clone())),
+        );
+        match (self.estate.namespaced(&Cluster::Management, &gvk), &ns) {
+            (Some(true), None) => {
+                check.status = Status::Warn;
+                check.evidence.push(format!(
+                    "{kind} is namespaced but identityRef.namespace is not set: KCM looks it up as cluster-scoped"
+                ));
+            }
+            (Some(false), Some(n)) => {
+                check.evidence.push(format!("{kind} is cluster-scoped: identityRef.namespace {n} is ignored"));
+            }
+            _ => {}
+        }
+        self.checks.push(check);
+        let namespace = match self.estate.namespaced(&Cluster::Management, &gvk) {
+            Some(false) => None,
+            _ => ns,
+        };
+        Some(IdentityTarget { gvk, namespace, name })
+    }
+
+    // ---- 3./4. Region and regional cluster ------------------------------------------------------
+
+    fn check_region(&mut self, region: &str) {
+        let mgmt = Cluster::Management;
+        let Some(obj) = self.estate.get(&mgmt, &Gvk::region(), None, region) else {
+            let existing = names(&self.estate.list(&mgmt, &Gvk::region(), None));
+            let mut check = Check::new("Region", Status::Fail, format!("{region} does not exist"));
+            check.evidence.push(if existing.is_empty() {
+                "no Regions exist".to_string()
+            } else {
+                format!("existing Regions: {}", existing.join(", "))
+            });
+            self.checks.push(check);
+            self.checks.push(Check::new("Regional cluster", Status::Skip, "not checked: the Region does not exist"));
+            self.fail(
+                format!("Region {region} does not exist"),
+                vec![format!(
+                    "create Region {region}, or create a new Credential whose spec.region names an existing \
+                     Region (spec.region cannot be changed)"
+                )],
+            );
+            return;
+        };
+        let rgn: Region = model::from_value("Region", &obj).unwrap_or_default();
+        let mut problems: Vec<(String, Vec<String>)> = Vec::new();
+        let mut evidence = Vec::new();
+        if let Some(ts) = &rgn.metadata.deletion_timestamp {
+            evidence.push(format!("deletionTimestamp {ts}"));
+            problems.push((
+                format!("Region {region} is being deleted"),
+                vec![format!("create a new Credential in another Region; Region {region} is going away")],
+            ));
+        }
+        let ready_text = match rgn.ready_condition() {
+            Some(c) => {
+                if c.status != "True" {
+                    let why = c.message.as_deref().filter(|m| !m.is_empty()).or(c.reason.as_deref()).unwrap_or("");
+                    evidence.push(format!("Ready={} ({}) {:?}", c.status, c.reason.as_deref().unwrap_or(""), why));
+                    problems.push((
+                        format!("Region {region} is not Ready: {why}"),
+                        vec![
+                            format!(
+                                "see which components fail: kubectl get region {region} -o yaml (status.components)"
+                            ),
+                            format!("wait for Region {region} to become Ready"),
+                        ],
+                    ));
+                }
+                format!("Ready={}", c.status)
+            }
+            None => {
+                problems.push((
+                    format!("Region {region} has no Ready condition yet"),
+                    vec![format!("wait for KCM to reconcile Region {region}: kubectl describe region {region}")],
+                ));
+                "no Ready condition".to_string()
+            }
+        };
+        let kubeconfig = self.check_kubeconfig(region, &rgn, &mut problems);
+        let status = if problems.is_empty() { Status::Pass } else { Status::Fail };
+        self.checks.push(
+            Check::new("Region", status, format!("{region}  {ready_text}  {kubeconfig}")).with_evidence(evidence),
+        );
+        if let Some((text, fix)) = problems.into_iter().next() {
+            self.fail(text, fix);
+        }
+        let cluster = Cluster::Region(region.to_string());
+        if self.estate.knows_cluster(&cluster) {
+            let how = match &self.opts.source {
+                Source::Files { dir } => format!("files under {}", regional_dir(dir, region)),
+                Source::Live => "reachable".to_string(),
+            };
+            self.checks.push(Check::new("Regional cluster", Status::Pass, format!("{region}: {how}")));
+            self.region_cluster = Some(cluster);
+        } else {
+            let (summary, fix) = match &self.opts.source {
+                Source::Files { dir } => (
+                    format!("{region}: no files under {}", regional_dir(dir, region)),
+                    format!(
+                        "export the regional cluster's objects into {}: kubectl --kubeconfig <{region} kubeconfig> get \
+                         crd,providerinterfaces,secrets -A -o yaml (plus its identity kinds)",
+                        regional_dir(dir, region)
+                    ),
+                ),
+                Source::Live => (
+                    format!("{region}: not reachable"),
+                    format!(
+                        "check that the kubeconfig Secret of Region {region} is valid and its API server reachable"
+                    ),
+                ),
+            };
+            self.checks.push(Check::new("Regional cluster", Status::Fail, summary.clone()));
+            self.fail(format!("the regional cluster of Region {region} is unknown ({summary})"), vec![fix]);
+        }
+    }
+
+    /// Checks the Region's kubeconfig Secret; returns the summary fragment.
+    fn check_kubeconfig(&self, region: &str, rgn: &Region, problems: &mut Vec<(String, Vec<String>)>) -> String {
+        let spec = rgn.spec.clone().unwrap_or_default();
+        let (ns, secret, key) = if let Some(kc) = spec.kube_config.as_ref() {
+            (
+                self.estate.system_namespace().to_string(),
+                kc.name.clone().unwrap_or_default(),
+                kc.key.clone().unwrap_or_default(),
+            )
+        } else if let Some(cd) = spec.cluster_deployment.as_ref() {
+            let name = cd.name.clone().unwrap_or_default();
+            (cd.namespace.clone().unwrap_or_default(), format!("{name}-kubeconfig"), "value".to_string())
+        } else {
+            problems.push((
+                format!("Region {region} has neither spec.kubeConfig nor spec.clusterDeployment"),
+                vec![format!("recreate Region {region} with exactly one of spec.kubeConfig or spec.clusterDeployment")],
+            ));
+            return "no kubeconfig reference".to_string();
+        };
+        let label = format!("kubeconfig Secret {ns}/{secret}[{key}]");
+        match self.estate.get(&Cluster::Management, &Gvk::secret(), Some(&ns), &secret) {
+            None => problems.push((
+                format!("the kubeconfig Secret {ns}/{secret} of Region {region} does not exist"),
+                vec![format!("create Secret {ns}/{secret} with the regional cluster's kubeconfig under key {key:?}")],
+            )),
+            Some(s) if !secret_has_key(&s, &key) => problems.push((
+                format!("the kubeconfig Secret {ns}/{secret} of Region {region} has no data under key {key:?}"),
+                vec![format!("put the regional cluster's kubeconfig into Secret {ns}/{secret} under key {key:?}")],
+            )),
+            Some(_) => return label,
+        }
+        format!("{label} (missing)")
+    }
+
+    // ---- 5. CRD --------------------------------------------------------------------------------
+
+    fn check_crd(&mut self, t: &IdentityTarget) {
+        let gvk = &t.gvk;
+        if builtin_scope(gvk).is_some() {
+            self.checks.push(Check::new("CRD", Status::Pass, format!("{gvk} is built in (served everywhere)")));
+            return;
+        }
+        let mut clusters = vec![Cluster::Management];
+        let mut skipped_region = None;
+        if let Some(r) = &self.region {
+            match &self.region_cluster {
+                Some(c) => clusters.push(c.clone()),
+                None => skipped_region = Some(r.clone()),
+            }
+        }
+        let mut served_in = Vec::new();
+        let mut unknown_in = Vec::new();
+        let mut evidence = Vec::new();
+        let mut failure: Option<(String, String, Vec<String>)> = None; // (summary, cause, fix)
+        let mut crd_name = default_crd_name(gvk);
+        for c in &clusters {
+            let crd = find_crd(self.estate, c, gvk);
+            if let Some((n, _)) = &crd {
+                crd_name = n.clone();
+            }
+            match self.estate.served(c, gvk) {
+                Served::Yes => served_in.push(cluster_name(c)),
+                Served::Unknown => unknown_in.push(cluster_name(c)),
+                Served::No => {
+                    if failure.is_some() {
+                        evidence.push(format!("not served in {} either", cluster_name(c)));
+                        continue;
+                    }
+                    failure = Some(match crd {
+                        Some((name, versions)) if !versions.is_empty() => (
+                            format!(
+                                "{name} serves {} in {}, not {}",
+                                versions.join(", "),
+                                cluster_name(c),
+                                gvk.version
+                            ),
+                            format!(
+                                "{} {} is not served at {} in {} (served: {})",
+                                gvk.group,
+                                gvk.kind,
+                                gvk.version,
+                                where_(c),
+                                versions.join(", ")
+                            ),
+                            vec![format!(
+                                "set spec.identityRef.apiVersion to a served version, e.g. {}/{}",
+                                gvk.group,
+                                versions.last().map(String::as_str).unwrap_or_default()
+                            )],
+                        ),
+                        _ => {
+                            let provider = self.provider_of(gvk);
+                            (
+                                format!("{crd_name} not served in {}", cluster_name(c)),
+                                match (&provider, c) {
+                                    (Some(p), Cluster::Region(r)) => {
+                                        format!("provider {} is not enabled in Region {r}", p.display)
+                                    }
+                                    (Some(p), Cluster::Management) => {
+                                        format!("provider {} is not enabled in the management cluster", p.display)
+                                    }
+                                    (None, _) => format!("{gvk} is not served in {}", where_(c)),
+                                },
+                                enable_provider_fix(&provider, gvk, c),
+                            )
+                        }
+                    });
+                }
+            }
+        }
+        let status = if failure.is_some() {
+            Status::Fail
+        } else if served_in.is_empty() {
+            Status::Skip
+        } else {
+            Status::Pass
+        };
+        let summary = match &failure {
+            Some((s, _, _)) => {
+                if !served_in.is_empty() {
+                    evidence.insert(0, format!("(served in {})", served_in.join(" and ")));
+                }
+                s.clone()
+            }
+            None if served_in.is_empty() => {
+                format!("{crd_name}: not checked (no CRDs known for {})", unknown_in.join(", "))
+            }
+            None => format!("{crd_name} {} served in {}", gvk.version, served_in.join(" and ")),
+        };
+        if failure.is_none() && !unknown_in.is_empty() && !served_in.is_empty() {
+            evidence.push(format!("not checked in {}: no CRDs known for it", unknown_in.join(", ")));
+        }
+        if let Some(r) = skipped_region {
+            evidence.push(format!("not checked in {r}: its cluster is unknown"));
+        }
+        self.checks.push(Check::new("CRD", status, summary).with_evidence(evidence));
+        if let Some((_, cause, fix)) = failure {
+            self.fail(cause, fix);
+        }
+    }
+
+    /// The provider (from the management cluster's ProviderInterfaces) that declares this kind.
+    fn provider_of(&self, gvk: &Gvk) -> Option<Provider> {
+        let pis = self.estate.list(&Cluster::Management, &Gvk::provider_interface(), None);
+        pis.iter()
+            .find(|pi| pi_entries(pi).iter().any(|e| e.same_group_kind(gvk)))
+            .map(|pi| Provider::from_pi_name(&object_name(pi)))
+    }
+
+    // ---- 6. ProviderInterface ------------------------------------------------------------------
+
+    fn check_provider_interface(&mut self, t: &IdentityTarget, plan: &Plan) {
+        let gvk = &t.gvk;
+        let target = plan.target_cluster.clone().unwrap_or(Cluster::Management);
+        let distributed = plan.target_cluster.is_some();
+        if distributed && plan.problems.iter().any(|p| matches!(p, PlanProblem::TargetUnknown)) {
+            self.checks.push(Check::new(
+                "ProviderInterface",
+                Status::Skip,
+                format!("not checked: {} is unknown", cluster_name(&target)),
+            ));
+            return;
+        }
+        let pis = self.estate.list(&target, &Gvk::provider_interface(), None);
+        let exact = pis.iter().find(|pi| pi_entries(pi).iter().any(|e| e == gvk));
+        let kind_only = pis
+            .iter()
+            .find_map(|pi| pi_entries(pi).into_iter().find(|e| e.same_group_kind(gvk)).map(|e| (object_name(pi), e)));
+        let in_target = cluster_name(&target);
+        let mut evidence = Vec::new();
+        let declared: Vec<String> = pis.iter().map(|pi| object_name(pi)).collect();
+        if let Some(pi) = exact.map(|pi| object_name(pi)).or(plan.provider_interface.clone()) {
+            let refs = pis
+                .iter()
+                .find(|p| object_name(p) == pi)
+                .and_then(|p| pi_entry_refs(p, gvk))
+                .map(|n| format!(" ({n} reference{})", if n == 1 { "" } else { "s" }))
+                .unwrap_or_default();
+            self.checks.push(Check::new(
+                "ProviderInterface",
+                Status::Pass,
+                format!("{pi} in {in_target} declares {gvk}{refs}"),
+            ));
+            return;
+        }
+        let consequence = if distributed {
+            "identity distribution will not happen"
+        } else {
+            "KCM rejects ClusterDeployments that use this Credential"
+        };
+        if let Some((pi, declared_gvk)) = kind_only {
+            if !distributed {
+                // KCM's ClusterDeployment webhook matches on kind only: nothing breaks here.
+                self.checks.push(
+                    Check::new(
+                        "ProviderInterface",
+                        Status::Pass,
+                        format!("{pi} in {in_target} declares {} (kind match)", gvk.kind),
+                    )
+                    .with_evidence([format!(
+                        "it declares version {}, identityRef uses {}: matters only if the Credential is distributed",
+                        declared_gvk.version, gvk.version
+                    )]),
+                );
+                return;
+            }
+            let summary = format!(
+                "{pi} in {in_target} declares {} only at {}, identityRef uses {}: {consequence}",
+                gvk.kind,
+                declared_gvk.api_version(),
+                gvk.api_version()
+            );
+            self.checks.push(Check::new("ProviderInterface", Status::Fail, summary));
+            self.fail(
+                format!(
+                    "ProviderInterface {pi} in {} declares {} at {}, not {}: {consequence}",
+                    where_(&target),
+                    gvk.kind,
+                    declared_gvk.api_version(),
+                    gvk.api_version()
+                ),
+                vec![format!("set spec.identityRef.apiVersion to {}", declared_gvk.api_version())],
+            );
+            return;
+        }
+        evidence.push(if declared.is_empty() {
+            format!("no ProviderInterfaces in {in_target}")
+        } else {
+            format!("ProviderInterfaces in {in_target}: {}", declared.join(", "))
+        });
+        let mgmt_declaring: Vec<String> = self
+            .estate
+            .list(&Cluster::Management, &Gvk::provider_interface(), None)
+            .iter()
+            .filter(|pi| pi_entries(pi).iter().any(|e| e == gvk))
+            .map(|pi| object_name(pi))
+            .collect();
+        if target != Cluster::Management && !mgmt_declaring.is_empty() {
+            evidence.push(format!("in the management cluster it is declared by {}", mgmt_declaring.join(", ")));
+        }
+        self.checks.push(
+            Check::new("ProviderInterface", Status::Fail, format!("none in {in_target} declares {gvk}: {consequence}"))
+                .with_evidence(evidence),
+        );
+        let fix = match (&target, mgmt_declaring.first()) {
+            (Cluster::Region(r), Some(pi)) => vec![format!(
+                "enable the provider on Region {r} (spec.providers: {pi}), or add a clusterIdentities entry for \
+                 {gvk} to a ProviderInterface in {r}"
+            )],
+            (Cluster::Region(r), None) => {
+                vec![format!("add a clusterIdentities entry for {gvk} to a ProviderInterface in Region {r}")]
+            }
+            (Cluster::Management, _) => {
+                vec![format!("add a clusterIdentities entry for {gvk} to the provider's ProviderInterface")]
+            }
+        };
+        self.fail(format!("no ProviderInterface in {} declares {gvk}: {consequence}", where_(&target)), fix);
+    }
+
+    /// The plan whose copies show the identity's references. A distributed Credential's own plan
+    /// when it resolved anything; otherwise the plan distribution would make in the management
+    /// cluster (so references are shown even when distribution is off or cannot happen).
+    fn reference_plan(&self, obj: &Value, plan: &Plan) -> (Plan, bool) {
+        if plan.target_cluster.is_some() && !plan.copies.is_empty() {
+            return (plan.clone(), false);
+        }
+        let mut probe = obj.clone();
+        if let Some(spec) = probe.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("region");
+        }
+        if let Some(meta) = probe.get_mut("metadata").and_then(Value::as_object_mut) {
+            let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(l) = labels.as_object_mut() {
+                l.insert(labels::MANAGED.to_string(), Value::String("true".into()));
+            }
+        }
+        (identity::plan(&probe, self.estate), self.region.is_some())
+    }
+
+    // ---- 7. source identity and its references -------------------------------------------------
+
+    fn check_identity(&mut self, t: &IdentityTarget, refs: &(Plan, bool)) {
+        let (plan, via_management) = refs;
+        let key = ObjectKey { gvk: t.gvk.clone(), namespace: t.namespace.clone(), name: t.name.clone() };
+        let label = format!("{} {}", t.gvk.kind, key_name(&key));
+        if self.estate.get(&Cluster::Management, &t.gvk, t.namespace.as_deref(), &t.name).is_none() {
+            let others = names(&self.estate.list(&Cluster::Management, &t.gvk, None));
+            let mut check = Check::new("Identity", Status::Fail, format!("{label} does not exist in management"));
+            if !others.is_empty() {
+                check.evidence.push(format!("existing {} objects: {}", t.gvk.kind, others.join(", ")));
+            }
+            self.checks.push(check);
+            self.fail(
+                format!("identity {label} does not exist in the management cluster"),
+                vec![format!(
+                    "create {label} in the management cluster, or point spec.identityRef at an existing one \
+                     (kubectl edit credential {} -n {})",
+                    self.name, self.namespace
+                )],
+            );
+            return;
+        }
+        let mut check = Check::new("Identity", Status::Pass, format!("{label} (management)"));
+        if *via_management && !plan.copies.is_empty() {
+            check.evidence.push("references resolved with the management cluster's ProviderInterfaces".to_string());
+        }
+        let mut causes = Vec::new();
+        check.children = self.reference_children(plan, &key, &mut causes);
+        for p in &plan.problems {
+            match p {
+                PlanProblem::Cycle { chain } => {
+                    let text = format!(
+                        "reference cycle: {}",
+                        chain
+                            .iter()
+                            .map(|k| format!("{} {}", k.gvk.kind, key_name(k)))
+                            .collect::<Vec<_>>()
+                            .join(" -> ")
+                    );
+                    check.children.push(Check::new("Reference", Status::Fail, text.clone()));
+                    causes.push((text, vec!["break the cycle in the identities' references".to_string()]));
+                }
+                PlanProblem::TooDeep { at } => {
+                    let text = format!(
+                        "references nest deeper than {} levels at {} {}",
+                        identity::MAX_DEPTH,
+                        at.gvk.kind,
+                        key_name(at)
+                    );
+                    check.children.push(Check::new("Reference", Status::Fail, text.clone()));
+                    causes.push((text, vec!["shorten the chain of identity references".to_string()]));
+                }
+                _ => {}
+            }
+        }
+        if check.children.iter().any(|c| c.status == Status::Fail) {
+            check.status = Status::Fail;
+        }
+        self.checks.push(check);
+        if let Some((text, fix)) = causes.into_iter().next() {
+            self.fail(text, fix);
+        }
+    }
+
+    /// The references reached from `parent`, as checks (recursively).
+    fn reference_children(
+        &self,
+        plan: &Plan,
+        parent: &ObjectKey,
+        causes: &mut Vec<(String, Vec<String>)>,
+    ) -> Vec<Check> {
+        let mut out = Vec::new();
+        for p in &plan.problems {
+            if let PlanProblem::PathNotResolved { object, path, detail } = p
+                && same_key(object, parent)
+            {
+                let kind = reference_kind(self.estate, plan, &object.gvk, path);
+                let owner = format!("{} {}", object.gvk.kind, key_name(object));
+                out.push(Check::new(
+                    kind.clone().unwrap_or_else(|| "Reference".into()),
+                    Status::Fail,
+                    format!("{path} of {owner} does not resolve: {detail}"),
+                ));
+                causes.push((
+                    format!(
+                        "{owner} has no usable {path}{}: {detail}",
+                        kind.map(|k| format!(" (the ProviderInterface reads the {k} name there)")).unwrap_or_default()
+                    ),
+                    vec![format!(
+                        "set {path} on {owner} (kubectl edit {} {}{})",
+                        object.gvk.kind.to_lowercase(),
+                        object.name,
+                        object.namespace.as_ref().map(|n| format!(" -n {n}")).unwrap_or_default()
+                    )],
+                ));
+            }
+        }
+        for copy in plan.copies.iter().filter(|c| c.via.as_ref().is_some_and(|v| same_key(&v.parent, parent))) {
+            let Some(via) = &copy.via else { continue };
+            let src = &copy.source;
+            let name = src.gvk.kind.clone();
+            let mut check = if copy.object.is_some() {
+                Check::new(name, Status::Pass, format!("{}  via {}", key_name(src), via.name_field_path))
+            } else {
+                let owner = format!("{} {}", via.parent.gvk.kind, key_name(&via.parent));
+                causes.push((
+                    format!(
+                        "{} {} (named by {} of {owner}) does not exist in the management cluster",
+                        src.gvk.kind,
+                        key_name(src),
+                        via.name_field_path
+                    ),
+                    vec![format!(
+                        "create {} {} in the management cluster, or correct {} of {owner}",
+                        src.gvk.kind,
+                        key_name(src),
+                        via.name_field_path
+                    )],
+                ));
+                Check::new(
+                    name,
+                    Status::Fail,
+                    format!("{} does not exist (named by {})", key_name(src), via.name_field_path),
+                )
+            };
+            if let Some(nsp) = &via.namespace_field_path {
+                check.evidence.push(format!("namespace from {nsp}"));
+            }
+            check.children = self.reference_children(plan, src, causes);
+            if check.children.iter().any(|c| c.status == Status::Fail) {
+                check.status = Status::Fail;
+            }
+            out.push(check);
+        }
+        out
+    }
+
+    // ---- 8. copies -----------------------------------------------------------------------------
+
+    fn check_copies(&mut self, plan: &Plan) {
+        let Some(target) = plan.target_cluster.clone() else {
+            self.checks.push(Check::new(
+                "Copies",
+                Status::Skip,
+                "none needed: the Credential is neither regional nor distributed by AccessManagement",
+            ));
+            return;
+        };
+        let where_to = cluster_name(&target);
+        if !self.estate.knows_cluster(&target) {
+            self.checks.push(Check::new("Copies", Status::Skip, format!("not checked: {where_to} is unknown")));
+            return;
+        }
+        let copies: Vec<&PlannedCopy> =
+            plan.copies.iter().filter(|c| !(target == Cluster::Management && same_key(&c.source, &c.target))).collect();
+        if copies.is_empty() {
+            let summary = if plan.problems.is_empty() {
+                "nothing to copy".to_string()
+            } else {
+                "not checked: distribution cannot plan the copies (see above)".to_string()
+            };
+            let status = if plan.problems.is_empty() { Status::Pass } else { Status::Skip };
+            self.checks.push(Check::new("Copies", status, summary));
+            return;
+        }
+        let mut children = Vec::new();
+        let (mut present, mut missing, mut stale, mut expected) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
+        for copy in &copies {
+            let t = &copy.target;
+            let label = format!("{} {}", t.gvk.kind, key_name(t));
+            let Some(desired) = &copy.object else {
+                children.push(Check::new(
+                    t.gvk.kind.clone(),
+                    Status::Skip,
+                    format!("{} not checked: source missing", key_name(t)),
+                ));
+                continue;
+            };
+            expected += 1;
+            let Some(actual) = self.estate.get(&target, &t.gvk, t.namespace.as_deref(), &t.name) else {
+                children.push(Check::new(t.gvk.kind.clone(), Status::Fail, format!("{} missing", key_name(t))));
+                missing.push(label);
+                continue;
+            };
+            present.push(label.clone());
+            let diffs = differences(desired, &actual);
+            let managed = actual
+                .get("metadata")
+                .and_then(|m| m.get("labels"))
+                .and_then(|l| l.get(labels::MANAGED))
+                .and_then(Value::as_str)
+                == Some("true");
+            let check = match (diffs.is_empty(), managed) {
+                (true, true) => Check::new(t.gvk.kind.clone(), Status::Pass, format!("{} identical", key_name(t))),
+                (true, false) => Check::new(
+                    t.gvk.kind.clone(),
+                    Status::Warn,
+                    format!("{} identical, but not marked managed: distribution will not update it", key_name(t)),
+                ),
+                (false, m) => {
+                    stale.push((label.clone(), diffs.join("; "), m));
+                    Check::new(
+                        t.gvk.kind.clone(),
+                        Status::Fail,
+                        format!(
+                            "{} {}: {}",
+                            key_name(t),
+                            if m { "stale" } else { "differs and is not managed (conflict)" },
+                            diffs.join("; ")
+                        ),
+                    )
+                }
+            };
+            children.push(check);
+        }
+        let summary = if missing.is_empty() && stale.is_empty() {
+            format!("{} of {expected} objects present in {where_to} and identical to the source", present.len())
+        } else if stale.is_empty() {
+            format!("{} of {expected} objects present in {where_to}", present.len())
+        } else {
+            format!("{} of {expected} objects present in {where_to}, {} stale", present.len(), stale.len())
+        };
+        let status = if missing.is_empty() && stale.is_empty() {
+            if children.iter().any(|c| c.status == Status::Warn) { Status::Warn } else { Status::Pass }
+        } else {
+            Status::Fail
+        };
+        let mut check = Check::new("Copies", status, summary);
+        check.children = children;
+        self.checks.push(check);
+        let retrigger = format!(
+            "re-run distribution: credential-guard distributes on every change of the Credential, e.g. kubectl \
+             annotate credential {} -n {} credential-guard.k0rdent.mirantis.com/resync=\"$(date +%s)\" --overwrite",
+            self.name, self.namespace
+        );
+        let preview = format!("preview what is copied: kubectl credential plan {} -n {}", self.name, self.namespace);
+        if !missing.is_empty() {
+            self.fail(
+                format!(
+                    "{} of {expected} identity objects are missing in {} ({})",
+                    missing.len(),
+                    where_(&target),
+                    missing.join(", ")
+                ),
+                vec![retrigger, preview],
+            );
+        } else if let Some((label, diffs, managed)) = stale.into_iter().next() {
+            let fix = if managed {
+                vec![retrigger, preview]
+            } else {
+                vec![format!(
+                    "{label} in {where_to} was not created by distribution: delete it there (distribution then \
+                     recreates it) or mark it k0rdent.mirantis.com/managed=true"
+                )]
+            };
+            self.fail(format!("the copy of {label} in {} is stale: {diffs}", where_(&target)), fix);
+        }
+    }
+
+    // ---- 9. ClusterDeployments -----------------------------------------------------------------
+
+    fn check_cluster_deployments(&mut self) {
+        let users: Vec<String> = self
+            .estate
+            .list(&Cluster::Management, &Gvk::cluster_deployment(), Some(self.namespace))
+            .iter()
+            .filter(|cd| cd.get("spec").and_then(|s| s.get("credential")).and_then(Value::as_str) == Some(self.name))
+            .map(|cd| object_name(cd))
+            .collect();
+        let mut check = if users.is_empty() {
+            Check::new("ClusterDeployments", Status::Pass, "none use it")
+        } else {
+            Check::new(
+                "ClusterDeployments",
+                Status::Pass,
+                format!("{} use{} it", users.len(), if users.len() == 1 { "s" } else { "" }),
+            )
+        };
+        check.evidence = users.iter().map(|u| format!("{}/{u}", self.namespace)).collect();
+        self.checks.push(check);
+    }
+}
+
+/// A provider, named after its ProviderInterface (`cluster-api-provider-aws` -> `AWS`).
+struct Provider {
+    /// The ProviderInterface name, which is also the name to put in `spec.providers`.
+    pi: String,
+    display: String,
+}
+
+impl Provider {
+    fn from_pi_name(pi: &str) -> Self {
+        let short = pi.strip_prefix("cluster-api-provider-").unwrap_or(pi);
+        let display = match short {
+            "aws" => "AWS".to_string(),
+            "azure" => "Azure".to_string(),
+            "gcp" => "GCP".to_string(),
+            "vsphere" => "vSphere".to_string(),
+            "openstack" => "OpenStack".to_string(),
+            "docker" => "Docker".to_string(),
+            "kubevirt" => "KubeVirt".to_string(),
+            "k0smotron" => "k0smotron".to_string(),
+            other => other.to_string(),
+        };
+        Provider { pi: pi.to_string(), display }
+    }
+}
+
+fn enable_provider_fix(provider: &Option<Provider>, gvk: &Gvk, cluster: &Cluster) -> Vec<String> {
+    match (provider, cluster) {
+        (Some(p), Cluster::Region(r)) => vec![
+            format!("enable the {} provider on Region {r} (spec.providers: {})", p.display, p.pi),
+            format!("wait for Region {r} to be Ready"),
+        ],
+        (Some(p), Cluster::Management) => {
+            vec![format!(
+                "enable the {} provider in the management cluster (Management kcm spec.providers: {})",
+                p.display, p.pi
+            )]
+        }
+        (None, c) => vec![format!("install the CAPI provider that serves {gvk} in {}", where_(c))],
+    }
+}
+
+fn cluster_name(c: &Cluster) -> String {
+    match c {
+        Cluster::Management => "management".to_string(),
+        Cluster::Region(r) => r.clone(),
+    }
+}
+
+/// "Region r" or "the management cluster", for sentences.
+fn where_(c: &Cluster) -> String {
+    match c {
+        Cluster::Management => "the management cluster".to_string(),
+        Cluster::Region(r) => format!("Region {r}"),
+    }
+}
+
+fn regional_dir(dir: &str, region: &str) -> String {
+    format!("{}/regions/{region}/", dir.trim_end_matches('/'))
+}
+
+fn condition_text(type_: &str, c: &Condition) -> String {
+    match c.reason.as_deref().filter(|r| !r.is_empty()) {
+        Some(r) => format!("{type_}={} ({r})", c.status),
+        None => format!("{type_}={}", c.status),
+    }
+}
+
+fn object_name(v: &Value) -> String {
+    v.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+fn names(objs: &[Arc<Value>]) -> Vec<String> {
+    objs.iter().map(|o| model::display_name(o)).collect()
+}
+
+fn key_name(k: &ObjectKey) -> String {
+    match &k.namespace {
+        Some(ns) => format!("{ns}/{}", k.name),
+        None => k.name.clone(),
+    }
+}
+
+/// Same object, ignoring the version (the estate is version-insensitive too).
+fn same_key(a: &ObjectKey, b: &ObjectKey) -> bool {
+    a.gvk.same_group_kind(&b.gvk) && a.namespace == b.namespace && a.name == b.name
+}
+
+/// The identity GVKs a ProviderInterface declares.
+fn pi_entries(pi: &Value) -> Vec<Gvk> {
+    pi.get("spec")
+        .and_then(|s| s.get("clusterIdentities"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().map(entry_gvk).collect())
+        .unwrap_or_default()
+}
+
+fn entry_gvk(e: &Value) -> Gvk {
+    let s = |f: &str| e.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+    Gvk::new(s("group"), s("version"), s("kind"))
+}
+
+/// Number of references of the entry for exactly `gvk`.
+fn pi_entry_refs(pi: &Value, gvk: &Gvk) -> Option<usize> {
+    let entries = pi.get("spec")?.get("clusterIdentities")?.as_array()?;
+    let entry = entries.iter().find(|e| entry_gvk(e) == *gvk)?;
+    Some(entry.get("references").and_then(Value::as_array).map(Vec::len).unwrap_or(0))
+}
+
+/// The kind a reference path points at, from the ProviderInterface the plan used.
+fn reference_kind(estate: &dyn Estate, plan: &Plan, parent: &Gvk, path: &str) -> Option<String> {
+    let cluster = plan.target_cluster.clone().unwrap_or(Cluster::Management);
+    let pis = estate.list(&cluster, &Gvk::provider_interface(), None);
+    let pi = match &plan.provider_interface {
+        Some(n) => pis.into_iter().filter(|p| object_name(p) == *n).collect::<Vec<_>>(),
+        None => pis,
+    };
+    pi.iter().find_map(|p| {
+        let entries = p.get("spec")?.get("clusterIdentities")?.as_array()?;
+        let entry = entries.iter().find(|e| entry_gvk(e).same_group_kind(parent))?;
+        let refs = entry.get("references")?.as_array()?;
+        refs.iter()
+            .find(|r| r.get("nameFieldPath").and_then(Value::as_str) == Some(path))
+            .and_then(|r| r.get("kind")?.as_str().map(str::to_string))
+    })
+}
+
+/// The CRD serving group+kind in a cluster: (name, served versions).
+fn find_crd(estate: &dyn Estate, cluster: &Cluster, gvk: &Gvk) -> Option<(String, Vec<String>)> {
+    estate.list(cluster, &Gvk::crd(), None).into_iter().find_map(|crd| {
+        let spec = crd.get("spec")?;
+        let group = spec.get("group")?.as_str()?;
+        let kind = spec.get("names")?.get("kind")?.as_str()?;
+        if group != gvk.group || kind != gvk.kind {
+            return None;
+        }
+        let versions = spec
+            .get("versions")
+            .and_then(Value::as_array)
+            .map(|vs| {
+                vs.iter()
+                    .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+                    .filter_map(|v| v.get("name")?.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some((object_name(&crd), versions))
+    })
+}
+
+/// `<kind>s.<group>`: what a CRD for the kind is usually called, when none is loaded.
+fn default_crd_name(gvk: &Gvk) -> String {
+    let lower = gvk.kind.to_lowercase();
+    let plural = if lower.ends_with('y') {
+        format!("{}ies", &lower[..lower.len() - 1])
+    } else if lower.ends_with('s') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    };
+    format!("{plural}.{}", gvk.group)
+}
+
+fn secret_has_key(secret: &Value, key: &str) -> bool {
+    ["data", "stringData"]
+        .iter()
+        .any(|f| secret.get(*f).and_then(|d| d.get(key)).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
+}
+
+/// What differs between the desired copy and the one in the target cluster, by field and key
+/// (never by value). Secrets compare `data` with `stringData` folded in, as the API server stores them.
+fn differences(desired: &Value, actual: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let (d, a) = (normalised(desired), normalised(actual));
+    for field in ["data", "spec"] {
+        let (dv, av) = (d.get(field), a.get(field));
+        if dv == av {
+            continue;
+        }
+        match (dv.and_then(Value::as_object), av.and_then(Value::as_object)) {
+            (Some(dm), Some(am)) => {
+                let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                let changed: Vec<&str> =
+                    keys.into_iter().filter(|k| dm.get(*k) != am.get(*k)).map(String::as_str).collect();
+                out.push(format!("{field} differs (keys: {})", changed.join(", ")));
+            }
+            _ => out.push(format!("{field} differs")),
+        }
+    }
+    out
+}
+
+fn normalised(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    let Some(map) = o.as_object_mut() else { return o };
+    if let Some(Value::Object(sd)) = map.remove("stringData") {
+        let data = map.entry("data").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(data) = data.as_object_mut() {
+            for (k, v) in sd {
+                if let Some(s) = v.as_str() {
+                    data.insert(k, Value::String(base64_encode(s.as_bytes())));
+                }
+            }
+        }
+    }
+    if map.get("data").is_some_and(|d| d.as_object().is_some_and(|m| m.is_empty())) {
+        map.remove("data");
+    }
+    o
+}
+
+/// Standard base64 with padding (what Secret `data` holds); small enough not to need a crate.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estate::MemoryEstate;
+    use serde_json::json;
+
+    #[test]
+    fn base64_matches_known_vectors() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"EXAMPLE-NOT-A-SECRET"), "RVhBTVBMRS1OT1QtQS1TRUNSRVQ=");
+    }
+
+    #[test]
+    fn string_data_compares_equal_to_data() {
+        let a = json!({"kind": "Secret", "stringData": {"k": "foo"}});
+        let b = json!({"kind": "Secret", "data": {"k": "Zm9v"}});
+        assert!(differences(&a, &b).is_empty());
+        let c = json!({"kind": "Secret", "data": {"k": "YmFy", "x": "eA=="}});
+        let d = differences(&a, &c);
+        assert_eq!(d, vec!["data differs (keys: k, x)".to_string()]);
+        assert!(!d[0].contains("Zm9v") && !d[0].contains("YmFy"), "values leaked: {d:?}");
+    }
+
+    fn cred(region: Option<&str>, message: Option<&str>) -> Value {
+        let mut c = json!({
+            "apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+            "metadata": {"name": "c", "namespace": "kcm-system"},
+            "spec": {"identityRef": {"apiVersion": "v1", "kind": "Secret", "name": "s", "namespace": "kcm-system"}},
+            "status": {"ready": message.is_none()}
+        });
+        if let Some(r) = region {
+            c["spec"]["region"] = json!(r);
+        }
+        if let Some(m) = message {
+            c["status"]["conditions"] =
+                json!([{"type": "CredentialReady", "status": "False", "reason": "Failed", "message": m}]);
+        }
+        c
+    }
+
+    #[test]
+    fn missing_credential_is_an_error_listing_the_namespace() {
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, cred(None, None));
+        let err = explain("kcm-system", "nope", &e).unwrap_err();
+        assert_eq!(err.to_string(), "credentials.k0rdent.mirantis.com \"nope\" not found");
+        let ExplainError::NotFound { available, .. } = err;
+        assert_eq!(available, vec!["kcm-system/c".to_string()]);
+    }
+
+    #[test]
+    fn deleted_region_is_the_root_cause() {
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, cred(Some("r1"), Some("region r1 is deleted")));
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region",
+                   "metadata": {"name": "r1", "deletionTimestamp": "2025-01-01T00:00:00Z"},
+                   "spec": {"kubeConfig": {"name": "k", "key": "value"}},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "kcm-system"},
+                   "data": {"value": "eA=="}}),
+        );
+        e.add_cluster(Cluster::Region("r1".into()));
+        let r = explain("kcm-system", "c", &e).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+        assert_eq!(r.root_cause, "Region r1 is being deleted");
+        let credential = &r.checks[0];
+        assert!(credential.evidence.iter().any(|l| l == "means: Region r1 is being deleted"), "{credential:?}");
+        assert!(r.fix.last().unwrap().contains("kubectl credential explain c -n kcm-system"));
+    }
+
+    #[test]
+    fn kcm_messages_are_translated() {
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, cred(Some("region1"), None));
+        let opts = ExplainOptions::default();
+        let ex = Explainer {
+            estate: &e,
+            opts: &opts,
+            namespace: "ns",
+            name: "n",
+            checks: vec![],
+            cause: None,
+            kcm_not_ready: None,
+            region: Some("region1".into()),
+            region_cluster: None,
+        };
+        let t = |m: &str| ex.translate(m).unwrap_or_default();
+        assert_eq!(
+            t("failed to get ClusterIdentity object of Kind=AWSClusterStaticIdentity /x: unable to retrieve the \
+               complete list of server APIs: infrastructure.cluster.x-k8s.io/v1beta2: no matches for \
+               infrastructure.cluster.x-k8s.io/v1beta2, Resource="),
+            "infrastructure.cluster.x-k8s.io/v1beta2 is not served in Region region1: the provider of that API is \
+             not enabled there (or failed to install)"
+        );
+        assert_eq!(
+            t("ClusterIdentity object of Kind=Secret ns1/s not found"),
+            "the identity Secret ns1/s does not exist in Region region1"
+        );
+        assert_eq!(
+            t("ClusterIdentity object of Kind=AWSClusterStaticIdentity /aws-x not found"),
+            "the identity AWSClusterStaticIdentity aws-x does not exist in Region region1"
+        );
+        assert_eq!(t("regions.k0rdent.mirantis.com \"rgn1\" not found"), "Region rgn1 does not exist");
+        assert_eq!(ex.translate("something else"), None);
+    }
+
+    #[test]
+    fn incomplete_identity_ref_fails_and_skips_identity_checks() {
+        let mut e = MemoryEstate::default();
+        let mut c = cred(None, None);
+        c["spec"]["identityRef"] = json!({"name": "x"});
+        e.insert(&Cluster::Management, c);
+        let r = explain("kcm-system", "c", &e).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+        assert!(r.root_cause.starts_with("spec.identityRef has no apiVersion, kind"), "{}", r.root_cause);
+        let crd = r.checks.iter().find(|c| c.name == "CRD").unwrap();
+        assert_eq!(crd.status, Status::Skip);
+    }
+
+    #[test]
+    fn unknown_regional_cluster_is_named_with_the_offline_directory() {
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, cred(Some("r1"), None));
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region", "metadata": {"name": "r1"},
+                   "spec": {"kubeConfig": {"name": "k", "key": "value"}},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "kcm-system"},
+                   "stringData": {"value": "x"}}),
+        );
+        let opts = ExplainOptions { rerun_command: None, source: Source::Files { dir: "est/".into() } };
+        let r = explain_with("kcm-system", "c", &e, &opts).unwrap();
+        assert_eq!(r.root_cause, "the regional cluster of Region r1 is unknown (r1: no files under est/regions/r1/)");
+    }
+}
