@@ -49,7 +49,7 @@ pub enum FieldPathError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
     /// A key along the path is absent (or `null`).
-    #[error("field {path} is not set ({at} is missing)")]
+    #[error("field {path} is not set{}", missing_part(path, at))]
     Missing { path: String, at: String },
     /// A value along the path is not a mapping, so the path cannot go on.
     #[error("field {path} cannot be read: {at} is {found}, not a mapping")]
@@ -60,6 +60,11 @@ pub enum ResolveError {
     /// The value at the path is the empty string.
     #[error("field {path} is an empty string")]
     Empty { path: String },
+}
+
+/// Names the missing intermediate key only when it is not the whole path.
+fn missing_part(path: &str, at: &str) -> String {
+    if path == at { String::new() } else { format!(" ({at} is missing)") }
 }
 
 /// Why a value could not be written at a path.

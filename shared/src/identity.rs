@@ -163,8 +163,9 @@ impl PlanProblem {
                  spec.clusterIdentities)"
             ),
             PlanProblem::TargetUnknown => format!(
-                "{cluster} is not known (its state could not be read): check the Region's kubeconfig and that the \
-                 regional cluster is reachable"
+                "{cluster} is not known (its state could not be read): check that the Region exists, that its \
+                 kubeconfig Secret is valid and the regional cluster is reachable (offline: add its objects under \
+                 regions/<name>/)"
             ),
             PlanProblem::SourceMissing { key } => format!(
                 "{key} ({}) does not exist in the management cluster: create it there, or fix the reference to it",

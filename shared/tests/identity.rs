@@ -685,3 +685,26 @@ fn owner_helpers() {
     assert_eq!(bare, json!({"metadata": {}}));
     assert_eq!(owners_annotation_value(&["z/1".into(), " a/2 ".into(), "".into()]), "a/2\nz/1");
 }
+
+/// KCM's own distribution cases #9 and #16: the identity is a core Secret (no references).
+#[test]
+fn secret_identity_regional_and_managed() {
+    let mut e = estate();
+    e.insert(&Cluster::Management, secret("test3", "gcp-secret"));
+    e.insert(&Cluster::Management, secret("kcm-system", "sys-secret"));
+    let iref = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "Secret", "name": name, "namespace": ns});
+    let p = plan(&credential("test3", "rgn-cred", Some("region1"), iref("test3", "gcp-secret")), &e);
+    assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
+    assert_eq!(p.provider_interface.as_deref(), Some("cluster-api-provider-azure"));
+    assert_eq!(keys(&p.copies), ["Secret test3/gcp-secret"]);
+    assert_eq!(owners_of(p.copies[0].object.as_ref().unwrap()), ["test3/rgn-cred"]);
+
+    // An AccessManagement copy in test2: identityRef.namespace was rewritten to test2, the Secret
+    // is in the system namespace; it is copied into test2.
+    let mut cred = credential("test2", "credential", None, iref("test2", "sys-secret"));
+    cred["metadata"]["labels"] = json!({labels::MANAGED: "true"});
+    let p = plan(&cred, &e);
+    assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
+    assert_eq!(keys(&p.copies), ["Secret test2/sys-secret"]);
+    assert_eq!(p.copies[0].source.to_string(), "Secret kcm-system/sys-secret");
+}
