@@ -385,7 +385,9 @@ impl Explainer<'_> {
             (Some(true), None) => {
                 check.status = Status::Warn;
                 check.evidence.push(format!(
-                    "{kind} is namespaced but identityRef.namespace is not set: KCM looks it up as cluster-scoped"
+                    "{kind} is namespaced but identityRef.namespace is not set: namespace {} is assumed (set it: KCM \
+                     reads a namespaced identity without namespace as cluster-scoped)",
+                    self.namespace
                 ));
             }
             (Some(false), Some(n)) => {
@@ -394,9 +396,12 @@ impl Explainer<'_> {
             _ => {}
         }
         self.checks.push(check);
+        // Where the source is read, as identity::plan reads it: a namespaced identity without
+        // identityRef.namespace lives in the Credential's namespace.
         let namespace = match self.estate.namespaced(&Cluster::Management, &gvk) {
             Some(false) => None,
-            _ => ns,
+            Some(true) => ns.or_else(|| Some(self.namespace.to_string())),
+            None => ns,
         };
         Some(IdentityTarget { gvk, namespace, name })
     }
@@ -760,20 +765,10 @@ impl Explainer<'_> {
     /// when it resolved anything; otherwise the plan distribution would make in the management
     /// cluster (so references are shown even when distribution is off or cannot happen).
     fn reference_plan(&self, obj: &Value, plan: &Plan) -> (Plan, bool) {
-        if plan.target_cluster.is_some() && !plan.copies.is_empty() {
+        if plan.target_cluster.is_some() && plan.objects().next().is_some() {
             return (plan.clone(), false);
         }
-        let mut probe = obj.clone();
-        if let Some(spec) = probe.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.remove("region");
-        }
-        if let Some(meta) = probe.get_mut("metadata").and_then(Value::as_object_mut) {
-            let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
-            if let Some(l) = labels.as_object_mut() {
-                l.insert(labels::MANAGED.to_string(), Value::String("true".into()));
-            }
-        }
-        (identity::plan(&probe, self.estate), self.region.is_some())
+        (identity::plan_for_target(obj, self.estate, Cluster::Management), self.region.is_some())
     }
 
     // ---- 7. source identity and its references -------------------------------------------------
@@ -800,7 +795,7 @@ impl Explainer<'_> {
             return;
         }
         let mut check = Check::new("Identity", Status::Pass, format!("{label} (management)"));
-        if *via_management && !plan.copies.is_empty() {
+        if *via_management && plan.objects().next().is_some() {
             check.evidence.push("references resolved with the management cluster's ProviderInterfaces".to_string());
         }
         let mut causes = Vec::new();
@@ -874,7 +869,7 @@ impl Explainer<'_> {
                 ));
             }
         }
-        for copy in plan.copies.iter().filter(|c| c.via.as_ref().is_some_and(|v| same_key(&v.parent, parent))) {
+        for copy in plan.objects().filter(|c| c.via.as_ref().is_some_and(|v| same_key(&v.parent, parent))) {
             let Some(via) = &copy.via else { continue };
             let src = &copy.source;
             let name = src.gvk.kind.clone();
