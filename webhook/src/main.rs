@@ -1,1 +1,70 @@
-fn main() {}
+//! `credential-webhook`: wiring only; everything else lives in the library.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use credential_webhook::cache::ServingEstate;
+use credential_webhook::cli::{Cli, Command, LogFormat, ServeArgs};
+use credential_webhook::metrics::Metrics;
+use credential_webhook::server::{ServerBuilder, shutdown_on_signals};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("--log-level {:?}", cli.log_level))?;
+    match cli.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    match cli.command {
+        Command::Certs(args) => {
+            let w = credential_webhook::certs::write_dir(&args.out, &args.hosts)?;
+            println!(
+                "wrote {} {} {} for {}",
+                w.ca_cert.display(),
+                w.tls_cert.display(),
+                w.tls_key.display(),
+                args.hosts.join(", ")
+            );
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve(*args))
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // The kube client and our server both use ring; make it the process default explicitly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    shutdown_on_signals(shutdown.clone());
+
+    let estate: Arc<dyn ServingEstate> = match &args.estate {
+        Some(dir) => {
+            let opts = credential_core::estate::LoadOptions {
+                system_namespace: args.system_namespace.clone(),
+                ..Default::default()
+            };
+            let estate =
+                credential_core::estate::load_dir(dir, &opts).with_context(|| format!("--estate {}", dir.display()))?;
+            metrics.set_cache_synced("management", "estate", true);
+            tracing::info!(dir = %dir.display(), "deciding from the offline estate");
+            Arc::new(estate)
+        }
+        None => {
+            let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
+            credential_webhook::cache::live::start(client, &args.system_namespace, metrics.clone(), shutdown.clone())
+        }
+    };
+
+    let server =
+        ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown).start().await?;
+    server.wait().await;
+    tracing::info!("stopped");
+    Ok(())
+}

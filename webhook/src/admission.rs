@@ -1,0 +1,539 @@
+//! AdmissionReview handling: decode, dispatch on `request.kind`, run the core rules or mutations,
+//! and encode the reply. Transport-free, so tests and benchmarks can call it directly.
+//!
+//! Every reply is an `admission.k8s.io/v1` AdmissionReview with HTTP 200, even for input we cannot
+//! read: a non-200 answer would make the API server apply the webhook's failurePolicy instead of
+//! showing our message.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use credential_core::finding::{Finding, Severity};
+use credential_core::gvk::Gvk;
+use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::ServingEstate;
+use crate::metrics::{FindingLabels, Metrics, RequestLabels, WebhookLabels};
+use crate::sink::{AdmittedChange, AdmittedChangeSink};
+
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+/// Warnings longer than this may be truncated by the API server; hints are only appended below it.
+const WARNING_MAX: usize = 256;
+
+/// Which endpoint a review came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Webhook {
+    Validate,
+    Mutate,
+}
+
+impl Webhook {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Webhook::Validate => "validate",
+            Webhook::Mutate => "mutate",
+        }
+    }
+}
+
+// --- wire types -----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<RequestIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn {
+    uid: Option<String>,
+    kind: Option<Gvk>,
+    sub_resource: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    operation: Option<String>,
+    object: Option<Value>,
+    old_object: Option<Value>,
+    dry_run: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+/// A `metav1.Status` as Go's `apierrors` builds it.
+#[derive(Serialize)]
+struct StatusOut {
+    metadata: EmptyObject,
+    status: &'static str,
+    message: String,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<DetailsOut>,
+    code: u16,
+}
+
+#[derive(Serialize)]
+struct EmptyObject {}
+
+#[derive(Serialize)]
+struct DetailsOut {
+    name: String,
+    group: String,
+    kind: String,
+    causes: Vec<CauseOut>,
+}
+
+#[derive(Serialize)]
+struct CauseOut {
+    reason: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
+}
+
+fn encode(uid: &str, response: ResponseOut<'_>) -> Vec<u8> {
+    let review = ReviewOut {
+        api_version: ADMISSION_API_VERSION,
+        kind: "AdmissionReview",
+        response: ResponseOut { uid, ..response },
+    };
+    // Serializing plain structs of strings cannot fail; fall back to a fixed denial if it ever did.
+    serde_json::to_vec(&review).unwrap_or_else(|_| {
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#
+            .to_vec()
+    })
+}
+
+fn allowed() -> ResponseOut<'static> {
+    ResponseOut { uid: "", allowed: true, status: None, patch_type: None, patch: None, warnings: Vec::new() }
+}
+
+fn bad_request(message: String) -> ResponseOut<'static> {
+    ResponseOut {
+        uid: "",
+        allowed: false,
+        status: Some(StatusOut {
+            metadata: EmptyObject {},
+            status: "Failure",
+            message,
+            reason: "BadRequest",
+            details: None,
+            code: 400,
+        }),
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+    }
+}
+
+// --- messages ------------------------------------------------------------------------------------
+
+/// `[CODE] message (fix: hint)` — the text of one denying finding.
+pub fn deny_text(f: &Finding) -> String {
+    if f.hint.is_empty() {
+        format!("[{}] {}", f.code, f.message)
+    } else {
+        format!("[{}] {} (fix: {})", f.code, f.message, f.hint)
+    }
+}
+
+/// `[CODE] message`, plus the hint when the whole stays short enough for `kubectl` to print intact.
+pub fn warning_text(f: &Finding) -> String {
+    let short = format!("[{}] {}", f.code, f.message);
+    let long = format!("{short} (fix: {})", f.hint);
+    if !f.hint.is_empty() && long.len() <= WARNING_MAX { long } else { short }
+}
+
+/// Go's `apierrors.NewInvalid` message: `<Kind>.<group> "<name>" is invalid: <field>: <msg>` (a
+/// bracketed, comma-separated list when there are several).
+pub fn invalid_message(kind: &Gvk, name: &str, denials: &[&Finding]) -> String {
+    let parts: Vec<String> = denials
+        .iter()
+        .map(|f| if f.field.is_empty() { deny_text(f) } else { format!("{}: {}", f.field, deny_text(f)) })
+        .collect();
+    let all = if parts.len() == 1 { parts.concat() } else { format!("[{}]", parts.join(", ")) };
+    format!("{}.{} {:?} is invalid: {}", kind.kind, kind.group, name, all)
+}
+
+// --- lenient uid extraction ----------------------------------------------------------------------
+
+/// Finds `request.uid` in a body that does not decode (truncated, wrong types elsewhere). The API
+/// server writes `uid` as the first field of `request`, so the first `"uid"` after `"request"` is it.
+pub fn lenient_uid(body: &[u8]) -> Option<String> {
+    let start = find(body, b"\"request\"")?;
+    let rest = &body[start..];
+    let at = find(rest, b"\"uid\"")? + 5;
+    let mut rest = &rest[at..];
+    rest = rest.trim_ascii_start();
+    rest = rest.strip_prefix(b":")?.trim_ascii_start();
+    if rest.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b'"' => return serde_json::from_slice::<String>(&rest[..=i]).ok().filter(|s| !s.is_empty()),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+// --- the handler -----------------------------------------------------------------------------------
+
+/// Answers AdmissionReviews from the estate; shared by every connection.
+pub struct Admission {
+    estate: Arc<dyn ServingEstate>,
+    sink: Arc<dyn AdmittedChangeSink>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admission").finish_non_exhaustive()
+    }
+}
+
+/// The decision for metrics and logs.
+struct Decision {
+    kind: &'static str,
+    operation: &'static str,
+    decision: &'static str,
+}
+
+impl Admission {
+    pub fn new(estate: Arc<dyn ServingEstate>, sink: Arc<dyn AdmittedChangeSink>, metrics: Arc<Metrics>) -> Self {
+        Admission { estate, sink, metrics }
+    }
+
+    pub fn estate(&self) -> &Arc<dyn ServingEstate> {
+        &self.estate
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Answers one AdmissionReview body (always a reply body to send with HTTP 200).
+    pub fn review(&self, webhook: Webhook, body: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
+        let (reply, d) = self.decide(webhook, body);
+        self.record(webhook, &d, started);
+        reply
+    }
+
+    /// The reply to a body larger than `limit` bytes, of which `prefix` was read.
+    pub fn oversized(&self, webhook: Webhook, prefix: &[u8], limit: usize) -> Vec<u8> {
+        let started = Instant::now();
+        let uid = lenient_uid(prefix).unwrap_or_default();
+        tracing::warn!(webhook = webhook.as_str(), uid = %uid, limit, "AdmissionReview body too large; denied");
+        let reply = encode(
+            &uid,
+            bad_request(format!(
+                "AdmissionReview body exceeds the webhook's limit of {limit} bytes; raise --max-body-bytes if objects \
+                 this large are expected"
+            )),
+        );
+        self.record(webhook, &Decision { kind: "unknown", operation: "unknown", decision: "malformed" }, started);
+        reply
+    }
+
+    /// The reply when the request could not be read (`prefix` is what arrived, for the uid).
+    pub fn unreadable(&self, webhook: Webhook, prefix: &[u8], message: String) -> Vec<u8> {
+        let started = Instant::now();
+        let uid = lenient_uid(prefix).unwrap_or_default();
+        let (reply, d) = self.malformed(webhook, &uid, message);
+        self.record(webhook, &d, started);
+        reply
+    }
+
+    fn record(&self, webhook: Webhook, d: &Decision, started: Instant) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                webhook: webhook.as_str(),
+                kind: d.kind,
+                operation: d.operation,
+                decision: d.decision,
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&WebhookLabels { webhook: webhook.as_str() })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn malformed(&self, webhook: Webhook, uid: &str, message: String) -> (Vec<u8>, Decision) {
+        tracing::warn!(webhook = webhook.as_str(), uid = %uid, reason = %message, "malformed AdmissionReview; denied");
+        (encode(uid, bad_request(message)), Decision { kind: "unknown", operation: "unknown", decision: "malformed" })
+    }
+
+    fn decide(&self, webhook: Webhook, body: &[u8]) -> (Vec<u8>, Decision) {
+        let review: ReviewIn = match serde_json::from_slice(body) {
+            Ok(r) => r,
+            Err(e) => {
+                let uid = lenient_uid(body).unwrap_or_default();
+                return self.malformed(webhook, &uid, format!("cannot decode the AdmissionReview: {e}"));
+            }
+        };
+        let uid = review.request.as_ref().and_then(|r| r.uid.clone()).unwrap_or_default();
+        if review.kind.as_deref() != Some("AdmissionReview") {
+            let got = review.kind.as_deref().unwrap_or("<none>");
+            return self.malformed(webhook, &uid, format!("expected kind AdmissionReview, got {got}"));
+        }
+        if review.api_version.as_deref() != Some(ADMISSION_API_VERSION) {
+            let got = review.api_version.as_deref().unwrap_or("<none>");
+            return self.malformed(
+                webhook,
+                &uid,
+                format!(
+                    "unsupported AdmissionReview apiVersion {got}: this webhook speaks {ADMISSION_API_VERSION} \
+                     (set admissionReviewVersions: [v1] in the webhook configuration)"
+                ),
+            );
+        }
+        let Some(req) = review.request else {
+            return self.malformed(webhook, &uid, "the AdmissionReview has no request".to_string());
+        };
+        if uid.is_empty() {
+            return self.malformed(webhook, "", "request.uid is missing".to_string());
+        }
+        let Some(gvk) = req.kind.clone() else {
+            return self.malformed(webhook, &uid, "request.kind is missing".to_string());
+        };
+        let Some(operation) = req.operation.as_deref().and_then(Operation::parse) else {
+            let got = req.operation.as_deref().unwrap_or("<none>");
+            return self.malformed(
+                webhook,
+                &uid,
+                format!("request.operation {got:?} is not one of CREATE, UPDATE, DELETE, CONNECT"),
+            );
+        };
+        let namespace = req.namespace.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+        let name = request_name(&req);
+        let dry_run = req.dry_run.unwrap_or(false);
+        let span_fields = (uid.as_str(), gvk.kind.as_str(), namespace.as_deref().unwrap_or(""), name.as_str());
+
+        let Some(kind) = ResourceKind::from_gvk(&gvk) else {
+            tracing::info!(
+                webhook = webhook.as_str(),
+                uid = span_fields.0,
+                kind = span_fields.1,
+                namespace = span_fields.2,
+                name = span_fields.3,
+                operation = operation.as_str(),
+                allowed = true,
+                "kind not handled by this webhook; allowed without checks"
+            );
+            return (
+                encode(&uid, allowed()),
+                Decision { kind: "other", operation: operation.as_str(), decision: "ignored" },
+            );
+        };
+        if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) || operation == Operation::Connect {
+            tracing::info!(
+                webhook = webhook.as_str(),
+                uid = span_fields.0,
+                kind = span_fields.1,
+                namespace = span_fields.2,
+                name = span_fields.3,
+                operation = operation.as_str(),
+                sub_resource = req.sub_resource.as_deref().unwrap_or(""),
+                allowed = true,
+                "subresource or CONNECT request; allowed without checks"
+            );
+            return (
+                encode(&uid, allowed()),
+                Decision { kind: kind.kind(), operation: operation.as_str(), decision: "ignored" },
+            );
+        }
+        if matches!(operation, Operation::Create | Operation::Update) && req.object.is_none() {
+            return self.malformed(webhook, &uid, format!("request.object is missing for {}", operation.as_str()));
+        }
+        let input = AdmissionInput {
+            operation,
+            kind,
+            namespace: namespace.as_deref(),
+            name: &name,
+            object: req.object.as_ref(),
+            old_object: req.old_object.as_ref(),
+        };
+        let estate: &dyn credential_core::estate::Estate = &*self.estate;
+
+        match webhook {
+            Webhook::Mutate => {
+                let patch = if matches!(operation, Operation::Create | Operation::Update) {
+                    credential_core::mutate::mutate(&input, estate)
+                } else {
+                    json_patch::Patch(Vec::new())
+                };
+                let ops = patch.0.len();
+                let mut response = allowed();
+                if ops > 0 {
+                    match serde_json::to_vec(&patch) {
+                        Ok(bytes) => {
+                            response.patch_type = Some("JSONPatch");
+                            response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+                        }
+                        Err(e) => {
+                            tracing::error!(uid = %uid, error = %e, "cannot encode the patch; allowing unpatched")
+                        }
+                    }
+                }
+                tracing::info!(
+                    webhook = "mutate",
+                    uid = span_fields.0,
+                    kind = span_fields.1,
+                    namespace = span_fields.2,
+                    name = span_fields.3,
+                    operation = operation.as_str(),
+                    dry_run,
+                    allowed = true,
+                    patch_ops = ops,
+                    "admission"
+                );
+                let decision = if ops > 0 { "patched" } else { "allowed" };
+                (encode(&uid, response), Decision { kind: kind.kind(), operation: operation.as_str(), decision })
+            }
+            Webhook::Validate => {
+                let findings = credential_core::rules::validate(&input, estate);
+                for f in &findings {
+                    let severity = match f.severity {
+                        Severity::Deny => "deny",
+                        Severity::Warn => "warn",
+                    };
+                    self.metrics.findings.get_or_create(&FindingLabels { code: f.code.clone(), severity }).inc();
+                }
+                let denials: Vec<&Finding> = findings.iter().filter(|f| f.is_deny()).collect();
+                let warnings: Vec<String> = findings.iter().filter(|f| !f.is_deny()).map(warning_text).collect();
+                let codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
+                let allowed_now = denials.is_empty();
+                tracing::info!(webhook = "validate", uid = span_fields.0, kind = span_fields.1,
+                    namespace = span_fields.2, name = span_fields.3, operation = operation.as_str(), dry_run,
+                    allowed = allowed_now, findings = ?codes, "admission");
+                let mut response = allowed();
+                response.warnings = warnings;
+                if !allowed_now {
+                    response.allowed = false;
+                    response.status = Some(StatusOut {
+                        metadata: EmptyObject {},
+                        status: "Failure",
+                        message: invalid_message(&gvk, &name, &denials),
+                        reason: "Invalid",
+                        details: Some(DetailsOut {
+                            name: name.clone(),
+                            group: gvk.group.clone(),
+                            kind: gvk.kind.clone(),
+                            causes: denials
+                                .iter()
+                                .map(|f| CauseOut {
+                                    reason: "FieldValueInvalid",
+                                    message: deny_text(f),
+                                    field: f.field.clone(),
+                                })
+                                .collect(),
+                        }),
+                        code: 422,
+                    });
+                }
+                let reply = encode(&uid, response);
+                let decision = if allowed_now { "allowed" } else { "denied" };
+                if allowed_now
+                    && !dry_run
+                    && kind == ResourceKind::Credential
+                    && matches!(operation, Operation::Create | Operation::Update | Operation::Delete)
+                {
+                    self.sink.admitted(AdmittedChange {
+                        uid: uid.clone(),
+                        operation,
+                        namespace: namespace.clone().unwrap_or_default(),
+                        name: name.clone(),
+                        object: req.object.map(Arc::new),
+                        old_object: req.old_object.map(Arc::new),
+                    });
+                }
+                (reply, Decision { kind: kind.kind(), operation: operation.as_str(), decision })
+            }
+        }
+    }
+}
+
+/// `request.name`, else the object's name, else its `generateName` (CREATE may carry only that).
+fn request_name(req: &RequestIn) -> String {
+    if let Some(n) = req.name.as_deref().filter(|s| !s.is_empty()) {
+        return n.to_string();
+    }
+    let meta = req.object.as_ref().or(req.old_object.as_ref()).and_then(|o| o.get("metadata"));
+    meta.and_then(|m| m.get("name").or_else(|| m.get("generateName")))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lenient_uid_finds_request_uid_in_truncated_body() {
+        let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid" : "abc-\"1\"","kind":{"gro"#;
+        assert_eq!(lenient_uid(body).as_deref(), Some("abc-\"1\""));
+        assert_eq!(lenient_uid(br#"{"request":{"uid":"abc"#), None);
+        assert_eq!(lenient_uid(br#"{"uid":"x"}"#), None);
+        assert_eq!(lenient_uid(br#"{"request":{"uid":5}}"#), None);
+    }
+
+    #[test]
+    fn invalid_message_matches_go_shape() {
+        let a = Finding::deny("CRED002", "spec.region", "Region \"r1\" does not exist", "create it");
+        let b = Finding::deny("CRED001", "", "whole object bad", "");
+        let gvk = Gvk::credential();
+        assert_eq!(
+            invalid_message(&gvk, "c1", &[&a]),
+            "Credential.k0rdent.mirantis.com \"c1\" is invalid: spec.region: [CRED002] Region \"r1\" does not exist (fix: create it)"
+        );
+        assert_eq!(
+            invalid_message(&gvk, "c1", &[&a, &b]),
+            "Credential.k0rdent.mirantis.com \"c1\" is invalid: [spec.region: [CRED002] Region \"r1\" does not exist (fix: create it), [CRED001] whole object bad]"
+        );
+    }
+
+    #[test]
+    fn warning_drops_hint_when_too_long() {
+        let f = Finding::warn("CRED004", "spec.region", "Region r1 is not Ready", "wait");
+        assert_eq!(warning_text(&f), "[CRED004] Region r1 is not Ready (fix: wait)");
+        let f = Finding::warn("CRED004", "", "m", "h".repeat(300));
+        assert_eq!(warning_text(&f), "[CRED004] m");
+    }
+}

@@ -1,0 +1,660 @@
+//! Fills an [`Index`] from the API with kube-rs watchers.
+//!
+//! Management cluster: Credentials, Regions, ProviderInterfaces and ClusterDeployments (full
+//! objects, minus managedFields and last-applied annotations), CRDs (trimmed to what "served"
+//! checks read), Secrets of the system namespace (metadata only) and the identity objects of every
+//! kind a ProviderInterface declares (metadata only). Each Region's cluster: its ProviderInterfaces
+//! and CRDs, through a client built from the Region's kubeconfig Secret.
+//!
+//! Secret values are read only for the kubeconfig Secrets Regions reference, only to build the
+//! regional client; the index keeps their key names, never their values.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use credential_core::estate::{Cluster, Estate, Served};
+use credential_core::gvk::{Gvk, builtin_scope};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::Index;
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("cannot read kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("cannot find cluster credentials (no in-cluster service account, no $KUBECONFIG or ~/.kube/config): {0}")]
+    Infer(String),
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
+}
+
+/// A client for the management cluster: `kubeconfig` when given, else in-cluster / $KUBECONFIG.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, LiveError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let err = |message: String| LiveError::Kubeconfig { path: path.display().to_string(), message };
+            let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| err(e.to_string()))?
+        }
+        None => Config::infer().await.map_err(|e| LiveError::Infer(e.to_string()))?,
+    };
+    Client::try_from(config).map_err(|e| LiveError::Client(e.to_string()))
+}
+
+fn k0rdent(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: credential_core::K0RDENT_GROUP.into(),
+        version: credential_core::K0RDENT_VERSION.into(),
+        api_version: credential_core::K0RDENT_API_VERSION.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn crd_resource() -> ApiResource {
+    ApiResource {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiextensions.k8s.io/v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        plural: "customresourcedefinitions".into(),
+    }
+}
+
+fn secret_resource() -> ApiResource {
+    ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "Secret".into(),
+        plural: "secrets".into(),
+    }
+}
+
+// --- object trimming: keep what rules read, drop bulk and anything that may hold secret data ---------
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops managedFields and the last-applied annotation (it can hold a Secret in clear text).
+fn strip_common(mut v: Value) -> Value {
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            ann.remove(LAST_APPLIED);
+        }
+    }
+    v
+}
+
+/// Identity metadata only: name, namespace, uid, resourceVersion, labels (no annotations).
+fn identity_meta(api_version: &str, kind: &str, meta: &Value) -> Value {
+    let mut m = Map::new();
+    for k in ["name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"] {
+        if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    json!({"apiVersion": api_version, "kind": kind, "metadata": Value::Object(m)})
+}
+
+/// A CRD reduced to group, scope, names and served versions.
+fn trim_crd(v: Value) -> Value {
+    let spec = v.get("spec");
+    let versions: Vec<Value> = spec
+        .and_then(|s| s.get("versions"))
+        .and_then(Value::as_array)
+        .map(|vs| vs.iter().map(|x| json!({"name": x.get("name"), "served": x.get("served")})).collect())
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": v.get("metadata").and_then(|m| m.get("name")),
+                     "resourceVersion": v.get("metadata").and_then(|m| m.get("resourceVersion"))},
+        "spec": {
+            "group": spec.and_then(|s| s.get("group")),
+            "scope": spec.and_then(|s| s.get("scope")),
+            "names": {"kind": spec.and_then(|s| s.get("names")).and_then(|n| n.get("kind")),
+                      "plural": spec.and_then(|s| s.get("names")).and_then(|n| n.get("plural"))},
+            "versions": versions,
+        }
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Trim {
+    Common,
+    Crd,
+    /// Metadata only (metadata watch): Secrets and identity objects.
+    Meta,
+}
+
+/// One resource to cache.
+struct WatchSpec {
+    ar: ApiResource,
+    namespace: Option<String>,
+    trim: Trim,
+    /// Metric label, e.g. `credentials`.
+    resource: String,
+}
+
+/// Tracks which caches of a cluster still have to finish their initial list.
+struct SyncGroup {
+    pending: Mutex<HashSet<String>>,
+    on_all: Box<dyn Fn() + Send + Sync>,
+}
+
+impl SyncGroup {
+    fn new(resources: &[&str], on_all: Box<dyn Fn() + Send + Sync>) -> Arc<Self> {
+        Arc::new(SyncGroup { pending: Mutex::new(resources.iter().map(|s| s.to_string()).collect()), on_all })
+    }
+    fn done(&self, resource: &str) {
+        let mut p = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.remove(resource) && p.is_empty() {
+            (self.on_all)();
+        }
+    }
+}
+
+fn event_stream(client: Client, spec: &WatchSpec) -> BoxStream<'static, Result<watcher::Event<Value>, watcher::Error>> {
+    let cfg = watcher::Config::default();
+    match spec.trim {
+        Trim::Meta => {
+            // An Api of PartialObjectMeta makes metadata-only list/watch requests.
+            let api: Api<PartialObjectMeta<DynamicObject>> = match &spec.namespace {
+                Some(ns) => Api::namespaced_with(client, ns, &spec.ar),
+                None => Api::all_with(client, &spec.ar),
+            };
+            let (api_version, kind) = (spec.ar.api_version.clone(), spec.ar.kind.clone());
+            watcher(api, cfg)
+                .default_backoff()
+                .map_ok(move |ev| {
+                    map_event(ev, |o| {
+                        let meta = serde_json::to_value(&o.metadata).unwrap_or(Value::Null);
+                        identity_meta(&api_version, &kind, &meta)
+                    })
+                })
+                .boxed()
+        }
+        Trim::Common | Trim::Crd => {
+            let api: Api<DynamicObject> = match &spec.namespace {
+                Some(ns) => Api::namespaced_with(client, ns, &spec.ar),
+                None => Api::all_with(client, &spec.ar),
+            };
+            let crd = matches!(spec.trim, Trim::Crd);
+            let (api_version, kind) = (spec.ar.api_version.clone(), spec.ar.kind.clone());
+            watcher(api, cfg)
+                .default_backoff()
+                .map_ok(move |ev| {
+                    map_event(ev, |o| {
+                        let mut v = serde_json::to_value(&o).unwrap_or(Value::Null);
+                        // List items may come without apiVersion/kind; the index keys on them.
+                        if let Some(m) = v.as_object_mut() {
+                            m.entry("apiVersion").or_insert_with(|| Value::String(api_version.clone()));
+                            m.entry("kind").or_insert_with(|| Value::String(kind.clone()));
+                        }
+                        if crd { trim_crd(v) } else { strip_common(v) }
+                    })
+                })
+                .boxed()
+        }
+    }
+}
+
+fn map_event<T>(ev: watcher::Event<T>, f: impl Fn(T) -> Value) -> watcher::Event<Value> {
+    match ev {
+        watcher::Event::Apply(o) => watcher::Event::Apply(f(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(f(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(f(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+fn not_found(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s.code == 404,
+        _ => false,
+    }
+}
+
+struct WatchCtx {
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    cluster: Cluster,
+    sync: Option<Arc<SyncGroup>>,
+    /// Woken after every change (drives the Region and identity-kind managers).
+    notify: Option<Arc<Notify>>,
+    stop: CancellationToken,
+}
+
+/// Runs one watcher into the index until `stop`.
+async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
+    let cluster_label = cluster_label(&ctx.cluster);
+    ctx.metrics.set_cache_synced(&cluster_label, &spec.resource, false);
+    let mut stream = event_stream(client, &spec);
+    let mut buffer: Vec<Value> = Vec::new();
+    let mut synced = false;
+    let (group, kind) = (spec.ar.group.clone(), spec.ar.kind.clone());
+    loop {
+        let next = tokio::select! {
+            () = ctx.stop.cancelled() => return,
+            n = stream.next() => n,
+        };
+        let Some(item) = next else { return };
+        match item {
+            Ok(watcher::Event::Init) => buffer.clear(),
+            Ok(watcher::Event::InitApply(o)) => buffer.push(o),
+            Ok(watcher::Event::InitDone) => {
+                ctx.index.replace_all(&ctx.cluster, &group, &kind, std::mem::take(&mut buffer));
+                if !synced {
+                    synced = true;
+                    ctx.metrics.set_cache_synced(&cluster_label, &spec.resource, true);
+                    tracing::info!(cluster = %cluster_label, resource = %spec.resource, "cache synced");
+                    if let Some(s) = &ctx.sync {
+                        s.done(&spec.resource);
+                    }
+                }
+            }
+            Ok(watcher::Event::Apply(o)) => ctx.index.apply(&ctx.cluster, o),
+            Ok(watcher::Event::Delete(o)) => ctx.index.delete(&ctx.cluster, &o),
+            Err(e) => {
+                if !synced && not_found(&e) {
+                    // The kind is not served (CRD not installed): nothing to cache. The watcher keeps
+                    // retrying with backoff and fills the cache if the CRD appears.
+                    synced = true;
+                    ctx.index.replace_all(&ctx.cluster, &group, &kind, Vec::new());
+                    ctx.metrics.set_cache_synced(&cluster_label, &spec.resource, true);
+                    tracing::warn!(cluster = %cluster_label, resource = %spec.resource,
+                        "resource not served by the API server; treating it as empty");
+                    if let Some(s) = &ctx.sync {
+                        s.done(&spec.resource);
+                    }
+                } else {
+                    tracing::warn!(cluster = %cluster_label, resource = %spec.resource, error = %e, "watch error; retrying");
+                }
+                continue;
+            }
+        }
+        if let Some(n) = &ctx.notify {
+            n.notify_one();
+        }
+    }
+}
+
+fn cluster_label(c: &Cluster) -> String {
+    match c {
+        Cluster::Management => "management".into(),
+        Cluster::Region(r) => r.clone(),
+    }
+}
+
+const MANAGEMENT_RESOURCES: &[&str] =
+    &["credentials", "regions", "providerinterfaces", "clusterdeployments", "secrets", "customresourcedefinitions"];
+const REGIONAL_RESOURCES: &[&str] = &["providerinterfaces", "customresourcedefinitions"];
+
+/// Starts every management watcher and the Region / identity-kind managers; returns the index at once
+/// (not synced yet: `/readyz` says so until every management cache finished its initial list).
+pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop: CancellationToken) -> Arc<Index> {
+    let index = Arc::new(Index::new(system_namespace));
+    let sync = SyncGroup::new(MANAGEMENT_RESOURCES, {
+        let index = index.clone();
+        Box::new(move || {
+            index.set_synced(true);
+            tracing::info!("management caches synced: ready");
+        })
+    });
+    let regions_changed = Arc::new(Notify::new());
+    let identities_changed = Arc::new(Notify::new());
+    let specs = [
+        (k0rdent("Credential", "credentials"), None, Trim::Common, "credentials", None),
+        (k0rdent("Region", "regions"), None, Trim::Common, "regions", Some(regions_changed.clone())),
+        (
+            k0rdent("ProviderInterface", "providerinterfaces"),
+            None,
+            Trim::Common,
+            "providerinterfaces",
+            Some(identities_changed.clone()),
+        ),
+        (k0rdent("ClusterDeployment", "clusterdeployments"), None, Trim::Common, "clusterdeployments", None),
+        (secret_resource(), Some(system_namespace.to_string()), Trim::Meta, "secrets", Some(regions_changed.clone())),
+        (crd_resource(), None, Trim::Crd, "customresourcedefinitions", Some(identities_changed.clone())),
+    ];
+    for (ar, namespace, trim, resource, notify) in specs {
+        let spec = WatchSpec { ar, namespace, trim, resource: resource.to_string() };
+        let ctx = WatchCtx {
+            index: index.clone(),
+            metrics: metrics.clone(),
+            cluster: Cluster::Management,
+            sync: Some(sync.clone()),
+            notify,
+            stop: stop.clone(),
+        };
+        tokio::spawn(run_watch(client.clone(), spec, ctx));
+    }
+    let regions = RegionManager {
+        client: client.clone(),
+        index: index.clone(),
+        metrics: metrics.clone(),
+        system_namespace: system_namespace.to_string(),
+        workers: HashMap::new(),
+    };
+    tokio::spawn(regions.run(regions_changed, stop.clone()));
+    tokio::spawn(identity_manager(client, index.clone(), metrics, identities_changed, stop));
+    index
+}
+
+// --- identity kinds --------------------------------------------------------------------------------
+
+/// Watches (metadata only) the identity kinds the management ProviderInterfaces declare and the
+/// management cluster serves, so "identity object exists" is answered from the cache.
+async fn identity_manager(
+    client: Client,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let mut running: HashMap<(String, String), (String, CancellationToken)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = changed.notified() => {}
+        }
+        // Let a burst of events (initial lists) settle before recomputing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut desired: HashMap<(String, String), ApiResource> = HashMap::new();
+        let crds = index.list(&Cluster::Management, &Gvk::crd(), None);
+        for pi in index.list(&Cluster::Management, &Gvk::provider_interface(), None) {
+            let ids = pi.get("spec").and_then(|s| s.get("clusterIdentities")).and_then(Value::as_array);
+            for id in ids.into_iter().flatten() {
+                let s = |k: &str| id.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let gvk = Gvk::new(s("group"), s("version"), s("kind"));
+                if gvk.kind.is_empty() || gvk.version.is_empty() || builtin_scope(&gvk).is_some() {
+                    continue;
+                }
+                if index.served(&Cluster::Management, &gvk) != Served::Yes {
+                    continue;
+                }
+                let plural = crds.iter().find_map(|c| {
+                    let spec = c.get("spec")?;
+                    (spec.get("group")?.as_str()? == gvk.group && spec.get("names")?.get("kind")?.as_str()? == gvk.kind)
+                        .then(|| spec.get("names")?.get("plural")?.as_str().map(str::to_string))?
+                });
+                let Some(plural) = plural else { continue };
+                desired.insert(
+                    (gvk.group.clone(), gvk.kind.clone()),
+                    ApiResource {
+                        api_version: gvk.api_version(),
+                        group: gvk.group,
+                        version: gvk.version,
+                        kind: gvk.kind,
+                        plural,
+                    },
+                );
+            }
+        }
+        running.retain(|gk, (version, token)| {
+            let keep = desired.get(gk).is_some_and(|ar| ar.version == *version);
+            if !keep {
+                token.cancel();
+                index.replace_all(&Cluster::Management, &gk.0, &gk.1, Vec::new());
+                metrics.forget_cluster("management", &[&format!("identity:{}", gk.1)]);
+            }
+            keep
+        });
+        for (gk, ar) in desired {
+            if running.contains_key(&gk) {
+                continue;
+            }
+            let token = stop.child_token();
+            tracing::info!(group = %ar.group, version = %ar.version, kind = %ar.kind, "watching identity kind (metadata only)");
+            running.insert(gk, (ar.version.clone(), token.clone()));
+            let spec = WatchSpec { resource: format!("identity:{}", ar.kind), ar, namespace: None, trim: Trim::Meta };
+            let ctx = WatchCtx {
+                index: index.clone(),
+                metrics: metrics.clone(),
+                cluster: Cluster::Management,
+                sync: None,
+                notify: None,
+                stop: token,
+            };
+            tokio::spawn(run_watch(client.clone(), spec, ctx));
+        }
+    }
+}
+
+// --- regional clusters -----------------------------------------------------------------------------
+
+/// Where a Region's kubeconfig lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KubeconfigSource {
+    namespace: String,
+    name: String,
+    key: String,
+}
+
+/// `spec.kubeConfig` (Secret in the system namespace, key default `value`) or
+/// `spec.clusterDeployment` (CAPI's `<name>-kubeconfig` Secret, key `value`, in the CD's namespace).
+fn kubeconfig_source(region: &Value, system_namespace: &str) -> Option<KubeconfigSource> {
+    let spec = region.get("spec")?;
+    if let Some(kc) = spec.get("kubeConfig") {
+        return Some(KubeconfigSource {
+            namespace: system_namespace.to_string(),
+            name: kc.get("name")?.as_str()?.to_string(),
+            key: kc.get("key").and_then(Value::as_str).unwrap_or("value").to_string(),
+        });
+    }
+    let cd = spec.get("clusterDeployment")?;
+    Some(KubeconfigSource {
+        namespace: cd.get("namespace").and_then(Value::as_str).unwrap_or(system_namespace).to_string(),
+        name: format!("{}-kubeconfig", cd.get("name")?.as_str()?),
+        key: "value".into(),
+    })
+}
+
+struct RegionWorker {
+    source: KubeconfigSource,
+    /// resourceVersion of the Secret when the worker started (None when not cached).
+    secret_rv: Option<String>,
+    stop: CancellationToken,
+}
+
+struct RegionManager {
+    client: Client,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    system_namespace: String,
+    workers: HashMap<String, RegionWorker>,
+}
+
+impl RegionManager {
+    async fn run(mut self, changed: Arc<Notify>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = changed.notified() => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.reconcile(&stop);
+        }
+    }
+
+    fn secret_rv(&self, src: &KubeconfigSource) -> Option<String> {
+        let secret = self.index.get(&Cluster::Management, &Gvk::secret(), Some(&src.namespace), &src.name)?;
+        secret.get("metadata")?.get("resourceVersion")?.as_str().map(str::to_string)
+    }
+
+    fn reconcile(&mut self, stop: &CancellationToken) {
+        let mut desired: HashMap<String, KubeconfigSource> = HashMap::new();
+        for region in self.index.list(&Cluster::Management, &Gvk::region(), None) {
+            let Some(name) = region.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(src) = kubeconfig_source(&region, &self.system_namespace) {
+                desired.insert(name.to_string(), src);
+            }
+        }
+        let names: Vec<String> = self.workers.keys().cloned().collect();
+        for name in names {
+            let keep = match (desired.get(&name), self.workers.get(&name)) {
+                (Some(src), Some(w)) => *src == w.source && self.secret_rv(src) == w.secret_rv,
+                _ => false,
+            };
+            if !keep && let Some(w) = self.workers.remove(&name) {
+                w.stop.cancel();
+                let cluster = Cluster::Region(name.clone());
+                self.index.remove_cluster(&cluster);
+                self.metrics.forget_cluster(&name, REGIONAL_RESOURCES);
+                tracing::info!(region = %name, "regional caches stopped (Region or its kubeconfig changed)");
+            }
+        }
+        for (name, source) in desired {
+            if self.workers.contains_key(&name) {
+                continue;
+            }
+            let token = stop.child_token();
+            let secret_rv = self.secret_rv(&source);
+            self.workers.insert(name.clone(), RegionWorker { source: source.clone(), secret_rv, stop: token.clone() });
+            tokio::spawn(region_worker(
+                self.client.clone(),
+                self.index.clone(),
+                self.metrics.clone(),
+                name,
+                source,
+                token,
+            ));
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RegionError {
+    #[error("cannot read kubeconfig Secret {0}/{1}: {2}")]
+    Get(String, String, String),
+    #[error("kubeconfig Secret {0}/{1} has no key {2:?}")]
+    NoKey(String, String, String),
+    // Parse errors are not shown: their text may quote the (secret) kubeconfig.
+    #[error("kubeconfig Secret {0}/{1} key {2:?} does not hold a usable kubeconfig")]
+    BadKubeconfig(String, String, String),
+}
+
+/// Reads the kubeconfig Secret (recording its key names) and builds the regional client.
+async fn regional_client(client: &Client, index: &Index, src: &KubeconfigSource) -> Result<Client, RegionError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &src.namespace);
+    let secret = api
+        .get(&src.name)
+        .await
+        .map_err(|e| RegionError::Get(src.namespace.clone(), src.name.clone(), e.to_string()))?;
+    let data = secret.data.unwrap_or_default();
+    index.set_secret_keys(&src.namespace, &src.name, data.keys().cloned().collect());
+    let bad = || RegionError::BadKubeconfig(src.namespace.clone(), src.name.clone(), src.key.clone());
+    let raw = data
+        .get(&src.key)
+        .ok_or_else(|| RegionError::NoKey(src.namespace.clone(), src.name.clone(), src.key.clone()))?;
+    let text = std::str::from_utf8(&raw.0).map_err(|_| bad())?;
+    let kc = Kubeconfig::from_yaml(text).map_err(|_| bad())?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|_| bad())?;
+    Client::try_from(config).map_err(|_| bad())
+}
+
+async fn region_worker(
+    client: Client,
+    index: Arc<Index>,
+    metrics: Arc<Metrics>,
+    region: String,
+    source: KubeconfigSource,
+    stop: CancellationToken,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let regional = loop {
+        match regional_client(&client, &index, &source).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(region = %region, error = %e, retry_in = ?backoff, "regional cluster not reachable; its checks are skipped");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    };
+    let cluster = Cluster::Region(region.clone());
+    let sync = SyncGroup::new(REGIONAL_RESOURCES, {
+        let (index, cluster, region) = (index.clone(), cluster.clone(), region.clone());
+        Box::new(move || {
+            index.set_known(&cluster, true);
+            tracing::info!(region = %region, "regional caches synced");
+        })
+    });
+    let specs = [
+        (k0rdent("ProviderInterface", "providerinterfaces"), Trim::Common, "providerinterfaces"),
+        (crd_resource(), Trim::Crd, "customresourcedefinitions"),
+    ];
+    for (ar, trim, resource) in specs {
+        let spec = WatchSpec { ar, namespace: None, trim, resource: resource.to_string() };
+        let ctx = WatchCtx {
+            index: index.clone(),
+            metrics: metrics.clone(),
+            cluster: cluster.clone(),
+            sync: Some(sync.clone()),
+            notify: None,
+            stop: stop.clone(),
+        };
+        tokio::spawn(run_watch(regional.clone(), spec, ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_of_regions() {
+        let r = json!({"spec": {"kubeConfig": {"name": "r1-kc", "key": "kubeconfig"}}});
+        assert_eq!(
+            kubeconfig_source(&r, "kcm-system"),
+            Some(KubeconfigSource { namespace: "kcm-system".into(), name: "r1-kc".into(), key: "kubeconfig".into() })
+        );
+        let r = json!({"spec": {"clusterDeployment": {"name": "cd1", "namespace": "ns1"}}});
+        assert_eq!(
+            kubeconfig_source(&r, "kcm-system"),
+            Some(KubeconfigSource { namespace: "ns1".into(), name: "cd1-kubeconfig".into(), key: "value".into() })
+        );
+        assert_eq!(kubeconfig_source(&json!({}), "kcm-system"), None);
+    }
+
+    #[test]
+    fn trims_drop_bulk_and_secret_bearing_fields() {
+        let v = json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+            "metadata": {"name": "c", "managedFields": [{}], "annotations": {LAST_APPLIED: "{secret}", "keep": "x"}}});
+        let t = strip_common(v);
+        assert!(t["metadata"].get("managedFields").is_none());
+        assert_eq!(t["metadata"]["annotations"], json!({"keep": "x"}));
+        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "xs.g", "resourceVersion": "5"},
+            "spec": {"group": "g", "scope": "Namespaced", "names": {"kind": "X", "plural": "xs"},
+                     "versions": [{"name": "v1", "served": true, "schema": {"huge": true}}]}});
+        let t = trim_crd(crd);
+        assert_eq!(t["spec"]["versions"], json!([{"name": "v1", "served": true}]));
+        assert_eq!(t["spec"]["names"]["plural"], "xs");
+        let meta = json!({"name": "s", "namespace": "n", "annotations": {LAST_APPLIED: "x"}, "resourceVersion": "1"});
+        let t = identity_meta("v1", "Secret", &meta);
+        assert!(t["metadata"].get("annotations").is_none());
+        assert_eq!(t["metadata"]["resourceVersion"], "1");
+    }
+}

@@ -1,0 +1,177 @@
+//! Command line: `credential-webhook serve` and `credential-webhook certs`.
+//!
+//! Every flag can also be set through an environment variable `CREDENTIAL_WEBHOOK_<FLAG>` (upper
+//! case, `-` as `_`), which is how the Deployment in deploy/ configures it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::server::ServerConfig;
+use crate::tls::TlsFiles;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "credential-webhook",
+    version,
+    about = "Admission webhook for k0rdent Credentials, Regions, ProviderInterfaces and ClusterDeployments"
+)]
+pub struct Cli {
+    /// Log format: `json` (one object per line, for clusters) or `text`.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Json, env = "CREDENTIAL_WEBHOOK_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `credential_webhook=debug,kube=warn`.
+    #[arg(long, global = true, default_value = "info", env = "CREDENTIAL_WEBHOOK_LOG_LEVEL")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the validating (/validate) and mutating (/mutate) webhooks over HTTPS.
+    Serve(Box<ServeArgs>),
+    /// Write a throwaway CA and a serving certificate (ca.crt, tls.crt, tls.key) for local runs.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address for the admission endpoints.
+    #[arg(long, default_value = "0.0.0.0:9443", env = "CREDENTIAL_WEBHOOK_LISTEN")]
+    pub listen: SocketAddr,
+    /// Serving certificate (PEM; the leaf first, then any chain). Reloaded when it changes.
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_TLS_CERT_FILE")]
+    pub tls_cert_file: PathBuf,
+    /// Private key of the serving certificate (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_TLS_KEY_FILE")]
+    pub tls_key_file: PathBuf,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_TLS_RELOAD_INTERVAL")]
+    pub tls_reload_interval: Duration,
+    /// Plain-HTTP address for /livez, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "CREDENTIAL_WEBHOOK_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// Kubeconfig of the management cluster (default: in-cluster config, else $KUBECONFIG / ~/.kube/config).
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_KUBECONFIG", conflicts_with = "estate")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace KCM runs in (Region kubeconfig Secrets, default reference namespace).
+    #[arg(long, default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE, env = "CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE")]
+    pub system_namespace: String,
+    /// Decide from YAML files instead of a cluster (offline estate layout: management objects at the
+    /// top, `regions/<name>/` per regional cluster). For demos, tests and benchmarks.
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_ESTATE")]
+    pub estate: Option<PathBuf>,
+    /// Budget for one request, headers to reply (keep below the webhook's timeoutSeconds).
+    #[arg(long, default_value = "8s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_REQUEST_TIMEOUT")]
+    pub request_timeout: Duration,
+    /// Budget for the TLS handshake and the request headers.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Duration,
+    /// Largest AdmissionReview accepted, in bytes (an UPDATE carries two objects of up to 1.5 MiB).
+    #[arg(long, default_value_t = 4 << 20, env = "CREDENTIAL_WEBHOOK_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+    /// Admission requests handled at once; further requests wait.
+    #[arg(long, default_value_t = 1024, env = "CREDENTIAL_WEBHOOK_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: usize,
+    /// On SIGTERM: keep serving this long with readiness false (lets endpoints drop the pod), then drain.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_SHUTDOWN_DELAY")]
+    pub shutdown_delay: Duration,
+    /// Longest wait for in-flight requests during the drain.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen,
+            admin_listen: self.admin_listen,
+            tls: TlsFiles {
+                cert_file: self.tls_cert_file.clone(),
+                key_file: self.tls_key_file.clone(),
+                poll_interval: self.tls_reload_interval,
+            },
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            max_body_bytes: self.max_body_bytes,
+            max_concurrent_requests: self.max_concurrent_requests,
+            shutdown_delay: self.shutdown_delay,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into (created if missing).
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_CERTS_OUT")]
+    pub out: PathBuf,
+    /// DNS name or IP address the server is reached at; repeat for several.
+    #[arg(long = "host", required = true, env = "CREDENTIAL_WEBHOOK_CERTS_HOST", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+}
+
+/// Parses `500ms`, `2s`, `1m`, `1h` (or a bare number of seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 2s, 1m)"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn serve_defaults_and_env() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["credential-webhook", "serve", "--tls-cert-file", "c", "--tls-key-file", "k"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve expected") };
+        let cfg = args.server_config();
+        assert_eq!(cfg.listen.to_string(), "0.0.0.0:9443");
+        assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.request_timeout, Duration::from_secs(8));
+        assert_eq!(cfg.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.max_body_bytes, 4 << 20);
+        assert_eq!(args.system_namespace, "kcm-system");
+        assert!(Cli::try_parse_from(["credential-webhook", "certs", "--out", "d"]).is_err(), "--host is required");
+        let cli =
+            Cli::try_parse_from(["credential-webhook", "certs", "--out", "d", "--host", "a", "--host", "127.0.0.1"])
+                .unwrap();
+        let Command::Certs(c) = cli.command else { panic!("certs expected") };
+        assert_eq!(c.hosts, ["a", "127.0.0.1"]);
+    }
+}

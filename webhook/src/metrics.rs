@@ -1,0 +1,192 @@
+//! Prometheus metrics (prometheus-client, no global registry) served on the admin listener.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "credential_webhook";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `validate` or `mutate`.
+    pub webhook: &'static str,
+    /// The admitted kind (`Credential`, ...), `other` for kinds we do not handle, `unknown` when the
+    /// review could not be read.
+    pub kind: &'static str,
+    /// `CREATE`, `UPDATE`, `DELETE`, `CONNECT` or `unknown`.
+    pub operation: &'static str,
+    /// `allowed`, `denied`, `patched`, `ignored` (kind we do not handle) or `malformed`.
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub code: String,
+    /// `deny` or `warn`.
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `management` or the Region name.
+    pub cluster: String,
+    /// The cached resource (`credentials`, `regions`, ...).
+    pub resource: String,
+}
+
+/// Every metric of the webhook. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<WebhookLabels, Histogram>,
+    pub findings: Family<FindingLabels, Counter>,
+    pub cache_synced: Family<CacheLabels, Gauge>,
+    pub tls_not_after: Gauge<i64>,
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
+    pub in_flight: Gauge<i64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "AdmissionReviews answered, by webhook, kind, operation and decision",
+            requests.clone(),
+        );
+        // 50 us .. ~1.6 s: decisions are in-memory, so the interesting range is sub-millisecond.
+        let duration = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        registry.register_with_unit(
+            "admission_duration",
+            "Time from the full request body to the reply, per webhook",
+            prometheus_client::registry::Unit::Seconds,
+            duration.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "findings",
+            "Rule findings reported in admission replies, by code and severity",
+            findings.clone(),
+        );
+        let cache_synced = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_synced",
+            "1 when the cache of a resource in a cluster finished its initial list, else 0",
+            cache_synced.clone(),
+        );
+        let tls_not_after = Gauge::<i64>::default();
+        registry.register(
+            "tls_certificate_not_after_seconds",
+            "Expiry (notAfter, Unix seconds) of the serving certificate in use",
+            tls_not_after.clone(),
+        );
+        let tls_reloads = Counter::default();
+        registry.register(
+            "tls_reloads",
+            "Serving certificate pairs loaded after a change on disk",
+            tls_reloads.clone(),
+        );
+        let tls_reload_failures = Counter::default();
+        registry.register(
+            "tls_reload_failures",
+            "Changed certificate pairs that failed to load (the previous pair stays in use)",
+            tls_reload_failures.clone(),
+        );
+        let in_flight = Gauge::<i64>::default();
+        registry.register("admission_in_flight", "Admission requests being handled now", in_flight.clone());
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            duration,
+            findings,
+            cache_synced,
+            tls_not_after,
+            tls_reloads,
+            tls_reload_failures,
+            in_flight,
+        }
+    }
+
+    /// Sets the sync gauge of one cached resource.
+    pub fn set_cache_synced(&self, cluster: &str, resource: &str, synced: bool) {
+        self.cache_synced
+            .get_or_create(&CacheLabels { cluster: cluster.to_string(), resource: resource.to_string() })
+            .set(i64::from(synced));
+    }
+
+    /// Drops the sync gauges of a cluster that is no longer watched.
+    pub fn forget_cluster(&self, cluster: &str, resources: &[&str]) {
+        for r in resources {
+            self.cache_synced.remove(&CacheLabels { cluster: cluster.to_string(), resource: (*r).to_string() });
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_names_with_prefix_and_labels() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                webhook: "validate",
+                kind: "Credential",
+                operation: "CREATE",
+                decision: "denied",
+            })
+            .inc();
+        m.findings.get_or_create(&FindingLabels { code: "CRED002".into(), severity: "deny" }).inc();
+        m.tls_not_after.set(1_900_000_000);
+        m.duration.get_or_create(&WebhookLabels { webhook: "validate" }).observe(0.0003);
+        m.set_cache_synced("management", "credentials", true);
+        let text = m.encode();
+        assert!(text.contains(
+            "credential_webhook_admission_requests_total{webhook=\"validate\",kind=\"Credential\",operation=\"CREATE\",decision=\"denied\"} 1"
+        ), "{text}");
+        assert!(text.contains("credential_webhook_findings_total{code=\"CRED002\",severity=\"deny\"} 1"), "{text}");
+        assert!(text.contains("credential_webhook_tls_certificate_not_after_seconds 1900000000"), "{text}");
+        assert!(text.contains("credential_webhook_cache_synced{cluster=\"management\",resource=\"credentials\"} 1"));
+        assert!(text.contains("# TYPE credential_webhook_admission_duration_seconds histogram"), "{text}");
+        assert!(text.contains("credential_webhook_admission_duration_seconds_count{webhook=\"validate\"} 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
