@@ -125,6 +125,8 @@ pub fn parse_documents_with(text: &str, source: &str, limits: &YamlLimits) -> Re
 /// Parses a JSON file (one object, or a `kind: List`) with the same document rules as YAML.
 pub fn parse_json_documents(text: &str, source: &str) -> Result<Vec<Document>, YamlError> {
     // serde_json bounds nesting itself (128 levels) and has no aliases to expand.
+    // Editors on Windows prepend a byte-order mark, which serde_json rejects.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: Value = serde_json::from_str(text).map_err(|e| YamlError::Syntax {
         file: source.to_string(),
         line: Some(e.line() as u64).filter(|l| *l > 0),
@@ -304,6 +306,16 @@ mod tests {
         let err = parse_json_documents("{\n\"a\": }", "j.json").unwrap_err();
         assert!(matches!(err, YamlError::Syntax { line: Some(2), .. }), "{err:?}");
         assert!(matches!(parse_json_documents("[1]", "j.json"), Err(YamlError::NotAMapping { .. })));
+        assert_eq!(parse_json_documents("\u{feff}{\"kind\": \"A\"}", "bom.json").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bom_and_crlf_are_accepted() {
+        let text = "\u{feff}apiVersion: v1\r\nkind: Secret\r\nmetadata:\r\n  name: a\r\n---\r\napiVersion: v1\r\nkind: Secret\r\nmetadata: {name: b}\r\n";
+        let docs = parse_documents(text, "crlf.yaml").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0]["apiVersion"], "v1");
+        assert_eq!(docs[1]["metadata"]["name"], "b");
     }
 
     #[test]
