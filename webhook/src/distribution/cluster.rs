@@ -1,0 +1,276 @@
+//! One cluster the distributor writes to (a regional cluster, or the management cluster for
+//! managed non-regional Credentials): its client, its ProviderInterfaces (kept by a watch), the
+//! API resources of the kinds it copies (discovered once), and its concurrency limit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use credential_core::estate::Cluster;
+use credential_core::gvk::Gvk;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::Scope;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use super::error::{DistributionError, is_connect_error, status_code};
+use super::queue::Backoff;
+use super::watch::{WatchItem, spawn_watch};
+
+/// API resources the distributor uses without discovery.
+pub fn known_resource(gvk: &Gvk) -> Option<(ApiResource, bool)> {
+    let plural = match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
+        ("", "v1", "Secret") => ("secrets", true),
+        ("", "v1", "ConfigMap") => ("configmaps", true),
+        ("", "v1", "Namespace") => ("namespaces", false),
+        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "Credential") => ("credentials", true),
+        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "Region") => ("regions", false),
+        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "ProviderInterface") => {
+            ("providerinterfaces", false)
+        }
+        _ => return None,
+    };
+    let ar = ApiResource::from_gvk_with_plural(&to_kube_gvk(gvk), plural.0);
+    Some((ar, plural.1))
+}
+
+pub fn to_kube_gvk(gvk: &Gvk) -> GroupVersionKind {
+    GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind)
+}
+
+/// Whether the ProviderInterfaces of a cluster are known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PiState {
+    Pending,
+    Ready,
+    Failed(String),
+}
+
+/// See the module documentation.
+pub struct ClusterConn {
+    pub cluster: Cluster,
+    pub client: kube::Client,
+    /// Regional clusters: the kubeconfig Secret (namespace, name) and the resourceVersion the
+    /// client was built from; a change rebuilds the connection.
+    pub kubeconfig: Option<((String, String), Option<String>)>,
+    /// Bounds concurrent convergences against this cluster.
+    pub permits: Arc<Semaphore>,
+    resources: Mutex<HashMap<Gvk, (ApiResource, bool)>>,
+    namespaces: Mutex<HashSet<String>>,
+    pis: Arc<RwLock<Vec<Arc<Value>>>>,
+    pi_state: watch::Receiver<PiState>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ClusterConn {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ClusterConn {
+    /// Connects lazily: nothing is sent until the ProviderInterface watch starts. `on_pis` is
+    /// called whenever the ProviderInterfaces are (re)listed or change.
+    pub fn new(
+        cluster: Cluster,
+        client: kube::Client,
+        kubeconfig: Option<((String, String), Option<String>)>,
+        concurrency: usize,
+        watch_backoff: Backoff,
+        on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
+    ) -> Arc<Self> {
+        let pis: Arc<RwLock<Vec<Arc<Value>>>> = Arc::default();
+        let (tx, rx) = watch::channel(PiState::Pending);
+        let mut conn = ClusterConn {
+            cluster: cluster.clone(),
+            client: client.clone(),
+            kubeconfig,
+            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            resources: Mutex::default(),
+            namespaces: Mutex::default(),
+            pis: Arc::clone(&pis),
+            pi_state: rx,
+            tasks: Vec::new(),
+        };
+        let (pi_ar, _) = known_resource(&Gvk::provider_interface()).unwrap_or_else(unreachable_pi);
+        let api: Api<DynamicObject> = Api::all_with(client, &pi_ar);
+        let mut buffer: Vec<Arc<Value>> = Vec::new();
+        let task = spawn_watch(api, watcher::Config::default(), watch_backoff, move |item| match item {
+            WatchItem::Init => buffer.clear(),
+            WatchItem::Apply { obj, initial: true } => buffer.push(Arc::new(to_value(&obj))),
+            WatchItem::InitDone => {
+                *pis.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::mem::take(&mut buffer);
+                tx.send_replace(PiState::Ready);
+                on_pis(&cluster);
+            }
+            WatchItem::Apply { obj, initial: false } => {
+                upsert(&pis, to_value(&obj), false);
+                on_pis(&cluster);
+            }
+            WatchItem::Delete(obj) => {
+                upsert(&pis, to_value(&obj), true);
+                on_pis(&cluster);
+            }
+            WatchItem::Error(e) => {
+                // Keep the last known list once we had one: a flaky watch is not an outage.
+                if *tx.borrow() != PiState::Ready {
+                    tx.send_replace(PiState::Failed(e));
+                }
+            }
+        });
+        conn.tasks.push(task);
+        Arc::new(conn)
+    }
+
+    /// The cluster's ProviderInterfaces, waiting up to `timeout` for the first list. An error
+    /// means the cluster was not reachable.
+    pub async fn provider_interfaces(&self, timeout: Duration) -> Result<Vec<Arc<Value>>, DistributionError> {
+        let mut rx = self.pi_state.clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|s| *s != PiState::Pending)).await;
+        let state = match waited {
+            Ok(Ok(s)) => s.clone(),
+            Ok(Err(_)) => PiState::Failed("ProviderInterface watch stopped".to_string()),
+            Err(_) => PiState::Failed(format!("no answer within {} ms", timeout.as_millis())),
+        };
+        match state {
+            PiState::Ready => Ok(self.pis.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
+            PiState::Failed(detail) => Err(DistributionError::Unreachable { cluster: self.cluster.clone(), detail }),
+            PiState::Pending => Err(DistributionError::Unreachable {
+                cluster: self.cluster.clone(),
+                detail: "ProviderInterfaces not listed yet".to_string(),
+            }),
+        }
+    }
+
+    /// The API resource of a kind if discovery already found it (no request).
+    pub fn cached_resource(&self, gvk: &Gvk) -> Option<(ApiResource, bool)> {
+        lock(&self.resources).get(gvk).cloned().or_else(|| known_resource(gvk))
+    }
+
+    /// The API resource and scope of a kind in this cluster; `Ok(None)` when it is not served.
+    /// Discovery runs once per kind (one request), then answers from memory.
+    pub async fn resource(&self, gvk: &Gvk) -> Result<Option<(ApiResource, bool)>, DistributionError> {
+        if let Some(hit) = lock(&self.resources).get(gvk) {
+            return Ok(Some(hit.clone()));
+        }
+        if let Some(known) = known_resource(gvk) {
+            lock(&self.resources).insert(gvk.clone(), known.clone());
+            return Ok(Some(known));
+        }
+        match kube::discovery::pinned_kind(&self.client, &to_kube_gvk(gvk)).await {
+            Ok((ar, caps)) => {
+                let found = (ar, caps.scope == Scope::Namespaced);
+                lock(&self.resources).insert(gvk.clone(), found.clone());
+                Ok(Some(found))
+            }
+            // Not served is not cached: the provider may be enabled later.
+            Err(kube::Error::Discovery(_)) => Ok(None),
+            Err(e) if status_code(&e) == Some(404) => Ok(None),
+            Err(e) if is_connect_error(&e) => {
+                Err(DistributionError::Unreachable { cluster: self.cluster.clone(), detail: e.to_string() })
+            }
+            Err(e) => Err(DistributionError::api(format!("discovery of {gvk} in {}", self.cluster), e)),
+        }
+    }
+
+    /// A dynamic API for a kind in this cluster (`namespace` ignored for cluster-scoped kinds).
+    pub fn api(&self, ar: &ApiResource, namespaced: bool, namespace: Option<&str>) -> Api<DynamicObject> {
+        match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, ar),
+            _ => Api::all_with(self.client.clone(), ar),
+        }
+    }
+
+    /// Creates a namespace unless it is known to exist (one GET per namespace per connection).
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), DistributionError> {
+        if lock(&self.namespaces).contains(namespace) {
+            return Ok(());
+        }
+        let (ar, _) = known_resource(&Gvk::namespace()).unwrap_or_else(unreachable_pi);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let context = || format!("namespace {namespace} in {}", self.cluster);
+        match api.get_opt(namespace).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let ns: DynamicObject = serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}
+                }))
+                .map_err(|e| DistributionError::Malformed { object: context(), detail: e.to_string() })?;
+                match api.create(&PostParams::default(), &ns).await {
+                    Ok(_) => {}
+                    Err(e) if status_code(&e) == Some(409) => {}
+                    Err(e) => return Err(classify(&self.cluster, context(), e)),
+                }
+            }
+            Err(e) => return Err(classify(&self.cluster, context(), e)),
+        }
+        lock(&self.namespaces).insert(namespace.to_string());
+        Ok(())
+    }
+}
+
+/// Maps a transport failure to `Unreachable` (so the cluster backs off), anything else to `Api`.
+pub fn classify(cluster: &Cluster, context: String, e: kube::Error) -> DistributionError {
+    if is_connect_error(&e) {
+        DistributionError::Unreachable { cluster: cluster.clone(), detail: format!("{context}: {e}") }
+    } else {
+        DistributionError::api(context, e)
+    }
+}
+
+fn unreachable_pi() -> (ApiResource, bool) {
+    // `known_resource` covers these kinds; keep a sane value instead of panicking.
+    (ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", "Namespace")), false)
+}
+
+pub fn to_value(obj: &DynamicObject) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+fn upsert(store: &RwLock<Vec<Arc<Value>>>, obj: Value, delete: bool) {
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
+    let mut list = store.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    list.retain(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) != name);
+    if !delete {
+        list.push(Arc::new(obj));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_resources_keep_their_group() {
+        let (ar, namespaced) = known_resource(&Gvk::secret()).unwrap();
+        assert_eq!((ar.plural.as_str(), ar.api_version.as_str(), namespaced), ("secrets", "v1", true));
+        let (ar, namespaced) = known_resource(&Gvk::provider_interface()).unwrap();
+        assert_eq!(ar.api_version, "k0rdent.mirantis.com/v1beta1");
+        assert_eq!((ar.plural.as_str(), namespaced), ("providerinterfaces", false));
+        assert!(
+            known_resource(&Gvk::new("infrastructure.cluster.x-k8s.io", "v1beta2", "AWSClusterStaticIdentity"))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn upsert_replaces_and_deletes_by_name() {
+        let store = RwLock::new(Vec::new());
+        upsert(&store, json!({"metadata": {"name": "a"}, "v": 1}), false);
+        upsert(&store, json!({"metadata": {"name": "a"}, "v": 2}), false);
+        upsert(&store, json!({"metadata": {"name": "b"}}), false);
+        assert_eq!(store.read().unwrap().len(), 2);
+        assert!(store.read().unwrap().iter().any(|o| o["v"] == 2));
+        upsert(&store, json!({"metadata": {"name": "a"}}), true);
+        assert_eq!(store.read().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,288 @@
+//! Writing and releasing one copy in a target cluster.
+//!
+//! Ownership: a copy carries the managed label and the owners annotation (one `namespace/name`
+//! per line, sorted), so any number of Credentials with names of any length can share it. An
+//! object without the managed label is never written (a conflict is reported instead). A copy
+//! whose last owner releases it is deleted; KCM's per-Credential labels count as owners too, so
+//! a copy KCM still uses is never deleted from under it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use credential_core::estate::Cluster;
+use credential_core::identity::{ObjectKey, is_managed, owners_annotation_value, owners_of, sanitize};
+use credential_core::model::labels;
+use kube::api::{ApiResource, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+
+use super::cluster::{ClusterConn, classify, to_value};
+use super::error::{DistributionError, is_not_found};
+
+/// KCM's `k0rdent.mirantis.com/credential.<ns>.<name>` labels on an object.
+fn kcm_owner_labels(obj: &Value) -> usize {
+    let prefix = format!("{}.", labels::CREDENTIAL_PREFIX);
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| l.keys().filter(|k| k.starts_with(&prefix)).count())
+        .unwrap_or(0)
+}
+
+/// What happened to one planned copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    Created,
+    Updated,
+    /// Already identical (including ownership): nothing was written.
+    Unchanged,
+    /// Exists without the managed label: left untouched.
+    Conflict,
+}
+
+/// What happened when a Credential released one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The last owner left: the copy was deleted.
+    Deleted,
+    /// Other owners remain: only this Credential was removed from the owners.
+    Released,
+    /// Nothing to do (absent, unmanaged, or not owned by this Credential).
+    Untouched,
+}
+
+/// The object to apply: the planner's sanitised object, placed at `target`, marked managed and
+/// owned by `owners` (the core's [`sanitize`] is idempotent on an already sanitised object).
+pub fn desired_object(planned: &Value, target: &ObjectKey, owners: &[String]) -> Value {
+    let mut obj = sanitize(planned, owners);
+    if !obj.is_object() {
+        obj = json!({"metadata": {}});
+    }
+    obj["apiVersion"] = json!(target.gvk.api_version());
+    obj["kind"] = json!(target.gvk.kind);
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("name".into(), json!(target.name));
+        match &target.namespace {
+            Some(ns) => meta.insert("namespace".into(), json!(ns)),
+            None => meta.remove("namespace"),
+        };
+    }
+    obj
+}
+
+const CONTENT_IGNORED: &[&str] = &["apiVersion", "kind", "metadata", "status"];
+
+/// Whether `existing` already carries everything `desired` says (content, labels, owners).
+pub fn same_content(existing: &Value, desired: &Value) -> bool {
+    let (Some(e), Some(d)) = (existing.as_object(), desired.as_object()) else { return false };
+    let content_same =
+        d.iter().filter(|(k, _)| !CONTENT_IGNORED.contains(&k.as_str())).all(|(k, v)| e.get(k) == Some(v))
+            && e.keys().filter(|k| !CONTENT_IGNORED.contains(&k.as_str())).all(|k| d.contains_key(k));
+    let labels_same = desired.pointer("/metadata/labels").and_then(Value::as_object).is_none_or(|dl| {
+        dl.iter().all(|(k, v)| existing.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
+    });
+    content_same && labels_same && owners_of(existing) == owners_of(desired)
+}
+
+/// (cluster, group, kind, namespace, name) of a target object.
+type LockKey = (Cluster, String, String, Option<String>, String);
+
+/// In-process locks per target object: the single leader serialises read-modify-write of a
+/// shared copy's owners (two Credentials sharing a Secret must not lose each other's ownership).
+#[derive(Default)]
+pub struct ObjectLocks {
+    map: Mutex<HashMap<LockKey, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl ObjectLocks {
+    pub fn lock_for(&self, cluster: &Cluster, key: &ObjectKey) -> Arc<tokio::sync::Mutex<()>> {
+        let k = (cluster.clone(), key.gvk.group.clone(), key.gvk.kind.clone(), key.namespace.clone(), key.name.clone());
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = map.get(&k).and_then(Weak::upgrade) {
+            return existing;
+        }
+        if map.len() > 4096 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(k, Arc::downgrade(&lock));
+        lock
+    }
+}
+
+fn describe(key: &ObjectKey, cluster: &Cluster) -> String {
+    match &key.namespace {
+        Some(ns) => format!("{} {ns}/{} in {cluster}", key.gvk.kind, key.name),
+        None => format!("{} {} in {cluster}", key.gvk.kind, key.name),
+    }
+}
+
+/// Server-side applies one copy for `owner` (see the module documentation).
+pub async fn apply_copy(
+    conn: &ClusterConn,
+    ar: &ApiResource,
+    namespaced: bool,
+    target: &ObjectKey,
+    planned: &Value,
+    owner: &str,
+) -> Result<ApplyOutcome, DistributionError> {
+    let what = || describe(target, &conn.cluster);
+    let api = conn.api(ar, namespaced, target.namespace.as_deref());
+    let existing =
+        api.get_opt(&target.name).await.map_err(|e| classify(&conn.cluster, format!("read {}", what()), e))?;
+    let existing = existing.as_ref().map(to_value);
+    let mut owners = Vec::new();
+    if let Some(e) = &existing {
+        if !is_managed(e) {
+            return Ok(ApplyOutcome::Conflict);
+        }
+        owners = owners_of(e);
+    }
+    owners.push(owner.to_string());
+    let mut body = desired_object(planned, target, &owners);
+    if let Some(e) = &existing {
+        if same_content(e, &body) {
+            return Ok(ApplyOutcome::Unchanged);
+        }
+        // Precondition: fail (409) rather than overwrite a change made since the read.
+        if let Some(rv) = e.pointer("/metadata/resourceVersion").cloned() {
+            body["metadata"]["resourceVersion"] = rv;
+        }
+    } else if let (true, Some(ns)) = (namespaced, target.namespace.as_deref()) {
+        conn.ensure_namespace(ns).await?;
+    }
+    // force only when the object is ours already; a create never needs it.
+    let mut params = PatchParams::apply(labels::FIELD_MANAGER);
+    params.force = existing.is_some();
+    api.patch(&target.name, &params, &Patch::Apply(&body))
+        .await
+        .map_err(|e| classify(&conn.cluster, format!("apply {}", what()), e))?;
+    Ok(if existing.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
+}
+
+/// Removes `owner` from a copy's owners, deleting the copy when nobody owns it any more.
+pub async fn release_copy(
+    conn: &ClusterConn,
+    ar: &ApiResource,
+    namespaced: bool,
+    target: &ObjectKey,
+    owner: &str,
+) -> Result<ReleaseOutcome, DistributionError> {
+    let what = || describe(target, &conn.cluster);
+    let api = conn.api(ar, namespaced, target.namespace.as_deref());
+    let Some(existing) =
+        api.get_opt(&target.name).await.map_err(|e| classify(&conn.cluster, format!("read {}", what()), e))?
+    else {
+        return Ok(ReleaseOutcome::Untouched);
+    };
+    let existing = to_value(&existing);
+    let mut owners = owners_of(&existing);
+    let before = owners.len();
+    owners.retain(|o| o != owner);
+    if !is_managed(&existing) || owners.len() == before {
+        return Ok(ReleaseOutcome::Untouched);
+    }
+    let rv = existing.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    if owners.is_empty() && kcm_owner_labels(&existing) == 0 {
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions { resource_version: rv, uid: None }),
+            ..DeleteParams::default()
+        };
+        return match api.delete(&target.name, &dp).await {
+            Ok(_) => Ok(ReleaseOutcome::Deleted),
+            Err(e) if is_not_found(&e) => Ok(ReleaseOutcome::Untouched),
+            Err(e) => Err(classify(&conn.cluster, format!("delete {}", what()), e)),
+        };
+    }
+    let patch = json!({"metadata": {
+        "resourceVersion": rv,
+        "annotations": {labels::OWNERS_ANNOTATION: owners_annotation_value(&owners)},
+    }});
+    let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.to_string()), ..PatchParams::default() };
+    match api.patch(&target.name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(ReleaseOutcome::Released),
+        Err(e) if is_not_found(&e) => Ok(ReleaseOutcome::Untouched),
+        Err(e) => Err(classify(&conn.cluster, format!("release {}", what()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credential_core::gvk::Gvk;
+    use serde_json::Map;
+
+    fn key(ns: Option<&str>, name: &str) -> ObjectKey {
+        ObjectKey { gvk: Gvk::secret(), namespace: ns.map(str::to_string), name: name.into() }
+    }
+
+    #[test]
+    fn desired_object_strips_annotations_and_marks_ownership() {
+        let planned = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "src", "uid": "u", "resourceVersion": "7",
+                "annotations": {labels::LAST_APPLIED: "{\"data\":{\"k\":\"c2VjcmV0\"}}"},
+                "labels": {"team": "a"}},
+            "data": {"k": "c2VjcmV0"}, "status": {"x": 1}});
+        let owners = vec!["ns/cred".to_string()];
+        let d = desired_object(&planned, &key(Some("kcm-system"), "s"), &owners);
+        assert_eq!(d["metadata"]["namespace"], "kcm-system");
+        assert_eq!(d["metadata"]["labels"][labels::MANAGED], "true");
+        assert_eq!(d["metadata"]["labels"]["team"], "a");
+        assert_eq!(d["metadata"]["annotations"].as_object().map(Map::len), Some(1));
+        assert_eq!(d["metadata"]["annotations"][labels::OWNERS_ANNOTATION], "ns/cred");
+        assert!(d["metadata"].get("uid").is_none() && d["metadata"].get("resourceVersion").is_none());
+        assert!(d.get("status").is_none());
+        assert!(!d.to_string().contains("last-applied"));
+    }
+
+    #[test]
+    fn cluster_scoped_targets_have_no_namespace() {
+        let planned = json!({"metadata": {"name": "id", "namespace": "x"}, "spec": {}});
+        let k = ObjectKey {
+            gvk: Gvk::new("infrastructure.cluster.x-k8s.io", "v1beta2", "AWSClusterStaticIdentity"),
+            namespace: None,
+            name: "id".into(),
+        };
+        let d = desired_object(&planned, &k, &[]);
+        assert!(d["metadata"].get("namespace").is_none());
+        assert_eq!(d["apiVersion"], "infrastructure.cluster.x-k8s.io/v1beta2");
+    }
+
+    #[test]
+    fn same_content_sees_data_label_and_owner_changes() {
+        let owners = vec!["ns/a".to_string()];
+        let planned = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "MQ=="}});
+        let d = desired_object(&planned, &key(Some("n"), "s"), &owners);
+        let mut live = d.clone();
+        live["metadata"]["resourceVersion"] = json!("5");
+        live["metadata"]["labels"]["extra"] = json!("kept");
+        assert!(same_content(&live, &d));
+        live["data"]["k"] = json!("Mg==");
+        assert!(!same_content(&live, &d), "rotated data must be re-applied");
+        let mut live2 = d.clone();
+        live2["metadata"]["annotations"][labels::OWNERS_ANNOTATION] = json!("ns/a\nns/b");
+        assert!(!same_content(&live2, &d), "owner set differs");
+        let mut live3 = d.clone();
+        live3["stringData"] = json!({"x": "y"});
+        assert!(!same_content(&live3, &d), "a field the source no longer has must go");
+    }
+
+    #[test]
+    fn kcm_labels_count_as_owners() {
+        let obj = json!({"metadata": {"labels": {"k0rdent.mirantis.com/credential.kcm-system.aws": "true",
+            labels::MANAGED: "true"}}});
+        assert_eq!(kcm_owner_labels(&obj), 1);
+        assert!(is_managed(&obj));
+    }
+
+    #[tokio::test]
+    async fn object_locks_are_shared_per_key() {
+        let locks = ObjectLocks::default();
+        let a1 = locks.lock_for(&Cluster::Management, &key(Some("n"), "s"));
+        let a2 = locks.lock_for(&Cluster::Management, &key(Some("n"), "s"));
+        let b = locks.lock_for(&Cluster::Region("r".into()), &key(Some("n"), "s"));
+        assert!(Arc::ptr_eq(&a1, &a2));
+        assert!(!Arc::ptr_eq(&a1, &b));
+        let _g = a1.lock().await;
+        assert!(a2.try_lock().is_err());
+        assert!(b.try_lock().is_ok());
+    }
+}

@@ -1,0 +1,1006 @@
+//! The distributor's state for one leadership term, and the convergence of one Credential.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use credential_core::estate::Cluster;
+use credential_core::gvk::Gvk;
+use credential_core::identity::{self, ObjectKey, Plan, PlanProblem};
+use credential_core::model::labels;
+use json_patch::Patch as JsonPatch;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+use super::DistributionConfig;
+use super::cluster::{ClusterConn, classify, known_resource, to_value};
+use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, release_copy};
+use super::error::{DistributionError, is_connect_error, is_not_found};
+use super::estate::{FetchedEstate, Miss};
+use super::metrics::DistributionMetrics;
+use super::queue::WorkQueue;
+use super::status::{DesiredCondition, EventType, REASON_DISTRIBUTED, apply_condition, publish_event};
+use super::watch::{WatchItem, spawn_watch};
+
+/// `namespace/name` of a Credential: the work-queue key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CredentialKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for CredentialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What the Credential watch remembers, to enqueue only on changes that matter (not on our own
+/// status writes) and to find the Credentials of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub target: Option<Cluster>,
+    pub fingerprint: String,
+}
+
+impl Seen {
+    pub fn of(credential: &Value) -> Self {
+        let deleting = credential.pointer("/metadata/deletionTimestamp").is_some();
+        let spec = credential.get("spec").map(Value::to_string).unwrap_or_default();
+        Seen {
+            target: identity::target_of(credential),
+            fingerprint: format!("{deleting}|{}|{spec}", identity::is_managed(credential)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    failures: u32,
+    next_attempt: Instant,
+}
+
+/// Objects a Credential's last plan read or wrote (for watches and garbage collection).
+#[derive(Debug, Clone, Default)]
+struct Footprint {
+    target: Option<Cluster>,
+    sources: Vec<SourceKey>,
+    copies: Vec<ObjectKey>,
+}
+
+/// A management object, version-insensitive: (group, kind, namespace, name).
+pub type SourceKey = (String, String, Option<String>, String);
+
+pub fn source_key(gvk: &Gvk, namespace: Option<&str>, name: &str) -> SourceKey {
+    (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string())
+}
+
+/// A Region whose client was built from a kubeconfig Secret, with the Secret's resourceVersion.
+type RegionBuild = (String, Option<String>);
+
+/// How one convergence ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Converged (or nothing to do).
+    Done,
+    /// Not attempted: the target cluster is backing off.
+    Wait(Duration),
+    /// Attempted and not converged; retried with the Credential's backoff.
+    Failed { reason: String },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Shared state of one leadership term.
+pub struct Engine {
+    pub config: DistributionConfig,
+    pub mgmt: kube::Client,
+    pub mgmt_conn: Arc<ClusterConn>,
+    pub queue: Arc<WorkQueue<CredentialKey>>,
+    pub metrics: DistributionMetrics,
+    regions: tokio::sync::Mutex<HashMap<String, Arc<ClusterConn>>>,
+    /// Regions as last seen by the Region watch.
+    pub region_objects: RwLock<HashMap<String, Arc<Value>>>,
+    health: Mutex<HashMap<Cluster, Health>>,
+    failures: Mutex<HashMap<CredentialKey, u32>>,
+    pub seen: Mutex<HashMap<CredentialKey, Seen>>,
+    footprints: Mutex<HashMap<CredentialKey, Footprint>>,
+    /// Source object -> Credentials whose last plan read it (or missed it).
+    index: Mutex<HashMap<SourceKey, HashSet<CredentialKey>>>,
+    locks: ObjectLocks,
+    /// Kubeconfig Secret (namespace, name) -> Regions whose cached client was built from it, and
+    /// the Secret's resourceVersion then.
+    kubeconfigs: Mutex<HashMap<(String, String), Vec<RegionBuild>>>,
+    /// Metadata watches on source kinds in the management cluster, by (group, kind).
+    source_watches: Mutex<HashMap<(String, String), JoinHandle<()>>>,
+    /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
+    source_versions: Mutex<HashMap<SourceKey, String>>,
+    on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
+    me: Weak<Engine>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for (_, t) in lock(&self.source_watches).drain() {
+            t.abort();
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(
+        config: DistributionConfig,
+        mgmt: kube::Client,
+        queue: Arc<WorkQueue<CredentialKey>>,
+        metrics: DistributionMetrics,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Engine>| {
+            let weak = me.clone();
+            // A cluster's ProviderInterfaces were listed or changed: it answers, and its
+            // Credentials may now plan differently.
+            let on_pis: Arc<dyn Fn(&Cluster) + Send + Sync> = Arc::new(move |cluster: &Cluster| {
+                if let Some(engine) = weak.upgrade() {
+                    engine.cluster_ok(cluster);
+                    engine.enqueue_cluster(cluster);
+                }
+            });
+            let mgmt_conn = ClusterConn::new(
+                Cluster::Management,
+                mgmt.clone(),
+                None,
+                config.per_cluster_concurrency,
+                config.cluster_backoff,
+                Arc::clone(&on_pis),
+            );
+            Engine {
+                config,
+                mgmt,
+                mgmt_conn,
+                queue,
+                metrics,
+                regions: tokio::sync::Mutex::default(),
+                region_objects: RwLock::default(),
+                health: Mutex::default(),
+                failures: Mutex::default(),
+                seen: Mutex::default(),
+                footprints: Mutex::default(),
+                index: Mutex::default(),
+                locks: ObjectLocks::default(),
+                kubeconfigs: Mutex::default(),
+                source_watches: Mutex::default(),
+                source_versions: Mutex::default(),
+                on_pis,
+                me: me.clone(),
+            }
+        })
+    }
+
+    // ---- queue plumbing -------------------------------------------------------------------
+
+    pub fn enqueue(&self, key: CredentialKey) {
+        self.queue.add(key);
+        self.metrics.queue_depth.set(self.queue.depth() as i64);
+    }
+
+    /// Credentials (as last seen) whose copies go to `cluster`.
+    pub fn credentials_of(&self, cluster: &Cluster) -> Vec<CredentialKey> {
+        let mut keys: BTreeSet<CredentialKey> = lock(&self.seen)
+            .iter()
+            .filter(|(_, s)| s.target.as_ref() == Some(cluster))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.extend(
+            lock(&self.footprints).iter().filter(|(_, f)| f.target.as_ref() == Some(cluster)).map(|(k, _)| k.clone()),
+        );
+        keys.into_iter().collect()
+    }
+
+    pub fn enqueue_cluster(&self, cluster: &Cluster) {
+        for key in self.credentials_of(cluster) {
+            self.enqueue(key);
+        }
+    }
+
+    /// Re-checks every distributed Credential (the slow safety net).
+    pub fn resync(&self) {
+        let mut keys: BTreeSet<CredentialKey> =
+            lock(&self.seen).iter().filter(|(_, s)| s.target.is_some()).map(|(k, _)| k.clone()).collect();
+        keys.extend(lock(&self.footprints).keys().cloned());
+        for k in keys {
+            self.enqueue(k);
+        }
+    }
+
+    /// Credentials whose last plan read (or missed) a management object.
+    pub fn credentials_using(&self, key: &SourceKey) -> Vec<CredentialKey> {
+        lock(&self.index).get(key).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The cluster answered: forget its backoff.
+    pub fn cluster_ok(&self, cluster: &Cluster) {
+        lock(&self.health).remove(cluster);
+    }
+
+    fn cluster_failed(&self, cluster: &Cluster) {
+        let mut health = lock(&self.health);
+        let h = health.entry(cluster.clone()).or_insert(Health { failures: 0, next_attempt: Instant::now() });
+        h.failures = h.failures.saturating_add(1);
+        h.next_attempt = Instant::now() + self.config.cluster_backoff.delay(h.failures);
+    }
+
+    fn cluster_wait(&self, cluster: &Cluster) -> Option<Duration> {
+        let now = Instant::now();
+        lock(&self.health).get(cluster).filter(|h| h.next_attempt > now).map(|h| h.next_attempt - now)
+    }
+
+    /// Drops the cached connection of a Region (its kubeconfig changed or the Region went away).
+    pub async fn drop_region(&self, region: &str) {
+        if let Some(conn) = self.regions.lock().await.remove(region)
+            && let Some((secret, _)) = &conn.kubeconfig
+        {
+            let mut kcs = lock(&self.kubeconfigs);
+            if let Some(list) = kcs.get_mut(secret) {
+                list.retain(|(r, _)| r != region);
+                if list.is_empty() {
+                    kcs.remove(secret);
+                }
+            }
+        }
+    }
+
+    // ---- watch handlers --------------------------------------------------------------------
+
+    /// A Credential event from the management cluster.
+    pub fn on_credential(&self, obj: &DynamicObject, deleted: bool) {
+        let Some(name) = obj.metadata.name.clone() else { return };
+        let key = CredentialKey { namespace: obj.metadata.namespace.clone().unwrap_or_default(), name };
+        if deleted {
+            lock(&self.seen).remove(&key);
+            if lock(&self.footprints).contains_key(&key) {
+                self.enqueue(key);
+            }
+            return;
+        }
+        let value = to_value(obj);
+        let seen = Seen::of(&value);
+        let ours =
+            obj.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER));
+        let relevant = seen.target.is_some() || ours || lock(&self.footprints).contains_key(&key);
+        let changed = lock(&self.seen).insert(key.clone(), seen.clone()) != Some(seen);
+        if relevant && changed {
+            self.enqueue(key);
+        }
+    }
+
+    /// A Region event from the management cluster.
+    pub fn on_region(&self, obj: &DynamicObject, deleted: bool, initial: bool) {
+        let Some(name) = obj.metadata.name.clone() else { return };
+        let value = Arc::new(to_value(obj));
+        let previous = {
+            let mut regions = self.region_objects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if deleted { regions.remove(&name) } else { regions.insert(name.clone(), Arc::clone(&value)) }
+        };
+        let cluster = Cluster::Region(name.clone());
+        let ready = |v: &Value| {
+            v.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        };
+        let spec_changed = previous.as_ref().map(|p| p.get("spec")) != Some(value.get("spec"));
+        let became_ready = ready(&value) && !previous.as_deref().is_some_and(ready);
+        if deleted || (spec_changed && previous.is_some()) {
+            let Some(me) = self.me.upgrade() else { return };
+            tokio::spawn(async move {
+                me.drop_region(&name).await;
+                me.cluster_ok(&cluster);
+                me.enqueue_cluster(&cluster);
+            });
+        } else if (previous.is_none() && !initial) || became_ready {
+            self.cluster_ok(&cluster);
+            self.enqueue_cluster(&cluster);
+        }
+    }
+
+    /// A metadata event of a source kind (or of any Secret) in the management cluster.
+    pub fn on_source(&self, gvk: &Gvk, meta: &PartialObjectMeta<DynamicObject>, deleted: bool) {
+        let Some(name) = meta.metadata.name.as_deref() else { return };
+        let namespace = meta.metadata.namespace.as_deref().filter(|n| !n.is_empty());
+        let rv = meta.metadata.resource_version.clone().unwrap_or_default();
+        let key = source_key(gvk, namespace, name);
+        let users = self.credentials_using(&key);
+        if !users.is_empty() {
+            let unchanged = {
+                let mut versions = lock(&self.source_versions);
+                if deleted {
+                    versions.remove(&key);
+                    false
+                } else {
+                    versions.insert(key.clone(), rv.clone()).as_deref() == Some(rv.as_str())
+                }
+            };
+            if !unchanged {
+                for k in users {
+                    self.enqueue(k);
+                }
+            }
+        }
+        if gvk.same_group_kind(&Gvk::secret())
+            && let Some(ns) = namespace
+        {
+            let stale: Vec<String> = lock(&self.kubeconfigs)
+                .get(&(ns.to_string(), name.to_string()))
+                .map(|list| {
+                    list.iter()
+                        .filter(|(_, built)| deleted || built.as_deref() != Some(rv.as_str()))
+                        .map(|(r, _)| r.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !stale.is_empty()
+                && let Some(me) = self.me.upgrade()
+            {
+                tokio::spawn(async move {
+                    for region in stale {
+                        // The kubeconfig changed: rebuild the client on next use.
+                        me.drop_region(&region).await;
+                        let cluster = Cluster::Region(region);
+                        me.cluster_ok(&cluster);
+                        me.enqueue_cluster(&cluster);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Starts a metadata-only watch on a source kind of the management cluster, once.
+    pub fn ensure_source_watch(&self, gvk: &Gvk) {
+        let wkey = (gvk.group.clone(), gvk.kind.clone());
+        if lock(&self.source_watches).contains_key(&wkey) {
+            return;
+        }
+        let Some((ar, _)) = self.mgmt_conn.cached_resource(gvk) else { return };
+        let Some(me) = self.me.upgrade() else { return };
+        let weak = Arc::downgrade(&me);
+        drop(me);
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.mgmt.clone(), &ar);
+        let gvk = gvk.clone();
+        let task = spawn_watch(api, watcher::Config::default(), self.config.cluster_backoff, move |item| {
+            let Some(engine) = weak.upgrade() else { return };
+            match item {
+                WatchItem::Apply { obj, .. } => engine.on_source(&gvk, &obj, false),
+                WatchItem::Delete(obj) => engine.on_source(&gvk, &obj, true),
+                WatchItem::Error(e) => tracing::debug!(kind = %gvk, error = %e, "source watch retrying"),
+                WatchItem::Init | WatchItem::InitDone => {}
+            }
+        });
+        lock(&self.source_watches).entry(wkey).or_insert(task);
+    }
+
+    // ---- worker --------------------------------------------------------------------------
+
+    /// Takes keys from the queue until it closes.
+    pub async fn worker(self: Arc<Self>) {
+        while let Some(key) = self.queue.next().await {
+            self.metrics.queue_depth.set(self.queue.depth() as i64);
+            let started = Instant::now();
+            let outcome = self.converge(&key).await;
+            self.metrics.convergence_seconds.observe(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(Outcome::Done) => {
+                    lock(&self.failures).remove(&key);
+                }
+                Ok(Outcome::Wait(d)) => self.queue.add_after(key.clone(), d),
+                Ok(Outcome::Failed { reason }) => self.retry(&key, &reason),
+                Err(e) => {
+                    tracing::warn!(credential = %key, reason = e.reason(), error = %e, "distribution failed");
+                    self.retry(&key, e.reason());
+                }
+            }
+            self.queue.done(&key);
+            self.metrics.queue_depth.set(self.queue.depth() as i64);
+        }
+    }
+
+    fn retry(&self, key: &CredentialKey, reason: &str) {
+        self.metrics.failed(reason);
+        let n = {
+            let mut f = lock(&self.failures);
+            let n = f.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        self.queue.add_after(key.clone(), self.config.credential_backoff.delay(n));
+    }
+
+    fn forget(&self, key: &CredentialKey) {
+        lock(&self.failures).remove(key);
+        lock(&self.seen).remove(key);
+        if let Some(fp) = lock(&self.footprints).remove(key) {
+            let mut index = lock(&self.index);
+            for s in fp.sources {
+                if let Some(set) = index.get_mut(&s) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        index.remove(&s);
+                    }
+                }
+            }
+        }
+    }
+
+    fn credential_api(&self, namespace: &str) -> Api<DynamicObject> {
+        let (ar, _) = known_resource(&Gvk::credential()).unwrap_or_else(|| {
+            (kube::api::ApiResource::from_gvk(&super::cluster::to_kube_gvk(&Gvk::credential())), true)
+        });
+        Api::namespaced_with(self.mgmt.clone(), namespace, &ar)
+    }
+
+    /// Brings one Credential's copies in line with its plan (or releases them).
+    pub async fn converge(&self, key: &CredentialKey) -> Result<Outcome, DistributionError> {
+        let api = self.credential_api(&key.namespace);
+        let Some(obj) =
+            api.get_opt(&key.name).await.map_err(|e| DistributionError::api(format!("read Credential {key}"), e))?
+        else {
+            self.forget(key);
+            return Ok(Outcome::Done);
+        };
+        let credential = to_value(&obj);
+        let target = identity::target_of(&credential);
+        let deleting = credential.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+        let finalizers: Vec<String> = credential
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let has_finalizer = finalizers.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER);
+
+        if deleting || target.is_none() {
+            if !has_finalizer {
+                self.forget(key);
+                return Ok(Outcome::Done);
+            }
+            // Released from where copies were made: the remembered target, else the current one.
+            let remembered = lock(&self.footprints).get(key).and_then(|f| f.target.clone());
+            let from = remembered.or(target).unwrap_or(Cluster::Management);
+            return self.release(key, &api, &credential, &from, &finalizers).await;
+        }
+        let Some(target) = target else { return Ok(Outcome::Done) };
+        if !has_finalizer {
+            self.add_finalizer(key, &api, &credential, &finalizers).await?;
+        }
+        if let Some(wait) = self.cluster_wait(&target) {
+            return Ok(Outcome::Wait(wait));
+        }
+        match self.distribute(key, &credential, &target).await {
+            Ok(result) => {
+                let failed = !result.condition.ok;
+                self.report(&api, &credential, &result.condition).await?;
+                Ok(if failed { Outcome::Failed { reason: result.condition.reason } } else { Outcome::Done })
+            }
+            Err(e) => {
+                if matches!(e, DistributionError::Unreachable { .. })
+                    || matches!(&e, DistributionError::Api { source, .. } if is_connect_error(source))
+                {
+                    self.cluster_failed(&target);
+                }
+                let desired = DesiredCondition {
+                    ok: false,
+                    reason: e.reason().to_string(),
+                    message: format!("identities not distributed to {target}: {e}; retrying with backoff"),
+                };
+                if self.report(&api, &credential, &desired).await? {
+                    self.event(&credential, EventType::Warning, e.reason(), "Distribute", &desired.message).await;
+                }
+                Ok(Outcome::Failed { reason: e.reason().to_string() })
+            }
+        }
+    }
+
+    async fn report(
+        &self,
+        api: &Api<DynamicObject>,
+        credential: &Value,
+        desired: &DesiredCondition,
+    ) -> Result<bool, DistributionError> {
+        apply_condition(api, credential, desired).await
+    }
+
+    async fn event(&self, credential: &Value, t: EventType, reason: &str, action: &str, note: &str) {
+        publish_event(&self.mgmt, &self.config.instance, credential, t, reason, action, note).await;
+    }
+
+    async fn add_finalizer(
+        &self,
+        key: &CredentialKey,
+        api: &Api<DynamicObject>,
+        credential: &Value,
+        finalizers: &[String],
+    ) -> Result<(), DistributionError> {
+        let patch: Value = if finalizers.is_empty() {
+            // No list yet: guard with the resourceVersion so a concurrent add is not clobbered.
+            let rv = credential.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                {"op": "add", "path": "/metadata/finalizers", "value": [labels::DISTRIBUTION_FINALIZER]},
+            ])
+        } else {
+            json!([{"op": "add", "path": "/metadata/finalizers/-", "value": labels::DISTRIBUTION_FINALIZER}])
+        };
+        let patch: JsonPatch = serde_json::from_value(patch)
+            .map_err(|e| DistributionError::Malformed { object: format!("Credential {key}"), detail: e.to_string() })?;
+        api.patch(&key.name, &PatchParams::default(), &Patch::<()>::Json(patch))
+            .await
+            .map_err(|e| DistributionError::api(format!("add finalizer to Credential {key}"), e))?;
+        Ok(())
+    }
+
+    async fn remove_finalizer(
+        &self,
+        key: &CredentialKey,
+        api: &Api<DynamicObject>,
+        finalizers: &[String],
+    ) -> Result<(), DistributionError> {
+        let Some(i) = finalizers.iter().position(|f| f == labels::DISTRIBUTION_FINALIZER) else { return Ok(()) };
+        let path = format!("/metadata/finalizers/{i}");
+        let patch: JsonPatch = serde_json::from_value(json!([
+            {"op": "test", "path": path, "value": labels::DISTRIBUTION_FINALIZER},
+            {"op": "remove", "path": path},
+        ]))
+        .map_err(|e| DistributionError::Malformed { object: format!("Credential {key}"), detail: e.to_string() })?;
+        match api.patch(&key.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(DistributionError::api(format!("remove finalizer from Credential {key}"), e)),
+        }
+    }
+
+    // ---- connections ---------------------------------------------------------------------
+
+    async fn region_object(&self, region: &str) -> Result<Arc<Value>, DistributionError> {
+        if let Some(r) = self.region_objects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(region) {
+            return Ok(Arc::clone(r));
+        }
+        let (ar, _) = known_resource(&Gvk::region())
+            .unwrap_or_else(|| (kube::api::ApiResource::from_gvk(&super::cluster::to_kube_gvk(&Gvk::region())), false));
+        let api: Api<DynamicObject> = Api::all_with(self.mgmt.clone(), &ar);
+        match api.get_opt(region).await {
+            Ok(Some(r)) => Ok(Arc::new(to_value(&r))),
+            Ok(None) => Err(DistributionError::RegionNotFound { region: region.to_string() }),
+            Err(e) => Err(DistributionError::api(format!("read Region {region}"), e)),
+        }
+    }
+
+    /// The connection to a target cluster, built from the Region's kubeconfig on first use.
+    pub async fn connection(&self, target: &Cluster) -> Result<Arc<ClusterConn>, DistributionError> {
+        let region = match target {
+            Cluster::Management => return Ok(Arc::clone(&self.mgmt_conn)),
+            Cluster::Region(r) => r,
+        };
+        let mut regions = self.regions.lock().await;
+        if let Some(c) = regions.get(region) {
+            return Ok(Arc::clone(c));
+        }
+        let region_obj = self.region_object(region).await?;
+        let (ns, name, key) = kubeconfig_ref(&region_obj, &self.config.system_namespace)
+            .map_err(|detail| DistributionError::RegionKubeconfig { region: region.clone(), detail })?;
+        let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &ns);
+        let bad = |detail: String| DistributionError::RegionKubeconfig { region: region.clone(), detail };
+        let secret = secrets
+            .get_opt(&name)
+            .await
+            .map_err(|e| DistributionError::api(format!("read kubeconfig Secret {ns}/{name} of Region {region}"), e))?
+            .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} does not exist; create it with key {key:?}")))?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&key))
+            .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} has no key {key:?}")))?;
+        let text = std::str::from_utf8(&bytes.0)
+            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not UTF-8 text")))?;
+        // The parse error is not shown: it may quote the kubeconfig, which holds credentials.
+        let kubeconfig = Kubeconfig::from_yaml(text)
+            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig (YAML)")))?;
+        let mut cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is unusable: {e}")))?;
+        cfg.connect_timeout = Some(self.config.connect_timeout);
+        let client = kube::Client::try_from(cfg)
+            .map_err(|e| bad(format!("no client from the kubeconfig in Secret {ns}/{name}: {e}")))?;
+        let rv = secret.metadata.resource_version.clone();
+        lock(&self.kubeconfigs).entry((ns.clone(), name.clone())).or_default().push((region.clone(), rv.clone()));
+        let conn = ClusterConn::new(
+            target.clone(),
+            client,
+            Some(((ns, name), rv)),
+            self.config.per_cluster_concurrency,
+            self.config.cluster_backoff,
+            Arc::clone(&self.on_pis),
+        );
+        regions.insert(region.clone(), Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    // ---- distribute ----------------------------------------------------------------------
+
+    /// Plans with sources read from the management cluster (and, when `fallback` is given, from
+    /// the copies in that cluster: a deleted source must not block the release of its copies).
+    async fn plan(
+        &self,
+        credential: &Value,
+        target: &Cluster,
+        conn: &ClusterConn,
+        pis: Vec<Arc<Value>>,
+        fallback: bool,
+    ) -> Result<Plan, DistributionError> {
+        let mut estate = FetchedEstate::new(&self.config.system_namespace, target.clone(), pis);
+        // Each round resolves one more level of references; the planner's depth bound caps it.
+        for _ in 0..(identity::MAX_DEPTH * 2 + 4) {
+            let plan = identity::plan(credential, &estate);
+            let misses = estate.take_misses();
+            if misses.is_empty() {
+                return Ok(plan);
+            }
+            let scope_missed: HashSet<Gvk> = misses
+                .iter()
+                .filter_map(|m| match m {
+                    Miss::Scope { gvk, .. } => Some(gvk.clone()),
+                    Miss::Object { .. } => None,
+                })
+                .collect();
+            for miss in misses {
+                match miss {
+                    Miss::Scope { cluster, gvk } => {
+                        let c: &ClusterConn = if cluster == Cluster::Management { &self.mgmt_conn } else { conn };
+                        let found = c.resource(&gvk).await?;
+                        estate.put_scope(cluster, &gvk, found.map(|(_, namespaced)| namespaced));
+                    }
+                    // Asked while the scope was unknown: the next round asks the right place.
+                    Miss::Object { gvk, .. } if scope_missed.contains(&gvk) => {}
+                    Miss::Object { gvk, namespace, name } => {
+                        let mut found = self.read_source(&self.mgmt_conn, &gvk, namespace.as_deref(), &name).await?;
+                        if found.is_none() && fallback {
+                            found = self
+                                .read_source(conn, &gvk, namespace.as_deref(), &name)
+                                .await?
+                                .filter(|o| identity::is_managed(o));
+                        }
+                        estate.put_object(&gvk, namespace.as_deref(), &name, found);
+                    }
+                }
+            }
+        }
+        Ok(identity::plan(credential, &estate))
+    }
+
+    async fn read_source(
+        &self,
+        conn: &ClusterConn,
+        gvk: &Gvk,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Arc<Value>>, DistributionError> {
+        let Some((ar, namespaced)) = conn.resource(gvk).await? else { return Ok(None) };
+        if namespaced != namespace.is_some() {
+            return Ok(None); // asked at a location this kind cannot have
+        }
+        let api = conn.api(&ar, namespaced, namespace);
+        let what = match namespace {
+            Some(ns) => format!("read {} {ns}/{name} in {}", gvk.kind, conn.cluster),
+            None => format!("read {} {name} in {}", gvk.kind, conn.cluster),
+        };
+        match api.get_opt(name).await {
+            Ok(o) => Ok(o.map(|o| Arc::new(to_value(&o)))),
+            Err(e) => Err(classify(&conn.cluster, what, e)),
+        }
+    }
+
+    fn remember(&self, key: &CredentialKey, target: &Cluster, plan: &Plan) {
+        let mut sources: Vec<SourceKey> =
+            plan.objects().map(|c| source_key(&c.source.gvk, c.source.namespace.as_deref(), &c.source.name)).collect();
+        for p in &plan.problems {
+            if let PlanProblem::SourceMissing { key: k } = p {
+                sources.push(source_key(&k.gvk, k.namespace.as_deref(), &k.name));
+            }
+        }
+        for c in plan.objects() {
+            if !c.source.gvk.same_group_kind(&Gvk::secret()) {
+                self.ensure_source_watch(&c.source.gvk);
+            }
+        }
+        let copies: Vec<ObjectKey> =
+            plan.copies.iter().filter(|c| c.object.is_some()).map(|c| c.target.clone()).collect();
+        let previous = lock(&self.footprints)
+            .insert(key.clone(), Footprint { target: Some(target.clone()), sources: sources.clone(), copies });
+        let mut index = lock(&self.index);
+        for s in previous.map(|p| p.sources).unwrap_or_default() {
+            if let Some(set) = index.get_mut(&s) {
+                set.remove(key);
+                if set.is_empty() {
+                    index.remove(&s);
+                }
+            }
+        }
+        for s in sources {
+            index.entry(s).or_default().insert(key.clone());
+        }
+    }
+
+    async fn distribute(
+        &self,
+        key: &CredentialKey,
+        credential: &Value,
+        target: &Cluster,
+    ) -> Result<Distributed, DistributionError> {
+        let conn = self.connection(target).await?;
+        let _permit = conn.permits.acquire().await;
+        let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
+        self.cluster_ok(target);
+        let plan = self.plan(credential, target, &conn, pis, false).await?;
+        let previous_copies = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        self.remember(key, target, &plan);
+
+        let owner = key.to_string();
+        let mut problems: Vec<(String, String)> =
+            plan.problems.iter().map(|p| (problem_reason(p).to_string(), p.message(Some(target)))).collect();
+        let mut placed = Vec::new();
+        for copy in &plan.copies {
+            let Some(object) = &copy.object else { continue };
+            let Some((ar, namespaced)) = conn.resource(&copy.target.gvk).await? else {
+                problems.push((
+                    "KindNotServed".to_string(),
+                    format!(
+                        "{} is not served in {target}: enable the provider there (its CRD is missing), then the \
+                         copy of {} follows",
+                        copy.target.gvk, copy.target
+                    ),
+                ));
+                continue;
+            };
+            let lock_handle = self.locks.lock_for(target, &copy.target);
+            let _guard = lock_handle.lock().await;
+            match apply_copy(&conn, &ar, namespaced, &copy.target, object, &owner).await? {
+                ApplyOutcome::Created | ApplyOutcome::Updated => {
+                    self.metrics.copies_applied.inc();
+                    placed.push(copy.target.to_string());
+                    self.event(
+                        credential,
+                        EventType::Normal,
+                        "Copied",
+                        "Distribute",
+                        &format!("copied {} ({}) to {target}", copy.target, copy.target.gvk.api_version()),
+                    )
+                    .await;
+                }
+                ApplyOutcome::Unchanged => placed.push(copy.target.to_string()),
+                ApplyOutcome::Conflict => {
+                    self.metrics.conflicts.inc();
+                    let msg = format!(
+                        "{} exists in {target} without label {}=true: it was left untouched; delete it or label it \
+                         so credential-guard may manage it",
+                        copy.target,
+                        labels::MANAGED
+                    );
+                    self.event(credential, EventType::Warning, "Conflict", "Distribute", &msg).await;
+                    problems.push(("Conflict".to_string(), msg));
+                }
+            }
+        }
+        // Copies the previous plan made that this one no longer wants.
+        let wanted: HashSet<&ObjectKey> = plan.copies.iter().map(|c| &c.target).collect();
+        for stale in previous_copies.iter().filter(|k| !wanted.contains(k)) {
+            if let Some((ar, namespaced)) = conn.resource(&stale.gvk).await? {
+                let lock_handle = self.locks.lock_for(target, stale);
+                let _guard = lock_handle.lock().await;
+                if release_copy(&conn, &ar, namespaced, stale, &owner).await? == ReleaseOutcome::Deleted {
+                    self.metrics.copies_deleted.inc();
+                }
+            }
+        }
+        let condition = match problems.first() {
+            None => DesiredCondition {
+                ok: true,
+                reason: REASON_DISTRIBUTED.to_string(),
+                message: format!("{} object(s) distributed to {target}: {}", placed.len(), summary(&placed)),
+            },
+            Some((reason, _)) => DesiredCondition {
+                ok: false,
+                reason: reason.clone(),
+                message: problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+            },
+        };
+        Ok(Distributed { condition })
+    }
+
+    /// Releases this Credential's ownership of its copies, deleting those nobody else owns; the
+    /// finalizer goes only when that succeeded.
+    async fn release(
+        &self,
+        key: &CredentialKey,
+        api: &Api<DynamicObject>,
+        credential: &Value,
+        target: &Cluster,
+        finalizers: &[String],
+    ) -> Result<Outcome, DistributionError> {
+        if let Some(wait) = self.cluster_wait(target) {
+            return Ok(Outcome::Wait(wait));
+        }
+        match self.release_all(key, credential, target).await {
+            Ok(deleted) => {
+                self.remove_finalizer(key, api, finalizers).await?;
+                if deleted > 0 {
+                    self.event(
+                        credential,
+                        EventType::Normal,
+                        "Released",
+                        "Release",
+                        &format!("released copies in {target}; deleted {deleted} no other Credential owns"),
+                    )
+                    .await;
+                }
+                self.forget(key);
+                Ok(Outcome::Done)
+            }
+            Err(e) => {
+                if matches!(e, DistributionError::Unreachable { .. }) {
+                    self.cluster_failed(target);
+                }
+                let desired = DesiredCondition {
+                    ok: false,
+                    reason: "ReleasePending".to_string(),
+                    message: format!(
+                        "copies in {target} not released yet ({e}); finalizer {} stays until they are, retrying \
+                         with backoff",
+                        labels::DISTRIBUTION_FINALIZER
+                    ),
+                };
+                if self.report(api, credential, &desired).await.unwrap_or(false) {
+                    self.event(credential, EventType::Warning, "ReleasePending", "Release", &desired.message).await;
+                }
+                Ok(Outcome::Failed { reason: e.reason().to_string() })
+            }
+        }
+    }
+
+    async fn release_all(
+        &self,
+        key: &CredentialKey,
+        credential: &Value,
+        target: &Cluster,
+    ) -> Result<usize, DistributionError> {
+        let conn = self.connection(target).await?;
+        let _permit = conn.permits.acquire().await;
+        let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
+        // The identity graph as it is now; copies stand in for deleted sources.
+        let mut plan_credential = credential.clone();
+        if let Cluster::Region(r) = target
+            && plan_credential.pointer("/spec/region").and_then(Value::as_str).is_none_or(str::is_empty)
+        {
+            plan_credential["spec"]["region"] = json!(r);
+        }
+        let plan = self.plan(&plan_credential, target, &conn, pis, true).await?;
+        let mut keys: Vec<ObjectKey> = plan.copies.iter().map(|c| c.target.clone()).collect();
+        for k in lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default() {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+        // Referencing objects first (reverse apply order), so no copy points at a deleted one.
+        keys.reverse();
+        let owner = key.to_string();
+        let mut deleted = 0;
+        for k in &keys {
+            // The right API resource for every kind, group included (KCM drops the group here).
+            let Some((ar, namespaced)) = conn.resource(&k.gvk).await? else { continue };
+            let lock_handle = self.locks.lock_for(target, k);
+            let _guard = lock_handle.lock().await;
+            if release_copy(&conn, &ar, namespaced, k, &owner).await? == ReleaseOutcome::Deleted {
+                self.metrics.copies_deleted.inc();
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+struct Distributed {
+    condition: DesiredCondition,
+}
+
+fn summary(items: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut s = items.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN {
+        s.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    s
+}
+
+/// The condition reason for a plan problem.
+pub fn problem_reason(p: &PlanProblem) -> &'static str {
+    match p {
+        PlanProblem::InvalidCredential { .. } => "InvalidCredential",
+        PlanProblem::IncompleteIdentityRef { .. } => "IdentityRefIncomplete",
+        PlanProblem::NoProviderInterface { .. } => "NoProviderInterface",
+        PlanProblem::TargetUnknown => "TargetUnknown",
+        PlanProblem::SourceMissing { .. } => "SourceMissing",
+        PlanProblem::PathNotResolved { .. } => "ReferenceNotResolved",
+        PlanProblem::Cycle { .. } => "ReferenceCycle",
+        PlanProblem::TooDeep { .. } => "ReferenceTooDeep",
+    }
+}
+
+/// Where a Region's kubeconfig lives: `spec.kubeConfig` {name, key} in the system namespace, or
+/// for `spec.clusterDeployment` the Secret `<cd>-kubeconfig` key `value` in the CD's namespace.
+pub fn kubeconfig_ref(region: &Value, system_namespace: &str) -> Result<(String, String, String), String> {
+    let name = region.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
+    let s = |p: &str| region.pointer(p).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string);
+    if region.pointer("/spec/kubeConfig").is_some_and(|v| !v.is_null()) {
+        let secret = s("/spec/kubeConfig/name")
+            .ok_or_else(|| format!("Region {name}: spec.kubeConfig.name is empty; name the kubeconfig Secret"))?;
+        let key = s("/spec/kubeConfig/key").unwrap_or_else(|| "value".to_string());
+        return Ok((system_namespace.to_string(), secret, key));
+    }
+    if region.pointer("/spec/clusterDeployment").is_some_and(|v| !v.is_null()) {
+        let cd = s("/spec/clusterDeployment/name").ok_or_else(|| {
+            format!("Region {name}: spec.clusterDeployment.name is empty; name the ClusterDeployment")
+        })?;
+        let ns = s("/spec/clusterDeployment/namespace").ok_or_else(|| {
+            format!("Region {name}: spec.clusterDeployment.namespace is empty; set the ClusterDeployment's namespace")
+        })?;
+        return Ok((ns, format!("{cd}-kubeconfig"), "value".to_string()));
+    }
+    Err(format!("Region {name} has neither spec.kubeConfig nor spec.clusterDeployment; set exactly one"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubeconfig_locations() {
+        let r = json!({"metadata": {"name": "r1"}, "spec": {"kubeConfig": {"name": "r1-kc", "key": "cfg"}}});
+        assert_eq!(kubeconfig_ref(&r, "kcm-system").unwrap(), ("kcm-system".into(), "r1-kc".into(), "cfg".into()));
+        let r = json!({"metadata": {"name": "r1"}, "spec": {"kubeConfig": {"name": "r1-kc"}}});
+        assert_eq!(kubeconfig_ref(&r, "sys").unwrap().2, "value");
+        let r = json!({"metadata": {"name": "r2"}, "spec": {"clusterDeployment": {"name": "cd", "namespace": "team"}}});
+        assert_eq!(kubeconfig_ref(&r, "kcm-system").unwrap(), ("team".into(), "cd-kubeconfig".into(), "value".into()));
+        let err = kubeconfig_ref(&json!({"metadata": {"name": "r3"}}), "kcm-system").unwrap_err();
+        assert!(err.contains("r3") && err.contains("spec.kubeConfig"), "{err}");
+        let err =
+            kubeconfig_ref(&json!({"metadata": {"name": "r4"}, "spec": {"clusterDeployment": {"name": "cd"}}}), "x")
+                .unwrap_err();
+        assert!(err.contains("namespace"), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_ignores_status_and_finalizers() {
+        let a = json!({"metadata": {"name": "c", "resourceVersion": "1"}, "spec": {"region": "r1"}});
+        let mut b = a.clone();
+        b["status"] = json!({"conditions": [{"type": "X"}]});
+        b["metadata"]["finalizers"] = json!(["f"]);
+        b["metadata"]["resourceVersion"] = json!("2");
+        assert_eq!(Seen::of(&a), Seen::of(&b));
+        let mut c = a.clone();
+        c["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_ne!(Seen::of(&a), Seen::of(&c));
+        let mut d = a.clone();
+        d["spec"]["identityRef"] = json!({"name": "x"});
+        assert_ne!(Seen::of(&a), Seen::of(&d));
+        assert_eq!(Seen::of(&a).target, Some(Cluster::Region("r1".into())));
+    }
+
+    #[test]
+    fn summary_caps_the_list() {
+        let items: Vec<String> = (0..10).map(|i| format!("Secret ns/s{i}")).collect();
+        let s = summary(&items);
+        assert!(s.ends_with("and 2 more"), "{s}");
+        assert_eq!(summary(&items[..1]), "Secret ns/s0");
+    }
+}

@@ -1,0 +1,339 @@
+//! Cluster identity distribution: copies each regional (or managed) Credential's ClusterIdentity
+//! and everything it references from the management cluster into the target cluster, keeps the
+//! copies in sync, and releases them when the Credential goes.
+//!
+//! How it runs:
+//! - A [`Distributor`] runs inside `credential-webhook` (on by default; `--distribution=false`
+//!   when KCM distributes). Only the holder of a coordination.k8s.io Lease distributes; every
+//!   replica serves admission.
+//! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
+//!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by watches on
+//!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every
+//!   target cluster, and metadata-only watches on source objects (each mapped back to the
+//!   Credentials whose last plan used it) and Secrets (which also rebuild a regional client when
+//!   its kubeconfig Secret changes), plus a slow resync.
+//! - One convergence: read the Credential; plan with the core planner over an estate fetched on
+//!   demand (each source object read once); server-side apply each copy under one field manager
+//!   (force only on objects already ours), never writing an object that lacks the managed label;
+//!   record ownership in the owners annotation; report the `ClusterIdentitiesDistributed`
+//!   condition and Events. A finalizer keeps the Credential until its copies are released.
+//! - Failures retry with capped exponential backoff per Credential and per target cluster;
+//!   concurrency is bounded per cluster and overall.
+
+mod cluster;
+mod copies;
+mod engine;
+mod error;
+mod estate;
+pub mod leader;
+mod metrics;
+mod queue;
+mod status;
+mod watch;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use credential_core::gvk::Gvk;
+use credential_core::identity;
+use credential_core::rules::Operation;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+pub use engine::{CredentialKey, kubeconfig_ref, problem_reason};
+pub use error::DistributionError;
+pub use leader::LeaderElection;
+pub use metrics::DistributionMetrics;
+pub use queue::Backoff;
+
+use crate::sink::{AdmittedChange, AdmittedChangeSink};
+use engine::Engine;
+use watch::{WatchItem, spawn_watch};
+
+/// Settings of the distributor (flags of `credential-webhook` map onto these).
+#[derive(Debug, Clone)]
+pub struct DistributionConfig {
+    /// KCM's namespace: Region kubeconfig Secrets, default namespace of references.
+    pub system_namespace: String,
+    /// Credentials converged at once, overall.
+    pub workers: usize,
+    /// Credentials converged at once against one target cluster.
+    pub per_cluster_concurrency: usize,
+    /// Every Credential is re-checked this often even without events (a safety net).
+    pub resync_period: Duration,
+    /// Retry delay of a Credential that did not converge.
+    pub credential_backoff: Backoff,
+    /// Retry delay of an unreachable target cluster (and of its watches).
+    pub cluster_backoff: Backoff,
+    /// How long a convergence waits for a cluster's first ProviderInterface list.
+    pub cluster_timeout: Duration,
+    /// TCP connect timeout of regional clients.
+    pub connect_timeout: Duration,
+    /// `None`: always distribute (single replica, tests).
+    pub leader_election: Option<LeaderElection>,
+    /// This replica's identity (Lease holder, Event reporting instance).
+    pub instance: String,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("credential-webhook-{}", std::process::id()));
+        DistributionConfig {
+            system_namespace: credential_core::DEFAULT_SYSTEM_NAMESPACE.to_string(),
+            workers: 16,
+            per_cluster_concurrency: 4,
+            resync_period: Duration::from_secs(600),
+            credential_backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(300)),
+            cluster_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            cluster_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            leader_election: Some(LeaderElection::default()),
+            instance,
+        }
+    }
+}
+
+/// A running distributor. Dropping it does not stop it: call [`Distributor::shutdown`].
+pub struct Distributor {
+    handle: DistributorHandle,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// A cheap handle: the admission hook, manual enqueues, leadership and metrics.
+#[derive(Clone)]
+pub struct DistributorHandle {
+    current: Arc<RwLock<Option<Arc<Engine>>>>,
+    metrics: DistributionMetrics,
+}
+
+impl Distributor {
+    /// Starts distributing with the management cluster's client (needs a tokio runtime).
+    pub fn start(config: DistributionConfig, mgmt: kube::Client) -> Distributor {
+        Self::start_with_metrics(config, mgmt, DistributionMetrics::default())
+    }
+
+    /// Like [`Distributor::start`], with metrics already registered elsewhere.
+    pub fn start_with_metrics(
+        config: DistributionConfig,
+        mgmt: kube::Client,
+        metrics: DistributionMetrics,
+    ) -> Distributor {
+        let handle = DistributorHandle { current: Arc::default(), metrics };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_terms(config, mgmt, handle.clone(), shutdown.clone()));
+        Distributor { handle, shutdown, task }
+    }
+
+    pub fn handle(&self) -> DistributorHandle {
+        self.handle.clone()
+    }
+
+    pub fn metrics(&self) -> &DistributionMetrics {
+        &self.handle.metrics
+    }
+
+    /// Stops gracefully: workers finish the Credential in hand, the Lease is released.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    /// Stops at once, mid-convergence (what a crash looks like to the clusters).
+    pub fn abort(self) {
+        self.handle.set_engine(None);
+        self.task.abort();
+    }
+}
+
+/// Runs the distributor until `shutdown` is cancelled.
+pub async fn run(
+    config: DistributionConfig,
+    mgmt: kube::Client,
+    metrics: DistributionMetrics,
+    shutdown: CancellationToken,
+) {
+    let handle = DistributorHandle { current: Arc::default(), metrics };
+    run_terms(config, mgmt, handle, shutdown).await;
+}
+
+impl DistributorHandle {
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn set_engine(&self, engine: Option<Arc<Engine>>) {
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = engine;
+    }
+
+    /// Whether this replica distributes now.
+    pub fn is_leader(&self) -> bool {
+        self.engine().is_some()
+    }
+
+    /// Queues a Credential for convergence; `false` when this replica is not distributing.
+    pub fn enqueue(&self, namespace: &str, name: &str) -> bool {
+        match self.engine() {
+            Some(e) => {
+                e.enqueue(CredentialKey { namespace: namespace.to_string(), name: name.to_string() });
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn metrics(&self) -> &DistributionMetrics {
+        &self.metrics
+    }
+
+    /// Credentials waiting or in progress (tests wait for this to drain).
+    pub fn pending(&self) -> usize {
+        self.engine().map_or(0, |e| e.queue.busy())
+    }
+}
+
+/// Whether an admitted change concerns distribution: a regional or managed Credential (new or
+/// old object), or a deletion.
+pub fn wants(change: &AdmittedChange) -> bool {
+    if change.operation == Operation::Delete {
+        return true;
+    }
+    if !matches!(change.operation, Operation::Create | Operation::Update) {
+        return false;
+    }
+    [&change.object, &change.old_object].into_iter().flatten().any(|o| identity::target_of(o).is_some())
+}
+
+impl AdmittedChangeSink for DistributorHandle {
+    /// Enqueues and returns (the request path never waits on distribution). Admission of dry
+    /// runs never reaches a sink.
+    fn admitted(&self, change: AdmittedChange) {
+        if wants(&change) {
+            self.enqueue(&change.namespace, &change.name);
+        }
+    }
+}
+
+/// Aborts a task when dropped (so aborting the distributor stops every watch at once).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn run_terms(
+    config: DistributionConfig,
+    mgmt: kube::Client,
+    handle: DistributorHandle,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if let Some(le) = &config.leader_election
+            && !leader::acquire(&mgmt, le, &config.instance, &shutdown).await
+        {
+            return;
+        }
+        let term = shutdown.child_token();
+        let holder = config
+            .leader_election
+            .clone()
+            .map(|le| AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone()))));
+        run_term(&config, &mgmt, &handle, &term).await;
+        drop(holder);
+        if shutdown.is_cancelled() {
+            if let Some(le) = &config.leader_election {
+                leader::release(&mgmt, le, &config.instance).await;
+            }
+            return;
+        }
+    }
+}
+
+/// One leadership term: fresh state, watches and workers until `term` is cancelled.
+async fn run_term(
+    config: &DistributionConfig,
+    mgmt: &kube::Client,
+    handle: &DistributorHandle,
+    term: &CancellationToken,
+) {
+    let queue = queue::WorkQueue::new();
+    let engine = Engine::new(config.clone(), mgmt.clone(), Arc::clone(&queue), handle.metrics.clone());
+    handle.set_engine(Some(Arc::clone(&engine)));
+    let mut watches = Vec::new();
+    let backoff = config.cluster_backoff;
+
+    let weak = Arc::downgrade(&engine);
+    if let Some((ar, _)) = cluster::known_resource(&Gvk::credential()) {
+        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &ar);
+        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
+            let Some(e) = weak.upgrade() else { return };
+            match item {
+                WatchItem::Apply { obj, .. } => e.on_credential(&obj, false),
+                WatchItem::Delete(obj) => e.on_credential(&obj, true),
+                WatchItem::Error(err) => tracing::warn!(error = %err, "Credential watch retrying"),
+                WatchItem::Init | WatchItem::InitDone => {}
+            }
+        })));
+    }
+    let weak = Arc::downgrade(&engine);
+    if let Some((ar, _)) = cluster::known_resource(&Gvk::region()) {
+        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &ar);
+        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
+            let Some(e) = weak.upgrade() else { return };
+            match item {
+                WatchItem::Apply { obj, initial } => e.on_region(&obj, false, initial),
+                WatchItem::Delete(obj) => e.on_region(&obj, true, false),
+                WatchItem::Error(err) => tracing::warn!(error = %err, "Region watch retrying"),
+                WatchItem::Init | WatchItem::InitDone => {}
+            }
+        })));
+    }
+    // Secrets, metadata only: rotated identity Secrets and changed kubeconfig Secrets.
+    let weak = Arc::downgrade(&engine);
+    if let Some((ar, _)) = cluster::known_resource(&Gvk::secret()) {
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(mgmt.clone(), &ar);
+        let secret = Gvk::secret();
+        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
+            let Some(e) = weak.upgrade() else { return };
+            match item {
+                WatchItem::Apply { obj, .. } => e.on_source(&secret, &obj, false),
+                WatchItem::Delete(obj) => e.on_source(&secret, &obj, true),
+                WatchItem::Error(err) => tracing::warn!(error = %err, "Secret watch retrying"),
+                WatchItem::Init | WatchItem::InitDone => {}
+            }
+        })));
+    }
+    let weak = Arc::downgrade(&engine);
+    let resync = config.resync_period;
+    watches.push(AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(resync);
+        tick.tick().await; // the first tick is immediate; the initial list already enqueued all
+        loop {
+            tick.tick().await;
+            let Some(e) = weak.upgrade() else { return };
+            e.resync();
+        }
+    })));
+
+    let mut workers = JoinSet::new();
+    for _ in 0..config.workers.max(1) {
+        workers.spawn(Arc::clone(&engine).worker());
+    }
+    drop(engine);
+    term.cancelled().await;
+    handle.set_engine(None);
+    queue.close();
+    drop(watches);
+    // Workers finish the Credential in hand; a stuck one is aborted after a grace period.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async { while workers.join_next().await.is_some() {} });
+    if drained.await.is_err() {
+        workers.abort_all();
+    }
+}

@@ -1,0 +1,74 @@
+//! A small wrapper over kube's watcher: one task per watched collection, a callback per event,
+//! and a capped exponential backoff between failed attempts (so an unreachable regional cluster
+//! is retried, at most `cap` apart, for as long as the watch lives).
+
+use std::fmt::Debug;
+
+use futures_util::StreamExt;
+use kube::Api;
+use kube::runtime::utils::Backoff as KubeBackoff;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::{WatchStreamExt, watcher as watch_fn};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use super::queue::Backoff;
+
+/// What a watch reports.
+#[derive(Debug)]
+pub enum WatchItem<K> {
+    /// Added or modified; `initial` during a (re)list.
+    Apply {
+        obj: K,
+        initial: bool,
+    },
+    Delete(K),
+    /// A (re)list begins.
+    Init,
+    /// A (re)list is complete: the collection is known.
+    InitDone,
+    /// The watch failed and will be retried after a backoff.
+    Error(String),
+}
+
+struct WatchBackoff {
+    policy: Backoff,
+    failures: u32,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.failures = self.failures.saturating_add(1);
+        Some(self.policy.delay(self.failures))
+    }
+}
+
+impl KubeBackoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
+/// Spawns a task that watches `api` and calls `on` for every event until aborted.
+pub fn spawn_watch<K, F>(api: Api<K>, config: watcher::Config, backoff: Backoff, mut on: F) -> JoinHandle<()>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    F: FnMut(WatchItem<K>) + Send + 'static,
+{
+    tokio::spawn(async move {
+        let stream = watch_fn(api, config).backoff(WatchBackoff { policy: backoff, failures: 0 });
+        futures_util::pin_mut!(stream);
+        while let Some(ev) = stream.next().await {
+            let item = match ev {
+                Ok(Event::Apply(obj)) => WatchItem::Apply { obj, initial: false },
+                Ok(Event::InitApply(obj)) => WatchItem::Apply { obj, initial: true },
+                Ok(Event::Delete(obj)) => WatchItem::Delete(obj),
+                Ok(Event::Init) => WatchItem::Init,
+                Ok(Event::InitDone) => WatchItem::InitDone,
+                Err(e) => WatchItem::Error(e.to_string()),
+            };
+            on(item);
+        }
+    })
+}
