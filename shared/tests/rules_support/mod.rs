@@ -1,7 +1,7 @@
 //! Builders and table runner shared by the rules_*.rs and mutate.rs tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use credential_core::rules::{self, AdmissionInput, Operation, ResourceKind};
+use credential_core::rules::{self, AdmissionInput, Operation, ResourceKind, codes};
 use credential_core::{Cluster, Finding, MemoryEstate, Severity};
 use serde_json::{Value, json};
 
@@ -193,6 +193,13 @@ pub fn check_table(kind: ResourceKind, cases: Vec<Case>) {
             }
         }
         for f in &got {
+            match codes::lookup(&f.code) {
+                None => errs.push(format!("{} is not in codes::ALL", f.code)),
+                Some(doc) if doc.severity != f.severity => {
+                    errs.push(format!("{} emitted as {}, documented as {}", f.code, f.severity, doc.severity))
+                }
+                Some(_) => {}
+            }
             if !c.expect.iter().any(|e| e.code == f.code && e.field == f.field) {
                 errs.push(format!("unexpected {} {} at {:?}: {}", f.severity, f.code, f.field, f.message));
             }
