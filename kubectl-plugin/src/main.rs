@@ -1,1 +1,76 @@
-fn main() {}
+//! `kubectl-credential`: a kubectl plugin (`kubectl credential ...`) that explains k0rdent
+//! Credential readiness, lints manifests with the admission webhook's rules and previews cluster
+//! identity distribution.
+//!
+//! Exit statuses: 0 ready / nothing denied / no problems, 1 not ready / denied / problems,
+//! 2 usage or input errors.
+
+mod cli;
+mod cmd;
+mod error;
+mod style;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command};
+use crate::error::CliError;
+use crate::style::Style;
+
+/// Exit status for usage and input errors (clap uses the same for usage errors).
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command();
+    // Invoked as a kubectl plugin (`kubectl credential`): kubectl runs the `kubectl-credential`
+    // binary, so usage should show what the user typed.
+    if invoked_as_plugin(args.first()) {
+        command = command.bin_name("kubectl credential");
+    }
+    let cli = match command.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; real usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
+        }
+    };
+    let stdout = std::io::stdout();
+    let style =
+        Style::detect(cli.color, stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = match &cli.command {
+        Command::Explain(a) => cmd::explain::run(a, style, &mut out),
+        Command::Lint(a) => cmd::lint::run(a, style, &mut out),
+        Command::Plan(a) => cmd::plan::run(a, style, &mut out),
+    };
+    let result = result.and_then(|exit| out.flush().map(|()| exit).map_err(CliError::from));
+    match result {
+        Ok(exit) => ExitCode::from(exit as u8),
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_ERROR),
+        Err(e) => {
+            drop(out);
+            report_error(&e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn report_error(e: &CliError) {
+    let mut err = std::io::stderr().lock();
+    let text = e.to_string();
+    // kubectl prints "Error from server (...)" lines as they are; everything else gets "error: ".
+    let _ = if text.starts_with("Error") { writeln!(err, "{text}") } else { writeln!(err, "error: {text}") };
+    if let Some(hint) = e.hint() {
+        let _ = writeln!(err, "{hint}");
+    }
+}
+
+fn invoked_as_plugin(argv0: Option<&std::ffi::OsString>) -> bool {
+    argv0
+        .and_then(|a| std::path::Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .is_some_and(|name| name.starts_with("kubectl-"))
+}

@@ -678,12 +678,12 @@ impl Explainer<'_> {
                 .iter()
                 .find(|p| object_name(p) == pi)
                 .and_then(|p| pi_entry_refs(p, gvk))
-                .map(|n| format!(" ({n} reference{})", if n == 1 { "" } else { "s" }))
+                .map(|n| format!(", {n} reference{}", if n == 1 { "" } else { "s" }))
                 .unwrap_or_default();
             self.checks.push(Check::new(
                 "ProviderInterface",
                 Status::Pass,
-                format!("{pi} in {in_target} declares {gvk}{refs}"),
+                format!("{pi} ({in_target}) declares {} {}{refs}", gvk.kind, gvk.version),
             ));
             return;
         }
@@ -747,9 +747,10 @@ impl Explainer<'_> {
                 .with_evidence(evidence),
         );
         let fix = match (&target, mgmt_declaring.first()) {
-            (Cluster::Region(r), Some(pi)) => vec![format!(
-                "enable the provider on Region {r} (spec.providers: {pi}), or add a clusterIdentities entry for \
-                 {gvk} to a ProviderInterface in {r}"
+            (Cluster::Region(r), Some(_)) => vec![format!(
+                "enable a provider that declares it on Region {r} (spec.providers: {}), or add a \
+                 clusterIdentities entry for {gvk} to a ProviderInterface in {r}",
+                mgmt_declaring.join(" or ")
             )],
             (Cluster::Region(r), None) => {
                 vec![format!("add a clusterIdentities entry for {gvk} to a ProviderInterface in Region {r}")]
@@ -850,16 +851,17 @@ impl Explainer<'_> {
             {
                 let kind = reference_kind(self.estate, plan, &object.gvk, path);
                 let owner = format!("{} {}", object.gvk.kind, key_name(object));
-                out.push(Check::new(
-                    kind.clone().unwrap_or_else(|| "Reference".into()),
-                    Status::Fail,
-                    format!("{path} of {owner} does not resolve: {detail}"),
-                ));
+                // identity::plan's detail reads "<what> (<field> "<path>") does not resolve: <why>".
+                let why = detail.rsplit("does not resolve: ").next().unwrap_or(detail);
+                out.push(
+                    Check::new(kind.clone().unwrap_or_else(|| "Reference".into()), Status::Fail, why.to_string())
+                        .with_evidence([format!("the ProviderInterface reads the name at {path}")]),
+                );
                 causes.push((
-                    format!(
-                        "{owner} has no usable {path}{}: {detail}",
-                        kind.map(|k| format!(" (the ProviderInterface reads the {k} name there)")).unwrap_or_default()
-                    ),
+                    match &kind {
+                        Some(k) => format!("{owner} does not name its {k}: {why}"),
+                        None => format!("{owner}: reference path {path} does not resolve: {why}"),
+                    },
                     vec![format!(
                         "set {path} on {owner} (kubectl edit {} {}{})",
                         object.gvk.kind.to_lowercase(),
@@ -987,6 +989,10 @@ impl Explainer<'_> {
             };
             children.push(check);
         }
+        if expected == 0 {
+            self.checks.push(Check::new("Copies", Status::Skip, "not checked: the objects to copy do not exist"));
+            return;
+        }
         let summary = if missing.is_empty() && stale.is_empty() {
             format!("{} of {expected} objects present in {where_to} and identical to the source", present.len())
         } else if stale.is_empty() {
@@ -1003,11 +1009,17 @@ impl Explainer<'_> {
         check.children = children;
         self.checks.push(check);
         let retrigger = format!(
-            "re-run distribution: credential-guard distributes on every change of the Credential, e.g. kubectl \
-             annotate credential {} -n {} credential-guard.k0rdent.mirantis.com/resync=\"$(date +%s)\" --overwrite",
+            "touch the Credential so that credential-guard distributes it again (it does on every admitted \
+             update): kubectl annotate credential {} -n {} credential-guard.k0rdent.mirantis.com/resync=\"$(date \
+             +%s)\" --overwrite",
             self.name, self.namespace
         );
-        let preview = format!("preview what is copied: kubectl credential plan {} -n {}", self.name, self.namespace);
+        let from = match &self.opts.source {
+            Source::Files { dir } => format!(" --from {dir}"),
+            Source::Live => String::new(),
+        };
+        let preview =
+            format!("preview what is copied: kubectl credential plan {} -n {}{from}", self.name, self.namespace);
         if !missing.is_empty() {
             self.fail(
                 format!(
