@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use credential_core::estate::{LoadOptions, load_files_with_report};
+use credential_core::estate::{LoadOptions, LoadWarning, load_files_with_report};
 use credential_core::finding::{Finding, Severity};
 use credential_core::{AdmissionInput, Cluster, Estate, Gvk, Operation, ResourceKind};
 use serde::Serialize;
@@ -48,7 +48,8 @@ pub struct LintReport {
 pub fn run(args: &LintArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
     let opts = LoadOptions { system_namespace: args.system_namespace.clone(), ..LoadOptions::default() };
     let (mut estate, load) = load_files_with_report(&args.files, &opts)?;
-    for w in &load.warnings {
+    // Manifests rarely carry CRDs, so "served-checks skipped" would be noise on every lint.
+    for w in load.warnings.iter().filter(|w| !matches!(w, LoadWarning::NoCrds { .. })) {
         eprintln!("warning: {w}");
     }
     let report = lint(&mut estate);
