@@ -67,7 +67,7 @@ fn region_create_rules() {
             Create,
             Some(with_spec("r3", kubeconfig_spec("region1-kubeconfig", ""))),
             None,
-            vec![deny("RGN005", "spec.kubeConfig.key", &["Region r3", "spec.kubeConfig.key is empty"])],
+            vec![deny("RGN005", "spec.kubeConfig.key", &["Region r3", "spec.kubeConfig.key is not set"])],
         ),
         case(
             "kubeConfig key absent and Secret missing",

@@ -100,8 +100,8 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
                     show(old_region),
                     show(cred.region())
                 ),
-                "create a new Credential with the wanted region (and move ClusterDeployments to it), \
-                 then delete this one",
+                "keep spec.region; for another region create a new Credential (ClusterDeployments keep \
+                 the region they were created in)",
             ));
             // Checks against the new region would only add noise to a denied write.
             return out;
@@ -274,7 +274,7 @@ fn check_namespace(
             "spec.identityRef.namespace",
             format!(
                 "{id}: spec.identityRef.namespace is {rns:?}, but the Credential is in namespace {ns:?}: \
-                 a Credential may only use a {} in its own namespace",
+                 a Credential may only use a namespaced identity ({}) of its own namespace",
                 identity.kind
             ),
             format!(
@@ -325,7 +325,7 @@ fn check_provider_interface(
                 CRED_PI_VERSION_MISMATCH,
                 "spec.identityRef.apiVersion",
                 format!(
-                    "{id}: ProviderInterface {provider_interface} in the {target} cluster declares {} at apiVersion \
+                    "{id}: ProviderInterface {provider_interface} in {target} declares {} at apiVersion \
                      {}, not {}: {effect}",
                     identity.kind,
                     declared.api_version(),
@@ -348,7 +348,7 @@ fn check_provider_interface(
             out.push(Finding::warn(
                 CRED_PI_NO_MATCH,
                 "spec.identityRef.kind",
-                format!("{id}: no ProviderInterface in the {target} cluster declares {identity}: {effect}",),
+                format!("{id}: no ProviderInterface in {target} declares {identity}: {effect}",),
                 "enable the infrastructure provider that owns this identity kind (it ships the ProviderInterface), \
                  or fix spec.identityRef.kind/apiVersion",
             ));

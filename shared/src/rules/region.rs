@@ -156,7 +156,7 @@ fn check_kube_config(estate: &dyn Estate, name: &str, kc: &SecretKeyReference, o
         out.push(Finding::deny(
             RGN_KUBECONFIG_KEY_EMPTY,
             "spec.kubeConfig.key",
-            format!("Region {name}: spec.kubeConfig.key is empty; KCM reads the kubeconfig from that data key"),
+            format!("Region {name}: spec.kubeConfig.key is not set; KCM reads the kubeconfig from that data key"),
             format!("set spec.kubeConfig.key to the data key of Secret {sys}/{secret_name} (often `value`)"),
         ));
     }
@@ -236,7 +236,7 @@ fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findi
             RGN_IN_USE,
             "",
             format!(
-                "Region {name} cannot be deleted: {} deployed in it still exist: {}",
+                "Region {name} cannot be deleted: it still has {}: {}",
                 count(blockers.len(), "ClusterDeployment"),
                 name_list(&blockers)
             ),
@@ -248,7 +248,8 @@ fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findi
             RGN_ORPHANS_CREDENTIALS,
             "",
             format!(
-                "deleting Region {name} orphans {} that name it: {}; they can never become Ready again",
+                "deleting Region {name} orphans {} naming it: {}; a Credential of a deleted Region never becomes \
+                 Ready again",
                 count(orphans.len(), "Credential"),
                 name_list(&orphans)
             ),

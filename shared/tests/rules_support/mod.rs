@@ -173,6 +173,12 @@ pub fn check_table(kind: ResourceKind, cases: Vec<Case>) {
     let mut failures = Vec::new();
     for c in &cases {
         let got = run(kind, c);
+        // RULES_PRINT=1 shows every message, to proofread them.
+        if std::env::var_os("RULES_PRINT").is_some() {
+            for f in &got {
+                eprintln!("[{}] {} {} {}: {}\n    hint: {}", c.name, f.severity, f.code, f.field, f.message, f.hint);
+            }
+        }
         let mut errs = Vec::new();
         for e in &c.expect {
             match got.iter().find(|f| f.code == e.code && f.field == e.field) {
