@@ -183,31 +183,63 @@ pub fn invalid_message(kind: &Gvk, name: &str, denials: &[&Finding]) -> String {
 
 // --- lenient uid extraction ----------------------------------------------------------------------
 
-/// Finds `request.uid` in a body that does not decode (truncated, wrong types elsewhere). The API
-/// server writes `uid` as the first field of `request`, so the first `"uid"` after `"request"` is it.
+/// Finds `request.uid` in a body that does not decode (truncated, wrong types elsewhere): a tolerant
+/// scan that tracks nesting, so only the `uid` key directly inside the top-level `request` counts
+/// (not `request.object.metadata.uid`), whatever the key order. `None` if it is not there intact.
 pub fn lenient_uid(body: &[u8]) -> Option<String> {
-    let start = find(body, b"\"request\"")?;
-    let rest = &body[start..];
-    let at = find(rest, b"\"uid\"")? + 5;
-    let mut rest = &rest[at..];
-    rest = rest.trim_ascii_start();
-    rest = rest.strip_prefix(b":")?.trim_ascii_start();
-    if rest.first() != Some(&b'"') {
-        return None;
-    }
-    let mut i = 1;
-    while i < rest.len() {
-        match rest[i] {
-            b'\\' => i += 2,
-            b'"' => return serde_json::from_slice::<String>(&rest[..=i]).ok().filter(|s| !s.is_empty()),
-            _ => i += 1,
+    let mut depth = 0usize;
+    // Depth of the `request` object once entered.
+    let mut in_request = false;
+    // The last string read at an object-key position, with the depth it was read at.
+    let mut last_key: Option<(usize, usize, usize)> = None; // (depth, start, end) of the raw string
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < body.len() && body[i] != b'"' {
+                    i += if body[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= body.len() {
+                    return None;
+                }
+                let raw = &body[start..=i];
+                // A string followed by ':' is a key.
+                let after = body[i + 1..].trim_ascii_start();
+                if after.first() == Some(&b':') {
+                    last_key = Some((depth, start, i + 1));
+                } else if let Some((d, ks, ke)) = last_key.take() {
+                    if in_request && d == 2 && &body[ks..ke] == b"\"uid\"" {
+                        return serde_json::from_slice::<String>(raw).ok().filter(|s| !s.is_empty());
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                if body[i] == b'{'
+                    && depth == 1
+                    && let Some((1, ks, ke)) = last_key
+                    && &body[ks..ke] == b"\"request\""
+                {
+                    in_request = true;
+                }
+                depth += 1;
+                last_key = None;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth <= 1 && in_request {
+                    // Left the request object without finding a uid.
+                    return None;
+                }
+                last_key = None;
+            }
+            b',' => last_key = None,
+            _ => {}
         }
+        i += 1;
     }
     None
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 // --- the handler -----------------------------------------------------------------------------------
@@ -512,6 +544,12 @@ mod tests {
         assert_eq!(lenient_uid(br#"{"request":{"uid":"abc"#), None);
         assert_eq!(lenient_uid(br#"{"uid":"x"}"#), None);
         assert_eq!(lenient_uid(br#"{"request":{"uid":5}}"#), None);
+        // Key order does not matter; nested uids do not count.
+        let sorted = br#"{"request":{"dryRun":false,"object":{"metadata":{"uid":"obj"}},"uid":"req"},"kind":"Adm"#;
+        assert_eq!(lenient_uid(sorted).as_deref(), Some("req"));
+        let nested_only = br#"{"request":{"object":{"metadata":{"uid":"obj"}},"operation":"CREATE"#;
+        assert_eq!(lenient_uid(nested_only), None);
+        assert_eq!(lenient_uid(br#"{"other":{"uid":"x"},"request":{"uid":"y"}}"#).as_deref(), Some("y"));
     }
 
     #[test]

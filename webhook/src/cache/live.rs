@@ -236,8 +236,8 @@ struct WatchCtx {
     metrics: Arc<Metrics>,
     cluster: Cluster,
     sync: Option<Arc<SyncGroup>>,
-    /// Woken after every change (drives the Region and identity-kind managers).
-    notify: Option<Arc<Notify>>,
+    /// Woken after every change (drives the Region, Secret-key and identity-kind managers).
+    notify: Vec<Arc<Notify>>,
     stop: CancellationToken,
 }
 
@@ -289,7 +289,7 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
                 continue;
             }
         }
-        if let Some(n) = &ctx.notify {
+        for n in &ctx.notify {
             n.notify_one();
         }
     }
@@ -319,19 +319,26 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
     });
     let regions_changed = Arc::new(Notify::new());
     let identities_changed = Arc::new(Notify::new());
+    let secrets_changed = Arc::new(Notify::new());
     let specs = [
-        (k0rdent("Credential", "credentials"), None, Trim::Common, "credentials", None),
-        (k0rdent("Region", "regions"), None, Trim::Common, "regions", Some(regions_changed.clone())),
+        (k0rdent("Credential", "credentials"), None, Trim::Common, "credentials", vec![]),
+        (k0rdent("Region", "regions"), None, Trim::Common, "regions", vec![regions_changed.clone()]),
         (
             k0rdent("ProviderInterface", "providerinterfaces"),
             None,
             Trim::Common,
             "providerinterfaces",
-            Some(identities_changed.clone()),
+            vec![identities_changed.clone()],
         ),
-        (k0rdent("ClusterDeployment", "clusterdeployments"), None, Trim::Common, "clusterdeployments", None),
-        (secret_resource(), Some(system_namespace.to_string()), Trim::Meta, "secrets", Some(regions_changed.clone())),
-        (crd_resource(), None, Trim::Crd, "customresourcedefinitions", Some(identities_changed.clone())),
+        (k0rdent("ClusterDeployment", "clusterdeployments"), None, Trim::Common, "clusterdeployments", vec![]),
+        (
+            secret_resource(),
+            Some(system_namespace.to_string()),
+            Trim::Meta,
+            "secrets",
+            vec![regions_changed.clone(), secrets_changed.clone()],
+        ),
+        (crd_resource(), None, Trim::Crd, "customresourcedefinitions", vec![identities_changed.clone()]),
     ];
     for (ar, namespace, trim, resource, notify) in specs {
         let spec = WatchSpec { ar, namespace, trim, resource: resource.to_string() };
@@ -353,8 +360,67 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
         workers: HashMap::new(),
     };
     tokio::spawn(regions.run(regions_changed, stop.clone()));
+    tokio::spawn(secret_keys_manager(
+        client.clone(),
+        index.clone(),
+        system_namespace.to_string(),
+        secrets_changed,
+        stop.clone(),
+    ));
     tokio::spawn(identity_manager(client, index.clone(), metrics, identities_changed, stop));
     index
+}
+
+// --- Secret key names --------------------------------------------------------------------------------
+
+/// Helm keeps release state in Secrets with this name prefix: large, and never a kubeconfig.
+const HELM_RELEASE_PREFIX: &str = "sh.helm.release.v1.";
+
+/// Records the key names of the system namespace's Secrets (Region rules check "Secret has key" at
+/// admission time, before any Region references it). Each Secret is read once per resourceVersion;
+/// only its key names are kept.
+async fn secret_keys_manager(
+    client: Client,
+    index: Arc<Index>,
+    system_namespace: String,
+    changed: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let api: Api<Secret> = Api::namespaced(client, &system_namespace);
+    let mut fetched: HashMap<String, String> = HashMap::new(); // name -> resourceVersion read
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = changed.notified() => {}
+        }
+        let current: HashMap<String, String> = index
+            .list(&Cluster::Management, &Gvk::secret(), Some(&system_namespace))
+            .iter()
+            .filter_map(|s| {
+                let m = s.get("metadata")?;
+                let name = m.get("name")?.as_str()?;
+                let rv = m.get("resourceVersion").and_then(Value::as_str).unwrap_or_default();
+                (!name.starts_with(HELM_RELEASE_PREFIX)).then(|| (name.to_string(), rv.to_string()))
+            })
+            .collect();
+        fetched.retain(|name, _| current.contains_key(name));
+        for (name, rv) in current {
+            if fetched.get(&name) == Some(&rv) {
+                continue;
+            }
+            match api.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    let keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
+                    index.set_secret_keys(&system_namespace, &name, keys);
+                    fetched.insert(name, rv);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(namespace = %system_namespace, secret = %name, error = %e, "cannot read Secret key names");
+                }
+            }
+        }
+    }
 }
 
 // --- identity kinds --------------------------------------------------------------------------------
@@ -429,7 +495,7 @@ async fn identity_manager(
                 metrics: metrics.clone(),
                 cluster: Cluster::Management,
                 sync: None,
-                notify: None,
+                notify: Vec::new(),
                 stop: token,
             };
             tokio::spawn(run_watch(client.clone(), spec, ctx));
@@ -612,7 +678,7 @@ async fn region_worker(
             metrics: metrics.clone(),
             cluster: cluster.clone(),
             sync: Some(sync.clone()),
-            notify: None,
+            notify: Vec::new(),
             stop: stop.clone(),
         };
         tokio::spawn(run_watch(regional.clone(), spec, ctx));
