@@ -490,20 +490,29 @@ pub async fn run_kubectl(
         pipe.write_all(text.as_bytes()).await.map_err(spawn_err)?;
         drop(pipe);
     }
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => r.map_err(spawn_err)?,
-        // Dropping the future kills the child (kill_on_drop).
+    // Read both pipes in the background so that what a killed kubectl printed (e.g. `get -w`) is kept.
+    let reader = |pipe: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut p, &mut buf).await;
+            }
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out_task = reader(child.stdout.take().map(|p| Box::new(p) as _));
+    let err_task = reader(child.stderr.take().map(|p| Box::new(p) as _));
+    let code = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(spawn_err)?.code(),
         Err(_) => {
-            return Ok(KubectlOutput {
-                code: None,
-                stdout: String::new(),
-                stderr: format!("kubectl {} timed out after {timeout:?}", args.join(" ")),
-            });
+            let _ = child.kill().await;
+            None
         }
     };
-    Ok(KubectlOutput {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    let stdout = out_task.await.unwrap_or_default();
+    let mut stderr = err_task.await.unwrap_or_default();
+    if code.is_none() {
+        stderr.push_str(&format!("\nkubectl {} was killed after {timeout:?}", args.join(" ")));
+    }
+    Ok(KubectlOutput { code, stdout, stderr })
 }

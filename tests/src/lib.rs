@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod error;
 mod harness;
 pub mod patch;
+mod protobuf;
 pub mod resources;
 pub mod selector;
 mod server;

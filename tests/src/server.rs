@@ -327,6 +327,9 @@ fn target(defs: &[ResourceDef], group: &str, version: &str, rest: &[&str]) -> Re
 }
 
 fn decode(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return crate::protobuf::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
+    }
     let parsed = match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
         Err(json_err) if content_type.contains("yaml") => std::str::from_utf8(body)
@@ -762,7 +765,13 @@ fn watch_response(
     let (labels, fields) = selectors(ctx, t)?;
     let bookmarks = ctx.flag("allowWatchBookmarks");
     let send_initial = ctx.flag("sendInitialEvents");
-    let timeout = ctx.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
+    // `timeoutSeconds`, or client-go's `timeout` (a Go duration) when a client sets a request timeout.
+    let timeout = ctx
+        .q("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .or_else(|| ctx.q("timeout").and_then(go_duration))
+        .unwrap_or(Duration::from_secs(1800));
     let rv_param = ctx.q("resourceVersion").unwrap_or("0");
     let matches = {
         let (t, labels, fields) = (t.clone(), labels.clone(), fields.clone());
@@ -810,7 +819,7 @@ fn watch_response(
                 return;
             }
         }
-        let deadline = tokio::time::sleep(Duration::from_secs(timeout));
+        let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
@@ -843,4 +852,41 @@ fn watch_response(
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
+}
+
+/// Parses a Go duration such as `30s`, `1m0s` or `500ms`.
+fn go_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..n_len].parse().ok()?;
+        rest = &rest[n_len..];
+        let u_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..u_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            "ns" => 0.000_000_001,
+            _ => return None,
+        };
+        total += n * unit;
+        rest = &rest[u_len..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_and_percent_decoding() {
+        assert_eq!(go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(go_duration("x"), None);
+        assert_eq!(percent_decode("a%3Db%2Cc+d%"), "a=b,c d%");
+    }
 }
