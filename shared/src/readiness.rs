@@ -203,6 +203,7 @@ impl Explainer<'_> {
                 Status::Skip,
                 "none: spec.region is not set, the identity is used in the management cluster",
             ));
+            self.checks.push(Check::new("Regional cluster", Status::Skip, "none: the Credential is not regional"));
         }
         let Some(target) = target else {
             for name in ["CRD", "ProviderInterface", "Identity", "Copies"] {
@@ -796,11 +797,11 @@ impl Explainer<'_> {
             return;
         }
         let mut check = Check::new("Identity", Status::Pass, format!("{label} (management)"));
-        if *via_management && plan.objects().next().is_some() {
-            check.evidence.push("references resolved with the management cluster's ProviderInterfaces".to_string());
-        }
         let mut causes = Vec::new();
         check.children = self.reference_children(plan, &key, &mut causes);
+        if *via_management && !check.children.is_empty() {
+            check.evidence.push("references resolved with the management cluster's ProviderInterfaces".to_string());
+        }
         for p in &plan.problems {
             match p {
                 PlanProblem::Cycle { chain } => {

@@ -1,0 +1,329 @@
+//! The built `kubectl-credential` binary: exit codes, JSON shapes, text snapshots of `explain`
+//! for every example Credential, and hostile input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Fake Secret values used in the examples (base64 prefix of `EXAMPLE-...`): must never be printed.
+const SECRET_MARKERS: &[&str] = &["RVhBTVBMRS1", "EXAMPLE-NOT-A-SECRET", "EXAMPLE-ROTATED"];
+
+const CREDENTIALS: &[(&str, i32)] = &[
+    ("aws-region1-cred", 0),
+    ("aws-role-region1-cred", 0),
+    ("azure-cred", 0),
+    ("aws-region9-cred", 1),
+    ("aws-region2-cred", 1),
+    ("azure-region1-cred", 1),
+    ("gcp-region1-cred", 1),
+    ("aws-missing-identity-cred", 1),
+    ("aws-bad-path-cred", 1),
+    ("aws-uncopied-cred", 1),
+    ("aws-stale-cred", 1),
+];
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs the binary from the workspace root (so `examples/estate` reads as in the README).
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-credential"))
+        .args(args)
+        .current_dir(workspace())
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited, not killed")
+}
+
+fn assert_no_secrets(text: &str) {
+    for m in SECRET_MARKERS {
+        assert!(!text.contains(m), "secret data {m} in output:\n{text}");
+    }
+}
+
+#[test]
+fn explain_text_for_every_example_credential() {
+    for (name, expected) in CREDENTIALS {
+        let o = run(&["explain", name, "-n", "kcm-system", "--from", "examples/estate"]);
+        let out = stdout(&o);
+        assert_eq!(code(&o), *expected, "{name}: stdout:\n{out}\nstderr:\n{}", stderr(&o));
+        assert!(stderr(&o).is_empty(), "{name}: unexpected stderr: {}", stderr(&o));
+        assert_no_secrets(&out);
+        // Off a terminal: plain ASCII, no escape codes.
+        assert!(out.is_ascii(), "{name}: non-ASCII output off a terminal:\n{out}");
+        insta::assert_snapshot!(format!("explain_{name}"), out);
+    }
+}
+
+#[test]
+fn explain_json_carries_the_same_tree() {
+    for (name, expected) in CREDENTIALS {
+        let o = run(&["explain", name, "--from", "examples/estate", "-o", "json"]);
+        assert_eq!(code(&o), *expected, "{name}");
+        let v: Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
+        assert_eq!(v["credential"], format!("kcm-system/{name}"));
+        let ready = *expected == 0;
+        assert_eq!(v["verdict"], if ready { "Ready" } else { "NotReady" });
+        assert_eq!(v["rootCause"].as_str().unwrap().is_empty(), ready);
+        let checks = v["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 9);
+        for c in checks {
+            assert!(c["name"].is_string() && c["summary"].is_string());
+            assert!(["pass", "fail", "warn", "skip"].contains(&c["status"].as_str().unwrap()), "{c}");
+            assert!(c["evidence"].is_array() && c["children"].is_array());
+        }
+        let fails = checks.iter().filter(|c| c["status"] == "fail").count();
+        if ready {
+            assert_eq!(fails, 0, "{name}");
+        }
+        // The text's first line is the JSON's verdict and root cause.
+        let text = stdout(&run(&["explain", name, "--from", "examples/estate"]));
+        let first = text.lines().next().unwrap();
+        if !ready {
+            assert!(first.ends_with(&format!("is NOT READY: {}", v["rootCause"].as_str().unwrap())), "{first}");
+            let fix = v["fix"].as_array().unwrap();
+            assert!(fix.last().unwrap().as_str().unwrap().contains("--from examples/estate"), "{fix:?}");
+        }
+        assert_no_secrets(&stdout(&o));
+    }
+}
+
+#[test]
+fn explain_colour_and_glyphs_on_request() {
+    let o = run(&["--color", "always", "explain", "azure-region1-cred", "--from", "examples/estate"]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 1);
+    assert!(out.contains("\x1b[1;31mNOT READY\x1b[0m"), "{out}");
+    assert!(out.contains("├── ") && out.contains("└── ") && out.contains('✗') && out.contains('✓'), "{out}");
+}
+
+#[test]
+fn explain_unknown_credential_is_a_kubectl_style_not_found() {
+    let o = run(&["explain", "nope", "-n", "kcm-system", "--from", "examples/estate"]);
+    assert_eq!(code(&o), 2);
+    assert!(stdout(&o).is_empty());
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(
+            "Error (NotFound): credentials.k0rdent.mirantis.com \"nope\" not found in namespace kcm-system of \
+             examples/estate\n"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("Credentials in namespace kcm-system: aws-bad-path-cred, "), "{err}");
+    let o = run(&["explain", "aws-region1-cred", "-n", "other", "--from", "examples/estate"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("there are no Credentials in namespace other"), "{}", stderr(&o));
+}
+
+#[test]
+fn explain_needs_an_estate() {
+    let o = run(&["explain", "x"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("pass --from DIR"), "{}", stderr(&o));
+    let o = run(&["explain", "x", "--from", "does/not/exist"]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(stderr(&o), "error: does/not/exist: does not exist: --from takes a directory of YAML files\n");
+    let o = run(&["explain", "x", "--from", "examples/README.md"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("is not a directory"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_exits_0() {
+    let o = run(&[]);
+    assert_eq!(code(&o), 2);
+    // The binary is named kubectl-credential, so usage reads like the kubectl plugin.
+    assert!(stderr(&o).contains("Usage: kubectl credential [OPTIONS] <COMMAND>"), "{}", stderr(&o));
+    assert_eq!(code(&run(&["explain"])), 2);
+    assert_eq!(code(&run(&["lint"])), 2);
+    assert_eq!(code(&run(&["explain", "x", "-o", "yaml", "--from", "examples/estate"])), 2);
+    let o = run(&["--help"]);
+    assert_eq!(code(&o), 0);
+    for sub in ["explain", "lint", "plan"] {
+        assert!(stdout(&o).contains(sub), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn lint_bad_manifests_exit_1_with_json_findings() {
+    let cases: &[(&str, &[&str])] = &[
+        ("examples/manifests/credential-unknown-region.yaml", &["CRED004"]),
+        ("examples/manifests/credential-incomplete-identity-ref.yaml", &["CRED002"]),
+        ("examples/manifests/region-two-clusters.yaml", &["RGN003"]),
+        ("examples/manifests/providerinterface-mistakes.yaml", &["PI004", "PI006"]),
+    ];
+    for (file, codes) in cases {
+        let o = run(&["lint", "-f", file, "-o", "json"]);
+        assert_eq!(code(&o), 1, "{file}: {}", stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let findings = v["findings"].as_array().unwrap();
+        for c in *codes {
+            let f = findings.iter().find(|f| f["code"] == *c).unwrap_or_else(|| panic!("{file}: no {c} in {v}"));
+            assert_eq!(f["severity"], "deny");
+            for key in ["field", "message", "hint"] {
+                assert!(f[key].is_string(), "{f}");
+            }
+            let obj = &f["object"];
+            assert_eq!(obj["apiVersion"], "k0rdent.mirantis.com/v1beta1");
+            assert!(obj["kind"].is_string() && obj["name"].is_string(), "{obj}");
+        }
+        // Text form: one DENY line per denial, summary last.
+        let text = stdout(&run(&["lint", "-f", file]));
+        assert!(text.lines().any(|l| l.starts_with("DENY  ")), "{text}");
+        assert!(text.trim_end().lines().last().unwrap().contains("denied"), "{text}");
+    }
+}
+
+#[test]
+fn lint_clean_manifests_exit_0() {
+    let o = run(&["lint", "-f", "examples/manifests/ok", "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v, serde_json::json!({"findings": []}));
+    let text = stdout(&run(&["lint", "-f", "examples/manifests/ok"]));
+    assert_eq!(text, "3 k0rdent objects checked: no problems found\n");
+}
+
+#[test]
+fn lint_several_files_form_one_estate() {
+    // The Credential alone is denied (its Region is unknown); with a file defining the Region it is not.
+    let dir = tempfile::tempdir().unwrap();
+    let region = dir.path().join("region.yaml");
+    std::fs::write(
+        &region,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: eu-west-kubeconfig, namespace: kcm-system}\n\
+         data: {value: eA==}\n---\napiVersion: k0rdent.mirantis.com/v1beta1\nkind: Region\nmetadata: {name: eu-west}\n\
+         spec: {kubeConfig: {name: eu-west-kubeconfig, key: value}}\n",
+    )
+    .unwrap();
+    let cred = workspace().join("examples/manifests/credential-unknown-region.yaml");
+    let o = run(&["lint", "-f", cred.to_str().unwrap(), "-f", region.to_str().unwrap(), "-o", "json"]);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let codes: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["code"].as_str().unwrap()).collect();
+    assert!(!codes.contains(&"CRED004"), "{codes:?}");
+}
+
+#[test]
+fn lint_example_estate_finds_the_broken_credentials() {
+    let o = run(&["lint", "-f", "examples/estate", "-o", "json"]);
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let has = |code: &str, name: &str| {
+        v["findings"].as_array().unwrap().iter().any(|f| f["code"] == code && f["object"]["name"] == name)
+    };
+    assert!(has("CRED004", "aws-region9-cred"), "{v}");
+    assert!(has("CRED010", "aws-missing-identity-cred"), "{v}");
+    assert_no_secrets(&stdout(&o));
+}
+
+#[test]
+fn plan_lists_copies_without_secret_values() {
+    let o = run(&["plan", "aws-region1-cred", "--from", "examples/estate", "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_no_secrets(&out);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["targetCluster"], "region1");
+    assert_eq!(v["providerInterface"], "cluster-api-provider-aws");
+    let copies = v["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2);
+    let secret = copies.iter().find(|c| c["source"]["gvk"]["kind"] == "Secret").unwrap();
+    assert_eq!(secret["object"]["data"]["SecretAccessKey"], "<redacted>");
+
+    let o = run(&["plan", "aws-region1-cred", "--from", "examples/estate"]);
+    let text = stdout(&o);
+    assert!(text.starts_with("Credential kcm-system/aws-region1-cred -> region1 (ProviderInterface cluster-api-provider-aws): 2 objects to copy\n"), "{text}");
+    insta::assert_snapshot!("plan_aws-region1-cred", text);
+
+    let o = run(&["plan", "gcp-region1-cred", "--from", "examples/estate"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).contains("Problems:\n  - no ProviderInterface in region region1 declares v1 Secret"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run(&["plan", "azure-cred", "--from", "examples/estate"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("nothing to distribute"), "{}", stdout(&o));
+
+    assert_eq!(code(&run(&["plan", "nope", "--from", "examples/estate"])), 2);
+}
+
+/// Hostile input: every case exits 2 with a message naming the input, never a panic.
+#[test]
+fn hostile_input_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &[u8]| -> PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    };
+    let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let p = i - 1;
+        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+    }
+    let huge = {
+        let p = dir.path().join("huge.yaml");
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(17 << 20).unwrap(); // over the 16 MiB cap, sparse
+        p
+    };
+    let cases: Vec<(&str, PathBuf)> = vec![
+        ("empty file", write("empty.yaml", b"")),
+        ("comments only", write("comments.yaml", b"# nothing\n---\n")),
+        ("not YAML", write("garbage.yaml", b"apiVersion: v1\nkind: [unclosed\n  : : :\n")),
+        ("binary", write("binary.yaml", &[0xff, 0xfe, 0x00, 0x01, 0x80, 0x9f])),
+        ("scalar document", write("scalar.yaml", b"just a string\n")),
+        ("alias bomb", write("bomb.yaml", bomb.as_bytes())),
+        ("deep nesting", write("deep.yaml", format!("{}{}", "[".repeat(5000), "]".repeat(5000)).as_bytes())),
+        ("no kind", write("nokind.yaml", b"apiVersion: v1\nmetadata: {name: x}\n")),
+        ("no name", write("noname.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {namespace: x}\n")),
+        ("bad JSON", write("bad.json", b"{\"apiVersion\": \"v1\", ")),
+        ("huge file", huge),
+        ("missing path", dir.path().join("does-not-exist.yaml")),
+    ];
+    for (what, path) in &cases {
+        let o = run(&["lint", "-f", path.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 2, "{what}: stdout {} stderr {err}", stdout(&o));
+        assert!(!err.contains("panicked"), "{what}: {err}");
+        let file = path.file_name().unwrap().to_str().unwrap();
+        assert!(err.starts_with("error: ") && err.contains(file), "{what}: message does not name {file}: {err}");
+        assert!(err.lines().count() <= 3, "{what}: message too long: {err}");
+    }
+    // The same files as an offline estate for explain.
+    let estate = dir.path().join("estate");
+    std::fs::create_dir(&estate).unwrap();
+    std::fs::write(estate.join("bomb.yaml"), bomb.as_bytes()).unwrap();
+    let o = run(&["explain", "x", "--from", estate.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("bomb.yaml") && !stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn secret_values_in_bad_manifests_are_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p: &Path = &dir.path().join("secret.yaml");
+    std::fs::write(p, "apiVersion: v1\nkind: Secret\ndata:\n  password: c3VwZXJzZWNyZXQ=\n   broken: [\n").unwrap();
+    let o = run(&["lint", "-f", p.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(!stderr(&o).contains("c3VwZXJzZWNyZXQ"), "{}", stderr(&o));
+}
