@@ -1,0 +1,183 @@
+//! deploy/ end to end: the webhook configurations exactly as `kubectl kustomize deploy/` renders them are
+//! applied to the API emulator, with the two substitutions a real cluster makes — caBundle filled from the
+//! serving certificate's CA (what cert-manager's cainjector does for `cert-manager.io/inject-ca-from`) and
+//! the Service reference resolved, here to a `url` of the webhook running in this process (the emulator has
+//! no Service network). The webhook serves a certificate from `credential-webhook certs` (the same code),
+//! reads the emulator through its live caches, and `kubectl apply` is judged by it.
+//!
+//! Needs `kubectl` on PATH (or `KUBECTL`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use credential_core::model::labels;
+use credential_core::yaml::parse_documents;
+use credential_e2e::Emulator;
+use credential_webhook::metrics::Metrics;
+use credential_webhook::server::{ServerBuilder, ServerConfig};
+use credential_webhook::tls::TlsFiles;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const SEED: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kcm-system}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: gcp-credentials, namespace: kcm-system}
+type: Opaque
+data: {credentials: e30=}
+"#;
+
+const GOOD: &str = r#"
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: Credential
+metadata: {name: gcp-cred, namespace: kcm-system}
+spec:
+  description: management credential
+  identityRef: {apiVersion: v1, kind: Secret, name: gcp-credentials, namespace: kcm-system}
+"#;
+
+const MISSING_REGION: &str = r#"
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: Credential
+metadata: {name: regional-cred, namespace: kcm-system}
+spec:
+  region: no-such-region
+  identityRef: {apiVersion: v1, kind: Secret, name: gcp-credentials, namespace: kcm-system}
+"#;
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The webhook configurations of the default install, as `kubectl kustomize deploy/` renders them.
+fn rendered_webhook_configurations() -> Vec<Value> {
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let out = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(repo_root().join("deploy"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{kubectl} kustomize` ({e}): install kubectl or set KUBECTL"));
+    assert!(out.status.success(), "kubectl kustomize deploy/: {}", String::from_utf8_lossy(&out.stderr));
+    let docs = parse_documents(&String::from_utf8(out.stdout).unwrap(), "deploy/").unwrap();
+    let configs: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d["kind"] == "ValidatingWebhookConfiguration" || d["kind"] == "MutatingWebhookConfiguration")
+        .collect();
+    assert_eq!(configs.len(), 2);
+    configs
+}
+
+/// What cert-manager and a Service would do: caBundle from the CA, the service reference resolved to `base`.
+fn as_installed(mut config: Value, ca_pem: &str, base: &str) -> Value {
+    let annotation = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str().unwrap();
+    assert_eq!(annotation, "kcm-system/credential-webhook-serving", "cainjector source");
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    for wh in config["webhooks"].as_array_mut().unwrap() {
+        let svc = wh["clientConfig"]["service"].take();
+        let path = svc["path"].as_str().unwrap().to_string();
+        wh["clientConfig"] = json!({"url": format!("{base}{path}"), "caBundle": bundle});
+    }
+    config
+}
+
+/// GET on the plain-HTTP admin listener; the status code.
+async fn admin_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let emu = Emulator::builder().crds(true).seed_yaml(SEED).start().await.unwrap();
+
+    // TLS exactly as for a local run (certs/README.md): a CA and a serving pair for 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
+
+    // The webhook, reading the emulator through its live caches.
+    let stop = CancellationToken::new();
+    let kubeconfig = emu.write_kubeconfig(dir.path()).unwrap();
+    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let estate = credential_webhook::cache::live::start(client, "kcm-system", metrics.clone(), stop.clone());
+    let mut config = ServerConfig::new(TlsFiles {
+        cert_file: written.tls_cert.clone(),
+        key_file: written.tls_key.clone(),
+        poll_interval: Duration::from_secs(1),
+    });
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.shutdown_delay = Duration::ZERO;
+    config.shutdown_timeout = Duration::from_secs(2);
+    let server =
+        ServerBuilder::new(config, estate).metrics(metrics).shutdown_token(stop.clone()).start().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admin_status(server.admin_addr, "/readyz").await != Some(200) {
+        assert!(Instant::now() < deadline, "webhook not ready within 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Install the rendered configurations with kubectl, as an operator would.
+    let base = format!("https://127.0.0.1:{}", server.addr.port());
+    let installed: Vec<Value> =
+        rendered_webhook_configurations().into_iter().map(|c| as_installed(c, &ca_pem, &base)).collect();
+    let docs: Vec<String> = installed.iter().map(Value::to_string).collect();
+    let out =
+        emu.kubectl_with(&["apply", "-f", "-"], Some(&docs.join("\n---\n")), Duration::from_secs(30)).await.unwrap();
+    assert!(out.success(), "installing the webhook configurations: {}", out.stderr);
+
+    // Denied: a Credential naming a Region that does not exist. Nothing is stored.
+    let out = emu.kubectl_with(&["apply", "-f", "-"], Some(MISSING_REGION), Duration::from_secs(30)).await.unwrap();
+    assert!(!out.success(), "a Credential naming a missing Region must be denied: {}", out.stdout);
+    // A 422 denial with field causes is printed by kubectl the way it prints any Invalid object; the
+    // code is the webhook's (CRED004: spec.region names a missing Region).
+    assert!(out.stderr.contains("is invalid") && out.stderr.contains("CRED004"), "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-region"), "the denial names the Region: {}", out.stderr);
+    assert!(emu.get("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "regional-cred").is_none());
+
+    // Admitted, and mutated by the deployed mutating configuration.
+    let out = emu.kubectl_with(&["apply", "-f", "-"], Some(GOOD), Duration::from_secs(30)).await.unwrap();
+    assert!(out.success(), "a valid Credential must be admitted: {}", out.stderr);
+    let stored = emu.get("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "gcp-cred").unwrap();
+    assert_eq!(stored["metadata"]["labels"][labels::COMPONENT], labels::COMPONENT_KCM, "mutation applied: {stored}");
+
+    // Server-side dry run goes through admission too (sideEffects NoneOnDryRun) and stores nothing.
+    let out = emu
+        .kubectl_with(&["apply", "--dry-run=server", "-f", "-"], Some(MISSING_REGION), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(!out.success() && out.stderr.contains("CRED004"), "dry run judged: {}", out.stderr);
+
+    // Webhook down: validation fails closed (failurePolicy Fail), as README-section.md says.
+    server.shutdown();
+    server.wait().await;
+    let changed = GOOD.replace("management credential", "changed while the webhook is down");
+    let out = emu.kubectl_with(&["apply", "-f", "-"], Some(&changed), Duration::from_secs(40)).await.unwrap();
+    assert!(!out.success(), "with the webhook down, writes must be refused");
+    assert!(
+        out.stderr.contains("failed calling webhook \"validate.credential-guard.k0rdent.mirantis.com\""),
+        "{}",
+        out.stderr
+    );
+    // Break glass: deleting the validating configuration lets writes through again.
+    let out = emu.kubectl(&["delete", "validatingwebhookconfiguration", "credential-webhook"]).await.unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    let out = emu.kubectl_with(&["apply", "-f", "-"], Some(&changed), Duration::from_secs(40)).await.unwrap();
+    assert!(out.success(), "after break glass (mutation fails open): {}", out.stderr);
+    stop.cancel();
+}
