@@ -97,11 +97,11 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn kustomization_dirs(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+fn kustomization_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            kustomization_dirs(root, &path, out);
+            kustomization_dirs(&path, out);
         } else if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
             // Components only render through the kustomizations that include them.
@@ -132,7 +132,7 @@ fn renders() -> &'static [Render] {
         DEV_CA_PEM.set(ca.cert.pem()).unwrap();
 
         let mut dirs = Vec::new();
-        kustomization_dirs(&deploy, &deploy, &mut dirs);
+        kustomization_dirs(&deploy, &mut dirs);
         dirs.sort();
         let mut out = Vec::new();
         for dir in dirs {
