@@ -31,6 +31,9 @@ pub enum Command {
     ///
     /// Exit status: 0 no problems, 1 problems, 2 error.
     Plan(PlanArgs),
+    /// Validate kubelet CredentialProviderConfig files and show which image credential providers
+    /// the kubelet runs for an image.
+    Provider(crate::provider::ProviderArgs),
 }
 
 /// Where cluster state comes from. Live access (`--kubeconfig`, `--context`) is reserved for the

@@ -8,6 +8,7 @@
 mod cli;
 mod cmd;
 mod error;
+mod provider;
 mod style;
 
 use std::io::{IsTerminal, Write};
@@ -38,6 +39,13 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { 0 });
         }
     };
+    if let Command::Provider(a) = &cli.command {
+        // The provider commands render into strings and pick their own exit status.
+        let outcome = provider::run(a);
+        let _ = std::io::stdout().lock().write_all(outcome.stdout.as_bytes());
+        let _ = std::io::stderr().lock().write_all(outcome.stderr.as_bytes());
+        return ExitCode::from(outcome.exit);
+    }
     let stdout = std::io::stdout();
     let style =
         Style::detect(cli.color, stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
@@ -46,6 +54,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::explain::run(a, style, &mut out),
         Command::Lint(a) => cmd::lint::run(a, style, &mut out),
         Command::Plan(a) => cmd::plan::run(a, style, &mut out),
+        Command::Provider(_) => return ExitCode::from(EXIT_ERROR), // handled above
     };
     let result = result.and_then(|exit| out.flush().map(|()| exit).map_err(CliError::from));
     match result {

@@ -327,3 +327,38 @@ fn secret_values_in_bad_manifests_are_not_echoed() {
     assert_eq!(code(&o), 2);
     assert!(!stderr(&o).contains("c3VwZXJzZWNyZXQ"), "{}", stderr(&o));
 }
+
+#[test]
+fn provider_commands_are_wired() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("config.yaml");
+    std::fs::write(
+        &good,
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: ecr\n  \
+         matchImages: ['*.dkr.ecr.*.amazonaws.com']\n  defaultCacheDuration: 12h\n  \
+         apiVersion: credentialprovider.kubelet.k8s.io/v1\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n").unwrap();
+    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+
+    let o = run(&["provider", "validate", "--config", good, "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["valid"], true);
+    assert_eq!(code(&run(&["provider", "validate", "--config", bad])), 1);
+    assert_eq!(code(&run(&["provider", "validate", "--config", "does/not/exist"])), 2);
+
+    let o = run(&[
+        "provider",
+        "match",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1",
+        "--config",
+        good,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["providers"][0]["matched"], true);
+}
