@@ -347,19 +347,18 @@ fn service_probe_and_listener_ports_agree() {
 
 #[test]
 fn every_env_setting_is_one_the_server_reads() {
-    // The server declares every variable literally (`env = "CREDENTIAL_WEBHOOK_..."` in its clap
-    // arguments); a variable no flag reads would be silently ignored.
+    // The server names every variable it reads literally (`env = "CREDENTIAL_WEBHOOK_..."` in its
+    // clap arguments, `std::env::var("POD_NAMESPACE")`); one it does not read would be ignored.
     let src = webhook_source();
     for r in installs() {
         for e in r.container()["env"].as_array().unwrap() {
             let name = str_of(&e["name"]);
-            assert!(name.starts_with("CREDENTIAL_WEBHOOK_"), "{}: env {name} is read by nothing", r.name);
-            assert!(
-                src.contains(&format!("\"{name}\"")),
-                "{}: env {name} matches no flag of credential-webhook",
-                r.name
-            );
+            assert!(src.contains(&format!("\"{name}\"")), "{}: env {name} is read by nothing in webhook/src", r.name);
         }
+        // The Lease namespace follows the pod, so it is where the leader-election Role grants it.
+        let pod_ns = r.container()["env"].as_array().unwrap().iter().find(|e| e["name"] == "POD_NAMESPACE").cloned();
+        let pod_ns = pod_ns.unwrap_or_else(|| panic!("{}: POD_NAMESPACE (the Lease namespace) is not set", r.name));
+        assert_eq!(pod_ns["valueFrom"]["fieldRef"]["fieldPath"], "metadata.namespace", "{}", r.name);
     }
 }
 
@@ -603,6 +602,22 @@ fn rbac_covers_what_the_code_calls_and_nothing_broader() {
             if used && *res != "events" {
                 let scope = if *res == "secrets" { Some(system.as_str()) } else { Some(ns.as_str()) };
                 assert!(g.allows(scope, group, res, "get"), "{n}: webhook/src uses Api<{ty}> but RBAC grants no get");
+            }
+        }
+
+        // Lease reads and renewals are limited to the Lease the code uses.
+        let lease_role = r.one("Role", "credential-webhook-leader-election");
+        for rule in lease_role["rules"].as_array().unwrap() {
+            let verbs = strings(&rule["verbs"]);
+            if verbs.iter().any(|v| v != "create") {
+                let names = strings(&rule["resourceNames"]);
+                assert!(!names.is_empty(), "{n}: get/update on leases must name the Lease");
+                for lease in names {
+                    assert!(
+                        src.contains(&format!("\"{lease}\"")),
+                        "{n}: Lease {lease} is not the one webhook/src uses"
+                    );
+                }
             }
         }
 
