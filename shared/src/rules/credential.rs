@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::estate::{Cluster, Estate, Served};
 use crate::finding::Finding;
 use crate::gvk::Gvk;
-use crate::model::{Credential, ObjectReference, Region, labels};
+use crate::model::{Credential, ObjectReference, labels};
 use crate::rules::codes::*;
 use crate::rules::support::{count, is_deleting, name_list, parse, str_at};
 use crate::rules::{AdmissionInput, Operation};
@@ -191,10 +191,14 @@ fn check_region(op: Operation, estate: &dyn Estate, id: &str, r: &str, out: &mut
         }
         return;
     }
-    let ready = match parse::<Region>(&obj, "Region", RGN_INVALID) {
-        Ok(region) => region.ready_condition().map(|c| (c.status.clone(), c.message.clone().unwrap_or_default())),
-        Err(_) => None,
-    };
+    let ready = obj
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|conds| conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
+        .map(|c| {
+            let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            (s("status"), s("message"))
+        });
     match ready {
         Some((status, _)) if status == "True" => {}
         other => {

@@ -19,6 +19,10 @@ pub fn parse<T: DeserializeOwned>(value: &Value, kind: &str, code: Code) -> Resu
             format!("send a {kind} object (apiVersion, kind, metadata, spec)"),
         ));
     }
+    // The fast path does no path tracking; only a failure is parsed again to name the field.
+    if let Ok(v) = T::deserialize(value) {
+        return Ok(v);
+    }
     serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." { String::new() } else { path };
