@@ -149,7 +149,7 @@ pub fn run_match(image: &str, config: &Path, raw: bool, output: Output) -> Outco
         Ok(report) => {
             let stdout = match output {
                 Output::Json => pretty(&serde_json::to_value(&report).unwrap_or_default()),
-                Output::Text => match_text(&report),
+                Output::Text => match_text(&report, &config),
             };
             Outcome { stdout, stderr: String::new(), exit: EXIT_OK }
         }
@@ -284,7 +284,7 @@ fn invalid_text(label: &str, errors: &[String], message: &str) -> String {
     s
 }
 
-fn match_text(report: &MatchReport) -> String {
+fn match_text(report: &MatchReport, config: &CredentialProviderConfig) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "image:      {}", report.image);
     let _ = writeln!(s, "normalized: {}", report.normalized);
@@ -304,6 +304,29 @@ fn match_text(report: &MatchReport) -> String {
         );
     } else {
         let _ = writeln!(s, "The kubelet runs, in this order: {}.", invoked.join(", "));
+        // Service-account token providers can still be skipped per pod (reference §9).
+        for p in config.providers.iter().filter(|p| invoked.contains(&p.name.as_str())) {
+            let Some(t) = &p.token_attributes else { continue };
+            let mut conditions = Vec::new();
+            if t.require_service_account == Some(true) {
+                conditions.push("the pod has a service account".to_string());
+            }
+            if !t.required_service_account_annotation_keys.is_empty() {
+                conditions.push(format!(
+                    "that service account has the annotations {}",
+                    t.required_service_account_annotation_keys.join(", ")
+                ));
+            }
+            if !conditions.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "{} gets a service account token (audience {}) and runs only if {}.",
+                    p.name,
+                    t.service_account_token_audience,
+                    conditions.join(" and ")
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "Credentials are tried after pull secrets and the node's docker config; among providers, the most \
@@ -425,6 +448,21 @@ mod tests {
         );
         let o = run_match("registry.example.com:5000/team/app:v1", &file, false, Output::Text);
         assert!(o.stdout.contains("The kubelet runs, in this order: private."), "{}", o.stdout);
+        let token = write(dir.path(), "token.yaml", VALID.replace(
+            "defaultCacheDuration: 10m\n",
+            "defaultCacheDuration: 10m\n  tokenAttributes: {serviceAccountTokenAudience: aud, cacheType: Token, \
+             requireServiceAccount: true, requiredServiceAccountAnnotationKeys: [example.com/role]}\n",
+        ).as_bytes());
+        let o = run_match("registry.example.com:5000/app", &token, false, Output::Text);
+        assert_eq!(o.exit, EXIT_OK, "{}", o.stdout);
+        assert!(
+            o.stdout.contains(
+                "private gets a service account token (audience aud) and runs only if the pod has \
+            a service account and that service account has the annotations example.com/role."
+            ),
+            "{}",
+            o.stdout
+        );
         let o = run_match("quay.io/x", &file, false, Output::Text);
         assert!(o.stdout.contains("No provider runs for quay.io/x"), "{}", o.stdout);
         // --raw: verbatim.

@@ -195,6 +195,16 @@ fn token_attribute_rules() {
             a["optionalServiceAccountAnnotationKeys"] = json!(["m", "z"]);
             config(vec![token_provider(a)])
         }, vec![r#"providers.tokenAttributes: Invalid value: ["m","z"]: annotation keys cannot be both required and optional"#.into()]),
+        ({
+            let mut a = base();
+            a["requiredServiceAccountAnnotationKeys"] = json!(["a<b&c"]);
+            a["optionalServiceAccountAnnotationKeys"] = json!(["a<b&c"]);
+            config(vec![token_provider(a)])
+        }, vec![
+            format!(r#"providers.tokenAttributes.requiredServiceAccountAnnotationKeys: Invalid value: "a<b&c": name part {QNAME}"#),
+            format!(r#"providers.tokenAttributes.optionalServiceAccountAnnotationKeys: Invalid value: "a<b&c": name part {QNAME}"#),
+            r#"providers.tokenAttributes: Invalid value: ["a\u003cb\u0026c"]: annotation keys cannot be both required and optional"#.into(),
+        ]),
     ];
     for (doc, want) in &cases {
         assert_eq!(errors(doc), *want, "doc {doc}");

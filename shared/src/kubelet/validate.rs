@@ -123,7 +123,7 @@ fn validate_token_attributes(
     let both: Vec<&str> = required.intersection(&optional).copied().collect();
     if !both.is_empty() {
         // Since 1.34 non-string values render as JSON.
-        let rendered = serde_json::to_string(&both).unwrap_or_default();
+        let rendered = go_json_escape(&serde_json::to_string(&both).unwrap_or_default());
         errs.push(FieldError::invalid_rendered(F, rendered, "annotation keys cannot be both required and optional"));
     }
     if t.cache_type.is_empty() {
@@ -137,6 +137,23 @@ fn validate_token_attributes(
     } else if !CACHE_TYPES.contains(&t.cache_type.as_str()) {
         errs.push(FieldError::unsupported(&format!("{F}.cacheType"), &t.cache_type, &CACHE_TYPES));
     }
+}
+
+/// Go's `json.Marshal` escapes HTML-significant characters and the JS line separators, which
+/// serde_json leaves alone.
+fn go_json_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn annotation_keys(field: &str, keys: &[String], errs: &mut Vec<FieldError>) {
