@@ -744,8 +744,12 @@ impl Explainer<'_> {
             evidence.push(format!("in the management cluster it is declared by {}", mgmt_declaring.join(", ")));
         }
         self.checks.push(
-            Check::new("ProviderInterface", Status::Fail, format!("none in {in_target} declares {gvk}: {consequence}"))
-                .with_evidence(evidence),
+            Check::new(
+                "ProviderInterface",
+                Status::Fail,
+                format!("none in {in_target} declares {} {}: {consequence}", gvk.kind, gvk.version),
+            )
+            .with_evidence(evidence),
         );
         let fix = match (&target, mgmt_declaring.first()) {
             (Cluster::Region(r), Some(_)) => vec![format!(
