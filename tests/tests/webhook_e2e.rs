@@ -1,0 +1,265 @@
+//! credential-webhook end to end with real kubectl: two API emulators (management and the regional
+//! cluster of Region r1), the webhook reading both through its live caches (the regional one through a
+//! client built from r1's kubeconfig Secret), and Validating/Mutating webhook configurations pointing
+//! at it. Needs `kubectl` on PATH (or `KUBECTL`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use credential_core::estate::{Cluster, Estate};
+use credential_core::gvk::Gvk;
+use credential_e2e::{Emulator, KubectlOutput};
+use credential_webhook::cache::ServingEstate;
+use credential_webhook::metrics::Metrics;
+use credential_webhook::server::{ServerBuilder, ServerConfig};
+use credential_webhook::tls::TlsFiles;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const API: &str = "k0rdent.mirantis.com/v1beta1";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// Only the k0rdent CRDs: the regional cluster does not run the AWS provider.
+fn k0rdent_crds_yaml() -> String {
+    credential_e2e::crds::CRD_FILES
+        .iter()
+        .filter(|(f, _)| f.starts_with("k0rdent.mirantis.com_"))
+        .map(|(_, y)| format!("---\n{y}"))
+        .collect()
+}
+
+fn management_seed(regional_kubeconfig: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: kcm-system}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {{name: team}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws-secret, namespace: kcm-system}}
+data: {{AccessKeyID: QUtJQQ==, SecretAccessKey: c2VjcmV0}}
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSClusterStaticIdentity
+metadata: {{name: aws-id}}
+spec: {{secretRef: aws-secret}}
+---
+apiVersion: {API}
+kind: ProviderInterface
+metadata: {{name: cluster-api-provider-aws}}
+spec:
+  clusterIdentities:
+  - group: infrastructure.cluster.x-k8s.io
+    version: v1beta2
+    kind: AWSClusterStaticIdentity
+    references:
+    - {{group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: r1-kubeconfig, namespace: kcm-system}}
+data: {{value: {kc}}}
+---
+apiVersion: {API}
+kind: Region
+metadata: {{name: r1}}
+spec:
+  kubeConfig: {{name: r1-kubeconfig, key: value}}
+status:
+  ready: true
+  conditions: [{{type: Ready, status: "True", reason: Succeeded, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: down-kubeconfig, namespace: kcm-system}}
+data: {{value: {down}}}
+---
+apiVersion: {API}
+kind: Region
+metadata: {{name: down}}
+spec:
+  kubeConfig: {{name: down-kubeconfig, key: value}}
+---
+apiVersion: {API}
+kind: Credential
+metadata: {{name: used, namespace: team}}
+spec:
+  identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity, name: aws-id}}
+status: {{ready: true}}
+---
+apiVersion: {API}
+kind: ClusterDeployment
+metadata: {{name: prod-cluster, namespace: team}}
+spec: {{credential: used, template: aws-standalone-cp-1-0-0}}
+"#,
+        kc = b64(regional_kubeconfig),
+        down = b64(&unreachable_kubeconfig()),
+    )
+}
+
+/// A kubeconfig for a cluster nobody serves (a port that was free a moment ago).
+fn unreachable_kubeconfig() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: down\n  context: {{cluster: down, user: u}}\n\
+         current-context: down\n"
+    )
+}
+
+fn webhook_configurations(base: &str, ca_pem: &str) -> String {
+    let rules = json!([{
+        "apiGroups": ["k0rdent.mirantis.com"], "apiVersions": ["v1beta1"],
+        "operations": ["CREATE", "UPDATE", "DELETE"],
+        "resources": ["credentials", "regions", "providerinterfaces", "clusterdeployments"]
+    }]);
+    let hook = |kind: &str, name: &str, path: &str| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": "credential-webhook"},
+            "webhooks": [{
+                "name": name,
+                "clientConfig": {"url": format!("{base}{path}"), "caBundle": b64(ca_pem)},
+                "rules": rules, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+                "failurePolicy": "Fail", "timeoutSeconds": 10
+            }]
+        })
+        .to_string()
+    };
+    [
+        hook("MutatingWebhookConfiguration", "mutate.credential-guard.test", "/mutate"),
+        hook("ValidatingWebhookConfiguration", "validate.credential-guard.test", "/validate"),
+    ]
+    .join("\n---\n")
+}
+
+async fn apply(emu: &Emulator, yaml: &str) -> KubectlOutput {
+    emu.kubectl_with(&["apply", "-f", "-"], Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
+}
+
+async fn eventually(what: &str, limit: Duration, f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let region = Emulator::builder().seed_yaml(k0rdent_crds_yaml()).start().await.unwrap();
+    let emu =
+        Emulator::builder().crds(true).seed_yaml(management_seed(&region.kubeconfig_yaml())).start().await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
+    let stop = CancellationToken::new();
+    let kubeconfig = emu.write_kubeconfig(dir.path()).unwrap();
+    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let index = credential_webhook::cache::live::start(client, "kcm-system", metrics.clone(), stop.clone());
+    let mut config = ServerConfig::new(TlsFiles {
+        cert_file: written.tls_cert.clone(),
+        key_file: written.tls_key.clone(),
+        poll_interval: Duration::from_secs(1),
+    });
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.shutdown_delay = Duration::ZERO;
+    let server = ServerBuilder::new(config, index.clone())
+        .metrics(metrics.clone())
+        .shutdown_token(stop.clone())
+        .start()
+        .await
+        .unwrap();
+
+    // Ready once the management caches synced, although Region "down" cannot be reached.
+    eventually("management caches synced", Duration::from_secs(20), || index.synced()).await;
+    eventually("regional cache of r1", Duration::from_secs(20), || index.knows_cluster(&Cluster::Region("r1".into())))
+        .await;
+    assert!(!index.knows_cluster(&Cluster::Region("down".into())), "an unreachable region stays unknown");
+    // The kubeconfig Secret is cached by key name only.
+    let secret = index.get(&Cluster::Management, &Gvk::secret(), Some("kcm-system"), "r1-kubeconfig").unwrap();
+    assert_eq!(secret["data"], json!({"value": ""}), "{secret}");
+    eventually("identity objects cached", Duration::from_secs(10), || {
+        index
+            .get(
+                &Cluster::Management,
+                &Gvk::new("infrastructure.cluster.x-k8s.io", "v1beta2", "AWSClusterStaticIdentity"),
+                None,
+                "aws-id",
+            )
+            .is_some()
+    })
+    .await;
+    let m = metrics.encode();
+    assert!(
+        m.contains("credential_webhook_cache_synced{cluster=\"r1\",resource=\"customresourcedefinitions\"} 1"),
+        "{m}"
+    );
+
+    let base = format!("https://127.0.0.1:{}", server.addr.port());
+    let out = apply(&emu, &webhook_configurations(&base, &ca_pem)).await;
+    assert!(out.success(), "{}", out.stderr);
+
+    // 1. A regional Credential: admitted with warnings kubectl prints (the AWS provider is not enabled in r1),
+    //    and stored with the labels the mutating webhook adds.
+    let regional = format!(
+        "apiVersion: {API}\nkind: Credential\nmetadata: {{name: aws-r1, namespace: team}}\nspec:\n  region: r1\n  \
+         identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity, name: aws-id}}\n"
+    );
+    let out = apply(&emu, &regional).await;
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("Warning: [CRED012]") && out.stderr.contains("r1"), "{}", out.stderr);
+    let stored = emu.get(API, "Credential", Some("team"), "aws-r1").unwrap();
+    assert_eq!(stored["metadata"]["labels"]["k0rdent.mirantis.com/component"], "kcm", "{stored}");
+    assert_eq!(stored["metadata"]["labels"]["k0rdent.mirantis.com/region"], "r1", "{stored}");
+
+    // 2. Broken Credentials are refused with our message, and nothing is stored.
+    let no_name = format!(
+        "apiVersion: {API}\nkind: Credential\nmetadata: {{name: broken, namespace: team}}\nspec:\n  \
+         identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity}}\n"
+    );
+    let out = apply(&emu, &no_name).await;
+    assert!(!out.success());
+    assert!(out.stderr.contains("CRED002") && out.stderr.contains("spec.identityRef"), "{}", out.stderr);
+    assert!(emu.get(API, "Credential", Some("team"), "broken").is_none());
+    let moved = regional.replace("region: r1", "region: down");
+    let out = apply(&emu, &moved).await;
+    assert!(!out.success() && out.stderr.contains("CRED005"), "region is immutable: {}", out.stderr);
+
+    // 3. A Region naming a key its kubeconfig Secret does not have (known from the cached key names).
+    let bad_key = format!(
+        "apiVersion: {API}\nkind: Region\nmetadata: {{name: r2}}\nspec:\n  kubeConfig: {{name: r1-kubeconfig, key: kubeconfig}}\n"
+    );
+    let out = apply(&emu, &bad_key).await;
+    assert!(!out.success() && out.stderr.contains("RGN007"), "{}", out.stderr);
+
+    // 4. Deleting a Credential a ClusterDeployment uses is refused, naming the ClusterDeployment.
+    let out = emu.kubectl(&["delete", "credential", "used", "-n", "team"]).await.unwrap();
+    assert!(!out.success());
+    assert!(out.stderr.contains("CRED016") && out.stderr.contains("prod-cluster"), "{}", out.stderr);
+    assert!(emu.get(API, "Credential", Some("team"), "used").is_some());
+
+    // 5. The cache follows writes: the admitted Credential becomes visible to later decisions.
+    eventually("new Credential cached", Duration::from_secs(10), || {
+        index.get(&Cluster::Management, &Gvk::credential(), Some("team"), "aws-r1").is_some()
+    })
+    .await;
+
+    server.shutdown();
+    server.wait().await;
+    stop.cancel();
+}
