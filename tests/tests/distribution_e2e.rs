@@ -575,20 +575,29 @@ async fn bench_thousand_credentials_over_ten_regions() {
     let per_region = 100;
     let w = world(regions).await;
     let av = format!("{INFRA}/v1beta2");
-    let mut seeds = String::new();
     for i in 0..regions * per_region {
-        seeds.push_str(&format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: s-{i}, namespace: {SYS}}}\ndata: {{k: {}}}\n---\n\
-             apiVersion: {av}\nkind: AWSClusterStaticIdentity\nmetadata: {{name: id-{i}}}\nspec: {{secretRef: s-{i}}}\n",
-            b64(&format!("v{i}"))
-        ));
-        seeds.push_str(&format!(
-            "---\napiVersion: {CRED_AV}\nkind: Credential\nmetadata: {{name: c-{i}, namespace: {SYS}}}\n\
-             spec: {{region: r{}, identityRef: {{apiVersion: {av}, kind: AWSClusterStaticIdentity, name: id-{i}}}}}\n",
-            i % regions + 1
-        ));
+        w.mgmt
+            .seed(
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": format!("s-{i}"), "namespace": SYS},
+                "data": {"k": b64(&format!("v{i}"))}}),
+            )
+            .unwrap();
+        w.mgmt
+            .seed(json!({"apiVersion": av, "kind": "AWSClusterStaticIdentity", "metadata": {"name": format!("id-{i}")},
+                "spec": {"secretRef": format!("s-{i}")}}))
+            .unwrap();
+        w.mgmt
+            .seed(credential(
+                SYS,
+                &format!("c-{i}"),
+                &format!("r{}", i % regions + 1),
+                &av,
+                "AWSClusterStaticIdentity",
+                &format!("id-{i}"),
+                None,
+            ))
+            .unwrap();
     }
-    w.mgmt.seed_yaml(&seeds).unwrap();
     w.mgmt.reset_request_counts();
     for r in &w.regions {
         r.reset_request_counts();
@@ -597,9 +606,10 @@ async fn bench_thousand_credentials_over_ten_regions() {
     let started = Instant::now();
     let d = Distributor::start(cfg, w.client.clone());
     let total = regions * per_region;
-    eventually("all converged", Duration::from_secs(300), || {
-        let done = w
-            .mgmt
+    // Polled every 100 ms: reading 1,000 objects takes the emulator's lock, so polling faster would slow
+    // the emulator down and measure the test instead of the distributor.
+    let converged = || {
+        w.mgmt
             .list(CRED_AV, "Credential", Some(SYS))
             .iter()
             .filter(|c| {
@@ -607,10 +617,12 @@ async fn bench_thousand_credentials_over_ten_regions() {
                     cs.iter().any(|c| c["type"] == labels::DISTRIBUTED_CONDITION && c["status"] == "True")
                 })
             })
-            .count();
-        (done == total).then_some(())
-    })
-    .await;
+            .count()
+    };
+    while converged() < total {
+        assert!(started.elapsed() < Duration::from_secs(300), "not converged after 300 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let elapsed = started.elapsed();
     let copies: usize = w.regions.iter().map(|r| r.list("v1", "Secret", Some(SYS)).len()).sum::<usize>()
         + w.regions.iter().map(|r| r.list(&av, "AWSClusterStaticIdentity", None).len()).sum::<usize>();
@@ -619,6 +631,8 @@ async fn bench_thousand_credentials_over_ten_regions() {
     let regional_requests: u64 = w.regions.iter().map(Emulator::resource_request_total).sum();
     let per_copy = (mgmt_requests + regional_requests) as f64 / copies as f64;
     println!("BENCH credentials={total} regions={regions} copies={copies} converge={elapsed:?}");
+    let (count, sum) = d.metrics().convergence_totals();
+    println!("BENCH convergences={count} mean={:.1} ms", sum / count.max(1.0) * 1000.0);
     println!("BENCH requests: management={mgmt_requests} regional={regional_requests} per_copied_object={per_copy:.2}");
     let mut counts: Vec<_> = w.mgmt.request_counts().into_iter().filter(|((_, r), _)| !r.starts_with('/')).collect();
     counts.sort();

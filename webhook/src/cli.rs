@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Namespace KCM runs in (Region kubeconfig Secrets, default reference namespace).
     #[arg(long, default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE, env = "CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE")]
     pub system_namespace: String,
+    /// Distribute cluster identities into regional clusters (`--distribution=false` when KCM
+    /// distributes). Needs a cluster: ignored with --estate.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CREDENTIAL_WEBHOOK_DISTRIBUTION")]
+    pub distribution: bool,
     /// Decide from YAML files instead of a cluster (offline estate layout: management objects at the
     /// top, `regions/<name>/` per regional cluster). For demos, tests and benchmarks.
     #[arg(long, env = "CREDENTIAL_WEBHOOK_ESTATE")]

@@ -44,6 +44,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());
 
+    let mut distributor = None;
     let estate: Arc<dyn ServingEstate> = match &args.estate {
         Some(dir) => {
             let opts = credential_core::estate::LoadOptions {
@@ -58,13 +59,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
+            if args.distribution {
+                distributor = Some(credential_webhook::distribution::start_for_serve(
+                    client.clone(),
+                    &args.system_namespace,
+                    &metrics,
+                ));
+            }
             credential_webhook::cache::live::start(client, &args.system_namespace, metrics.clone(), shutdown.clone())
         }
     };
 
-    let server =
-        ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown).start().await?;
+    let mut builder = ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown);
+    if let Some(d) = &distributor {
+        builder = builder.sink(Arc::new(d.handle()));
+    }
+    let server = builder.start().await?;
     server.wait().await;
+    if let Some(d) = distributor {
+        d.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

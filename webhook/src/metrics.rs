@@ -149,6 +149,11 @@ impl Metrics {
         }
     }
 
+    /// Registers further metrics (e.g. distribution's) into the served registry.
+    pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -45,9 +45,10 @@ impl Default for DistributionMetrics {
 }
 
 impl DistributionMetrics {
-    /// Registers every metric under the `credential_distribution_` prefix.
+    /// Registers every metric under the `distribution_` prefix (inside the webhook's registry:
+    /// `credential_webhook_distribution_*`).
     pub fn register(&self, registry: &mut Registry) {
-        let sub = registry.sub_registry_with_prefix("credential_distribution");
+        let sub = registry.sub_registry_with_prefix("distribution");
         sub.register("queue_depth", "Credentials waiting in the distribution queue", self.queue_depth.clone());
         sub.register(
             "convergence_seconds",
@@ -66,6 +67,20 @@ impl DistributionMetrics {
             "Copies deleted after their last owner released them",
             self.copies_deleted.clone(),
         );
+    }
+
+    /// (count, sum in seconds) of the convergence histogram, for benchmark reports.
+    pub fn convergence_totals(&self) -> (f64, f64) {
+        let mut reg = Registry::default();
+        reg.register("c", "", self.convergence_seconds.clone());
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &reg).is_err() {
+            return (0.0, 0.0);
+        }
+        let stat = |name: &str| {
+            text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        (stat("c_count "), stat("c_sum "))
     }
 
     pub(crate) fn failed(&self, reason: &str) {
@@ -88,10 +103,14 @@ mod tests {
         m.queue_depth.set(3);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
-        assert!(out.contains("credential_distribution_copies_applied_total 1"), "{out}");
-        assert!(out.contains("credential_distribution_failures_total{reason=\"RegionUnreachable\"} 1"), "{out}");
-        assert!(out.contains("credential_distribution_queue_depth 3"), "{out}");
-        assert!(out.contains("credential_distribution_convergence_seconds_count 1"), "{out}");
-        assert!(out.contains("credential_distribution_conflicts_total 0"), "{out}");
+        assert!(out.contains("distribution_copies_applied_total 1"), "{out}");
+        assert!(out.contains("distribution_failures_total{reason=\"RegionUnreachable\"} 1"), "{out}");
+        assert!(out.contains("distribution_queue_depth 3"), "{out}");
+        assert!(out.contains("distribution_convergence_seconds_count 1"), "{out}");
+        assert!(out.contains("distribution_conflicts_total 0"), "{out}");
+        m.convergence_seconds.observe(0.03);
+        let (count, sum) = m.convergence_totals();
+        assert_eq!(count, 2.0);
+        assert!((sum - 0.04).abs() < 1e-9, "{sum}");
     }
 }

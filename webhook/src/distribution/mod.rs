@@ -151,6 +151,23 @@ impl Distributor {
     }
 }
 
+/// Starts distribution as `credential-webhook serve` runs it: default settings, the Lease in the
+/// webhook's own namespace (`$POD_NAMESPACE`, else the system namespace), metrics registered in
+/// the webhook's registry.
+pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
+    let lease_namespace =
+        std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| system_namespace.to_string());
+    let config = DistributionConfig {
+        system_namespace: system_namespace.to_string(),
+        leader_election: Some(LeaderElection { namespace: lease_namespace, ..LeaderElection::default() }),
+        ..DistributionConfig::default()
+    };
+    let d = Distributor::start(config, mgmt);
+    metrics.register_with(|r| d.metrics().register(r));
+    tracing::info!("identity distribution on (leader election through a Lease)");
+    d
+}
+
 /// Runs the distributor until `shutdown` is cancelled.
 pub async fn run(
     config: DistributionConfig,
