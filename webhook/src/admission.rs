@@ -209,10 +209,12 @@ pub fn lenient_uid(body: &[u8]) -> Option<String> {
                 let after = body[i + 1..].trim_ascii_start();
                 if after.first() == Some(&b':') {
                     last_key = Some((depth, start, i + 1));
-                } else if let Some((d, ks, ke)) = last_key.take() {
-                    if in_request && d == 2 && &body[ks..ke] == b"\"uid\"" {
-                        return serde_json::from_slice::<String>(raw).ok().filter(|s| !s.is_empty());
-                    }
+                } else if let Some((d, ks, ke)) = last_key.take()
+                    && in_request
+                    && d == 2
+                    && &body[ks..ke] == b"\"uid\""
+                {
+                    return serde_json::from_slice::<String>(raw).ok().filter(|s| !s.is_empty());
                 }
             }
             b'{' | b'[' => {
