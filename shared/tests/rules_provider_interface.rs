@@ -43,6 +43,35 @@ fn provider_interface_write_rules() {
             )],
         ),
         case(
+            "identical entry in another PI (core Secret, as most providers ship it): no warning",
+            Create,
+            Some(pi("cluster-api-provider-gcp", json!([{"group": "", "version": "v1", "kind": "Secret"}]))),
+            None,
+            vec![],
+        )
+        .estate(|e| {
+            e.insert(
+                &mgmt(),
+                pi(
+                    "cluster-api-provider-azure",
+                    json!([{"group": "", "version": "v1", "kind": "Secret", "references": []}]),
+                ),
+            );
+        }),
+        case(
+            "same entry with the same references in another order is identical",
+            Create,
+            Some(pi("p", json!([ident("A", json!([reference("S", "spec.s"), reference("T", "spec.t")]))]))),
+            None,
+            vec![],
+        )
+        .estate(|e| {
+            e.insert(
+                &mgmt(),
+                pi("q", json!([ident("A", json!([reference("T", "spec.t"), reference("S", "spec.s")]))])),
+            );
+        }),
+        case(
             "same identity GVK in another PI that sorts first wins over us",
             Create,
             Some(pi("zzz-custom", static_only())),

@@ -330,7 +330,7 @@ pub const ALL: &[CodeInfo] = &[
         PI_DECLARED_ELSEWHERE,
         "ProviderInterface",
         Warn,
-        "another ProviderInterface declares the same identity GVK: the first in name order wins (both named)",
+        "another ProviderInterface declares the same identity GVK with other references: the first in name order wins (both named)",
         "declare each kind once",
     ),
     info(

@@ -118,7 +118,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         }
     }
     check_cycles(&id, identities, &first, &mut out);
-    check_declared_elsewhere(estate, &name, &id, &first, &mut out);
+    check_declared_elsewhere(estate, &name, &id, identities, &first, &mut out);
 
     if input.operation == Operation::Update
         && let Some(old) = input.old_object
@@ -225,6 +225,7 @@ fn check_declared_elsewhere(
     estate: &dyn Estate,
     name: &str,
     id: &str,
+    identities: &[ClusterIdentity],
     mine: &BTreeMap<Gvk, usize>,
     out: &mut Vec<Finding>,
 ) {
@@ -236,22 +237,48 @@ fn check_declared_elsewhere(
         if other_name == name {
             continue;
         }
-        for gvk in declared_gvks(&other) {
-            if let Some(i) = mine.get(&gvk) {
+        let entries = other.pointer("/spec/clusterIdentities").and_then(Value::as_array);
+        for entry in entries.into_iter().flatten() {
+            let Ok(theirs) = serde_json::from_value::<ClusterIdentity>(entry.clone()) else { continue };
+            let gvk = theirs.gvk();
+            if let Some(&i) = mine.get(&gvk) {
+                // Identical entries (e.g. the core Secret most providers declare) resolve the same
+                // whichever wins: nothing to warn about.
+                if same_references(&identities[i], &theirs) {
+                    continue;
+                }
                 // KCM lists PIs in name order and takes the first match.
                 let winner = if other_name < name { other_name } else { name };
                 out.push(Finding::warn(
                     PI_DECLARED_ELSEWHERE,
                     format!("spec.clusterIdentities[{i}]"),
                     format!(
-                        "{id}: {gvk} is also declared by ProviderInterface {other_name}; the first match in name \
-                         order wins, so ProviderInterface {winner}'s entry (and its references) is used"
+                        "{id}: {gvk} is also declared by ProviderInterface {other_name}, with other references; the \
+                         first match in name order wins, so ProviderInterface {winner}'s entry (and its references) \
+                         is used"
                     ),
                     "declare each identity kind in one ProviderInterface only",
                 ));
             }
         }
     }
+}
+
+/// Whether two entries reference the same objects the same way (an empty namespaceFieldPath is absent).
+fn same_references(a: &ClusterIdentity, b: &ClusterIdentity) -> bool {
+    let norm = |c: &ClusterIdentity| {
+        let mut refs: Vec<_> = c
+            .references
+            .iter()
+            .map(|r| {
+                let ns = r.namespace_field_path.clone().filter(|p| !p.is_empty());
+                (r.gvk(), r.name_field_path.clone(), ns)
+            })
+            .collect();
+        refs.sort();
+        refs
+    };
+    norm(a) == norm(b)
 }
 
 /// The complete identity GVKs a stored PI declares (read loosely: stored objects may be odd).
