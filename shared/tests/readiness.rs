@@ -243,3 +243,63 @@ fn unknown_regional_state_skips_served_checks_instead_of_guessing() {
     // The next failing check becomes the root cause.
     assert_eq!(first_fail(&r), Some("ProviderInterface"));
 }
+
+/// The example estate with one object replaced (or added) in a cluster.
+fn estate_with(cluster: &Cluster, obj: serde_json::Value) -> MemoryEstate {
+    let mut e = estate();
+    assert!(e.insert(cluster, obj));
+    e
+}
+
+#[test]
+fn kind_only_provider_interface_match_names_the_versions() {
+    let mut pi = (*estate()
+        .get(&Cluster::Region("region1".into()), &Gvk::provider_interface(), None, "cluster-api-provider-aws")
+        .unwrap())
+    .clone();
+    pi["spec"]["clusterIdentities"][0]["version"] = "v1beta1".into();
+    let e = estate_with(&Cluster::Region("region1".into()), pi);
+    let r = explain("kcm-system", "aws-region1-cred", &e).unwrap();
+    assert_eq!(first_fail(&r), Some("ProviderInterface"));
+    assert_eq!(
+        r.root_cause,
+        "ProviderInterface cluster-api-provider-aws in Region region1 declares AWSClusterStaticIdentity at \
+         infrastructure.cluster.x-k8s.io/v1beta1, not infrastructure.cluster.x-k8s.io/v1beta2: identity \
+         distribution will not happen"
+    );
+    assert_eq!(r.fix[0], "set spec.identityRef.apiVersion to infrastructure.cluster.x-k8s.io/v1beta1");
+}
+
+#[test]
+fn kcm_not_ready_with_every_check_passing_is_still_not_ready() {
+    let mut cred =
+        (*estate().get(&Cluster::Management, &Gvk::credential(), Some("kcm-system"), "aws-region1-cred").unwrap())
+            .clone();
+    cred["status"] = serde_json::json!({"ready": false, "conditions": [{"type": "CredentialReady", "status": "False",
+        "reason": "Failed", "message": "some transient error"}]});
+    let r = explain("kcm-system", "aws-region1-cred", &estate_with(&Cluster::Management, cred)).unwrap();
+    assert_eq!(r.verdict, Verdict::NotReady);
+    assert_eq!(first_fail(&r), None);
+    assert_eq!(r.root_cause, "KCM reports it not ready: some transient error");
+    assert!(r.fix[0].starts_with("wait for KCM to reconcile the Credential"), "{:?}", r.fix);
+}
+
+#[test]
+fn unmanaged_copies_warn_when_identical_and_conflict_when_different() {
+    let region1 = Cluster::Region("region1".into());
+    let secret = |name: &str| (*estate().get(&region1, &Gvk::secret(), Some("kcm-system"), name).unwrap()).clone();
+    let mut same = secret("aws-cluster-identity-secret");
+    same["metadata"]["labels"] = serde_json::json!({});
+    let r = explain("kcm-system", "aws-region1-cred", &estate_with(&region1, same)).unwrap();
+    assert_eq!(r.verdict, Verdict::Ready, "{}", r.root_cause);
+    let copies = check(&r, "Copies");
+    assert_eq!(copies.status, Status::Warn);
+    assert!(copies.children[0].summary.contains("not marked managed"), "{copies:?}");
+
+    let mut other = secret("aws-rotated-identity-secret");
+    other["metadata"]["labels"] = serde_json::json!({});
+    let r = explain("kcm-system", "aws-stale-cred", &estate_with(&region1, other)).unwrap();
+    assert!(r.root_cause.ends_with("is stale: data differs (keys: SecretAccessKey)"), "{}", r.root_cause);
+    assert!(check(&r, "Copies").children[0].summary.contains("conflict"), "{:?}", check(&r, "Copies"));
+    assert!(r.fix[0].contains("was not created by distribution"), "{:?}", r.fix);
+}
