@@ -1,0 +1,179 @@
+//! criterion microbenchmarks of credential-core's hot paths: each rule set, mutation (JSONPatch),
+//! identity planning and kubelet image matching, on the estate the load runs use (see BENCHMARKS.md).
+//! Run with `cargo bench -p credential-core` (bench/run.sh runs it for the report).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+
+use credential_core::estate::{Cluster, MemoryEstate};
+use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
+use credential_core::{identity, kubelet, mutate, rules};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::Value;
+
+#[path = "../../bench/support/fixtures.rs"]
+mod fixtures;
+
+fn estate(credentials: usize, regions: usize) -> MemoryEstate {
+    let mut e = MemoryEstate::new(fixtures::SYS);
+    for f in fixtures::estate(credentials, regions, true) {
+        let cluster = f.region().map_or(Cluster::Management, |r| Cluster::Region(r.to_string()));
+        e.add_cluster(cluster.clone());
+        for d in f.docs {
+            assert!(e.insert(&cluster, d), "fixture object without kind or name in {}", f.path);
+        }
+    }
+    e
+}
+
+/// The decoded `request` of each fixture review, by name.
+fn requests() -> Vec<(&'static str, Value)> {
+    fixtures::reviews()
+        .into_iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.body).unwrap();
+            (r.name, v["request"].clone())
+        })
+        .collect()
+}
+
+fn input<'a>(req: &'a Value) -> AdmissionInput<'a> {
+    let kind = match req["kind"]["kind"].as_str().unwrap() {
+        "Credential" => ResourceKind::Credential,
+        "Region" => ResourceKind::Region,
+        "ProviderInterface" => ResourceKind::ProviderInterface,
+        _ => ResourceKind::ClusterDeployment,
+    };
+    let some = |v: &'a Value| (!v.is_null()).then_some(v);
+    AdmissionInput {
+        operation: Operation::parse(req["operation"].as_str().unwrap()).unwrap(),
+        kind,
+        namespace: req["namespace"].as_str(),
+        name: req["name"].as_str().unwrap(),
+        object: some(&req["object"]),
+        old_object: some(&req["oldObject"]),
+    }
+}
+
+fn cluster_deployment() -> Value {
+    serde_json::json!({
+        "apiVersion": fixtures::K0RDENT_AV, "kind": "ClusterDeployment",
+        "metadata": {"name": "dev-1", "namespace": fixtures::SYS},
+        "spec": {"template": "aws-standalone-cp-1-0-0", "credential": "cred-0", "config": {"region": "us-east-2"}}
+    })
+}
+
+fn review_decoding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for r in fixtures::reviews() {
+        g.bench_function(BenchmarkId::new("review-to-value", r.name), |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(&r.body)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+fn rule_sets(c: &mut Criterion) {
+    let reqs = requests();
+    let cd = cluster_deployment();
+    for (credentials, regions) in [(10, 1), (10_000, 1_000)] {
+        let e = estate(credentials, regions);
+        let mut g = c.benchmark_group(format!("rules/{credentials}-credentials-{regions}-regions"));
+        for (name, req) in reqs.iter().filter(|(n, _)| !n.ends_with("-mutate")) {
+            let inp = input(req);
+            g.bench_function(*name, |b| b.iter(|| rules::validate(black_box(&inp), &e)));
+        }
+        let cd_input = AdmissionInput {
+            operation: Operation::Create,
+            kind: ResourceKind::ClusterDeployment,
+            namespace: Some(fixtures::SYS),
+            name: "dev-1",
+            object: Some(&cd),
+            old_object: None,
+        };
+        g.bench_function("clusterdeployment-create", |b| b.iter(|| rules::validate(black_box(&cd_input), &e)));
+        g.finish();
+    }
+}
+
+fn mutation(c: &mut Criterion) {
+    let e = estate(10, 1);
+    let reqs = requests();
+    let (_, req) = reqs.iter().find(|(n, _)| *n == "credential-create-mutate").unwrap();
+    let inp = input(req);
+    assert!(!mutate::mutate(&inp, &e).0.is_empty(), "the fixture must need a patch");
+    let mut g = c.benchmark_group("mutate");
+    g.bench_function("credential-create", |b| b.iter(|| mutate::mutate(black_box(&inp), &e)));
+    g.bench_function("credential-create+encode", |b| {
+        b.iter(|| serde_json::to_vec(&mutate::mutate(black_box(&inp), &e)).unwrap())
+    });
+    g.finish();
+}
+
+fn planning(c: &mut Criterion) {
+    let mut g = c.benchmark_group("identity-plan");
+    for (credentials, regions) in [(10, 1), (10_000, 1_000)] {
+        let e = estate(credentials, regions);
+        let cred = fixtures::credential("cred-0", Some("region-0"), "aws-id-0", "AWS static keys", true);
+        let p = identity::plan(&cred, &e);
+        assert!(p.objects().count() >= 2, "the plan copies the identity and its Secret: {p:?}");
+        g.bench_function(BenchmarkId::new("regional-aws-static", format!("{credentials}-credentials")), |b| {
+            b.iter(|| identity::plan(black_box(&cred), &e))
+        });
+    }
+    g.finish();
+}
+
+const KUBELET_CONFIG: &str = r#"
+apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+- name: ecr-credential-provider
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+  defaultCacheDuration: 12h
+  matchImages:
+  - "*.dkr.ecr.*.amazonaws.com"
+  - "*.dkr.ecr.*.amazonaws.com.cn"
+  - "*.dkr.ecr-fips.*.amazonaws.com"
+- name: acr-credential-provider
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+  defaultCacheDuration: 10m
+  matchImages:
+  - "*.azurecr.io"
+  - "*.azurecr.cn"
+  - "*.azurecr.de"
+  - "*.azurecr.us"
+- name: gcr-credential-provider
+  apiVersion: credentialprovider.kubelet.k8s.io/v1
+  defaultCacheDuration: 1m
+  matchImages:
+  - "gcr.io"
+  - "*.gcr.io"
+  - "*.pkg.dev"
+  - "registry.example.com:5000/team-*"
+"#;
+
+fn image_matching(c: &mut Criterion) {
+    let config =
+        kubelet::decode_config(KUBELET_CONFIG.as_bytes(), "/etc/kubernetes/credential-providers.yaml").unwrap();
+    let mut g = c.benchmark_group("kubelet");
+    g.bench_function("decode-config", |b| {
+        b.iter(|| kubelet::decode_config(black_box(KUBELET_CONFIG.as_bytes()), "/etc/kubernetes/cp.yaml").unwrap())
+    });
+    for image in [
+        "nginx:1.25",
+        "123456789012.dkr.ecr.us-east-2.amazonaws.com/team/app:v1",
+        "europe-west1-docker.pkg.dev/proj/repo/img@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        let report = kubelet::providers_for(&config, image, false).unwrap();
+        assert_eq!(report.providers.len(), 3);
+        g.bench_function(BenchmarkId::new("providers-for", image.split('/').next().unwrap_or(image)), |b| {
+            b.iter(|| kubelet::providers_for(&config, black_box(image), false).unwrap())
+        });
+    }
+    g.bench_function("normalize-image", |b| b.iter(|| kubelet::normalize_image(black_box("nginx:1.25")).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, review_decoding, rule_sets, mutation, planning, image_matching);
+criterion_main!(benches);
