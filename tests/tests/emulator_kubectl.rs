@@ -215,3 +215,63 @@ async fn selectors_through_kubectl() {
     let list: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn several_clusters_in_one_kubeconfig() {
+    let mgmt = Emulator::builder().context_name("mgmt").start().await.unwrap();
+    let region = Emulator::builder().context_name("region-eu").start().await.unwrap();
+    region.seed_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: only-in-region}\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, credential_e2e::kubeconfig_yaml(&[&mgmt, &region], "mgmt")).unwrap();
+    let cache = dir.path().join("cache");
+    let run = |ctx: &'static str| {
+        let (path, cache) = (path.clone(), cache.clone());
+        async move {
+            credential_e2e::run_kubectl(
+                &path,
+                &cache,
+                &["--context", ctx, "get", "cm", "-o", "name"],
+                None,
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(run("region-eu").await.stdout.trim(), "configmap/only-in-region");
+    assert_eq!(run("mgmt").await.stdout.trim(), "");
+    assert_eq!(mgmt.request_count("list", "configmaps"), 1);
+    assert_eq!(region.request_count("list", "configmaps"), 1);
+}
+
+#[tokio::test]
+async fn the_binary_prints_a_kubeconfig_and_serves_seeds() {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.yaml");
+    std::fs::write(&seed, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: seeded, namespace: demo}\n").unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
+        .args(["--port", "0", "--crds", "--seed"])
+        .arg(&seed)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let path = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let out = credential_e2e::run_kubectl(
+        std::path::Path::new(&path),
+        &dir.path().join("cache"),
+        &["get", "cm,crd", "-A", "-o", "name"],
+        None,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("configmap/seeded"), "{}", out.stdout);
+    assert!(out.stdout.contains("customresourcedefinition.apiextensions.k8s.io/credentials.k0rdent.mirantis.com"));
+    child.kill().await.unwrap();
+}
