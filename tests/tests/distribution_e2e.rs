@@ -492,6 +492,10 @@ async fn restart_mid_plan_loses_and_duplicates_nothing() {
     })
     .await;
     d.abort();
+    let done_at_crash =
+        (0..n).filter(|i| condition(&w.mgmt, SYS, &format!("c-{i}")).is_some_and(|c| c["status"] == "True")).count();
+    println!("crashed with {done_at_crash} of {n} Credentials converged");
+    assert!(done_at_crash < n, "the crash must happen mid-way for this test to mean anything");
     let d = Distributor::start(test_config(), w.client.clone());
     for i in 0..n {
         wait_condition(&w.mgmt, SYS, &format!("c-{i}"), "True").await;

@@ -354,3 +354,47 @@ async fn run_term(
         workers.abort_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(
+        operation: Operation,
+        object: Option<serde_json::Value>,
+        old: Option<serde_json::Value>,
+    ) -> AdmittedChange {
+        AdmittedChange {
+            uid: "u".into(),
+            operation,
+            namespace: "kcm-system".into(),
+            name: "c".into(),
+            object: object.map(Arc::new),
+            old_object: old.map(Arc::new),
+        }
+    }
+
+    #[test]
+    fn admission_hook_wants_regional_managed_and_deleted_credentials_only() {
+        let regional = json!({"metadata": {"name": "c"}, "spec": {"region": "r1"}});
+        let managed =
+            json!({"metadata": {"name": "c", "labels": {"k0rdent.mirantis.com/managed": "true"}}, "spec": {}});
+        let plain = json!({"metadata": {"name": "c"}, "spec": {"region": ""}});
+        assert!(wants(&change(Operation::Create, Some(regional.clone()), None)));
+        assert!(wants(&change(Operation::Update, Some(managed), None)));
+        assert!(!wants(&change(Operation::Create, Some(plain.clone()), None)));
+        // Region removed by an update (KCM's CEL allows it): the old copies must be released.
+        assert!(wants(&change(Operation::Update, Some(plain), Some(regional))));
+        assert!(wants(&change(Operation::Delete, None, None)));
+        assert!(!wants(&change(Operation::Connect, None, None)));
+    }
+
+    #[test]
+    fn handle_without_a_running_term_enqueues_nothing() {
+        let h = DistributorHandle { current: Arc::default(), metrics: DistributionMetrics::default() };
+        assert!(!h.is_leader());
+        assert!(!h.enqueue("ns", "c"));
+        assert_eq!(h.pending(), 0);
+    }
+}
