@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::resources::{ADMISSION_GROUP, MUTATING_RESOURCE, ResourceDef, VALIDATING_RESOURCE};
 use crate::selector::LabelSelector;
-use crate::store::{Inner, labels_of};
+use crate::store::{Inner, Key, labels_of};
 
 pub type WebhookClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -133,10 +133,12 @@ fn matching(inner: &Inner, resource: &str, a: &Attributes) -> Result<Vec<Hook>, 
         return Ok(vec![]);
     }
     let state = inner.lock();
+    let first =
+        Key { group: ADMISSION_GROUP.into(), resource: resource.into(), namespace: String::new(), name: String::new() };
     let configs: Vec<Value> = state
         .objects
-        .iter()
-        .filter(|(k, _)| k.group == ADMISSION_GROUP && k.resource == resource)
+        .range(first..)
+        .take_while(|(k, _)| k.group == ADMISSION_GROUP && k.resource == resource)
         .map(|(_, v)| v.clone())
         .collect();
     let ns_labels = if a.def.group.is_empty() && a.def.plural == "namespaces" {
