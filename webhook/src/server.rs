@@ -371,7 +371,15 @@ async fn read_body(mut body: Body, limit: usize) -> BodyRead {
 async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {
     // The semaphore is never closed, so acquire cannot fail; without a permit we still answer.
     let _permit = app.limit.acquire().await.ok();
+    // A guard, so a request abandoned by its client (future dropped) still leaves the gauge.
+    struct InFlight<'a>(&'a Metrics);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.in_flight.dec();
+        }
+    }
     app.metrics.in_flight.inc();
+    let _in_flight = InFlight(&app.metrics);
     let work = async {
         match read_body(body, app.max_body_bytes).await {
             BodyRead::Full(bytes) => app.admission.review(webhook, &bytes),
@@ -387,7 +395,6 @@ async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {
             format!("the request was not complete within {:?} (--request-timeout)", app.request_timeout),
         ),
     };
-    app.metrics.in_flight.dec();
     let mut res = Response::new(Body::from(reply));
     res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     res
