@@ -71,6 +71,12 @@ impl Style {
     }
 }
 
+/// Text from cluster objects with control characters replaced: a condition message or a name
+/// read from a file must not be able to move the cursor or change colours on the terminal.
+pub fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
 const BOLD: &str = "1";
 const RED: &str = "1;31";
 const GREEN: &str = "32";
@@ -87,6 +93,11 @@ mod tests {
         assert_eq!(Style::detect(ColorMode::Auto, true, true), Style { glyphs: true, color: false });
         assert_eq!(Style::detect(ColorMode::Auto, true, false), Style { glyphs: true, color: true });
         assert_eq!(Style::detect(ColorMode::Never, false, false), Style::plain());
+    }
+
+    #[test]
+    fn clean_removes_escape_sequences_and_newlines() {
+        assert_eq!(clean("a\x1b[31mb\nc"), "a [31mb c");
     }
 
     #[test]

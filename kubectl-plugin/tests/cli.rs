@@ -362,3 +362,21 @@ fn provider_commands_are_wired() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["providers"][0]["matched"], true);
 }
+
+#[test]
+fn control_characters_from_objects_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cred.yaml"),
+        "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {name: c, namespace: kcm-system}\n\
+         spec: {identityRef: {apiVersion: v1, kind: Secret, name: s, namespace: kcm-system}}\n\
+         status:\n  ready: false\n  conditions:\n  - type: CredentialReady\n    status: \"False\"\n    \
+         message: \"boom\\e[2J\\e]0;pwned\\anext line\\nthird\"\n",
+    )
+    .unwrap();
+    let o = run(&["explain", "c", "--from", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(out.contains("boom [2J ]0;pwned next line third"), "{out}");
+}

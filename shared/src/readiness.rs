@@ -300,7 +300,9 @@ impl Explainer<'_> {
         }
         let mut check = Check::new("Credential", status, summary);
         if let Some(msg) = cond.and_then(|c| c.message.as_deref()).filter(|_| !cond_true) {
-            check.evidence.push(format!("KCM: {:?}", msg));
+            // Multi-line (errors.Join) messages become one line so the tree stays readable.
+            let one_line: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            check.evidence.push(format!("KCM: \"{one_line}\""));
         }
         check.evidence.extend(evidence);
         self.checks.push(check);

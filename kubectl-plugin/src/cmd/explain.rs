@@ -7,7 +7,7 @@ use credential_core::readiness::{self, Check, ExplainError, ExplainOptions, Repo
 use super::{Exit, credential_not_found, load_estate};
 use crate::cli::{ExplainArgs, Output};
 use crate::error::CliError;
-use crate::style::Style;
+use crate::style::{Style, clean};
 
 pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
     let (estate, dir) = load_estate(&args.estate)?;
@@ -34,21 +34,21 @@ pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit
 /// The text form: verdict line, tree of checks, fix lines.
 pub fn render(report: &Report, style: Style) -> String {
     let mut s = String::new();
-    let head = format!("Credential {}", report.credential);
+    let head = format!("Credential {}", clean(&report.credential));
     match report.verdict {
         Verdict::Ready => s.push_str(&format!("{} is {}\n", style.bold(&head), style.green("READY"))),
         Verdict::NotReady => s.push_str(&format!(
             "{} is {}: {}\n",
             style.bold(&head),
             style.red("NOT READY"),
-            style.bold(&report.root_cause)
+            style.bold(&clean(&report.root_cause))
         )),
     }
     tree(&mut s, &report.checks, "", style);
     if !report.fix.is_empty() {
         s.push_str(&format!("{}\n", style.bold("Fix:")));
         for line in &report.fix {
-            let mut wrapped = wrap(line, WIDTH - 4).into_iter();
+            let mut wrapped = wrap(&clean(line), WIDTH - 4).into_iter();
             s.push_str(&format!("  - {}\n", wrapped.next().unwrap_or_default()));
             for more in wrapped {
                 s.push_str(&format!("    {more}\n"));
@@ -75,14 +75,14 @@ fn tree(s: &mut String, checks: &[Check], prefix: &str, style: Style) {
         let text_width = WIDTH.saturating_sub(prefix.chars().count() + 4 + column).max(MIN_TEXT);
         let rail = if c.children.is_empty() { ' ' } else { cont.chars().next().unwrap_or(' ') };
         let under = format!("{prefix}{k}{rail}{}", " ".repeat(column - 1));
-        let mut summary = wrap(&c.summary, text_width).into_iter();
+        let mut summary = wrap(&clean(&c.summary), text_width).into_iter();
         let first = summary.next().unwrap_or_default();
         s.push_str(&format!("{prefix}{b}{} {}{}  {first}\n", style.mark(c.status), c.name, " ".repeat(pad)));
         for line in summary {
             s.push_str(&format!("{under}{line}\n"));
         }
         for e in &c.evidence {
-            for line in wrap(e, text_width) {
+            for line in wrap(&clean(e), text_width) {
                 s.push_str(&format!("{under}{}\n", style.dim(&line)));
             }
         }

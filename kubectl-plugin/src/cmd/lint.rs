@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::Exit;
 use crate::cli::{LintArgs, Output};
 use crate::error::CliError;
-use crate::style::Style;
+use crate::style::{Style, clean};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -123,11 +123,11 @@ pub fn render(report: &LintReport, style: Style) -> String {
             None => format!("{} {}", f.object.kind, f.object.name),
         };
         let field = if f.field.is_empty() { String::new() } else { format!("  {}", f.field) };
-        s.push_str(&format!("{mark}  {}{field}  [{}]\n", style.bold(&object), f.code));
+        s.push_str(&format!("{mark}  {}{}  [{}]\n", style.bold(&clean(&object)), clean(&field), f.code));
         let indent = " ".repeat(width + 2);
-        s.push_str(&format!("{indent}{}\n", f.message));
+        s.push_str(&format!("{indent}{}\n", clean(&f.message)));
         if !f.hint.is_empty() {
-            s.push_str(&format!("{indent}{}\n", style.dim(&format!("hint: {}", f.hint))));
+            s.push_str(&format!("{indent}{}\n", style.dim(&format!("hint: {}", clean(&f.hint)))));
         }
     }
     let denied = objects_with(report, Severity::Deny);

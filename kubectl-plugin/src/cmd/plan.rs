@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Exit, credential_not_found, load_estate};
 use crate::cli::{Output, PlanArgs};
 use crate::error::CliError;
-use crate::style::Style;
+use crate::style::{Style, clean};
 
 /// Placeholder for Secret values in JSON output: plans show what is copied, never the secrets.
 const REDACTED: &str = "<redacted>";
@@ -53,10 +53,10 @@ fn redact(plan: &mut Value) {
 }
 
 fn key(k: &ObjectKey) -> String {
-    match &k.namespace {
+    clean(&match &k.namespace {
         Some(ns) => format!("{} {ns}/{}", k.gvk.kind, k.name),
         None => format!("{} {}", k.gvk.kind, k.name),
-    }
+    })
 }
 
 fn cluster(c: &Cluster) -> String {
@@ -80,7 +80,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
     let n = plan.copies.len();
     s.push_str(&format!(
         "{} -> {}{pi}: {n} object{} to copy\n",
-        style.bold(&format!("Credential {}", plan.credential)),
+        style.bold(&clean(&format!("Credential {}", plan.credential))),
         cluster(target),
         if n == 1 { "" } else { "s" }
     ));
@@ -102,7 +102,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
     if !plan.problems.is_empty() {
         s.push_str(&format!("{}\n", style.bold("Problems:")));
         for m in plan.problem_messages() {
-            s.push_str(&format!("  - {m}\n"));
+            s.push_str(&format!("  - {}\n", clean(&m)));
         }
     }
     s
@@ -111,7 +111,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
 fn via(c: &PlannedCopy) -> String {
     c.via
         .as_ref()
-        .map(|v| format!("  via {} of {}", v.name_field_path, key(&v.parent)))
+        .map(|v| format!("  via {} of {}", clean(&v.name_field_path), key(&v.parent)))
         .unwrap_or_else(|| "  (the identity)".to_string())
 }
 
