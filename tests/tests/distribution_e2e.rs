@@ -422,6 +422,36 @@ async fn dry_run_copies_nothing_and_rotation_reaches_the_region_fast() {
 }
 
 #[tokio::test]
+async fn identity_edits_follow_and_a_changed_kubeconfig_rebuilds_the_client() {
+    let w = world(2).await;
+    seed_aws_static(&w.mgmt, "aws-id", "aws-secret", "AKIA7");
+    let d = Distributor::start(test_config(), w.client.clone());
+    let av = format!("{INFRA}/v1beta2");
+    create(&w.client, &credential(SYS, "moving", "r1", &av, "AWSClusterStaticIdentity", "aws-id", None)).await;
+    wait_condition(&w.mgmt, SYS, "moving", "True").await;
+    let (a, b) = (&w.regions[0], &w.regions[1]);
+    assert!(secret(a, SYS, "aws-secret").is_some());
+
+    // An edit of the source identity (not a Secret) reaches the copy through the metadata watch.
+    let mut id = w.mgmt.get(&av, "AWSClusterStaticIdentity", None, "aws-id").unwrap();
+    id["spec"]["allowedNamespaces"] = json!({"list": ["team-a"]});
+    w.mgmt.seed(id).unwrap();
+    eventually("identity edit copied", WAIT, || {
+        a.get(&av, "AWSClusterStaticIdentity", None, "aws-id")
+            .filter(|c| c["spec"]["allowedNamespaces"]["list"] == json!(["team-a"]))
+    })
+    .await;
+
+    // Region r1's kubeconfig now points at the other cluster: the client is rebuilt, nobody touches the Credential.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(w.client.clone(), SYS);
+    let patch = json!({"data": {"value": b64(&b.kubeconfig_yaml())}});
+    secrets.patch("r1-kubeconfig", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let copy = eventually("copy in the new cluster", WAIT, || secret(b, SYS, "aws-secret")).await;
+    assert_eq!(owners(&copy), vec![format!("{SYS}/moving")]);
+    d.shutdown().await;
+}
+
+#[tokio::test]
 async fn unreachable_region_converges_when_it_starts_and_release_waits_for_it() {
     let mgmt = Emulator::builder().crds(true).start().await.unwrap();
     let region = regional_emulator().await;
