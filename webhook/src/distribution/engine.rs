@@ -595,7 +595,11 @@ impl Engine {
         let secret = secrets
             .get_opt(&name)
             .await
-            .map_err(|e| DistributionError::api(format!("read kubeconfig Secret {ns}/{name} of Region {region}"), e))?
+            .map_err(|e| match e {
+                // A decoding error could quote the Secret's content: name the object only.
+                kube::Error::SerdeError(_) => bad(format!("kubeconfig Secret {ns}/{name} could not be decoded")),
+                e => DistributionError::api(format!("read kubeconfig Secret {ns}/{name} of Region {region}"), e),
+            })?
             .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} does not exist; create it with key {key:?}")))?;
         let bytes = secret
             .data
