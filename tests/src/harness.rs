@@ -263,8 +263,15 @@ impl Emulator {
     /// Namespaces first, then CRDs, then the rest; missing namespaces are created. An existing object is
     /// replaced. `.status` is kept, so seeds can say e.g. a Region is Ready. Returns how many were stored.
     pub fn seed_yaml(&self, yaml: &str) -> Result<usize, EmulatorError> {
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple::<Value>(yaml).map_err(|e| EmulatorError::SeedYaml(e.to_string()))?;
+        // Seeds are trusted test input and may be large estates: lift the parser's anti-abuse limits.
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_documents = 10_000_000;
+        budget.max_nodes = 100_000_000;
+        budget.max_events = 500_000_000;
+        let mut options = serde_saphyr::Options::default();
+        options.budget = Some(budget);
+        let docs: Vec<Value> = serde_saphyr::from_multiple_with_options::<Value>(yaml, options)
+            .map_err(|e| EmulatorError::SeedYaml(e.to_string()))?;
         let mut objects = Vec::new();
         for d in docs {
             match d {

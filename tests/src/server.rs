@@ -601,6 +601,9 @@ async fn patch_object(inner: &Inner, ctx: &mut Ctx, t: &Target, body: &Bytes) ->
             "Required value: is required for apply patch",
         ));
     }
+    if !is_apply && ct != "application/json-patch+json" && !patch_body.is_object() {
+        return Err(ApiError::bad_request(format!("a {ct} body must be a JSON object")));
+    }
     for attempt in 0..5 {
         let old = inner.lock().get(&t.key(&name)).cloned();
         let Some(old) = old else {

@@ -188,14 +188,14 @@ impl State {
     /// Built-ins plus the resources of every stored CRD.
     pub fn resources(&self) -> Vec<ResourceDef> {
         let mut out = resources::builtins();
-        for (k, crd) in &self.objects {
-            if k.group == CRD_GROUP
-                && k.resource == CRD_RESOURCE
-                && let Some(def) = resources::from_crd(crd)
-            {
-                out.push(def);
-            }
-        }
+        let first = Key {
+            group: CRD_GROUP.into(),
+            resource: CRD_RESOURCE.into(),
+            namespace: String::new(),
+            name: String::new(),
+        };
+        let crds = self.objects.range(first..).take_while(|(k, _)| k.group == CRD_GROUP && k.resource == CRD_RESOURCE);
+        out.extend(crds.filter_map(|(_, crd)| resources::from_crd(crd)));
         out
     }
 
