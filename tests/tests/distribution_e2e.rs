@@ -452,6 +452,47 @@ async fn identity_edits_follow_and_a_changed_kubeconfig_rebuilds_the_client() {
 }
 
 #[tokio::test]
+async fn managed_credential_gets_its_identity_in_its_own_namespace() {
+    let w = world(0).await;
+    w.mgmt.seed_yaml(PROVIDER_INTERFACES).unwrap();
+    w.mgmt
+        .seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure-secret", "namespace": SYS},
+            "data": {"clientSecret": b64("s")}}))
+        .unwrap();
+    let av = format!("{INFRA}/v1beta1");
+    w.mgmt
+        .seed(
+            json!({"apiVersion": av, "kind": "AzureClusterIdentity", "metadata": {"name": "azure-id", "namespace": SYS},
+            "spec": {"clientSecret": {"name": "azure-secret", "namespace": SYS}}}),
+        )
+        .unwrap();
+    let d = Distributor::start(test_config(), w.client.clone());
+    // An AccessManagement copy: managed, identityRef.namespace rewritten to the copy's namespace.
+    let mut cred = credential("team-x", "copied", "", &av, "AzureClusterIdentity", "azure-id", Some("team-x"));
+    cred["spec"].as_object_mut().unwrap().remove("region");
+    cred["metadata"]["labels"] = json!({labels::MANAGED: "true"});
+    w.mgmt.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-x"}})).unwrap();
+    create(&w.client, &cred).await;
+    wait_condition(&w.mgmt, "team-x", "copied", "True").await;
+    let copy =
+        w.mgmt.get(&av, "AzureClusterIdentity", Some("team-x"), "azure-id").expect("identity copied into team-x");
+    assert_eq!(owners(&copy), vec!["team-x/copied".to_string()]);
+    let original = w.mgmt.get(&av, "AzureClusterIdentity", Some(SYS), "azure-id").unwrap();
+    assert!(
+        owners(&original).is_empty() && original["metadata"].get("labels").is_none(),
+        "original untouched: {original}"
+    );
+    assert!(secret(&w.mgmt, "team-x", "azure-secret").is_none(), "references stay where the identity points");
+    delete(&w.client, "team-x", "copied").await;
+    eventually("copy released", WAIT, || {
+        w.mgmt.get(&av, "AzureClusterIdentity", Some("team-x"), "azure-id").is_none().then_some(())
+    })
+    .await;
+    assert!(w.mgmt.get(&av, "AzureClusterIdentity", Some(SYS), "azure-id").is_some());
+    d.shutdown().await;
+}
+
+#[tokio::test]
 async fn unreachable_region_converges_when_it_starts_and_release_waits_for_it() {
     let mgmt = Emulator::builder().crds(true).start().await.unwrap();
     let region = regional_emulator().await;
