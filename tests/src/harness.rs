@@ -308,9 +308,13 @@ impl Emulator {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
         let what = format!("{av} {kind} {name}");
         let mut state = self.state.0.lock();
-        let def = state
-            .find_by_kind(&av, &kind)
-            .ok_or_else(|| (what.clone(), ApiError::not_found_path().with_details(&name, "", &kind)))?;
+        let def = state.find_by_kind(&av, &kind).ok_or_else(|| {
+            let msg = format!(
+                "no resource serves kind \"{kind}\" in apiVersion \"{av}\": check apiVersion and kind, or seed its \
+                 CustomResourceDefinition (e.g. Emulator::builder().crds(true))"
+            );
+            (what.clone(), ApiError::new(404, "NotFound", msg))
+        })?;
         if name.is_empty() {
             return Err((what, ApiError::bad_request("metadata.name is required in a seed object")));
         }

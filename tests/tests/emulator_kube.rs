@@ -228,3 +228,70 @@ async fn selectors_and_request_counts() {
     api.get("web").await.unwrap();
     assert_eq!(emu.request_counts().values().sum::<u64>(), 1);
 }
+
+#[tokio::test]
+async fn generate_name_json_patch_collections_and_builtin_kinds() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let emu = Emulator::start().await.unwrap();
+    let client = client(&emu).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let generated: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-", "labels": {"batch": "x"}}})).unwrap();
+    let a = api.create(&PostParams::default(), &generated).await.unwrap();
+    let b = api.create(&PostParams::default(), &generated).await.unwrap();
+    let (a, b) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
+    assert!(a.starts_with("gen-") && a.len() == 9 && a != b, "{a} {b}");
+
+    let ops =
+        json!([{"op": "add", "path": "/data", "value": {"x": "1"}}, {"op": "test", "path": "/data/x", "value": "1"}]);
+    let patched =
+        api.patch(&a, &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(ops).unwrap())).await;
+    assert_eq!(patched.unwrap().data.unwrap()["x"], "1");
+    let failing = json!([{"op": "test", "path": "/data/x", "value": "2"}]);
+    let err = api_status(
+        api.patch(&a, &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(failing).unwrap()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+
+    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("batch=x")).await.unwrap();
+    assert!(emu.list("v1", "ConfigMap", Some("default")).is_empty());
+
+    let leases: Api<Lease> = Api::namespaced(client, "kube-system");
+    let lease: Lease =
+        serde_json::from_value(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "pod-a"}})).unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut held = leases.get("leader").await.unwrap();
+    held.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
+    leases.replace("leader", &PostParams::default(), &held).await.unwrap();
+    let err = api_status(leases.replace("leader", &PostParams::default(), &held).await.unwrap_err());
+    assert_eq!(err.code, 409, "the second writer with the same resourceVersion loses");
+    assert_eq!(emu.request_count("update", "leases"), 2);
+}
+
+#[tokio::test]
+async fn large_seeds_and_list_documents() {
+    let mut yaml = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..3 {
+        yaml.push_str(&format!("- apiVersion: v1\n  kind: Secret\n  metadata: {{name: s{i}, namespace: listed}}\n"));
+    }
+    for i in 0..2000 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: ns{}}}\n",
+            i % 10
+        ));
+    }
+    let emu = Emulator::start().await.unwrap();
+    assert_eq!(emu.seed_yaml(&yaml).unwrap(), 2003);
+    assert_eq!(emu.list("v1", "secrets", Some("listed")).len(), 3);
+    assert_eq!(emu.list("v1", "ConfigMap", None).len(), 2000);
+    assert!(emu.get("v1", "Namespace", None, "ns9").is_some(), "seeding creates missing namespaces");
+    let err = emu.seed_yaml("apiVersion: example.com/v1\nkind: Unknown\nmetadata: {name: x}\n").unwrap_err();
+    assert!(
+        err.to_string().contains("example.com/v1 Unknown x") && err.to_string().contains("CustomResourceDefinition"),
+        "{err}"
+    );
+    let api: Api<ConfigMap> = Api::all(client(&emu).await);
+    assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 2000);
+}
