@@ -776,14 +776,23 @@ fn watch_response(
         .or_else(|| ctx.q("timeout").and_then(go_duration))
         .unwrap_or(Duration::from_secs(1800));
     let rv_param = ctx.q("resourceVersion").unwrap_or("0");
-    let matches = {
+    // What a change looks like to this watch: objects entering or leaving the selection are ADDED/DELETED.
+    let classify = {
         let (t, labels, fields) = (t.clone(), labels.clone(), fields.clone());
-        move |c: &Change| {
-            c.key.group == t.def.group
-                && c.key.resource == t.def.plural
-                && t.namespace.as_deref().is_none_or(|ns| c.key.namespace == ns)
-                && labels.matches(&labels_of(&c.object))
-                && fields.matches(&c.object)
+        move |c: &Change| -> Option<&'static str> {
+            if c.key.group != t.def.group
+                || c.key.resource != t.def.plural
+                || t.namespace.as_deref().is_some_and(|ns| c.key.namespace != ns)
+            {
+                return None;
+            }
+            let selected = |o: &Value| labels.matches(&labels_of(o)) && fields.matches(o);
+            match (c.kind, c.previous.as_ref().map(selected), selected(&c.object)) {
+                (EventType::Modified, Some(false), true) => Some("ADDED"),
+                (EventType::Modified, Some(true), false) => Some("DELETED"),
+                (_, _, true) => Some(c.kind.as_str()),
+                _ => None,
+            }
         }
     };
     let (mut rx, baseline, initial) = {
@@ -807,8 +816,10 @@ fn watch_response(
                 let msg = format!("too old resource version: {rv} ({})", state.compacted + 1);
                 return Ok(json_response(410, &gone(msg), &[]));
             };
-            for c in changes.iter().filter(|c| matches(c)) {
-                initial.push(event_line(c.kind.as_str(), &as_version(c.object.clone(), t)));
+            for c in &changes {
+                if let Some(kind) = classify(c) {
+                    initial.push(event_line(kind, &as_version(c.object.clone(), t)));
+                }
             }
         }
         (rx, state.rv, initial)
@@ -835,7 +846,10 @@ fn watch_response(
                     bookmark(&t, rv, false)
                 }
                 ev = rx.recv() => match ev {
-                    Ok(c) if c.rv > baseline && matches(&c) => event_line(c.kind.as_str(), &as_version(c.object.clone(), &t)),
+                    Ok(c) if c.rv > baseline => match classify(&c) {
+                        Some(kind) => event_line(kind, &as_version(c.object.clone(), &t)),
+                        None => continue,
+                    },
                     Ok(_) => continue,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         let _ = tx.send(event_line("ERROR", &gone("too old resource version: the watch fell behind".into()))).await;

@@ -56,6 +56,9 @@ pub struct Change {
     pub kind: EventType,
     pub key: Key,
     pub object: Value,
+    /// The object before a MODIFIED change, so filtered watches can tell an object entering or leaving
+    /// their selection.
+    pub previous: Option<Value>,
 }
 
 /// Tunables of one emulated cluster.
@@ -422,12 +425,18 @@ impl State {
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
         if obj.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(&obj) {
             self.objects.remove(&key);
-            self.record(Change { rv: self.rv, kind: EventType::Deleted, key: key.clone(), object: obj.clone() });
+            self.record(Change {
+                rv: self.rv,
+                kind: EventType::Deleted,
+                key: key.clone(),
+                object: obj.clone(),
+                previous: None,
+            });
             self.after_remove(&key, &obj);
             return obj;
         }
-        self.objects.insert(key.clone(), obj.clone());
-        self.record(Change { rv: self.rv, kind, key, object: obj.clone() });
+        let previous = self.objects.insert(key.clone(), obj.clone());
+        self.record(Change { rv: self.rv, kind, key, object: obj.clone(), previous });
         obj
     }
 
@@ -440,7 +449,13 @@ impl State {
             self.objects.remove(key);
             self.rv += 1;
             meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-            self.record(Change { rv: self.rv, kind: EventType::Deleted, key: key.clone(), object: obj.clone() });
+            self.record(Change {
+                rv: self.rv,
+                kind: EventType::Deleted,
+                key: key.clone(),
+                object: obj.clone(),
+                previous: None,
+            });
             self.after_remove(key, &obj);
             return Some((obj, true));
         }
@@ -478,7 +493,13 @@ impl State {
                     if let Some(mut obj) = self.objects.remove(&k) {
                         self.rv += 1;
                         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-                        self.record(Change { rv: self.rv, kind: EventType::Deleted, key: k, object: obj });
+                        self.record(Change {
+                            rv: self.rv,
+                            kind: EventType::Deleted,
+                            key: k,
+                            object: obj,
+                            previous: None,
+                        });
                     }
                 }
             }
@@ -499,7 +520,7 @@ impl State {
         let mut obj = self.objects.remove(&nskey)?;
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        self.record(Change { rv: self.rv, kind: EventType::Deleted, key: nskey, object: obj.clone() });
+        self.record(Change { rv: self.rv, kind: EventType::Deleted, key: nskey, object: obj.clone(), previous: None });
         Some(obj)
     }
 

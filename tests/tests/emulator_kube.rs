@@ -295,3 +295,28 @@ async fn large_seeds_and_list_documents() {
     let api: Api<ConfigMap> = Api::all(client(&emu).await);
     assert_eq!(api.list(&ListParams::default()).await.unwrap().items.len(), 2000);
 }
+
+#[tokio::test]
+async fn filtered_watch_sees_objects_enter_and_leave_the_selection() {
+    let emu = Emulator::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&emu).await, "default");
+    let rv = emu.resource_version().to_string();
+    let mut events = api
+        .watch(&WatchParams::default().labels("watched=yes").timeout(5).disable_bookmarks(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("c", "1")).await.unwrap();
+    let label = |v: &str| Patch::Merge(json!({"metadata": {"labels": {"watched": v}}}));
+    api.patch("c", &PatchParams::default(), &label("yes")).await.unwrap();
+    api.patch("c", &PatchParams::default(), &label("no")).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        match tokio::time::timeout(Duration::from_secs(3), events.next()).await.unwrap().unwrap().unwrap() {
+            WatchEvent::Added(_) => seen.push("ADDED"),
+            WatchEvent::Deleted(_) => seen.push("DELETED"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["ADDED", "DELETED"]);
+}
