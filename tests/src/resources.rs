@@ -70,7 +70,7 @@ pub const VALIDATING_RESOURCE: &str = "validatingwebhookconfigurations";
 
 /// Built-in resources served by every emulator.
 pub fn builtins() -> Vec<ResourceDef> {
-    vec![
+    let mut defs = vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
         builtin("", "v1", "secrets", "Secret", true, &[], false),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
@@ -87,7 +87,12 @@ pub fn builtins() -> Vec<ResourceDef> {
         builtin(CRD_GROUP, "v1", CRD_RESOURCE, "CustomResourceDefinition", false, &["crd", "crds"], true),
         builtin(ADMISSION_GROUP, "v1", MUTATING_RESOURCE, "MutatingWebhookConfiguration", false, &[], false),
         builtin(ADMISSION_GROUP, "v1", VALIDATING_RESOURCE, "ValidatingWebhookConfiguration", false, &[], false),
-    ]
+    ];
+    // `kubectl get all` expands the `all` category.
+    for d in defs.iter_mut().filter(|d| matches!(d.plural.as_str(), "services" | "deployments")) {
+        d.categories = vec!["all".into()];
+    }
+    defs
 }
 
 /// The resource a CRD object defines, or `None` when the CRD is malformed (it is then simply not served).

@@ -841,6 +841,8 @@ fn watch_response(
             let line = tokio::select! {
                 _ = token.cancelled() => return,
                 _ = &mut deadline => return,
+                // The client went away: stop following changes for it.
+                _ = tx.closed() => return,
                 _ = tick.tick(), if bookmarks => {
                     let rv = inner.lock().rv;
                     bookmark(&t, rv, false)
