@@ -123,7 +123,7 @@ impl ClusterConn {
             WatchItem::Error(e) => {
                 // Keep the last known list once we had one: a flaky watch is not an outage.
                 if *tx.borrow() != PiState::Ready {
-                    tx.send_replace(PiState::Failed(e));
+                    tx.send_replace(PiState::Failed(e.message));
                 }
             }
         });
@@ -183,6 +183,8 @@ impl ClusterConn {
     }
 
     /// A dynamic API for a kind in this cluster (`namespace` ignored for cluster-scoped kinds).
+    /// Every caller asks for a namespaced kind with its namespace, so the cluster-wide form is
+    /// only ever used for cluster-scoped kinds (one object by name).
     pub fn api(&self, ar: &ApiResource, namespaced: bool, namespace: Option<&str>) -> Api<DynamicObject> {
         match (namespaced, namespace) {
             (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, ar),
@@ -192,11 +194,14 @@ impl ClusterConn {
 
     /// Creates a namespace unless it is known to exist (one GET per namespace per connection).
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<(), DistributionError> {
-        if lock(&self.namespaces).contains(namespace) {
+        // In the management cluster copies go only into a managed Credential's own namespace,
+        // which exists (the Credential is in it): no request, and no need for the ServiceAccount
+        // to read Namespaces cluster-wide (deploy/base/rbac.yaml grants it nothing there).
+        if self.cluster == Cluster::Management || lock(&self.namespaces).contains(namespace) {
             return Ok(());
         }
-        let (ar, _) = known_resource(&Gvk::namespace()).unwrap_or_else(unreachable_pi);
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let (namespace_ar, _) = known_resource(&Gvk::namespace()).unwrap_or_else(unreachable_pi);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &namespace_ar);
         let context = || format!("namespace {namespace} in {}", self.cluster);
         match api.get_opt(namespace).await {
             Ok(Some(_)) => {}

@@ -80,6 +80,43 @@ pub fn source_key(gvk: &Gvk, namespace: Option<&str>, name: &str) -> SourceKey {
     (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string())
 }
 
+/// A metadata watch on a source kind of the management cluster: (group, kind, namespace).
+/// `None`: cluster-wide (the identity kinds, which the ClusterRole grants everywhere).
+pub type WatchKey = (String, String, Option<String>);
+
+/// Where a source object is watched, or `None` when it is not watched at all. Core kinds
+/// (Secrets, ConfigMaps) only ever one namespace at a time: RBAC grants them per namespace
+/// (deploy/base/rbac.yaml: Secrets in the system namespace only), and a cluster-wide watch
+/// would be refused forever. Other kinds (the CAPI identity CRDs) cluster-wide, as granted.
+pub fn watch_key(gvk: &Gvk, namespace: Option<&str>) -> Option<WatchKey> {
+    watch_key_of(&gvk.group, &gvk.kind, namespace)
+}
+
+fn watch_key_of(group: &str, kind: &str, namespace: Option<&str>) -> Option<WatchKey> {
+    let scope = if group.is_empty() { Some(namespace.filter(|n| !n.is_empty())?.to_string()) } else { None };
+    Some((group.to_string(), kind.to_string(), scope))
+}
+
+/// What an operator reads about a refused watch: where, and the grant that fixes it.
+pub fn forbidden_hint(key: &WatchKey) -> String {
+    let (group, kind, scope) = key;
+    match scope {
+        Some(ns) if group.is_empty() && kind == "Secret" => format!(
+            "watching Secrets in namespace {ns} is forbidden (403), so changes there are noticed only at the \
+             resync; add RoleBinding credential-webhook-secrets in {ns} to ClusterRole \
+             credential-webhook-system-secrets (deploy/README-section.md, \"RBAC, and why\")"
+        ),
+        Some(ns) => format!(
+            "watching {kind} in namespace {ns} is forbidden (403), so changes there are noticed only at the resync; \
+             grant get/list/watch on it there with a RoleBinding"
+        ),
+        None => format!(
+            "watching {kind}.{group} is forbidden (403), so changes are noticed only at the resync; add its \
+             resource to ClusterRole credential-webhook (deploy/base/rbac.yaml)"
+        ),
+    }
+}
+
 /// A Region whose client was built from a kubeconfig Secret, with the Secret's resourceVersion.
 type RegionBuild = (String, Option<String>);
 
@@ -118,8 +155,10 @@ pub struct Engine {
     /// Kubeconfig Secret (namespace, name) -> Regions whose cached client was built from it, and
     /// the Secret's resourceVersion then.
     kubeconfigs: Mutex<HashMap<(String, String), Vec<RegionBuild>>>,
-    /// Metadata watches on source kinds in the management cluster, by (group, kind).
-    source_watches: Mutex<HashMap<(String, String), JoinHandle<()>>>,
+    /// Metadata watches on source objects in the management cluster.
+    source_watches: Mutex<HashMap<WatchKey, JoinHandle<()>>>,
+    /// Source watches the API server refuses (403); each was reported once.
+    forbidden: Mutex<BTreeSet<WatchKey>>,
     /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
     source_versions: Mutex<HashMap<SourceKey, String>>,
     on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
@@ -175,6 +214,7 @@ impl Engine {
                 locks: ObjectLocks::default(),
                 kubeconfigs: Mutex::default(),
                 source_watches: Mutex::default(),
+                forbidden: Mutex::default(),
                 source_versions: Mutex::default(),
                 on_pis,
                 me: me.clone(),
@@ -359,9 +399,10 @@ impl Engine {
         }
     }
 
-    /// Starts a metadata-only watch on a source kind of the management cluster, once.
-    pub fn ensure_source_watch(&self, gvk: &Gvk) {
-        let wkey = (gvk.group.clone(), gvk.kind.clone());
+    /// Starts a metadata-only watch on the management objects of `gvk` at `namespace` (see
+    /// [`watch_key`] for the scope), once per scope.
+    pub fn ensure_source_watch(&self, gvk: &Gvk, namespace: Option<&str>) {
+        let Some(wkey) = watch_key(gvk, namespace) else { return };
         if lock(&self.source_watches).contains_key(&wkey) {
             return;
         }
@@ -369,18 +410,96 @@ impl Engine {
         let Some(me) = self.me.upgrade() else { return };
         let weak = Arc::downgrade(&me);
         drop(me);
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.mgmt.clone(), &ar);
+        // Only non-core kinds reach the cluster-wide arm (see `watch_key`).
+        let identity_kind_ar = &ar;
+        let api: Api<PartialObjectMeta<DynamicObject>> = match &wkey.2 {
+            Some(ns) => Api::namespaced_with(self.mgmt.clone(), ns, &ar),
+            None => Api::all_with(self.mgmt.clone(), identity_kind_ar),
+        };
         let gvk = gvk.clone();
+        let key = wkey.clone();
         let task = spawn_watch(api, watcher::Config::default(), self.config.cluster_backoff, move |item| {
             let Some(engine) = weak.upgrade() else { return };
             match item {
                 WatchItem::Apply { obj, .. } => engine.on_source(&gvk, &obj, false),
                 WatchItem::Delete(obj) => engine.on_source(&gvk, &obj, true),
-                WatchItem::Error(e) => tracing::debug!(kind = %gvk, error = %e, "source watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
+                WatchItem::Error(e) => engine.source_watch_failed(&key, &e),
+                WatchItem::InitDone => engine.source_watch_ok(&key),
+                WatchItem::Init => {}
             }
         });
-        lock(&self.source_watches).entry(wkey).or_insert(task);
+        match lock(&self.source_watches).entry(wkey) {
+            std::collections::hash_map::Entry::Occupied(_) => task.abort(), // raced with another worker
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(task);
+            }
+        }
+    }
+
+    /// A source watch failed (it retries with backoff). A 403 is reported once, at warn, with
+    /// the grant that fixes it; the Credentials it concerns are re-checked so their condition
+    /// says so too. The resync keeps them converging meanwhile.
+    fn source_watch_failed(&self, key: &WatchKey, e: &super::watch::WatchFailure) {
+        if !e.forbidden {
+            tracing::debug!(kind = %key.1, namespace = ?key.2, error = %e, "source watch retrying");
+            return;
+        }
+        let newly = {
+            let mut forbidden = lock(&self.forbidden);
+            let newly = forbidden.insert(key.clone());
+            self.metrics.forbidden_watches.set(forbidden.len() as i64);
+            newly
+        };
+        if newly {
+            tracing::warn!(
+                kind = %key.1,
+                namespace = key.2.as_deref().unwrap_or("<all>"),
+                resync = ?self.config.resync_period,
+                "{}",
+                forbidden_hint(key)
+            );
+            self.enqueue_watched_by(key);
+        }
+    }
+
+    /// A source watch listed its objects: if it had been refused, it is allowed now.
+    fn source_watch_ok(&self, key: &WatchKey) {
+        let was = {
+            let mut forbidden = lock(&self.forbidden);
+            let was = forbidden.remove(key);
+            self.metrics.forbidden_watches.set(forbidden.len() as i64);
+            was
+        };
+        if was {
+            tracing::info!(kind = %key.1, namespace = key.2.as_deref().unwrap_or("<all>"), "source watch allowed now");
+            self.enqueue_watched_by(key);
+        }
+    }
+
+    /// Credentials whose last plan used an object in the scope of `key`.
+    fn enqueue_watched_by(&self, key: &WatchKey) {
+        let users: BTreeSet<CredentialKey> = lock(&self.index)
+            .iter()
+            .filter(|((g, k, ns, _), _)| watch_key_of(g, k, ns.as_deref()).as_ref() == Some(key))
+            .flat_map(|(_, users)| users.iter().cloned())
+            .collect();
+        for k in users {
+            self.enqueue(k);
+        }
+    }
+
+    /// Hints for the refused watches among `sources` (empty when every one is watched).
+    fn unwatched(&self, sources: &[SourceKey]) -> Vec<String> {
+        let forbidden = lock(&self.forbidden);
+        if forbidden.is_empty() {
+            return Vec::new();
+        }
+        let keys: BTreeSet<WatchKey> = sources
+            .iter()
+            .filter_map(|(g, k, ns, _)| watch_key_of(g, k, ns.as_deref()))
+            .filter(|k| forbidden.contains(k))
+            .collect();
+        keys.iter().map(forbidden_hint).collect()
     }
 
     // ---- worker --------------------------------------------------------------------------
@@ -567,9 +686,9 @@ impl Engine {
         if let Some(r) = self.region_objects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(region) {
             return Ok(Arc::clone(r));
         }
-        let (ar, _) = known_resource(&Gvk::region())
+        let (region_ar, _) = known_resource(&Gvk::region())
             .unwrap_or_else(|| (kube::api::ApiResource::from_gvk(&super::cluster::to_kube_gvk(&Gvk::region())), false));
-        let api: Api<DynamicObject> = Api::all_with(self.mgmt.clone(), &ar);
+        let api: Api<DynamicObject> = Api::all_with(self.mgmt.clone(), &region_ar);
         match api.get_opt(region).await {
             Ok(Some(r)) => Ok(Arc::new(to_value(&r))),
             Ok(None) => Err(DistributionError::RegionNotFound { region: region.to_string() }),
@@ -590,6 +709,10 @@ impl Engine {
         let region_obj = self.region_object(region).await?;
         let (ns, name, key) = kubeconfig_ref(&region_obj, &self.config.system_namespace)
             .map_err(|detail| DistributionError::RegionKubeconfig { region: region.clone(), detail })?;
+        // A ClusterDeployment Region's kubeconfig lives in the ClusterDeployment's namespace:
+        // watched there (the system namespace is watched from the start), so a change rebuilds
+        // the client.
+        self.ensure_source_watch(&Gvk::secret(), Some(&ns));
         let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &ns);
         let bad = |detail: String| DistributionError::RegionKubeconfig { region: region.clone(), detail };
         let secret = secrets
@@ -713,9 +836,13 @@ impl Engine {
                 sources.push(source_key(&k.gvk, k.namespace.as_deref(), &k.name));
             }
         }
+        // Watched where they are (missing ones too: their creation is a change).
         for c in plan.objects() {
-            if !c.source.gvk.same_group_kind(&Gvk::secret()) {
-                self.ensure_source_watch(&c.source.gvk);
+            self.ensure_source_watch(&c.source.gvk, c.source.namespace.as_deref());
+        }
+        for p in &plan.problems {
+            if let PlanProblem::SourceMissing { key: k } = p {
+                self.ensure_source_watch(&k.gvk, k.namespace.as_deref());
             }
         }
         let copies: Vec<ObjectKey> =
@@ -807,11 +934,16 @@ impl Engine {
                 }
             }
         }
+        let sources = lock(&self.footprints).get(key).map(|f| f.sources.clone()).unwrap_or_default();
+        let mut note = self.unwatched(&sources).join("; ");
+        if !note.is_empty() {
+            note = format!(" (note: {note})");
+        }
         let condition = match problems.first() {
             None => DesiredCondition {
                 ok: true,
                 reason: REASON_DISTRIBUTED.to_string(),
-                message: format!("{} object(s) distributed to {target}: {}", placed.len(), summary(&placed)),
+                message: format!("{} object(s) distributed to {target}: {}{note}", placed.len(), summary(&placed)),
             },
             Some((reason, _)) => DesiredCondition {
                 ok: false,
@@ -998,6 +1130,31 @@ mod tests {
         d["spec"]["identityRef"] = json!({"name": "x"});
         assert_ne!(Seen::of(&a), Seen::of(&d));
         assert_eq!(Seen::of(&a).target, Some(Cluster::Region("r1".into())));
+    }
+
+    #[test]
+    fn core_kinds_are_watched_per_namespace_and_never_cluster_wide() {
+        let secret = Gvk::secret();
+        assert_eq!(watch_key(&secret, Some("team")), Some(("".into(), "Secret".into(), Some("team".into()))));
+        // No namespace (or an empty one) for a core kind: not watched at all, never cluster-wide.
+        assert_eq!(watch_key(&secret, None), None);
+        assert_eq!(watch_key(&secret, Some("")), None);
+        assert_eq!(watch_key(&Gvk::new("", "v1", "ConfigMap"), Some("a")).unwrap().2.as_deref(), Some("a"));
+        // Identity kinds: one cluster-wide watch per kind, whatever the object's namespace.
+        let azure = Gvk::new("infrastructure.cluster.x-k8s.io", "v1beta1", "AzureClusterIdentity");
+        assert_eq!(watch_key(&azure, Some("team")), watch_key(&azure, None));
+        assert_eq!(watch_key(&azure, Some("team")).unwrap().2, None);
+    }
+
+    #[test]
+    fn forbidden_hint_names_the_namespace_and_the_grant() {
+        let h = forbidden_hint(&watch_key(&Gvk::secret(), Some("team")).unwrap());
+        assert!(h.contains("namespace team") && h.contains("RoleBinding credential-webhook-secrets in team"), "{h}");
+        assert!(h.contains("credential-webhook-system-secrets") && h.contains("resync"), "{h}");
+        let azure = Gvk::new("infrastructure.cluster.x-k8s.io", "v1beta1", "AzureClusterIdentity");
+        let h = forbidden_hint(&watch_key(&azure, None).unwrap());
+        assert!(h.contains("AzureClusterIdentity.infrastructure.cluster.x-k8s.io"), "{h}");
+        assert!(h.contains("ClusterRole credential-webhook "), "{h}");
     }
 
     #[test]

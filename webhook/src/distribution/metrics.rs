@@ -28,6 +28,9 @@ pub struct DistributionMetrics {
     pub failures: Family<ReasonLabel, Counter>,
     /// Copies deleted because no Credential owns them any more.
     pub copies_deleted: Counter,
+    /// Metadata watches on source objects the API server refuses (403): changes there are
+    /// noticed only at the resync until RBAC grants list/watch.
+    pub forbidden_watches: Gauge,
 }
 
 impl Default for DistributionMetrics {
@@ -40,6 +43,7 @@ impl Default for DistributionMetrics {
             conflicts: Counter::default(),
             failures: Family::default(),
             copies_deleted: Counter::default(),
+            forbidden_watches: Gauge::default(),
         }
     }
 }
@@ -66,6 +70,11 @@ impl DistributionMetrics {
             "copies_deleted",
             "Copies deleted after their last owner released them",
             self.copies_deleted.clone(),
+        );
+        sub.register(
+            "forbidden_watches",
+            "Source watches refused with 403 (changes there are noticed only at the resync)",
+            self.forbidden_watches.clone(),
         );
     }
 

@@ -11,7 +11,9 @@
 //!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every
 //!   target cluster, and metadata-only watches on source objects (each mapped back to the
 //!   Credentials whose last plan used it) and Secrets (which also rebuild a regional client when
-//!   its kubeconfig Secret changes), plus a slow resync.
+//!   its kubeconfig Secret changes), plus a slow resync. Secrets are watched one namespace at a
+//!   time (the system namespace always, others when a plan uses them), never cluster-wide: RBAC
+//!   grants them per namespace. A watch refused with 403 is reported once and the resync covers it.
 //! - One convergence: read the Credential; plan with the core planner over an estate fetched on
 //!   demand (each source object read once); server-side apply each copy under one field manager
 //!   (force only on objects already ours), never writing an object that lacks the managed label;
@@ -38,7 +40,6 @@ use credential_core::gvk::Gvk;
 use credential_core::identity;
 use credential_core::rules::Operation;
 use kube::api::{Api, DynamicObject};
-use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -287,8 +288,8 @@ async fn run_term(
     let backoff = config.cluster_backoff;
 
     let weak = Arc::downgrade(&engine);
-    if let Some((ar, _)) = cluster::known_resource(&Gvk::credential()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &ar);
+    if let Some((credential_ar, _)) = cluster::known_resource(&Gvk::credential()) {
+        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &credential_ar);
         watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
             let Some(e) = weak.upgrade() else { return };
             match item {
@@ -300,8 +301,8 @@ async fn run_term(
         })));
     }
     let weak = Arc::downgrade(&engine);
-    if let Some((ar, _)) = cluster::known_resource(&Gvk::region()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &ar);
+    if let Some((region_ar, _)) = cluster::known_resource(&Gvk::region()) {
+        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &region_ar);
         watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
             let Some(e) = weak.upgrade() else { return };
             match item {
@@ -312,21 +313,11 @@ async fn run_term(
             }
         })));
     }
-    // Secrets, metadata only: rotated identity Secrets and changed kubeconfig Secrets.
-    let weak = Arc::downgrade(&engine);
-    if let Some((ar, _)) = cluster::known_resource(&Gvk::secret()) {
-        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(mgmt.clone(), &ar);
-        let secret = Gvk::secret();
-        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
-            let Some(e) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, .. } => e.on_source(&secret, &obj, false),
-                WatchItem::Delete(obj) => e.on_source(&secret, &obj, true),
-                WatchItem::Error(err) => tracing::warn!(error = %err, "Secret watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
-            }
-        })));
-    }
+    // Secrets, metadata only, in the system namespace (rotated identity Secrets, changed Region
+    // kubeconfigs): the only namespace RBAC grants. Secrets elsewhere (an Azure identity's in its
+    // own namespace, a ClusterDeployment Region's kubeconfig) get a watch of their namespace when
+    // a plan first uses them; never a cluster-wide one.
+    engine.ensure_source_watch(&Gvk::secret(), Some(&config.system_namespace));
     let weak = Arc::downgrade(&engine);
     let resync = config.resync_period;
     watches.push(AbortOnDrop(tokio::spawn(async move {

@@ -12,6 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher as watch_fn};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
+use super::error::status_code;
 use super::queue::Backoff;
 
 /// What a watch reports.
@@ -28,7 +29,35 @@ pub enum WatchItem<K> {
     /// A (re)list is complete: the collection is known.
     InitDone,
     /// The watch failed and will be retried after a backoff.
-    Error(String),
+    Error(WatchFailure),
+}
+
+/// Why a watch attempt failed.
+#[derive(Debug, Clone)]
+pub struct WatchFailure {
+    pub message: String,
+    /// The API server refused it (403): RBAC does not grant list/watch there. Retrying is still
+    /// right (a RoleBinding may be added), but it deserves one clear warning, not a log line a minute.
+    pub forbidden: bool,
+}
+
+impl std::fmt::Display for WatchFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl WatchFailure {
+    pub fn of(e: &watcher::Error) -> Self {
+        let code = match e {
+            watcher::Error::InitialListFailed(k)
+            | watcher::Error::WatchStartFailed(k)
+            | watcher::Error::WatchFailed(k) => status_code(k),
+            watcher::Error::WatchError(status) => Some(status.code),
+            watcher::Error::NoResourceVersion => None,
+        };
+        WatchFailure { message: e.to_string(), forbidden: code == Some(403) }
+    }
 }
 
 struct WatchBackoff {
@@ -66,7 +95,7 @@ where
                 Ok(Event::Delete(obj)) => WatchItem::Delete(obj),
                 Ok(Event::Init) => WatchItem::Init,
                 Ok(Event::InitDone) => WatchItem::InitDone,
-                Err(e) => WatchItem::Error(e.to_string()),
+                Err(e) => WatchItem::Error(WatchFailure::of(&e)),
             };
             on(item);
         }
