@@ -5,6 +5,8 @@
 //! `cargo test -p credential-e2e --release --test distribution_e2e -- --ignored --nocapture bench_`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -640,6 +642,226 @@ async fn only_the_lease_holder_distributes() {
     eventually("released by the new leader", WAIT, || secret(&w.regions[0], SYS, "aws-secret").is_none().then_some(()))
         .await;
     follower.shutdown().await;
+}
+
+/// Stands in for the API server's authorizer, which the emulator does not have: a plain HTTP proxy
+/// in front of an emulator that enforces the Secrets part of deploy/base/rbac.yaml. Secrets across
+/// all namespaces and every Secret write are refused (403, worded as upstream); in one namespace,
+/// reads by name and list/watch are allowed where the sets say. Every request is logged.
+struct RbacProxy {
+    port: u16,
+    /// "METHOD path?query" of every request, in order.
+    log: Arc<Mutex<Vec<String>>>,
+    /// Namespaces whose Secrets may be listed and watched (changeable while running: a new RoleBinding).
+    list_watch: Arc<Mutex<BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RbacProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type ProxyBody = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
+
+/// Why the shipped RBAC refuses this request, if it does: (verb, namespace) of a Secret access.
+fn secret_denial(
+    method: &http::Method,
+    path: &str,
+    get: &BTreeSet<String>,
+    list_watch: &BTreeSet<String>,
+) -> Option<String> {
+    let (namespace, name) = if path == "/api/v1/secrets" {
+        (None, None)
+    } else {
+        let rest = path.strip_prefix("/api/v1/namespaces/")?;
+        let mut parts = rest.split('/');
+        let ns = parts.next()?;
+        if parts.next()? != "secrets" {
+            return None;
+        }
+        (Some(ns), parts.next())
+    };
+    let verb = match (method, name) {
+        (&http::Method::GET, Some(_)) => "get",
+        (&http::Method::GET, None) => "list",
+        _ => "create",
+    };
+    let allowed = match (verb, namespace) {
+        ("get", Some(ns)) => get.contains(ns) || list_watch.contains(ns),
+        ("list", Some(ns)) => list_watch.contains(ns),
+        _ => false,
+    };
+    if allowed {
+        return None;
+    }
+    let scope = namespace.map_or_else(|| "at the cluster scope".to_string(), |ns| format!("in the namespace \"{ns}\""));
+    Some(format!(
+        "secrets is forbidden: User \"system:serviceaccount:kcm-system:credential-webhook\" cannot {verb} resource \
+         \"secrets\" in API group \"\" {scope}"
+    ))
+}
+
+async fn start_rbac_proxy(upstream: u16, get: &[&str], list_watch: &[&str]) -> RbacProxy {
+    use http_body_util::BodyExt as _;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let list_watch: Arc<Mutex<BTreeSet<String>>> =
+        Arc::new(Mutex::new(list_watch.iter().map(|s| s.to_string()).collect()));
+    let get: Arc<BTreeSet<String>> = Arc::new(get.iter().map(|s| s.to_string()).collect());
+    let client: hyper_util::client::legacy::Client<_, hyper::body::Incoming> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http();
+    let (log2, lw2) = (Arc::clone(&log), Arc::clone(&list_watch));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (client, log, lw, get) = (client.clone(), Arc::clone(&log2), Arc::clone(&lw2), Arc::clone(&get));
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    let (client, log, lw, get) = (client.clone(), Arc::clone(&log), Arc::clone(&lw), Arc::clone(&get));
+                    async move {
+                        let pq = req.uri().path_and_query().map(ToString::to_string).unwrap_or_default();
+                        log.lock().unwrap().push(format!("{} {pq}", req.method()));
+                        let denial = secret_denial(req.method(), req.uri().path(), &get, &lw.lock().unwrap());
+                        let reply = |code: u16, body: Value| -> http::Response<ProxyBody> {
+                            let body = http_body_util::Full::new(bytes::Bytes::from(body.to_string()))
+                                .map_err(|never| match never {})
+                                .boxed();
+                            http::Response::builder()
+                                .status(code)
+                                .header("content-type", "application/json")
+                                .body(body)
+                                .unwrap()
+                        };
+                        if let Some(message) = denial {
+                            return Ok::<_, std::convert::Infallible>(reply(
+                                403,
+                                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                    "message": message, "reason": "Forbidden", "details": {"kind": "secrets"}, "code": 403}),
+                            ));
+                        }
+                        *req.uri_mut() = format!("http://127.0.0.1:{upstream}{pq}").parse().unwrap();
+                        Ok(match client.request(req).await {
+                            Ok(resp) => resp.map(http_body_util::BodyExt::boxed),
+                            Err(e) => reply(502, json!({"message": e.to_string()})),
+                        })
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    RbacProxy { port, log, list_watch, task }
+}
+
+impl RbacProxy {
+    async fn client(&self) -> kube::Client {
+        let cfg = kube::Config::new(format!("http://127.0.0.1:{}", self.port).parse().unwrap());
+        kube::Client::try_from(cfg).unwrap()
+    }
+
+    fn requests(&self, prefix: &str) -> Vec<String> {
+        self.log.lock().unwrap().iter().filter(|l| l.starts_with(prefix)).cloned().collect()
+    }
+}
+
+/// With the shipped RBAC (Secrets readable in the system namespace only), Secrets are watched in that
+/// namespace and never across all of them; a namespace without list/watch is reported (metric, condition
+/// note) and served by the resync until a RoleBinding allows the watch.
+#[tokio::test]
+async fn secrets_are_watched_only_in_namespaces_rbac_grants() {
+    let w = world(1).await;
+    seed_aws_static(&w.mgmt, "aws-id", "aws-secret", "AKIA8");
+    w.mgmt
+        .seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "azure-secret", "namespace": "team"},
+            "data": {"clientSecret": b64("v0")}}))
+        .unwrap();
+    w.mgmt
+        .seed(json!({"apiVersion": format!("{INFRA}/v1beta1"), "kind": "AzureClusterIdentity",
+            "metadata": {"name": "azure-id", "namespace": "team"},
+            "spec": {"clientSecret": {"name": "azure-secret", "namespace": "team"}}}))
+        .unwrap();
+    // "team": the operator granted reads by name but not list/watch (or no RoleBinding yet for the watch).
+    let proxy = start_rbac_proxy(w.mgmt.port(), &["team"], &[SYS]).await;
+    let resync = Duration::from_secs(4);
+    let d = Distributor::start(DistributionConfig { resync_period: resync, ..test_config() }, proxy.client().await);
+    let av = format!("{INFRA}/v1beta2");
+    create(&w.client, &credential(SYS, "aws-cred", "r1", &av, "AWSClusterStaticIdentity", "aws-id", None)).await;
+    let azure =
+        credential("team", "azure-cred", "r1", &format!("{INFRA}/v1beta1"), "AzureClusterIdentity", "azure-id", None);
+    create(&w.client, &azure).await;
+    wait_condition(&w.mgmt, SYS, "aws-cred", "True").await;
+    wait_condition(&w.mgmt, "team", "azure-cred", "True").await;
+    let r1 = &w.regions[0];
+    assert!(secret(r1, "team", "azure-secret").is_some());
+
+    // The refused watch is reported: metric, and a note in the condition naming the grant (still True).
+    eventually("forbidden watch counted", WAIT, || (d.metrics().forbidden_watches.get() == 1).then_some(())).await;
+    let c = eventually("condition note", WAIT, || {
+        condition(&w.mgmt, "team", "azure-cred").filter(|c| c["message"].as_str().unwrap().contains("forbidden"))
+    })
+    .await;
+    let msg = c["message"].as_str().unwrap();
+    assert_eq!(c["status"], "True", "{c}");
+    assert!(msg.contains("namespace team") && msg.contains("RoleBinding credential-webhook-secrets in team"), "{msg}");
+    let sys_msg = condition(&w.mgmt, SYS, "aws-cred").unwrap()["message"].as_str().unwrap().to_string();
+    assert!(!sys_msg.contains("forbidden"), "the system namespace is watched: {sys_msg}");
+
+    // Rotation in the system namespace arrives through the watch (well before the 4 s resync, every time).
+    let secrets = |ns: &str| -> Api<k8s_openapi::api::core::v1::Secret> { Api::namespaced(w.client.clone(), ns) };
+    let rotate = |ns: &'static str, name: &'static str, key: &'static str, value: String| {
+        let api = secrets(ns);
+        async move {
+            let patch = json!({"data": {key: b64(&value)}});
+            api.patch(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+            let started = Instant::now();
+            eventually("rotated data in the region", Duration::from_secs(20), || {
+                secret(r1, ns, name).filter(|s| s["data"][key] == b64(&value).as_str())
+            })
+            .await;
+            started.elapsed()
+        }
+    };
+    for i in 0..3 {
+        let took = rotate(SYS, "aws-secret", "AccessKeyID", format!("sys-{i}")).await;
+        assert!(took < Duration::from_millis(1500), "system-namespace rotation took {took:?}: not watched?");
+    }
+    // In "team" only the resync notices it (bounded by the resync period plus a convergence).
+    let took = rotate("team", "azure-secret", "clientSecret", "team-1".to_string()).await;
+    assert!(took < resync + Duration::from_secs(3), "resync fallback took {took:?}");
+
+    // The operator adds the RoleBinding: the watch recovers (backoff capped at 1 s here), the note goes.
+    proxy.list_watch.lock().unwrap().insert("team".to_string());
+    eventually("watch allowed", WAIT, || (d.metrics().forbidden_watches.get() == 0).then_some(())).await;
+    eventually("note gone", WAIT, || {
+        condition(&w.mgmt, "team", "azure-cred").filter(|c| !c["message"].as_str().unwrap().contains("forbidden"))
+    })
+    .await;
+    for i in 0..3 {
+        let took = rotate("team", "azure-secret", "clientSecret", format!("team-w{i}")).await;
+        assert!(took < Duration::from_millis(1500), "team rotation after the grant took {took:?}");
+    }
+
+    // What the distributor asked for: Secrets never across all namespaces; watched in the system namespace.
+    assert!(
+        proxy.requests("GET /api/v1/secrets").is_empty(),
+        "cluster-wide Secret access: {:?}",
+        proxy.requests("GET /api/v1/secrets")
+    );
+    assert!(
+        proxy.requests(&format!("GET /api/v1/namespaces/{SYS}/secrets?")).iter().any(|r| r.contains("watch=true")),
+        "no Secret watch in {SYS}: {:?}",
+        proxy.requests("GET /api/v1/namespaces")
+    );
+    assert!(
+        proxy.requests("PATCH /api/v1").is_empty() && proxy.requests("POST /api/v1/namespaces/team/secrets").is_empty()
+    );
+    d.shutdown().await;
 }
 
 /// 1,000 Credentials over 10 regional emulators: time to converge and API requests per copied object.
