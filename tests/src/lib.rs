@@ -16,6 +16,7 @@ pub mod resources;
 pub mod selector;
 mod server;
 pub mod store;
+pub mod table;
 
 pub use crds::{crds, crds_yaml};
 pub use error::{ApiError, EmulatorError};

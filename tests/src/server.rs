@@ -121,6 +121,7 @@ struct Ctx {
     query: BTreeMap<String, String>,
     user_agent: String,
     content_type: String,
+    accept: String,
     warnings: Vec<String>,
 }
 
@@ -194,6 +195,7 @@ async fn handle(inner: Arc<Inner>, token: CancellationToken, addr: &str, req: Re
         query,
         user_agent: header(http::header::USER_AGENT),
         content_type: header(http::header::CONTENT_TYPE),
+        accept: header(http::header::ACCEPT),
         warnings: Vec::new(),
     };
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -276,7 +278,9 @@ async fn route(
         "list" => list(inner, &t, ctx).map(|v| json_response(200, &v, &[])),
         "get" => {
             let obj = inner.lock().get(&t.key(&name)).cloned().ok_or_else(|| t.not_found(&name))?;
-            Ok(json_response(200, &as_version(obj, &t), &[]))
+            let obj = as_version(obj, &t);
+            let rv = str_at(&obj, "/metadata/resourceVersion").to_string();
+            Ok(json_response(200, &render(inner, &t, ctx, vec![obj.clone()], &rv).unwrap_or(obj), &[]))
         }
         "create" => {
             let obj = decode(body, &ctx.content_type)?;
@@ -363,12 +367,37 @@ fn list(inner: &Inner, t: &Target, ctx: &Ctx) -> Result<Value, ApiError> {
         .filter(|(_, o)| labels.matches(&labels_of(o)) && fields.matches(o))
         .map(|(_, o)| as_version(o.clone(), t))
         .collect();
+    let rv = state.rv.to_string();
+    drop(state);
+    if let Some(table) = render(inner, t, ctx, items.clone(), &rv) {
+        return Ok(table);
+    }
     Ok(json!({
         "apiVersion": t.api_version(),
         "kind": t.def.list_kind(),
-        "metadata": {"resourceVersion": state.rv.to_string()},
+        "metadata": {"resourceVersion": rv},
         "items": items,
     }))
+}
+
+/// A Table of `objects` when the client asked for one (kubectl's human-readable output), else `None`.
+fn render(inner: &Inner, t: &Target, ctx: &Ctx, objects: Vec<Value>, rv: &str) -> Option<Value> {
+    if !crate::table::wants_table(&ctx.accept) {
+        return None;
+    }
+    let crd = if t.def.builtin {
+        None
+    } else {
+        let key = Key {
+            group: crate::resources::CRD_GROUP.into(),
+            resource: crate::resources::CRD_RESOURCE.into(),
+            namespace: String::new(),
+            name: format!("{}.{}", t.def.plural, t.def.group),
+        };
+        inner.lock().get(&key).cloned()
+    };
+    let include = ctx.q("includeObject").unwrap_or("Metadata");
+    Some(crate::table::table(&t.def, &t.version, crd.as_ref(), &objects, include, rv))
 }
 
 fn str_at<'a>(v: &'a Value, ptr: &str) -> &'a str {
@@ -795,18 +824,42 @@ fn watch_response(
             }
         }
     };
-    let (mut rx, baseline, initial) = {
+    // kubectl's `get -w` asks for Tables: every event then carries a one-row Table.
+    let wants_table = crate::table::wants_table(&ctx.accept);
+    let render_event = {
+        let (inner, t) = (inner.clone(), t.clone());
+        let ctx_like = Ctx {
+            query: ctx.query.clone(),
+            user_agent: String::new(),
+            content_type: String::new(),
+            accept: ctx.accept.clone(),
+            warnings: Vec::new(),
+        };
+        move |kind: &str, obj: Value| -> Bytes {
+            let obj = as_version(obj, &t);
+            if !wants_table {
+                return event_line(kind, &obj);
+            }
+            let rv = str_at(&obj, "/metadata/resourceVersion").to_string();
+            let rendered = render(&inner, &t, &ctx_like, vec![obj.clone()], &rv).unwrap_or(obj);
+            event_line(kind, &rendered)
+        }
+    };
+    let (mut rx, baseline, initial, initial_end) = {
         let state = inner.lock();
         let rx = state.subscribe();
-        let mut initial: Vec<Bytes> = Vec::new();
+        let mut initial: Vec<(&'static str, Value)> = Vec::new();
+        let mut objects = Vec::new();
+        let mut initial_end = None;
         if send_initial || rv_param == "0" {
             for (_, o) in state.list(&t.def, t.namespace.as_deref()) {
                 if labels.matches(&labels_of(o)) && fields.matches(o) {
-                    initial.push(event_line("ADDED", &as_version(o.clone(), t)));
+                    objects.push(o.clone());
                 }
             }
+            initial.extend(objects.into_iter().map(|o| ("ADDED", o)));
             if send_initial && bookmarks {
-                initial.push(bookmark(t, state.rv, true));
+                initial_end = Some(bookmark(t, state.rv, true));
             }
         } else {
             let rv: u64 = rv_param.parse().map_err(|_| {
@@ -818,12 +871,15 @@ fn watch_response(
             };
             for c in &changes {
                 if let Some(kind) = classify(c) {
-                    initial.push(event_line(kind, &as_version(c.object.clone(), t)));
+                    initial.push((kind, c.object.clone()));
                 }
             }
         }
-        (rx, state.rv, initial)
+        (rx, state.rv, initial, initial_end)
     };
+    // Rendering may read the store (CRD printer columns): done after the lock is released.
+    let mut initial: Vec<Bytes> = initial.into_iter().map(|(k, o)| render_event(k, o)).collect();
+    initial.extend(initial_end);
     let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(256);
     let (inner, token, t) = (inner.clone(), token.clone(), t.clone());
     let interval = inner.settings.bookmark_interval;
@@ -849,7 +905,7 @@ fn watch_response(
                 }
                 ev = rx.recv() => match ev {
                     Ok(c) if c.rv > baseline => match classify(&c) {
-                        Some(kind) => event_line(kind, &as_version(c.object.clone(), &t)),
+                        Some(kind) => render_event(kind, c.object.clone()),
                         None => continue,
                     },
                     Ok(_) => continue,

@@ -275,3 +275,45 @@ async fn the_binary_prints_a_kubeconfig_and_serves_seeds() {
     assert!(out.stdout.contains("customresourcedefinition.apiextensions.k8s.io/credentials.k0rdent.mirantis.com"));
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn get_prints_server_side_columns() {
+    let emu = Emulator::start().await.unwrap();
+    let crd = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Ready, type: string, jsonPath: '.status.conditions[?(@.type=="Ready")].status'}
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Detail, type: string, jsonPath: .spec.detail, priority: 1}
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#;
+    ok(&apply(&emu, crd, &[]).await);
+    ok(&apply(
+        &emu,
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, detail: hi}\n",
+        &[],
+    )
+    .await);
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
+    ok(&kubectl(&emu, &["patch", "widget", "w1", "--subresource=status", "--type=merge", "-p", status]).await);
+    let out = kubectl(&emu, &["get", "widgets"]).await;
+    ok(&out);
+    let lines: Vec<Vec<&str>> = out.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines, vec![vec!["NAME", "READY", "SIZE"], vec!["w1", "True", "3"]], "{}", out.stdout);
+    let out = kubectl(&emu, &["get", "widgets", "-o", "wide"]).await;
+    assert!(out.stdout.contains("DETAIL") && out.stdout.contains("hi"), "{}", out.stdout);
+    ok(&kubectl(&emu, &["create", "configmap", "c", "--from-literal=a=1", "--from-literal=b=2"]).await);
+    let out = kubectl(&emu, &["get", "configmap", "c"]).await;
+    let row: Vec<&str> = out.stdout.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row[..2], ["c", "2"], "{}", out.stdout);
+}
