@@ -666,6 +666,334 @@ fn rbac_covers_what_the_code_calls_and_nothing_broader() {
     }
 }
 
+// ---- cluster-wide API access, derived from the source ---------------------------------------
+
+/// The CAPI identity kinds the ClusterRole enumerates (those k0rdent ships ProviderInterfaces for).
+const IDENTITY_KINDS: &[&str] = &[
+    "awsclusterstaticidentities",
+    "awsclusterroleidentities",
+    "awsclustercontrolleridentities",
+    "azureclusteridentities",
+    "vsphereclusteridentities",
+    "openstackclusteridentities",
+];
+/// Of those, the namespaced ones (managed copies in the management cluster may write them).
+const NAMESPACED_IDENTITY_KINDS: &[&str] = &["azureclusteridentities"];
+const INFRA: &str = "infrastructure.cluster.x-k8s.io";
+
+/// One cluster-wide API the webhook builds: where (file under webhook/src), the ApiResource
+/// expression passed to `Api::all_with` (or `Api<T>` for a typed `Api::all`), what it reaches in the
+/// management cluster with the webhook's ServiceAccount and with which verbs.
+struct ClusterWide {
+    file: &'static str,
+    expr: &'static str,
+    /// (apiGroup, resource); the pseudo-resource "<identity kinds>" stands for [`IDENTITY_KINDS`].
+    resources: &'static [(&'static str, &'static str)],
+    verbs: &'static [&'static str],
+    /// Text that must be in the same file: the guard that keeps this call off the management
+    /// cluster, when `resources` is empty.
+    guard: Option<&'static str>,
+}
+
+/// The table a new cluster-wide call must be added to: the scan fails on any call not listed, and
+/// each entry is checked against the ClusterRole. Keep `expr` names telling (`region_ar`, not `ar`).
+const CLUSTER_WIDE: &[ClusterWide] = &[
+    // Admission caches: every management watch without a namespace (credentials, regions,
+    // providerinterfaces, clusterdeployments, CRDs, the identity kinds; the Secrets one has the
+    // system namespace) and the regional ProviderInterface/CRD watches (regional kubeconfig).
+    ClusterWide {
+        file: "cache/live.rs",
+        expr: "spec.ar",
+        resources: &[
+            (K0RDENT_GROUP, "credentials"),
+            (K0RDENT_GROUP, "regions"),
+            (K0RDENT_GROUP, "providerinterfaces"),
+            (K0RDENT_GROUP, "clusterdeployments"),
+            ("apiextensions.k8s.io", "customresourcedefinitions"),
+            (INFRA, "<identity kinds>"),
+        ],
+        verbs: &["list", "watch"],
+        guard: None,
+    },
+    ClusterWide {
+        file: "distribution/mod.rs",
+        expr: "credential_ar",
+        resources: &[(K0RDENT_GROUP, "credentials")],
+        verbs: &["list", "watch"],
+        guard: None,
+    },
+    ClusterWide {
+        file: "distribution/mod.rs",
+        expr: "region_ar",
+        resources: &[(K0RDENT_GROUP, "regions")],
+        verbs: &["list", "watch"],
+        guard: None,
+    },
+    ClusterWide {
+        file: "distribution/engine.rs",
+        expr: "region_ar",
+        resources: &[(K0RDENT_GROUP, "regions")],
+        verbs: &["get"],
+        guard: None,
+    },
+    // Source watches of non-core kinds only (core kinds are watched per namespace: `watch_key`).
+    ClusterWide {
+        file: "distribution/engine.rs",
+        expr: "identity_kind_ar",
+        resources: &[(INFRA, "<identity kinds>")],
+        verbs: &["list", "watch"],
+        guard: Some("if group.is_empty() { Some(namespace"),
+    },
+    // The ProviderInterfaces of every target cluster, the management cluster included.
+    ClusterWide {
+        file: "distribution/cluster.rs",
+        expr: "pi_ar",
+        resources: &[(K0RDENT_GROUP, "providerinterfaces")],
+        verbs: &["list", "watch"],
+        guard: None,
+    },
+    // `ClusterConn::api` for cluster-scoped kinds: sources read by name in the management cluster
+    // (cluster-scoped identities); copies written only in regional clusters (managed copies in the
+    // management cluster are namespaced, and a cluster-scoped source is its own copy there).
+    ClusterWide {
+        file: "distribution/cluster.rs",
+        expr: "ar",
+        resources: &[(INFRA, "<identity kinds>")],
+        verbs: &["get"],
+        guard: None,
+    },
+    // Namespaces are created only in regional clusters.
+    ClusterWide {
+        file: "distribution/cluster.rs",
+        expr: "namespace_ar",
+        resources: &[],
+        verbs: &[],
+        guard: Some("if self.cluster == Cluster::Management"),
+    },
+];
+
+/// One `Api::all_with(client, <expr>)` / `Api::<T>::all(client)` call found in the source.
+#[derive(Debug)]
+struct CallSite {
+    file: String,
+    line: usize,
+    expr: String,
+}
+
+/// The arguments of the call whose `(` is at `open`, split at top-level commas.
+fn call_args(text: &str, open: usize) -> Vec<String> {
+    let mut depth = 0;
+    let mut args = vec![String::new()];
+    for c in text[open..].chars() {
+        match c {
+            '(' | '[' | '{' | '<' if depth > 0 || c == '(' => {
+                depth += 1;
+                if depth == 1 {
+                    continue;
+                }
+            }
+            ')' | ']' | '}' | '>' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => {
+                args.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(last) = args.last_mut() {
+            last.push(c);
+        }
+    }
+    args.into_iter().map(|a| a.trim().trim_start_matches('&').trim().to_string()).filter(|a| !a.is_empty()).collect()
+}
+
+/// Every cluster-wide Api construction in `(file, text)` pairs, test modules and comments excluded.
+fn cluster_wide_calls(files: &[(String, String)]) -> Vec<CallSite> {
+    let mut out = Vec::new();
+    for (file, text) in files {
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        let mut offset = 0;
+        for (n, line) in code.lines().enumerate() {
+            let start = offset;
+            offset += line.len() + 1;
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for (pat, typed) in [("::all_with(", false), ("::all(", true)] {
+                let mut from = 0;
+                while let Some(i) = line[from..].find(pat) {
+                    let at = from + i;
+                    from = at + pat.len();
+                    let before = &line[..at];
+                    if !(before.ends_with("Api") || before.ends_with('>')) {
+                        continue;
+                    }
+                    let expr = if typed {
+                        // `Api::<T>::all(..)` or `let api: Api<T> = Api::all(..)`: the type is the resource.
+                        let ty = line.split("Api<").nth(1).or_else(|| line.split("Api::<").nth(1)).unwrap_or("?");
+                        format!("Api<{}>", ty.split('>').next().unwrap_or("?"))
+                    } else {
+                        call_args(code, start + at + pat.len() - 1).get(1).cloned().unwrap_or_default()
+                    };
+                    out.push(CallSite { file: file.clone(), line: n + 1, expr });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What is wrong with these call sites against [`CLUSTER_WIDE`] (empty: nothing).
+fn cluster_wide_violations(calls: &[CallSite], files: &[(String, String)]) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in calls {
+        let at = format!("webhook/src/{}:{}", c.file, c.line);
+        if c.expr.to_lowercase().contains("secret") {
+            v.push(format!("{at}: Secrets accessed cluster-wide ({}); RBAC grants them per namespace only", c.expr));
+            continue;
+        }
+        if !CLUSTER_WIDE.iter().any(|e| e.file == c.file && e.expr == c.expr) {
+            v.push(format!(
+                "{at}: cluster-wide access through `{}` is not in CLUSTER_WIDE (deploy_invariants.rs): check that the \
+                 ClusterRole grants it (or make it namespaced) and add it",
+                c.expr
+            ));
+        }
+    }
+    for e in CLUSTER_WIDE {
+        if !calls.iter().any(|c| c.file == e.file && c.expr == e.expr) {
+            v.push(format!("CLUSTER_WIDE lists {} `{}`, which webhook/src no longer has: remove it", e.file, e.expr));
+        }
+        if e.resources.iter().any(|(_, r)| *r == "secrets") {
+            v.push(format!("CLUSTER_WIDE maps {} `{}` to secrets: never cluster-wide", e.file, e.expr));
+        }
+        if let Some(guard) = e.guard {
+            let text = files.iter().find(|(f, _)| f == e.file).map(|(_, t)| t.as_str()).unwrap_or_default();
+            if !text.contains(guard) {
+                v.push(format!("{}: the guard `{guard}` that keeps `{}` in its scope is gone", e.file, e.expr));
+            }
+        }
+    }
+    v
+}
+
+/// webhook/src/**/*.rs as (path under webhook/src, text).
+fn webhook_files() -> Vec<(String, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let root = repo_root().join("webhook/src");
+    let mut out = Vec::new();
+    walk(&root, &root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn every_cluster_wide_access_is_granted_and_secrets_never_are() {
+    let files = webhook_files();
+    let calls = cluster_wide_calls(&files);
+    assert!(calls.len() >= CLUSTER_WIDE.len(), "the scan found too little: {calls:?}");
+    let violations = cluster_wide_violations(&calls, &files);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+
+    for r in installs() {
+        let g = Grants::of(r);
+        for e in CLUSTER_WIDE {
+            for (group, res) in e.resources {
+                let resources: Vec<&str> = if *res == "<identity kinds>" { IDENTITY_KINDS.to_vec() } else { vec![res] };
+                for res in resources {
+                    for verb in e.verbs {
+                        assert!(
+                            g.cluster.get(&(group.to_string(), res.to_string())).is_some_and(|v| v.contains(*verb)),
+                            "{}: webhook/src/{} uses `{}` cluster-wide but no ClusterRole bound cluster-wide grants \
+                             {verb} {group}/{res}",
+                            r.name,
+                            e.file,
+                            e.expr
+                        );
+                    }
+                }
+            }
+        }
+        assert!(!g.cluster.keys().any(|(_, res)| res == "secrets"), "{}: Secrets granted cluster-wide", r.name);
+    }
+
+    // Typed Secret APIs are namespaced; the dynamic Secret watch of distribution is per namespace.
+    for (file, text) in &files {
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("Api<Secret>") || line.contains("Api::<Secret>") {
+                assert!(line.contains("Api::namespaced("), "webhook/src/{file}:{}: {line}", n + 1);
+            }
+        }
+    }
+}
+
+/// The opt-in role for managed copies in the management cluster: shipped, bound by nothing (the
+/// operator binds it per namespace), writes only Secrets and the namespaced identity kinds.
+#[test]
+fn managed_copies_role_is_opt_in_and_narrow() {
+    const ROLE: &str = "credential-webhook-managed-copies";
+    for r in installs() {
+        let role = r.one("ClusterRole", ROLE);
+        for b in r.all("ClusterRoleBinding").chain(r.all("RoleBinding")) {
+            assert_ne!(str_of(&b["roleRef"]["name"]), ROLE, "{}: {ROLE} must stay unbound (opt-in)", r.name);
+        }
+        for rule in role["rules"].as_array().unwrap() {
+            let group = strings(&rule["apiGroups"]);
+            for res in strings(&rule["resources"]) {
+                let ok = (group == [""] && res == "secrets")
+                    || (group == [INFRA] && NAMESPACED_IDENTITY_KINDS.contains(&res.as_str()));
+                assert!(ok, "{}: {ROLE} grants {group:?}/{res}", r.name);
+            }
+            for verb in strings(&rule["verbs"]) {
+                assert!(
+                    ["get", "create", "patch", "delete"].contains(&verb.as_str()),
+                    "{}: {ROLE} verb {verb}",
+                    r.name
+                );
+            }
+        }
+    }
+    let readme = std::fs::read_to_string(repo_root().join("deploy/README-section.md")).unwrap();
+    assert!(readme.contains(ROLE), "deploy/README-section.md must tell when to bind {ROLE}");
+}
+
+/// The scan catches the bug it exists for: a metadata watch on Secrets across all namespaces (what
+/// distribution once did), an unlisted cluster-wide call, and a typed one.
+#[test]
+fn the_cluster_wide_scan_flags_secret_watches_and_unlisted_calls() {
+    let bad = |src: &str| {
+        let files = vec![("distribution/mod.rs".to_string(), src.to_string())];
+        let calls = cluster_wide_calls(&files);
+        cluster_wide_violations(&calls, &files)
+    };
+    let v = bad("let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(mgmt.clone(), &secret_ar);\n");
+    assert!(v.iter().any(|m| m.contains("mod.rs:1: Secrets accessed cluster-wide")), "{v:?}");
+    let v = bad("let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(mgmt.clone(), &ar);\n");
+    assert!(v.iter().any(|m| m.contains("mod.rs:1: cluster-wide access through `ar` is not in CLUSTER_WIDE")), "{v:?}");
+    let v = bad("    let secrets: Api<Secret> = Api::all(client.clone());\n");
+    assert!(v.iter().any(|m| m.contains("Secrets accessed cluster-wide (Api<Secret>)")), "{v:?}");
+    let v = bad("let a = Api::<Lease>::all(c);\n// Api::all_with(c, &ar) in a comment\n");
+    assert!(v.iter().any(|m| m.contains("`Api<Lease>` is not in CLUSTER_WIDE")), "{v:?}");
+    assert!(!v.iter().any(|m| m.contains("mod.rs:2")), "comments are not code: {v:?}");
+    // Multi-line calls and nested expressions.
+    let v = bad("Api::all_with(\n    mgmt.clone(),\n    &known(&Gvk::secret()).0,\n)");
+    assert!(v.iter().any(|m| m.contains("Secrets accessed cluster-wide")), "{v:?}");
+}
+
 #[test]
 fn readme_section_uses_the_names_the_code_uses() {
     let text = std::fs::read_to_string(repo_root().join("deploy/README-section.md")).unwrap();
