@@ -16,7 +16,11 @@ fn main() -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("--log-level {:?}", cli.log_level))?;
     match cli.log_format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Colour only on a terminal: piped text logs (kubectl logs, files) stay plain.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_env_filter(filter)
+            .init(),
     }
     match cli.command {
         Command::Certs(args) => {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod tls_hello;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rustls_pki_types::ServerName;
 use serde_json::{Value, json};
+use tls_hello::{LEGACY_SUITES, MODERN_TLS12_SUITES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -235,61 +237,10 @@ async fn plaintext_http_on_the_tls_port_is_refused() {
     assert_serves(&h, "after-plaintext").await;
 }
 
-/// A ClientHello offering only an old protocol version, built byte by byte (rustls clients cannot
-/// offer TLS 1.0/1.1). `legacy` is the ClientHello version; `supported` adds a supported_versions
-/// extension listing those versions.
-fn client_hello(legacy: u16, supported: &[u16]) -> Vec<u8> {
-    fn u16be(v: usize) -> [u8; 2] {
-        (v as u16).to_be_bytes()
-    }
-    let mut ext = Vec::new();
-    // server_name: localhost
-    let host = b"localhost";
-    let mut sni = Vec::new();
-    sni.extend(u16be(host.len() + 3));
-    sni.push(0);
-    sni.extend(u16be(host.len()));
-    sni.extend(host);
-    ext.extend([0, 0]);
-    ext.extend(u16be(sni.len()));
-    ext.extend(&sni);
-    // supported_groups: x25519, secp256r1; ec_point_formats: uncompressed
-    ext.extend([0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x1d, 0x00, 0x17]);
-    ext.extend([0x00, 0x0b, 0x00, 0x02, 0x01, 0x00]);
-    if !supported.is_empty() {
-        ext.extend([0x00, 0x2b]);
-        ext.extend(u16be(supported.len() * 2 + 1));
-        ext.push((supported.len() * 2) as u8);
-        for v in supported {
-            ext.extend(v.to_be_bytes());
-        }
-    }
-    let mut body = Vec::new();
-    body.extend(legacy.to_be_bytes());
-    body.extend([0x5a; 32]); // random
-    body.push(0); // session id
-    // Suites a TLS 1.0/1.1 client offers: ECDHE-RSA/ECDSA with AES-CBC-SHA, RSA AES-CBC-SHA.
-    let suites: [u16; 5] = [0xc013, 0xc014, 0xc009, 0x002f, 0x0035];
-    body.extend(u16be(suites.len() * 2));
-    for s in suites {
-        body.extend(s.to_be_bytes());
-    }
-    body.extend([1, 0]); // compression: null
-    body.extend(u16be(ext.len()));
-    body.extend(&ext);
-    let mut hs = vec![1, 0, (body.len() >> 8) as u8, body.len() as u8];
-    hs[1] = (body.len() >> 16) as u8;
-    hs.extend(&body);
-    let mut rec = vec![0x16, 0x03, 0x01];
-    rec.extend(u16be(hs.len()));
-    rec.extend(&hs);
-    rec
-}
-
-/// TLS 1.0 and 1.1 clients (with or without supported_versions) get a fatal handshake_failure alert
+/// TLS 1.0 and 1.1 clients (with or without supported_versions) get a fatal protocol_version alert
 /// and a closed connection; the server keeps serving TLS 1.2/1.3 clients.
 #[tokio::test]
-async fn tls_1_0_and_1_1_client_hellos_get_a_handshake_failure_alert() {
+async fn tls_1_0_and_1_1_client_hellos_get_a_protocol_version_alert() {
     let h = start(Arc::new(estate()), None).await;
     for (what, legacy, supported) in [
         ("TLS 1.0", 0x0301u16, &[][..]),
@@ -297,16 +248,14 @@ async fn tls_1_0_and_1_1_client_hellos_get_a_handshake_failure_alert() {
         ("TLS 1.1 via supported_versions", 0x0303, &[0x0302u16][..]),
         ("TLS 1.0+1.1 via supported_versions", 0x0303, &[0x0302u16, 0x0301][..]),
     ] {
-        let mut tcp = TcpStream::connect(h.server.addr).await.unwrap();
-        tcp.write_all(&client_hello(legacy, supported)).await.unwrap();
-        let mut out = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await.expect("closed").ok();
-        // One alert record: type 21, 2 bytes, level fatal (2), description handshake_failure (40):
-        // rustls refuses a hello without TLS 1.2+ as incompatible before choosing a version.
+        // Modern suites offered too, so the version alone is what the server refuses.
+        let suites = [LEGACY_SUITES, MODERN_TLS12_SUITES].concat();
+        let out = tls_hello::exchange(h.server.addr, &tls_hello::client_hello(legacy, supported, &suites)).await;
+        // One alert record: type 21, 2 bytes, level fatal (2), description protocol_version (70).
         assert!(out.len() >= 7, "{what}: {out:?}");
         assert_eq!(out[0], 0x15, "{what}: an alert record, not a ServerHello: {out:?}");
         eprintln!("{what}: alert {:?}", (out[5], out[6]));
-        assert_eq!((out[5], out[6]), (2, 40), "{what}: fatal handshake_failure: {out:?}");
+        assert_eq!((out[5], out[6]), (2, 70), "{what}: fatal protocol_version: {out:?}");
     }
     assert_serves(&h, "after-old-tls").await;
 }
