@@ -115,3 +115,83 @@ async fn sigterm_with_requests_in_flight_answers_them_all_then_exits_zero() {
     }
     eprintln!("SIGTERM: {IN_FLIGHT} in-flight requests answered, {during} answered during the delay");
 }
+
+/// The leaf certificate a fresh TLS connection is served.
+async fn served_leaf(addr: std::net::SocketAddr, ca: &std::path::Path) -> Vec<u8> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+async fn wait_until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !f().await {
+        assert!(started.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Fault: the certificate files are replaced by a broken pair (a certificate for another key, then
+/// not PEM at all). The binary keeps serving the old pair, counts each failure in
+/// `credential_webhook_tls_reload_failures_total` and logs why; a good pair afterwards is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_certificate_pair_keeps_the_old_one_and_says_why() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path());
+    let estate = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/estate");
+    let (cert, key, ca) = (certs.path().join("tls.crt"), certs.path().join("tls.key"), certs.path().join("ca.crt"));
+    let wh = Webhook::start(&[
+        "--log-format",
+        "json",
+        "serve",
+        "--estate",
+        estate.to_str().unwrap(),
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-reload-interval",
+        "200ms",
+    ]);
+    let original = served_leaf(wh.addr, &ca).await;
+    let failures = async || {
+        let (_, text) = admin_get(wh.admin, "/metrics").await;
+        metric(&text, "credential_webhook_tls_reload_failures_total").unwrap_or(-1.0)
+    };
+    assert_eq!(failures().await, 0.0);
+
+    // 1. A certificate whose key is not the one on disk.
+    std::fs::copy(other.path().join("tls.crt"), &cert).unwrap();
+    wait_until("first failure counted", Duration::from_secs(10), async || failures().await == 1.0).await;
+    assert_eq!(served_leaf(wh.addr, &ca).await, original, "the old pair keeps serving");
+    let log = wh.log();
+    assert!(
+        log.contains("new serving certificate pair rejected; still serving the previous pair")
+            && log.contains("the private key does not belong to the first certificate"),
+        "{log}"
+    );
+
+    // 2. Not a certificate at all.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    wait_until("second failure counted", Duration::from_secs(10), async || failures().await == 2.0).await;
+    assert_eq!(served_leaf(wh.addr, &ca).await, original);
+    assert!(wh.log().contains("no PEM CERTIFICATE block found"), "{}", wh.log());
+    // Admission goes on meanwhile.
+    let c = client(&ca, Proto::H2);
+    assert_eq!(post(&c, wh.addr.port(), "/validate", body("during-broken")).await.json()["response"]["allowed"], true);
+
+    // 3. A good pair (from the other CA) is picked up.
+    std::fs::copy(other.path().join("tls.key"), &key).unwrap();
+    std::fs::copy(other.path().join("tls.crt"), &cert).unwrap();
+    let other_ca = other.path().join("ca.crt");
+    wait_until("new pair served", Duration::from_secs(10), async || {
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(&other_ca)));
+        let tcp = tokio::net::TcpStream::connect(wh.addr).await.unwrap();
+        connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.is_ok()
+    })
+    .await;
+    assert!(wh.log().contains("serving certificate reloaded"), "{}", wh.log());
+}
