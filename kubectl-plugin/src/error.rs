@@ -13,12 +13,16 @@ pub enum CliError {
     /// The object asked for does not exist (kubectl's wording, plus where we looked).
     #[error("{message}")]
     NotFound { message: String, hint: Option<String> },
-    /// A command needs cluster state and none was given.
-    #[error(
-        "no cluster state given: pass --from DIR to read an offline estate (live access through a kubeconfig \
-         is not available in this version)"
-    )]
-    NoEstate,
+    /// The kubeconfig could not be read or names no usable context.
+    #[error("{0}")]
+    Kubeconfig(String),
+    /// The API server answered with an error Status: kubectl's wording,
+    /// `Error from server (NotFound): credentials.k0rdent.mirantis.com "x" not found`.
+    #[error("Error from server ({reason}): {message}")]
+    Server { reason: String, message: String, hint: Option<String> },
+    /// The API server could not be reached.
+    #[error("Unable to connect to the server {server}: {error}")]
+    Connect { server: String, error: String },
     /// `--from` names something that is not a directory.
     #[error("{}: {message}", path.display())]
     BadPath { path: PathBuf, message: String },
@@ -27,6 +31,8 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error("cannot encode JSON output: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("cannot encode YAML output: {0}")]
+    Yaml(String),
 }
 
 impl CliError {
@@ -34,6 +40,7 @@ impl CliError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             CliError::NotFound { hint, .. } => hint.as_deref(),
+            CliError::Server { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }

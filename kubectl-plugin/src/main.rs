@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, CompletionShell};
 use crate::error::CliError;
 use crate::style::Style;
 
@@ -25,6 +25,12 @@ const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // kubectl completes plugins by running `kubectl_complete-credential WORDS... TO_COMPLETE`.
+    if invoked_as_completer(args.first()) {
+        let words: Vec<String> = args.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        let _ = cmd::complete::run(&words, &mut std::io::stdout().lock());
+        return ExitCode::SUCCESS;
+    }
     let mut command = Cli::command();
     // Invoked as a kubectl plugin (`kubectl credential`): kubectl runs the `kubectl-credential`
     // binary, so usage should show what the user typed.
@@ -46,6 +52,24 @@ fn main() -> ExitCode {
         let _ = std::io::stderr().lock().write_all(outcome.stderr.as_bytes());
         return ExitCode::from(outcome.exit);
     }
+    match &cli.command {
+        Command::Complete(a) => {
+            let _ = cmd::complete::run(&a.words, &mut std::io::stdout().lock());
+            return ExitCode::SUCCESS;
+        }
+        Command::Completion(a) => {
+            let shell = match a.shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "kubectl-credential", &mut std::io::stdout().lock());
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    // kubectl get exits 1 on errors; explain, plan and lint keep 1 for "not ready/problems".
+    let error_exit = if matches!(cli.command, Command::List(_)) { 1 } else { EXIT_ERROR };
     let stdout = std::io::stdout();
     let style =
         Style::detect(cli.color, stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
@@ -54,16 +78,18 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::explain::run(a, style, &mut out),
         Command::Lint(a) => cmd::lint::run(a, style, &mut out),
         Command::Plan(a) => cmd::plan::run(a, style, &mut out),
-        Command::Provider(_) => return ExitCode::from(EXIT_ERROR), // handled above
+        Command::List(a) => cmd::list::run(a, &mut out),
+        // handled above
+        Command::Provider(_) | Command::Complete(_) | Command::Completion(_) => return ExitCode::from(EXIT_ERROR),
     };
     let result = result.and_then(|exit| out.flush().map(|()| exit).map_err(CliError::from));
     match result {
         Ok(exit) => ExitCode::from(exit as u8),
-        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(EXIT_ERROR),
+        Err(CliError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(error_exit),
         Err(e) => {
             drop(out);
             report_error(&e);
-            ExitCode::from(EXIT_ERROR)
+            ExitCode::from(error_exit)
         }
     }
 }
@@ -71,11 +97,21 @@ fn main() -> ExitCode {
 fn report_error(e: &CliError) {
     let mut err = std::io::stderr().lock();
     let text = e.to_string();
-    // kubectl prints "Error from server (...)" lines as they are; everything else gets "error: ".
-    let _ = if text.starts_with("Error") { writeln!(err, "{text}") } else { writeln!(err, "error: {text}") };
+    // kubectl prints "Error from server (...)" and "Unable to connect ..." as they are; the rest gets "error: ".
+    let _ = if text.starts_with("Error") || text.starts_with("Unable to connect") {
+        writeln!(err, "{text}")
+    } else {
+        writeln!(err, "error: {text}")
+    };
     if let Some(hint) = e.hint() {
         let _ = writeln!(err, "{hint}");
     }
+}
+
+fn invoked_as_completer(argv0: Option<&std::ffi::OsString>) -> bool {
+    argv0
+        .and_then(|a| std::path::Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()))
+        .is_some_and(|name| name.starts_with("kubectl_complete-"))
 }
 
 fn invoked_as_plugin(argv0: Option<&std::ffi::OsString>) -> bool {

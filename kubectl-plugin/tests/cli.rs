@@ -133,9 +133,23 @@ fn explain_unknown_credential_is_a_kubectl_style_not_found() {
 
 #[test]
 fn explain_needs_an_estate() {
-    let o = run(&["explain", "x"]);
+    // Without --from the plugin goes live; with no kubeconfig anywhere that is a clear error.
+    let home = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_kubectl-credential"))
+        .args(["explain", "x"])
+        .env("HOME", home.path())
+        .env("KUBECONFIG", home.path().join("missing"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("pass --from DIR"), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: no kubeconfig found: set KUBECONFIG"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--from DIR"), "{}", stderr(&o));
+    let o = run(&["explain", "x", "--kubeconfig", "does/not/exist"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).starts_with("error: cannot read kubeconfig does/not/exist"), "{}", stderr(&o));
+    // --from and live flags exclude each other.
+    assert_eq!(code(&run(&["explain", "x", "--from", "examples/estate", "--context", "c"])), 2);
     let o = run(&["explain", "x", "--from", "does/not/exist"]);
     assert_eq!(code(&o), 2);
     assert_eq!(stderr(&o), "error: does/not/exist: does not exist: --from takes a directory of YAML files\n");
@@ -152,7 +166,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
     assert!(stderr(&o).contains("Usage: kubectl credential [OPTIONS] <COMMAND>"), "{}", stderr(&o));
     assert_eq!(code(&run(&["explain"])), 2);
     assert_eq!(code(&run(&["lint"])), 2);
-    assert_eq!(code(&run(&["explain", "x", "-o", "yaml", "--from", "examples/estate"])), 2);
+    assert_eq!(code(&run(&["explain", "x", "-o", "xml", "--from", "examples/estate"])), 2);
     let o = run(&["--help"]);
     assert_eq!(code(&o), 0);
     for sub in ["explain", "lint", "plan"] {
@@ -379,4 +393,67 @@ fn control_characters_from_objects_never_reach_the_terminal() {
     let out = stdout(&o);
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
     assert!(out.contains("boom [2J ]0;pwned next line third"), "{out}");
+}
+
+#[test]
+fn explain_without_name_summarises_offline_too() {
+    let o = run(&["explain", "--from", "examples/estate"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), CREDENTIALS.len() + 1, "{out}");
+    assert!(lines[1].contains("NOT READY") && lines.last().unwrap().contains("READY"), "{out}");
+    let o = run(&["explain", "-A", "--from", "examples/estate", "-o", "yaml"]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).starts_with("credentials:\n"), "{}", stdout(&o));
+    // A name and -A exclude each other.
+    assert_eq!(code(&run(&["explain", "x", "-A", "--from", "examples/estate"])), 2);
+}
+
+#[test]
+fn explain_yaml_carries_the_same_tree() {
+    let o = run(&["explain", "aws-stale-cred", "--from", "examples/estate", "-o", "yaml"]);
+    assert_eq!(code(&o), 1);
+    let out = stdout(&o);
+    assert!(out.contains("verdict: NotReady") && out.contains("rootCause: ") && out.contains("name: Copies"), "{out}");
+    assert_no_secrets(&out);
+}
+
+#[test]
+fn plan_compares_with_the_regional_files() {
+    let o = run(&["plan", "aws-stale-cred", "--from", "examples/estate", "-o", "json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["current"]["compared"], true);
+    let changes = v["current"]["changes"].as_array().unwrap();
+    let secret = changes.iter().find(|c| c["target"]["gvk"]["kind"] == "Secret").unwrap();
+    assert_eq!(secret["action"], "update");
+    assert_eq!(secret["differences"][0], "data differs (keys: SecretAccessKey)");
+    assert_no_secrets(&stdout(&o));
+    let o = run(&["plan", "aws-uncopied-cred", "--from", "examples/estate"]);
+    assert!(stdout(&o).contains("Compared with region1: 2 to create, 0 to update"), "{}", stdout(&o));
+}
+
+#[test]
+fn completion_scripts_and_protocol() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = run(&["completion", shell]);
+        assert_eq!(code(&o), 0, "{shell}");
+        assert!(stdout(&o).contains("kubectl-credential"), "{shell}");
+        assert!(stdout(&o).contains("explain"), "{shell}");
+    }
+    assert_eq!(code(&run(&["completion", "tcsh"])), 2);
+    let o = run(&["__complete", "pl"]);
+    assert_eq!(
+        stdout(&o),
+        "plan\tShow what cluster identity distribution would copy for a Credential, where, and what differs from \
+         what is there now\n:4\n"
+    );
+    // kubectl runs `kubectl_complete-credential`: the same binary under that name.
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("kubectl_complete-credential");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubectl-credential"), &link).unwrap();
+    let o = Command::new(&link).args(["explain", "--from", "examples/estate", "-o", ""]).output().unwrap();
+    assert_eq!(code(&o), 0);
+    assert_eq!(stdout(&o), "text\njson\nyaml\n:4\n");
 }

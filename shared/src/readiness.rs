@@ -93,6 +93,9 @@ pub struct ExplainOptions {
     /// when `None`.
     pub rerun_command: Option<String>,
     pub source: Source,
+    /// Regions whose cluster could not be reached, with the error (live mode). The estate does
+    /// not know these clusters; the Regional cluster check names the error instead of guessing.
+    pub unreachable_regions: std::collections::BTreeMap<String, String>,
 }
 
 /// Why no report could be made.
@@ -493,12 +496,17 @@ impl Explainer<'_> {
                         regional_dir(dir, region)
                     ),
                 ),
-                Source::Live => (
-                    format!("{region}: not reachable"),
-                    format!(
-                        "check that the kubeconfig Secret of Region {region} is valid and its API server reachable"
-                    ),
-                ),
+                Source::Live => {
+                    let error = self.opts.unreachable_regions.get(region).map(String::as_str).unwrap_or("not read");
+                    let summary = format!("{region}: regional API unreachable: {error}");
+                    let fix = format!(
+                        "check that the kubeconfig Secret of Region {region} is valid and that its API server is \
+                         reachable from here"
+                    );
+                    self.checks.push(Check::new("Regional cluster", Status::Fail, summary));
+                    self.fail(format!("Region {region}: regional API unreachable: {error}"), vec![fix]);
+                    return;
+                }
             };
             self.checks.push(Check::new("Regional cluster", Status::Fail, summary.clone()));
             self.fail(format!("the regional cluster of Region {region} is unknown ({summary})"), vec![fix]);
@@ -1244,7 +1252,8 @@ fn secret_has_key(secret: &Value, key: &str) -> bool {
 
 /// What differs between the desired copy and the one in the target cluster, by field and key
 /// (never by value). Secrets compare `data` with `stringData` folded in, as the API server stores them.
-fn differences(desired: &Value, actual: &Value) -> Vec<String> {
+/// `plan` uses it too, to show what distribution would change.
+pub fn differences(desired: &Value, actual: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let (d, a) = (normalised(desired), normalised(actual));
     for field in ["data", "spec"] {
@@ -1432,6 +1441,35 @@ mod tests {
     }
 
     #[test]
+    fn unreachable_region_is_a_finding_with_the_error() {
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, cred(Some("r1"), None));
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region", "metadata": {"name": "r1"},
+                   "spec": {"kubeConfig": {"name": "k", "key": "value"}},
+                   "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "kcm-system"},
+                   "stringData": {"value": "x"}}),
+        );
+        let mut opts = ExplainOptions::default();
+        opts.unreachable_regions.insert("r1".into(), "connection refused".into());
+        let r = explain_with("kcm-system", "c", &e, &opts).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+        assert_eq!(r.root_cause, "Region r1: regional API unreachable: connection refused");
+        let rc = r.checks.iter().find(|c| c.name == "Regional cluster").unwrap();
+        assert_eq!(
+            (rc.status, rc.summary.as_str()),
+            (Status::Fail, "r1: regional API unreachable: connection refused")
+        );
+        let copies = r.checks.iter().find(|c| c.name == "Copies").unwrap();
+        assert_eq!(copies.status, Status::Skip);
+    }
+
+    #[test]
     fn unknown_regional_cluster_is_named_with_the_offline_directory() {
         let mut e = MemoryEstate::default();
         e.insert(&Cluster::Management, cred(Some("r1"), None));
@@ -1446,7 +1484,11 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "kcm-system"},
                    "stringData": {"value": "x"}}),
         );
-        let opts = ExplainOptions { rerun_command: None, source: Source::Files { dir: "est/".into() } };
+        let opts = ExplainOptions {
+            rerun_command: None,
+            source: Source::Files { dir: "est/".into() },
+            ..ExplainOptions::default()
+        };
         let r = explain_with("kcm-system", "c", &e, &opts).unwrap();
         assert_eq!(r.root_cause, "the regional cluster of Region r1 is unknown (r1: no files under est/regions/r1/)");
     }

@@ -2,33 +2,115 @@
 
 use std::io::Write;
 
-use credential_core::readiness::{self, Check, ExplainError, ExplainOptions, Report, Source, Verdict};
+use credential_core::readiness::{self, Check, ExplainError, ExplainOptions, Report, Verdict};
+use serde::Serialize;
 
-use super::{Exit, credential_not_found, load_estate};
-use crate::cli::{ExplainArgs, Output};
+use super::{Exit, Loaded, Scope, credential_not_found, load_estate, write_structured};
+use crate::cli::{ExplainArgs, ReportOutput};
 use crate::error::CliError;
 use crate::style::{Style, clean};
 
 pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let (estate, dir) = load_estate(&args.estate)?;
-    let opts = ExplainOptions {
-        rerun_command: Some(format!("kubectl credential explain {} -n {} --from {dir}", args.name, args.namespace)),
-        source: Source::Files { dir: dir.clone() },
+    let scope = match (&args.name, args.all_namespaces) {
+        (Some(name), _) => Scope::One(name),
+        (None, true) => Scope::AllNamespaces,
+        (None, false) => Scope::Namespace,
     };
-    let report = match readiness::explain_with(&args.namespace, &args.name, &estate, &opts) {
+    let loaded = load_estate(&args.estate, args.namespace.as_deref(), scope)?;
+    let flags = loaded.rerun_flags(&args.estate);
+    let opts = |namespace: &str, name: &str| ExplainOptions {
+        rerun_command: Some(format!("kubectl credential explain {name} -n {namespace}{flags}")),
+        source: loaded.source.clone(),
+        unreachable_regions: loaded.unreachable.clone(),
+    };
+    let Some(name) = &args.name else {
+        return summary(&loaded, args, &opts, style, out);
+    };
+    let namespace = loaded.namespace.as_str();
+    let report = match readiness::explain_with(namespace, name, &loaded.estate, &opts(namespace, name)) {
         Ok(r) => r,
         Err(ExplainError::NotFound { namespace, name, available }) => {
-            return Err(credential_not_found(&name, &namespace, &dir, &available));
+            return Err(credential_not_found(&name, &namespace, "the estate", &available));
         }
     };
     match args.output {
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, &report)?;
-            writeln!(out)?;
-        }
-        Output::Text => out.write_all(render(&report, style).as_bytes())?,
+        ReportOutput::Json => write_structured(out, &report, false)?,
+        ReportOutput::Yaml => write_structured(out, &report, true)?,
+        ReportOutput::Text => out.write_all(render(&report, style).as_bytes())?,
     }
     Ok(if report.verdict == Verdict::Ready { Exit::Ok } else { Exit::Problems })
+}
+
+/// `explain` without NAME: every report, not-ready first.
+#[derive(Debug, Serialize)]
+struct Summary {
+    credentials: Vec<Report>,
+}
+
+fn summary(
+    loaded: &Loaded,
+    args: &ExplainArgs,
+    opts: &dyn Fn(&str, &str) -> ExplainOptions,
+    style: Style,
+    out: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    let mut reports = Vec::new();
+    for cred in &loaded.credentials {
+        let meta = |f: &str| cred.pointer(&format!("/metadata/{f}")).and_then(serde_json::Value::as_str).unwrap_or("");
+        let (namespace, name) = (meta("namespace"), meta("name"));
+        if let Ok(r) = readiness::explain_with(namespace, name, &loaded.estate, &opts(namespace, name)) {
+            reports.push((namespace.to_string(), name.to_string(), r));
+        }
+    }
+    if reports.is_empty() && args.output == ReportOutput::Text {
+        if args.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {} namespace.", loaded.namespace);
+        }
+        return Ok(Exit::Ok);
+    }
+    // Not ready first; then by namespace/name (the load order).
+    reports.sort_by_key(|(_, _, r)| r.verdict == Verdict::Ready);
+    let exit = if reports.iter().all(|(_, _, r)| r.verdict == Verdict::Ready) { Exit::Ok } else { Exit::Problems };
+    match args.output {
+        ReportOutput::Json | ReportOutput::Yaml => {
+            let s = Summary { credentials: reports.into_iter().map(|(_, _, r)| r).collect() };
+            write_structured(out, &s, args.output == ReportOutput::Yaml)?;
+        }
+        ReportOutput::Text => {
+            let mut header = vec!["NAME", "VERDICT", "ROOT CAUSE"];
+            if args.all_namespaces {
+                header.insert(0, "NAMESPACE");
+            }
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            let mut paint: Vec<bool> = Vec::new();
+            for (namespace, name, r) in &reports {
+                let ready = r.verdict == Verdict::Ready;
+                let mut row = vec![
+                    clean(name),
+                    if ready { "READY".to_string() } else { "NOT READY".to_string() },
+                    if ready { String::new() } else { clean(&r.root_cause) },
+                ];
+                if args.all_namespaces {
+                    row.insert(0, clean(namespace));
+                }
+                rows.push(row);
+                paint.push(!ready);
+            }
+            let text = super::list::table(&header, &rows, false);
+            for (i, line) in text.lines().enumerate() {
+                // Colour after alignment, so escape codes do not count as width.
+                let line = match i.checked_sub(1).map(|r| paint[r]) {
+                    Some(true) if style.color => line.replacen("NOT READY", &style.red("NOT READY"), 1),
+                    Some(false) if style.color => line.replacen("READY", &style.green("READY"), 1),
+                    _ => line.to_string(),
+                };
+                writeln!(out, "{line}")?;
+            }
+        }
+    }
+    Ok(exit)
 }
 
 /// The text form: verdict line, tree of checks, fix lines.

@@ -1,13 +1,21 @@
-//! One module per subcommand. Each returns the exit status on success; errors exit with 2.
+//! One module per subcommand. Each returns the exit status on success; errors exit with 2
+//! (`list` with 1, as kubectl get).
 
+pub mod complete;
 pub mod explain;
 pub mod lint;
+pub mod list;
+pub mod live;
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
-use credential_core::MemoryEstate;
 use credential_core::estate::{LoadOptions, load_dir_with_report};
+use credential_core::readiness::Source;
+use credential_core::{Cluster, Estate, Gvk, MemoryEstate};
+use serde_json::Value;
 
 use crate::cli::EstateArgs;
 use crate::error::CliError;
@@ -21,9 +29,58 @@ pub enum Exit {
     Problems = 1,
 }
 
-/// Loads the estate named by `--from`; load warnings go to stderr so stdout stays parseable.
-pub fn load_estate(args: &EstateArgs) -> Result<(MemoryEstate, String), CliError> {
-    let Some(dir) = &args.from else { return Err(CliError::NoEstate) };
+/// Which Credentials a command looks at.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    One(&'a str),
+    Namespace,
+    AllNamespaces,
+}
+
+/// The estate a command works on, live or offline, and the Credentials asked for.
+pub struct Loaded {
+    pub estate: MemoryEstate,
+    /// How the estate was read (for wording: `--from DIR` or live).
+    pub source: Source,
+    /// Regions whose cluster could not be read (live only), with the error.
+    pub unreachable: BTreeMap<String, String>,
+    /// The namespace used: `-n`, else the context's (live) or kcm-system (offline).
+    pub namespace: String,
+    /// The Credentials in scope, ordered by namespace/name.
+    pub credentials: Vec<Arc<Value>>,
+}
+
+impl Loaded {
+    /// What to add to a command line so it reads the same state again.
+    pub fn rerun_flags(&self, args: &EstateArgs) -> String {
+        match &self.source {
+            Source::Files { dir } => format!(" --from {dir}"),
+            Source::Live => {
+                let mut s = String::new();
+                if let Some(p) = &args.connect.kubeconfig {
+                    s.push_str(&format!(" --kubeconfig {}", p.display()));
+                }
+                if let Some(c) = &args.connect.context {
+                    s.push_str(&format!(" --context {c}"));
+                }
+                s
+            }
+        }
+    }
+}
+
+/// Runs a future to completion on a small runtime: live commands are I/O-bound and short.
+pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, CliError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(rt.block_on(fut))
+}
+
+/// Loads the estate: offline from `--from DIR`, else live through the kubeconfig. Load warnings
+/// go to stderr so stdout stays parseable.
+pub fn load_estate(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>) -> Result<Loaded, CliError> {
+    let Some(dir) = &args.from else {
+        return block_on(load_live(args, namespace, scope))?;
+    };
     if !dir.is_dir() {
         let message = if dir.exists() {
             "is not a directory: --from takes a directory of YAML files (use `lint -f` for single files)"
@@ -37,7 +94,40 @@ pub fn load_estate(args: &EstateArgs) -> Result<(MemoryEstate, String), CliError
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
-    Ok((estate, display_dir(dir)))
+    let dir = display_dir(dir);
+    let namespace = namespace.unwrap_or(credential_core::DEFAULT_SYSTEM_NAMESPACE).to_string();
+    let list_ns = |ns: Option<&str>| estate.list(&Cluster::Management, &Gvk::credential(), ns);
+    let credentials = match scope {
+        Scope::One(name) => match estate.get(&Cluster::Management, &Gvk::credential(), Some(&namespace), name) {
+            Some(c) => vec![c],
+            None => {
+                let available: Vec<String> =
+                    list_ns(Some(&namespace)).iter().map(|c| credential_core::model::display_name(c)).collect();
+                return Err(credential_not_found(name, &namespace, &dir, &available));
+            }
+        },
+        Scope::Namespace => list_ns(Some(&namespace)),
+        Scope::AllNamespaces => list_ns(None),
+    };
+    Ok(Loaded { estate, source: Source::Files { dir }, unreachable: BTreeMap::new(), namespace, credentials })
+}
+
+async fn load_live(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>) -> Result<Loaded, CliError> {
+    let conn = live::connect(&args.connect).await?;
+    let namespace = namespace.map(str::to_string).unwrap_or_else(|| conn.namespace.clone());
+    let wanted = match scope {
+        Scope::One(name) => live::Wanted::One { namespace: &namespace, name },
+        Scope::Namespace => live::Wanted::Namespace(&namespace),
+        Scope::AllNamespaces => live::Wanted::All,
+    };
+    let live = live::load(&conn, &args.system_namespace, wanted).await?;
+    Ok(Loaded {
+        estate: live.estate,
+        source: Source::Live,
+        unreachable: live.unreachable,
+        namespace,
+        credentials: live.credentials,
+    })
 }
 
 /// The directory as the user wrote it, without a trailing slash.
@@ -61,4 +151,20 @@ pub fn credential_not_found(name: &str, namespace: &str, dir: &str, available: &
         ),
         hint: Some(hint),
     }
+}
+
+/// Writes a value as JSON or YAML.
+pub fn write_structured(
+    out: &mut dyn std::io::Write,
+    value: &impl serde::Serialize,
+    yaml: bool,
+) -> Result<(), CliError> {
+    if yaml {
+        let text = serde_saphyr::to_string(value).map_err(|e| CliError::Yaml(e.to_string()))?;
+        out.write_all(text.as_bytes())?;
+    } else {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        writeln!(out)?;
+    }
+    Ok(())
 }

@@ -3,38 +3,110 @@
 use std::io::Write;
 
 use credential_core::identity::{self, ObjectKey, Plan, PlannedCopy};
-use credential_core::{Cluster, Estate, Gvk};
+use credential_core::readiness::{self, Source};
+use credential_core::{Cluster, Estate};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{Exit, credential_not_found, load_estate};
-use crate::cli::{Output, PlanArgs};
+use super::{Exit, Loaded, Scope, load_estate, write_structured};
+use crate::cli::{PlanArgs, ReportOutput};
 use crate::error::CliError;
 use crate::style::{Style, clean};
 
 /// Placeholder for Secret values in JSON output: plans show what is copied, never the secrets.
 const REDACTED: &str = "<redacted>";
 
+/// What applying a planned copy would do to the target cluster as it is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// Not there: it would be created.
+    Create,
+    /// There, managed by distribution, different from the source: it would be updated.
+    Update,
+    /// There and identical.
+    Unchanged,
+    /// There without the managed marker: distribution would not overwrite it.
+    Conflict,
+}
+
+/// One planned copy compared with the target cluster.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub target: ObjectKey,
+    pub action: Action,
+    /// Fields and keys that differ (never values).
+    pub differences: Vec<String>,
+}
+
+/// The comparison with the target cluster, or why it could not be made.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Changes {
+    pub compared: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_compared_because: Option<String>,
+    pub changes: Vec<Change>,
+}
+
 pub fn run(args: &PlanArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let (estate, dir) = load_estate(&args.estate)?;
-    let Some(cred) = estate.get(&Cluster::Management, &Gvk::credential(), Some(&args.namespace), &args.name) else {
-        let available = estate
-            .list(&Cluster::Management, &Gvk::credential(), Some(&args.namespace))
-            .iter()
-            .map(|c| credential_core::model::display_name(c))
-            .collect::<Vec<_>>();
-        return Err(credential_not_found(&args.name, &args.namespace, &dir, &available));
+    let loaded = load_estate(&args.estate, args.namespace.as_deref(), Scope::One(&args.name))?;
+    let Some(cred) = loaded.credentials.first() else {
+        return Err(super::credential_not_found(&args.name, &loaded.namespace, "the estate", &[]));
     };
-    let plan = identity::plan(&cred, &estate);
+    let plan = identity::plan(cred, &loaded.estate);
+    let changes = changes(&plan, &loaded);
     match args.output {
-        Output::Json => {
+        ReportOutput::Json | ReportOutput::Yaml => {
             let mut value = serde_json::to_value(&plan)?;
             redact(&mut value);
-            serde_json::to_writer_pretty(&mut *out, &value)?;
-            writeln!(out)?;
+            if let Some(map) = value.as_object_mut() {
+                map.insert("current".to_string(), serde_json::to_value(&changes)?);
+            }
+            write_structured(out, &value, args.output == ReportOutput::Yaml)?;
         }
-        Output::Text => out.write_all(render(&plan, style).as_bytes())?,
+        ReportOutput::Text => out.write_all(render(&plan, &changes, style).as_bytes())?,
     }
     Ok(if plan.problems.is_empty() { Exit::Ok } else { Exit::Problems })
+}
+
+/// Compares every planned copy with what the target cluster holds now.
+fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
+    let Some(target) = &plan.target_cluster else { return Changes::default() };
+    if !loaded.estate.knows_cluster(target) {
+        let why = match (target, &loaded.source) {
+            (Cluster::Region(r), Source::Live) => format!(
+                "regional API unreachable: {}",
+                loaded.unreachable.get(r).map(String::as_str).unwrap_or("not read")
+            ),
+            (Cluster::Region(r), Source::Files { dir }) => {
+                format!("no files under {}/regions/{r}/", dir.trim_end_matches('/'))
+            }
+            (Cluster::Management, _) => "the management cluster is not known".to_string(),
+        };
+        return Changes { compared: false, not_compared_because: Some(why), changes: Vec::new() };
+    }
+    let mut out = Vec::new();
+    for copy in &plan.copies {
+        let Some(desired) = &copy.object else { continue };
+        let t = &copy.target;
+        let action = match loaded.estate.get(target, &t.gvk, t.namespace.as_deref(), &t.name) {
+            None => (Action::Create, Vec::new()),
+            Some(actual) => {
+                let diffs = readiness::differences(desired, &actual);
+                if !identity::is_managed(&actual) {
+                    (Action::Conflict, diffs)
+                } else if diffs.is_empty() {
+                    (Action::Unchanged, diffs)
+                } else {
+                    (Action::Update, diffs)
+                }
+            }
+        };
+        out.push(Change { target: t.clone(), action: action.0, differences: action.1 });
+    }
+    Changes { compared: true, not_compared_because: None, changes: out }
 }
 
 /// Replaces every value under `data`/`stringData` of planned objects.
@@ -66,7 +138,7 @@ fn cluster(c: &Cluster) -> String {
     }
 }
 
-pub fn render(plan: &Plan, style: Style) -> String {
+pub fn render(plan: &Plan, changes: &Changes, style: Style) -> String {
     let mut s = String::new();
     let Some(target) = &plan.target_cluster else {
         s.push_str(&format!(
@@ -91,7 +163,27 @@ pub fn render(plan: &Plan, style: Style) -> String {
         } else {
             format!("{} {}", cluster(target), key(&c.target))
         };
-        s.push_str(&format!("  {}. {} -> {target_text}{}{missing}\n", i + 1, key(&c.source), style.dim(&via(c))));
+        let now = changes.changes.iter().find(|ch| ch.target == c.target).map(|ch| action_text(ch, style));
+        s.push_str(&format!(
+            "  {}. {} -> {target_text}{}{missing}{}\n",
+            i + 1,
+            key(&c.source),
+            style.dim(&via(c)),
+            now.map(|t| format!("  [{t}]")).unwrap_or_default()
+        ));
+    }
+    if changes.compared && !changes.changes.is_empty() {
+        let count = |a: Action| changes.changes.iter().filter(|c| c.action == a).count();
+        s.push_str(&format!(
+            "Compared with {}: {} to create, {} to update, {} unchanged, {} in conflict\n",
+            cluster(target),
+            count(Action::Create),
+            count(Action::Update),
+            count(Action::Unchanged),
+            count(Action::Conflict)
+        ));
+    } else if let Some(why) = &changes.not_compared_because {
+        s.push_str(&format!("Not compared with {}: {}\n", cluster(target), clean(why)));
     }
     if !plan.in_place.is_empty() {
         s.push_str("Already in place (not copied):\n");
@@ -106,6 +198,19 @@ pub fn render(plan: &Plan, style: Style) -> String {
         }
     }
     s
+}
+
+fn action_text(c: &Change, style: Style) -> String {
+    let diffs = clean(&c.differences.join("; "));
+    match c.action {
+        Action::Create => style.yellow("create"),
+        Action::Update => format!("{}: {diffs}", style.yellow("update")),
+        Action::Unchanged => style.green("unchanged"),
+        Action::Conflict => {
+            let what = "conflict: exists without the managed label, distribution will not overwrite it";
+            if diffs.is_empty() { style.red(what) } else { format!("{}; {diffs}", style.red(what)) }
+        }
+    }
 }
 
 fn via(c: &PlannedCopy) -> String {

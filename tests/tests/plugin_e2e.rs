@@ -1,0 +1,549 @@
+//! `kubectl credential` live, through the real kubectl, against emulators seeded from `examples/estate`:
+//! one management emulator and one per Region, the Regions' kubeconfig Secrets rewritten to point at the
+//! regional emulators. The plugin is installed as `kubectl-credential` (and `kubectl_complete-credential`)
+//! on a temporary PATH, as a user would install it.
+//!
+//! The binary is `target/<profile>/kubectl-credential` next to this test's own executable; the first test
+//! that needs it runs `cargo build -p kubectl-credential` so that `cargo test -p credential-e2e` works on a
+//! clean clone too (under `cargo test --workspace` it is already built and the build is a no-op).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use base64::Engine as _;
+use credential_e2e::Emulator;
+use serde_json::Value;
+
+const SYS: &str = "kcm-system";
+const REGIONS: &[&str] = &["region1", "region2"];
+
+/// Every example Credential: expected exit status and a phrase of the root cause.
+const CREDENTIALS: &[(&str, i32, &str)] = &[
+    ("aws-region1-cred", 0, ""),
+    ("aws-role-region1-cred", 0, ""),
+    ("azure-cred", 0, ""),
+    ("aws-region9-cred", 1, "Region region9 does not exist"),
+    ("aws-region2-cred", 1, "Region region2 is not Ready"),
+    ("azure-region1-cred", 1, "provider Azure is not enabled in Region region1"),
+    ("gcp-region1-cred", 1, "no ProviderInterface in Region region1 declares v1 Secret"),
+    ("aws-missing-identity-cred", 1, "AWSClusterStaticIdentity aws-cluster-identity-prod does not exist"),
+    ("aws-bad-path-cred", 1, "does not name its Secret"),
+    ("aws-uncopied-cred", 1, "identity objects are missing in Region region1"),
+    ("aws-stale-cred", 1, "is stale"),
+];
+
+/// Fake Secret values of the examples: must never be printed.
+const SECRET_MARKERS: &[&str] = &["RVhBTVBMRS1", "EXAMPLE-NOT-A-SECRET", "EXAMPLE-ROTATED", "emulator-dummy-token"];
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The built plugin, built once per test process.
+fn plugin_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/<profile>/deps/plugin_e2e-<hash> -> target/<profile>/kubectl-credential
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+        let bin = profile_dir.join("kubectl-credential");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "kubectl-credential", "--bin", "kubectl-credential"]).current_dir(workspace());
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "cargo build -p kubectl-credential failed");
+        assert!(bin.exists(), "{} missing after the build", bin.display());
+        bin
+    })
+}
+
+/// The example estate served by emulators, and a PATH with the plugin on it.
+struct Estate {
+    mgmt: Emulator,
+    regions: Vec<Emulator>,
+    /// Holds the plugin links and the kubeconfig.
+    dir: tempfile::TempDir,
+}
+
+fn yaml_files(dir: &Path, recurse: bool) -> String {
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                if recurse && p.file_name().is_some_and(|n| n != "regions") {
+                    stack.push(p);
+                }
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n---\n")
+}
+
+impl Estate {
+    async fn start() -> Self {
+        let examples = workspace().join("examples/estate");
+        let mut regions = Vec::new();
+        for r in REGIONS {
+            let emu = Emulator::builder().context_name(*r).start().await.unwrap();
+            emu.seed_yaml(&yaml_files(&examples.join("regions").join(r), true)).unwrap();
+            regions.push(emu);
+        }
+        let mgmt = Emulator::builder().context_name("mgmt").start().await.unwrap();
+        mgmt.seed_yaml(&yaml_files(&examples, true)).unwrap();
+        for (r, emu) in REGIONS.iter().zip(&regions) {
+            let name = format!("{r}-kubeconfig");
+            let mut secret = mgmt.get("v1", "Secret", Some(SYS), &name).unwrap();
+            secret["data"]["value"] = base64::engine::general_purpose::STANDARD.encode(emu.kubeconfig_yaml()).into();
+            mgmt.seed(secret).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bin = plugin_binary();
+        for link in ["kubectl-credential", "kubectl_complete-credential"] {
+            std::os::unix::fs::symlink(bin, dir.path().join(link)).unwrap();
+        }
+        // The context's namespace is kcm-system, so commands without -n look there (as kubectl does).
+        let kubeconfig = credential_e2e::kubeconfig_yaml(&[&mgmt], "mgmt").replace("\"default\"", "\"kcm-system\"");
+        std::fs::write(dir.path().join("kubeconfig"), kubeconfig).unwrap();
+        Estate { mgmt, regions, dir }
+    }
+
+    /// Runs `kubectl ARGS` with the plugin on PATH and KUBECONFIG pointing at the management emulator.
+    async fn kubectl(&self, args: &[&str]) -> Run {
+        let path = format!("{}:{}", self.dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env("PATH", path)
+            .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+            .env_remove("NO_COLOR")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(60), child).await.expect("kubectl finished").unwrap();
+        Run {
+            code: out.status.code().expect("exited"),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The plugin on the offline copy of the same estate, for comparison.
+    fn offline(&self, args: &[&str]) -> Run {
+        let out = std::process::Command::new(plugin_binary())
+            .args(args)
+            .args(["--from", "examples/estate"])
+            .current_dir(workspace())
+            .output()
+            .unwrap();
+        Run {
+            code: out.status.code().unwrap(),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn assert_no_secrets(text: &str) {
+    for m in SECRET_MARKERS {
+        assert!(!text.contains(m), "secret data {m} in output:\n{text}");
+    }
+}
+
+/// `127.0.0.1:<port>` in error texts varies per run.
+fn without_ports(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("127.0.0.1:") {
+        out.push_str(&rest[..i + 10]);
+        rest = rest[i + 10..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push_str("PORT");
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_gives_the_verdict_and_root_cause_of_every_example() {
+    let estate = Estate::start().await;
+    for (name, expected, cause) in CREDENTIALS {
+        let run = estate.kubectl(&["credential", "explain", name, "-n", SYS]).await;
+        assert_eq!(run.code, *expected, "{name}: {run:?}");
+        assert!(run.stderr.is_empty(), "{name}: {}", run.stderr);
+        assert_no_secrets(&run.stdout);
+        let first = run.stdout.lines().next().unwrap();
+        if *expected == 0 {
+            assert_eq!(first, format!("Credential {SYS}/{name} is READY"));
+        } else {
+            assert!(first.starts_with(&format!("Credential {SYS}/{name} is NOT READY: ")), "{first}");
+            assert!(first.contains(cause), "{name}: {first}");
+            assert!(
+                run.stdout.contains(&format!("Then run `kubectl credential explain {name} -n {SYS}` again.")),
+                "{}",
+                run.stdout
+            );
+        }
+        // Live and offline read the same estate: same verdict, same root cause, same checks.
+        let offline = estate.offline(&["explain", name, "-n", SYS, "-o", "json"]);
+        let live = estate.kubectl(&["credential", "explain", name, "-n", SYS, "-o", "json"]).await;
+        let (o, l): (Value, Value) =
+            (serde_json::from_str(&offline.stdout).unwrap(), serde_json::from_str(&live.stdout).unwrap());
+        assert_eq!(l["verdict"], o["verdict"], "{name}");
+        assert_eq!(l["rootCause"], o["rootCause"], "{name}");
+        let statuses = |v: &Value| {
+            v["checks"].as_array().unwrap().iter().map(|c| (c["name"].clone(), c["status"].clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(statuses(&l), statuses(&o), "{name}");
+        insta::assert_snapshot!(format!("live_explain_{name}"), run.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_json_and_yaml_carry_the_tree() {
+    let estate = Estate::start().await;
+    let run = estate.kubectl(&["credential", "explain", "aws-stale-cred", "-o", "json"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["credential"], "kcm-system/aws-stale-cred");
+    assert_eq!(v["verdict"], "NotReady");
+    let checks = v["checks"].as_array().unwrap();
+    let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Credential",
+            "identityRef",
+            "Region",
+            "Regional cluster",
+            "CRD",
+            "ProviderInterface",
+            "Identity",
+            "Copies",
+            "ClusterDeployments"
+        ]
+    );
+    let copies = &checks[7];
+    assert_eq!(copies["status"], "fail");
+    assert!(copies["children"].as_array().unwrap().iter().any(|c| c["summary"].as_str().unwrap().contains("stale")));
+    assert_eq!(checks[3]["summary"], "region1: reachable");
+    assert_no_secrets(&run.stdout);
+
+    let run = estate.kubectl(&["credential", "explain", "aws-stale-cred", "-o", "yaml"]).await;
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.contains("verdict: NotReady") && run.stdout.contains("name: Copies"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_errors_and_exit_codes() {
+    let estate = Estate::start().await;
+    let run = estate.kubectl(&["credential", "explain", "nope", "-n", SYS]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr.starts_with("Error from server (NotFound): credentials.k0rdent.mirantis.com \"nope\" not found\n"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Credentials in namespace kcm-system: aws-bad-path-cred, "), "{}", run.stderr);
+    // Usage errors exit 2 and print usage as the plugin.
+    let run = estate.kubectl(&["credential", "explain", "--bogus"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("Usage: kubectl credential explain"), "{}", run.stderr);
+    // A context that does not exist.
+    let run = estate.kubectl(&["credential", "explain", "x", "--context", "nope"]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.starts_with("error: invalid configuration"), "{}", run.stderr);
+    // The management cluster unreachable.
+    let port = estate.mgmt.port();
+    let bad = estate.dir.path().join("bad-kubeconfig");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(estate.dir.path().join("kubeconfig")).unwrap().replace(&port.to_string(), "1"),
+    )
+    .unwrap();
+    let run = estate.kubectl(&["credential", "explain", "x", "--kubeconfig", bad.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.starts_with("Unable to connect to the server http://127.0.0.1:1"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_without_name_summarises_not_ready_first() {
+    let estate = Estate::start().await;
+    // The context's namespace (kcm-system) is the default, as with kubectl.
+    let run = estate.kubectl(&["credential", "explain"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("VERDICT") && lines[0].ends_with("ROOT CAUSE"));
+    assert_eq!(lines.len(), CREDENTIALS.len() + 1, "{}", run.stdout);
+    let verdicts: Vec<bool> = lines[1..].iter().map(|l| l.contains("NOT READY")).collect();
+    let first_ready = verdicts.iter().position(|v| !v).unwrap();
+    assert!(verdicts[..first_ready].iter().all(|v| *v) && verdicts[first_ready..].iter().all(|v| !v), "{}", run.stdout);
+    assert_eq!(first_ready, 8);
+    for (name, _, cause) in CREDENTIALS {
+        let line = lines.iter().find(|l| l.starts_with(&format!("{name} "))).unwrap();
+        assert!(line.contains(cause), "{line}");
+    }
+    insta::assert_snapshot!("live_explain_summary", run.stdout);
+
+    let run = estate.kubectl(&["credential", "explain", "-A", "-o", "json"]).await;
+    assert_eq!(run.code, 1);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["credentials"].as_array().unwrap().len(), CREDENTIALS.len());
+
+    let run = estate.kubectl(&["credential", "explain", "-n", "empty"]).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "", "No resources found in empty namespace.\n")
+    );
+}
+
+/// Column start offsets of a kubectl-style table line.
+fn columns(line: &str) -> Vec<usize> {
+    let mut starts = vec![0];
+    let b = line.as_bytes();
+    for i in 1..b.len() {
+        if b[i] != b' ' && b[i - 1] == b' ' && i >= 3 && &line[i - 3..i] == "   " {
+            starts.push(i);
+        }
+    }
+    starts
+}
+
+/// The AGE column (last) varies with the time the test runs.
+fn without_age(table: &str) -> String {
+    table
+        .lines()
+        .map(|l| match l.rfind(' ') {
+            Some(i) if !l.ends_with("AGE") => format!("{}<age>", &l[..=i]),
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_is_sorted_aligned_and_kubectl_like() {
+    let estate = Estate::start().await;
+    // A second namespace, to see -A sorting across namespaces.
+    estate
+        .mgmt
+        .seed_yaml(
+            "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {name: a-team-cred, namespace: \
+             team-a, labels: {k0rdent.mirantis.com/region: region1}}\nspec: {region: region1, identityRef: \
+             {apiVersion: v1, kind: Secret, name: s, namespace: team-a}}\nstatus:\n  ready: true\n  conditions:\n  \
+             - {type: ClusterIdentitiesDistributed, status: \"True\", reason: Distributed}\n",
+        )
+        .unwrap();
+    let run = estate.kubectl(&["credential", "list", "-A"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAMESPACE", "NAME", "READY", "REGION", "IDENTITY", "DISTRIBUTED", "AGE"]
+    );
+    let keys: Vec<(&str, &str)> = lines[1..]
+        .iter()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap(), w.next().unwrap())
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert_eq!(keys.len(), CREDENTIALS.len() + 1);
+    let header_cols = columns(lines[0]);
+    for l in &lines[1..] {
+        assert_eq!(columns(l), header_cols, "misaligned:\n{}", run.stdout);
+    }
+    let team = lines.iter().find(|l| l.starts_with("team-a")).unwrap();
+    assert_eq!(team.split_whitespace().collect::<Vec<_>>()[2..6], ["true", "region1", "Secret/s", "True"]);
+    assert!(lines.iter().any(|l| l.contains("aws-region9-cred") && l.contains("<none>")), "{}", run.stdout);
+    insta::assert_snapshot!("live_list_all_namespaces", without_age(&run.stdout));
+
+    // -l, --no-headers, -o name, the `get` alias.
+    let run =
+        estate.kubectl(&["credential", "get", "-A", "-l", "k0rdent.mirantis.com/region=region1", "--no-headers"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.starts_with("team-a "), "{}", run.stdout);
+    let run = estate.kubectl(&["credential", "list", "-o", "name"]).await;
+    assert!(run.stdout.starts_with("credential.k0rdent.mirantis.com/aws-bad-path-cred\n"), "{}", run.stdout);
+
+    // -o json: a List without managedFields; one name: the object.
+    let run = estate.kubectl(&["credential", "list", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!((v["kind"].as_str(), v["apiVersion"].as_str()), (Some("List"), Some("v1")));
+    assert_eq!(v["items"].as_array().unwrap().len(), CREDENTIALS.len());
+    assert!(!run.stdout.contains("managedFields"));
+    let run = estate.kubectl(&["credential", "get", "azure-cred", "-o", "yaml"]).await;
+    assert!(run.stdout.contains("kind: Credential") && run.stdout.contains("name: azure-cred"), "{}", run.stdout);
+    let run = estate.kubectl(&["credential", "list", "-o", "wide", "-n", "team-a"]).await;
+    assert!(run.stdout.lines().next().unwrap().ends_with("IDENTITY-API   DESCRIPTION"), "{}", run.stdout);
+
+    // Empty and missing, with kubectl's wording and exit codes.
+    let run = estate.kubectl(&["credential", "list", "-n", "nothing-here"]).await;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (0, "", "No resources found in nothing-here namespace.\n")
+    );
+    let run = estate.kubectl(&["credential", "get", "x"]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr, "Error from server (NotFound): credentials.k0rdent.mirantis.com \"x\" not found\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_watch_prints_changes() {
+    let estate = Estate::start().await;
+    let path = format!("{}:{}", estate.dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let mut child = tokio::process::Command::new(std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into()))
+        .args(["credential", "list", "-n", "team-w", "-w"])
+        .env("PATH", path)
+        .env("KUBECONFIG", estate.dir.path().join("kubeconfig"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    estate
+        .mgmt
+        .seed_yaml(
+            "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {name: watched, namespace: team-w}\n\
+             spec: {identityRef: {apiVersion: v1, kind: Secret, name: s}}\n",
+        )
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !seen.contains("watched") {
+            let n = tokio::io::AsyncReadExt::read(&mut stdout, &mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await;
+    child.kill().await.unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    assert!(lines.len() >= 2 && lines[0].starts_with("NAME"), "{seen}");
+    assert!(lines.iter().any(|l| l.starts_with("watched ") && l.contains("Secret/s")), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_what_would_change_without_writing() {
+    let estate = Estate::start().await;
+    let before = estate.regions[0].resource_version();
+    let run = estate.kubectl(&["credential", "plan", "aws-stale-cred"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("[update: data differs (keys: SecretAccessKey)]"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Compared with region1: 0 to create, 1 to update, 1 unchanged, 0 in conflict"),
+        "{}",
+        run.stdout
+    );
+    assert_no_secrets(&run.stdout);
+    let run = estate.kubectl(&["credential", "plan", "aws-uncopied-cred", "-o", "json"]).await;
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    let actions: Vec<&str> =
+        v["current"]["changes"].as_array().unwrap().iter().map(|c| c["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["create", "create"]);
+    assert_no_secrets(&run.stdout);
+    // Nothing was written anywhere.
+    assert_eq!(estate.regions[0].resource_version(), before);
+    let writes: Vec<_> = estate
+        .mgmt
+        .request_counts()
+        .into_keys()
+        .filter(|(v, _)| ["create", "update", "patch", "delete"].contains(&v.as_str()))
+        .collect();
+    assert!(writes.is_empty(), "plan wrote to the management cluster: {writes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_region_is_a_finding() {
+    let mut estate = Estate::start().await;
+    let region1 = estate.regions.remove(0);
+    drop(region1.stop().await);
+    let run = estate.kubectl(&["credential", "explain", "aws-region1-cred"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let first = run.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with(
+            "Credential kcm-system/aws-region1-cred is NOT READY: Region region1: regional API unreachable: "
+        ),
+        "{first}"
+    );
+    assert!(run.stdout.contains("[FAIL] Regional cluster    region1: regional API unreachable: "), "{}", run.stdout);
+    assert!(run.stdout.contains("connection refused") || run.stdout.contains("Connection refused"), "{}", run.stdout);
+    insta::assert_snapshot!("live_explain_unreachable_region", without_ports(&run.stdout));
+    // region2 still answers.
+    let run = estate.kubectl(&["credential", "explain", "aws-region2-cred"]).await;
+    assert!(run.stdout.contains("region2: reachable"), "{}", run.stdout);
+    // plan says why it cannot compare.
+    let run = estate.kubectl(&["credential", "plan", "aws-region1-cred"]).await;
+    assert!(run.stdout.contains("Not compared with region1: regional API unreachable: "), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_through_kubectl() {
+    let estate = Estate::start().await;
+    let run = estate.kubectl(&["__complete", "credential", ""]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let names: Vec<&str> = run.stdout.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    for sub in ["explain", "list", "plan", "lint", "completion"] {
+        assert!(names.contains(&sub), "{}", run.stdout);
+    }
+    assert_eq!(*names.last().unwrap(), ":4");
+
+    // Credential names from the cluster, in the context's namespace or -n.
+    let run = estate.kubectl(&["__complete", "credential", "explain", "aws-re"]).await;
+    let names: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(names, ["aws-region1-cred", "aws-region2-cred", "aws-region9-cred", ":4"], "{run:?}");
+    let run = estate.kubectl(&["__complete", "credential", "plan", "-n", "kcm-system", "azure"]).await;
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), ["azure-cred", "azure-region1-cred", ":4"]);
+    // Namespaces and flags.
+    let run = estate.kubectl(&["__complete", "credential", "list", "-n", "kcm"]).await;
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), ["kcm-system", ":4"], "{run:?}");
+    let run = estate.kubectl(&["__complete", "credential", "list", "--all"]).await;
+    assert!(run.stdout.starts_with("--all-namespaces\t"), "{}", run.stdout);
+    // Errors complete quietly to nothing.
+    let bad = estate.dir.path().join("nowhere");
+    let run = estate.kubectl(&["__complete", "credential", "explain", "--kubeconfig", bad.to_str().unwrap(), ""]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (0, ":4\n"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_is_a_few_requests() {
+    let estate = Estate::start().await;
+    estate.mgmt.reset_request_counts();
+    for r in &estate.regions {
+        r.reset_request_counts();
+    }
+    let run = estate.kubectl(&["credential", "explain", "aws-role-region1-cred"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let mgmt: u64 = estate.mgmt.request_counts().values().sum();
+    let region: u64 = estate.regions[0].request_counts().values().sum();
+    // Credential, Regions, ProviderInterfaces, ClusterDeployments, discovery (2), kubeconfig Secret, the
+    // role identity, its controller identity; in region1: ProviderInterfaces, discovery (2), two copies.
+    assert!(mgmt <= 10, "management requests: {:?}", estate.mgmt.request_counts());
+    assert!(region <= 6, "regional requests: {:?}", estate.regions[0].request_counts());
+    assert_eq!(estate.regions[1].request_counts().values().sum::<u64>(), 0, "region2 is not needed");
+}
