@@ -457,3 +457,38 @@ fn completion_scripts_and_protocol() {
     assert_eq!(code(&o), 0);
     assert_eq!(stdout(&o), "text\njson\nyaml\n:4\n");
 }
+
+/// The krew manifest template, once release automation filled it in, is a valid Plugin manifest.
+#[test]
+fn krew_manifest_template_is_a_plugin_manifest() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("krew/credential.yaml");
+    let template = std::fs::read_to_string(&path).unwrap();
+    let filled: String = template
+        .lines()
+        .map(|l| {
+            if let Some(indent) = l.find("{{addURIAndSha") {
+                let pad = " ".repeat(indent);
+                format!("{pad}uri: https://example.invalid/a.tar.gz\n{pad}sha256: {}", "0".repeat(64))
+            } else {
+                l.replace("{{ .TagName }}", "v0.1.0")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let v: Value = serde_saphyr::from_str(&filled).unwrap();
+    assert_eq!(v["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2");
+    assert_eq!(v["kind"], "Plugin");
+    assert_eq!(v["metadata"]["name"], path.file_stem().unwrap().to_str().unwrap());
+    assert_eq!(v["spec"]["version"], "v0.1.0");
+    for key in ["homepage", "shortDescription", "description", "caveats"] {
+        assert!(v["spec"][key].is_string(), "{key}");
+    }
+    let platforms = v["spec"]["platforms"].as_array().unwrap();
+    assert!(platforms.len() >= 4);
+    for p in platforms {
+        assert!(p["selector"]["matchLabels"]["os"].is_string() && p["uri"].is_string() && p["sha256"].is_string());
+        let bin = p["bin"].as_str().unwrap();
+        assert!(bin.starts_with("kubectl-credential"), "{bin}");
+        assert!(p["files"].as_array().unwrap().iter().any(|f| f["from"] == bin), "{p}");
+    }
+}
