@@ -152,6 +152,27 @@ fn bad_request(message: String) -> ResponseOut<'static> {
     }
 }
 
+/// The answer while the caches have not finished their initial list (readiness is false then too).
+fn not_synced() -> ResponseOut<'static> {
+    ResponseOut {
+        uid: "",
+        allowed: false,
+        status: Some(StatusOut {
+            metadata: EmptyObject {},
+            status: "Failure",
+            message: "credential-webhook has not loaded the cluster state yet (caches not synced); retry in a few \
+                      seconds"
+                .to_string(),
+            reason: "ServiceUnavailable",
+            details: None,
+            code: 503,
+        }),
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+    }
+}
+
 // --- messages ------------------------------------------------------------------------------------
 
 /// `[CODE] message (fix: hint)` — the text of one denying finding.
@@ -410,6 +431,15 @@ impl Admission {
             return (
                 encode(&uid, allowed()),
                 Decision { kind: kind.kind(), operation: operation.as_str(), decision: "ignored" },
+            );
+        }
+        if !self.estate.synced() {
+            // Deciding on half-loaded caches would deny valid objects and allow unsafe deletes.
+            tracing::warn!(webhook = webhook.as_str(), uid = %uid, kind = span_fields.1,
+                "cluster state not loaded yet (caches not synced); denied");
+            return (
+                encode(&uid, not_synced()),
+                Decision { kind: kind.kind(), operation: operation.as_str(), decision: "unavailable" },
             );
         }
         if matches!(operation, Operation::Create | Operation::Update) && req.object.is_none() {

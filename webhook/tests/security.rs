@@ -310,8 +310,8 @@ fn image_runs_as_non_root() {
     let last_stage = text.rsplit_once("\nFROM ").map(|(_, s)| s).unwrap_or(&text);
     let user = last_stage
         .lines()
-        .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("USER "))
         .unwrap_or_else(|| panic!("no USER in the final stage of {}", file.display()));
     let uid: u32 = user.split(':').next().unwrap().trim().parse().expect("numeric USER");
     assert!(uid > 0, "USER {user}");

@@ -1,0 +1,368 @@
+//! Faults with the API emulator: the management API server unreachable when the webhook starts, and
+//! restarting under it; plus the live-mode secrecy check (trace logs, Events, conditions, metrics and
+//! the cache hold no Secret value while identities are distributed).
+//!
+//! The webhook runs in-process in live mode (kube-rs watchers filling its index, as
+//! `credential-webhook serve --kubeconfig` does), and decisions are asked of `Admission::review`
+//! on that index. Every log line of this test binary (all crates, TRACE) is captured in memory.
+//! Other fault scenarios: webhook/tests/faults.rs (SIGTERM with requests in flight on the real binary,
+//! broken certificate pair), webhook/tests/rotation.rs (rotation under load), and
+//! tests/tests/distribution_e2e.rs `unreachable_region_converges_when_it_starts_and_release_waits_for_it`
+//! (a regional cluster down and back during distribution).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use credential_e2e::Emulator;
+use credential_webhook::cache::ServingEstate;
+use credential_webhook::metrics::Metrics;
+use credential_webhook::server::{ServerBuilder, ServerConfig};
+use credential_webhook::tls::TlsFiles;
+use credential_webhook::{Admission, NoopSink, Webhook};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const API: &str = "k0rdent.mirantis.com/v1beta1";
+const SYS: &str = "kcm-system";
+
+/// Captured output of every tracing event in this test binary, at TRACE.
+fn captured_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        struct W(Arc<Mutex<Vec<u8>>>);
+        impl Write for W {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || W(sink.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        buf
+    })
+    .clone()
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    start.elapsed()
+}
+
+/// A plain-HTTP GET on the admin listener: (status, body).
+fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn kubeconfig_for_port(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\n\
+         current-context: m\n"
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+const SEED: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kcm-system}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team}
+---
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: Credential
+metadata: {name: used, namespace: team}
+spec:
+  identityRef: {apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity, name: aws-id}
+---
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: ClusterDeployment
+metadata: {name: prod, namespace: team}
+spec: {credential: used, template: t}
+"#;
+
+fn region_yaml(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-kubeconfig, namespace: kcm-system}}\n\
+         data: {{value: {kc}}}\n---\napiVersion: {API}\nkind: Region\nmetadata: {{name: {name}}}\n\
+         spec: {{kubeConfig: {{name: {name}-kubeconfig, key: value}}}}\n\
+         status: {{ready: true, conditions: [{{type: Ready, status: \"True\", reason: Succeeded}}]}}\n",
+        kc = b64("not a reachable kubeconfig")
+    )
+}
+
+/// A CREATE review of Credential `team/<name>` in Region `region`.
+fn create_in_region(uid: &str, name: &str, region: &str) -> Vec<u8> {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": "Credential"},
+        "resource": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "resource": "credentials"},
+        "name": name, "namespace": "team", "operation": "CREATE", "userInfo": {"username": "admin"},
+        "object": {"apiVersion": API, "kind": "Credential", "metadata": {"name": name, "namespace": "team"},
+            "spec": {"region": region, "identityRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+                "kind": "AWSClusterStaticIdentity", "name": "aws-id"}}},
+        "oldObject": null, "dryRun": true}})
+    .to_string()
+    .into_bytes()
+}
+
+/// DELETE review of the Credential `team/used` that ClusterDeployment `prod` uses.
+fn delete_used(uid: &str) -> Vec<u8> {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": "Credential"},
+        "resource": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "resource": "credentials"},
+        "name": "used", "namespace": "team", "operation": "DELETE", "userInfo": {"username": "admin"},
+        "object": null, "oldObject": {"apiVersion": API, "kind": "Credential",
+            "metadata": {"name": "used", "namespace": "team"}}, "dryRun": true}})
+    .to_string()
+    .into_bytes()
+}
+
+fn response(reply: &[u8]) -> Value {
+    let v: Value = serde_json::from_slice(reply).unwrap();
+    v["response"].clone()
+}
+
+struct Live {
+    index: Arc<credential_webhook::cache::Index>,
+    admission: Admission,
+    server: credential_webhook::RunningServer,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+/// The webhook in live mode against the API server named by `kubeconfig`.
+async fn live(kubeconfig: &str) -> Live {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(&kc, kubeconfig).unwrap();
+    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+    let client = credential_webhook::cache::live::client(Some(&kc)).await.unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let index = credential_webhook::cache::live::start(client, SYS, metrics.clone(), stop.clone());
+    let mut config = ServerConfig::new(TlsFiles {
+        cert_file: written.tls_cert,
+        key_file: written.tls_key,
+        poll_interval: Duration::from_secs(1),
+    });
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.shutdown_delay = Duration::ZERO;
+    let server = ServerBuilder::new(config, index.clone())
+        .metrics(metrics.clone())
+        .shutdown_token(stop.clone())
+        .start()
+        .await
+        .unwrap();
+    let admission = Admission::new(index.clone(), Arc::new(NoopSink), metrics.clone());
+    Live { index, admission, server, metrics, stop, _dir: dir }
+}
+
+impl Live {
+    async fn shutdown(self) {
+        self.stop.cancel();
+        self.server.wait().await;
+    }
+}
+
+/// Fault: the management API server is down when the webhook starts. It serves (livez 200), is not
+/// ready (readyz 503 "caches not synced"), refuses to decide on empty caches (allowed=false, 503),
+/// and becomes ready and decides from real state once the API server appears, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_unreachable_at_start_then_ready_once_it_appears() {
+    captured_log();
+    let port = free_port();
+    let w = live(&kubeconfig_for_port(port)).await;
+    let admin = w.server.admin_addr;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(admin_get(admin, "/livez"), (200, "ok".to_string()));
+    assert_eq!(admin_get(admin, "/readyz"), (503, "not ready: caches not synced\n".to_string()));
+    assert!(!w.index.synced());
+    let early = response(&w.admission.review(Webhook::Validate, &delete_used("early-1")));
+    assert_eq!(early["allowed"], false, "no decision from empty caches: {early}");
+    assert_eq!(early["status"]["code"], 503, "{early}");
+    assert!(early["status"]["message"].as_str().unwrap().contains("not synced"), "{early}");
+    let m = w.metrics.encode();
+    assert!(m.contains("credential_webhook_cache_synced{cluster=\"management\",resource=\"credentials\"} 0"), "{m}");
+
+    let emu = Emulator::builder().port(port).crds(true).seed_yaml(SEED).start().await.unwrap();
+    let took = eventually("synced after the API server appeared", Duration::from_secs(60), || w.index.synced()).await;
+    assert_eq!(admin_get(admin, "/readyz"), (200, "ok\n".to_string()));
+    let r = response(&w.admission.review(Webhook::Validate, &delete_used("late-1")));
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(r["status"]["message"].as_str().unwrap().contains("prod"), "decided from real state: {r}");
+    eprintln!("unreachable at start: ready {took:?} after the API server appeared");
+    w.shutdown().await;
+    drop(emu);
+}
+
+/// Fault: the API server restarts (down for 3 s, same port, same data). Decisions go on from the
+/// cache meanwhile; the reflectors reconnect and a change made after the restart reaches decisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_restart_reflectors_recover_and_see_new_changes() {
+    captured_log();
+    let mut emu = Emulator::builder().crds(true).seed_yaml(SEED).start().await.unwrap();
+    let w = live(&emu.kubeconfig_yaml()).await;
+    eventually("initial sync", Duration::from_secs(30), || w.index.synced()).await;
+    let before = response(&w.admission.review(Webhook::Validate, &create_in_region("r-1", "c1", "late-region")));
+    assert_eq!(before["allowed"], false, "{before}");
+    assert!(before["status"]["message"].as_str().unwrap().contains("CRED004"), "{before}");
+
+    emu.pause().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Down: still ready and deciding from the last known state.
+    assert_eq!(admin_get(w.server.admin_addr, "/readyz").0, 200);
+    let during = response(&w.admission.review(Webhook::Validate, &delete_used("r-2")));
+    assert_eq!(during["allowed"], false, "{during}");
+    assert!(during["status"]["message"].as_str().unwrap().contains("prod"), "{during}");
+
+    emu.resume().await.unwrap();
+    emu.seed_yaml(&region_yaml("late-region")).unwrap();
+    let started = Instant::now();
+    let mut after = Value::Null;
+    while started.elapsed() < Duration::from_secs(60) {
+        after = response(&w.admission.review(Webhook::Validate, &create_in_region("r-3", "c1", "late-region")));
+        if after["allowed"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after["allowed"], true, "the Region created after the restart is seen: {after}");
+    eprintln!("API server restart: change after restart seen in a decision after {:?}", started.elapsed());
+    w.shutdown().await;
+}
+
+// --- secrecy in live mode --------------------------------------------------------------------------
+
+const AK: &str = "AKIA-live-sekrit-4e21";
+const SK: &str = "live-sekrit-SECRET-KEY-8d0c";
+const TOKEN: &str = "live-sekrit-regional-token-66fa";
+
+const PROVIDER_INTERFACE: &str = r#"
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: ProviderInterface
+metadata: {name: cluster-api-provider-aws}
+spec:
+  clusterIdentities:
+  - group: infrastructure.cluster.x-k8s.io
+    version: v1beta2
+    kind: AWSClusterStaticIdentity
+    references:
+    - {group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}
+"#;
+
+/// Distribution copies an identity Secret into a regional cluster while everything logs at TRACE:
+/// no Secret value (clear or base64, nor the regional kubeconfig's token) appears in the log, the
+/// Events, the Credential's status, the metrics or the webhook's cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
+    let log = captured_log();
+    let region = Emulator::builder().crds(true).seed_yaml(PROVIDER_INTERFACE).start().await.unwrap();
+    let mgmt = Emulator::builder().crds(true).seed_yaml(PROVIDER_INTERFACE).start().await.unwrap();
+    let regional_kubeconfig = region.kubeconfig_yaml().replace("emulator-dummy-token", TOKEN);
+    assert!(regional_kubeconfig.contains(TOKEN));
+    mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "r1-kubeconfig", "namespace": SYS},
+        "data": {"value": b64(&regional_kubeconfig)}}))
+        .unwrap();
+    mgmt.seed(json!({"apiVersion": API, "kind": "Region", "metadata": {"name": "r1"},
+        "spec": {"kubeConfig": {"name": "r1-kubeconfig", "key": "value"}},
+        "status": {"ready": true, "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
+            "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+        .unwrap();
+    mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-secret", "namespace": SYS,
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+            format!("{{\"stringData\":{{\"AccessKeyID\":\"{AK}\"}}}}")}},
+        "data": {"AccessKeyID": b64(AK), "SecretAccessKey": b64(SK)}}))
+        .unwrap();
+    mgmt.seed(json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSClusterStaticIdentity",
+        "metadata": {"name": "aws-id"}, "spec": {"secretRef": "aws-secret"}}))
+        .unwrap();
+
+    let w = live(&mgmt.kubeconfig_yaml()).await;
+    let kc = w._dir.path().join("kubeconfig");
+    let client = credential_webhook::cache::live::client(Some(&kc)).await.unwrap();
+    let distributor = credential_webhook::distribution::start_for_serve(client, SYS, &w.metrics);
+    eventually("synced", Duration::from_secs(30), || w.index.synced()).await;
+    mgmt.seed(json!({"apiVersion": API, "kind": "Credential", "metadata": {"name": "aws-r1", "namespace": SYS},
+        "spec": {"region": "r1", "identityRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
+            "kind": "AWSClusterStaticIdentity", "name": "aws-id"}}}))
+        .unwrap();
+    // The copy arrives (with its data: that is the point of distribution) ...
+    eventually("Secret copied into the region", Duration::from_secs(30), || {
+        region.get("v1", "Secret", Some(SYS), "aws-secret").is_some_and(|s| s["data"]["AccessKeyID"] == b64(AK))
+    })
+    .await;
+    // ... and a decision that reads the kubeconfig Secret's keys (Region with a key it lacks).
+    let bad_key = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "k-1", "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": "Region"},
+        "name": "r2", "operation": "CREATE", "userInfo": {"username": "admin"}, "dryRun": true,
+        "object": {"apiVersion": API, "kind": "Region", "metadata": {"name": "r2"},
+            "spec": {"kubeConfig": {"name": "r1-kubeconfig", "key": "kubeconfig"}}}}});
+    let mut decision = Value::Null;
+    eventually("kubeconfig Secret keys cached", Duration::from_secs(20), || {
+        decision = response(&w.admission.review(Webhook::Validate, bad_key.to_string().as_bytes()));
+        decision["status"]["message"].as_str().is_some_and(|m| m.contains("RGN007"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let forbidden: Vec<String> =
+        [AK, SK, TOKEN].iter().flat_map(|s| [s.to_string(), b64(s)]).chain([b64(&regional_kubeconfig)]).collect();
+    let check = |what: &str, text: &str| {
+        for f in &forbidden {
+            assert!(!text.contains(f.as_str()), "{what} contains Secret data {f:?}");
+        }
+    };
+    let logs = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    assert!(logs.lines().count() > 100 && logs.contains("\"level\":\"TRACE\""), "trace logging is on");
+    check("trace log", &logs);
+    check("decision", &decision.to_string());
+    check("metrics", &w.metrics.encode());
+    let events = [mgmt.list("events.k8s.io/v1", "Event", None), mgmt.list("v1", "Event", None)].concat();
+    assert!(!events.is_empty(), "distribution reported Events");
+    check("events", &serde_json::to_string(&events).unwrap());
+    let cred = mgmt.get(API, "Credential", Some(SYS), "aws-r1").unwrap();
+    assert!(cred.pointer("/status/conditions").is_some(), "{cred}");
+    check("Credential status", &cred["status"].to_string());
+    use credential_core::estate::{Cluster, Estate};
+    let cached = w.index.list(&Cluster::Management, &credential_core::gvk::Gvk::secret(), Some(SYS));
+    assert!(cached.len() >= 2);
+    let cached: Vec<&Value> = cached.iter().map(|v| v.as_ref()).collect();
+    check("webhook cache", &serde_json::to_string(&cached).unwrap());
+    distributor.shutdown().await;
+    w.shutdown().await;
+}
