@@ -485,6 +485,20 @@ async fn managed_credential_gets_its_identity_in_its_own_namespace() {
         "original untouched: {original}"
     );
     assert!(secret(&w.mgmt, "team-x", "azure-secret").is_none(), "references stay where the identity points");
+    // Converging again (what the resync does) keeps the copy: it is not mistaken for its own source.
+    let h = d.handle();
+    for _ in 0..3 {
+        assert!(h.enqueue("team-x", "copied"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        eventually("queue drained", WAIT, || (h.pending() == 0).then_some(())).await;
+        let again = w.mgmt.get(&av, "AzureClusterIdentity", Some("team-x"), "azure-id");
+        assert!(again.is_some_and(|c| owners(&c) == ["team-x/copied"]), "a re-convergence released the copy");
+    }
+    let c = condition(&w.mgmt, "team-x", "copied").unwrap();
+    assert!(
+        c["status"] == "True" && c["message"].as_str().unwrap().contains("AzureClusterIdentity team-x/azure-id"),
+        "{c}"
+    );
     delete(&w.client, "team-x", "copied").await;
     eventually("copy released", WAIT, || {
         w.mgmt.get(&av, "AzureClusterIdentity", Some("team-x"), "azure-id").is_none().then_some(())

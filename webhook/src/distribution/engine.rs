@@ -792,6 +792,15 @@ impl Engine {
                     Miss::Object { gvk, .. } if scope_missed.contains(&gvk) => {}
                     Miss::Object { gvk, namespace, name } => {
                         let mut found = self.read_source(&self.mgmt_conn, &gvk, namespace.as_deref(), &name).await?;
+                        // Inside the management cluster a copy we made (it carries our owners
+                        // annotation) sits where the planner looks first, the Credential's own
+                        // namespace: it is never a source, or the next convergence would see the
+                        // copy as its own source, plan nothing to copy and release (delete) it.
+                        if *target == Cluster::Management
+                            && found.as_deref().is_some_and(|o| !identity::owners_of(o).is_empty())
+                        {
+                            found = None;
+                        }
                         if found.is_none() && fallback {
                             found = self
                                 .read_source(conn, &gvk, namespace.as_deref(), &name)
