@@ -39,7 +39,7 @@ start region2 18102 "$WORK/region2.yaml"
 start mgmt 18100 "$WORK/mgmt.yaml"
 export KUBECONFIG=$WORK/mgmt.kubeconfig
 "$BIN/kubectl-credential" explain aws-role-region1-cred -n kcm-system | head -1
-hyperfine -N --warmup 3 --runs "$RUNS" --export-markdown "$WORK/explain.md" \
+hyperfine -N -i --warmup 3 --runs "$RUNS" --export-markdown "$WORK/explain.md" \
   "$BIN/kubectl-credential explain aws-role-region1-cred -n kcm-system" \
   "$BIN/kubectl-credential explain aws-stale-cred -n kcm-system" \
   "$BIN/kubectl-credential explain -n kcm-system" || true
