@@ -468,7 +468,7 @@ fn krew_manifest_template_is_a_plugin_manifest() {
         .map(|l| {
             if let Some(indent) = l.find("{{addURIAndSha") {
                 let pad = " ".repeat(indent);
-                format!("{pad}uri: https://example.invalid/a.tar.gz\n{pad}sha256: {}", "0".repeat(64))
+                format!("{pad}uri: https://example.invalid/a.tar.gz\n{pad}sha256: \"{}\"", "0".repeat(64))
             } else {
                 l.replace("{{ .TagName }}", "v0.1.0")
             }
