@@ -585,3 +585,53 @@ async fn explain_is_a_few_requests() {
     assert!(region <= 6, "regional requests: {:?}", estate.regions[0].request_counts());
     assert_eq!(estate.regions[1].request_counts().values().sum::<u64>(), 0, "region2 is not needed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regions_through_cluster_deployments_and_bad_kubeconfigs() {
+    let estate = Estate::start().await;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    // region3 is reached through its ClusterDeployment's Secret (<cd>-kubeconfig, key value, in the CD's
+    // namespace) and is region1's emulator; region4's Secret holds something that is not a kubeconfig.
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: r3-cluster-kubeconfig, namespace: infra}}\ndata: {{value: {}}}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {{name: region4-kubeconfig, namespace: kcm-system}}\n\
+         data: {{value: {}}}\n",
+        b64(&estate.regions[0].kubeconfig_yaml()),
+        b64("EXAMPLE-NOT-A-SECRET: [unclosed"),
+    );
+    estate.mgmt.seed_yaml(&yaml).unwrap();
+    let mut regions = String::new();
+    for (name, spec) in [
+        ("region3", "{clusterDeployment: {name: r3-cluster, namespace: infra}}"),
+        ("region4", "{kubeConfig: {name: region4-kubeconfig, key: value}}"),
+    ] {
+        regions.push_str(&format!(
+            "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Region\nmetadata: {{name: {name}}}\nspec: {spec}\n\
+             status: {{conditions: [{{type: Ready, status: \"True\"}}]}}\n---\n\
+             apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {{name: {name}-cred, namespace: kcm-system}}\n\
+             spec: {{region: {name}, identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: \
+             AWSClusterStaticIdentity, name: aws-cluster-identity}}}}\nstatus: {{ready: true, conditions: [{{type: \
+             CredentialReady, status: \"True\"}}]}}\n---\n"
+        ));
+    }
+    estate.mgmt.seed_yaml(&regions).unwrap();
+
+    let run = estate.kubectl(&["credential", "explain", "region3-cred"]).await;
+    assert!(run.stdout.contains("Regional cluster    region3: reachable"), "{}", run.stdout);
+    assert!(run.stdout.contains("kubeconfig Secret infra/r3-cluster-kubeconfig[value]"), "{}", run.stdout);
+    // region1's emulator holds the copies of aws-cluster-identity: it is ready through region3 too.
+    assert_eq!(run.code, 0, "{run:?}");
+
+    let run = estate.kubectl(&["credential", "explain", "region4-cred"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.starts_with(
+            "Credential kcm-system/region4-cred is NOT READY: Region region4: regional API unreachable: Secret \
+             kcm-system/region4-kubeconfig[value] does not hold a valid kubeconfig"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert_no_secrets(&run.stdout);
+    assert_no_secrets(&run.stderr);
+}
