@@ -1,4 +1,4 @@
-//! Errors that end a command with exit status 2. Messages name the file, document and field,
+//! Errors that end a command with exit status 2 (1 for `list`, as kubectl get). Messages name the file, document and field,
 //! and never quote object values.
 
 use std::path::PathBuf;
@@ -16,6 +16,9 @@ pub enum CliError {
     /// The kubeconfig could not be read or names no usable context.
     #[error("{0}")]
     Kubeconfig(String),
+    /// A request that cannot be made as asked (kubectl's wording where it has one).
+    #[error("{0}")]
+    Invalid(String),
     /// The API server answered with an error Status: kubectl's wording,
     /// `Error from server (NotFound): credentials.k0rdent.mirantis.com "x" not found`.
     #[error("Error from server ({reason}): {message}")]

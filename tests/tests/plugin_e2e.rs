@@ -314,6 +314,13 @@ async fn explain_errors_and_exit_codes() {
     let run = estate.kubectl(&["credential", "explain", "x", "--kubeconfig", bad.to_str().unwrap()]).await;
     assert_eq!(run.code, 2);
     assert!(run.stderr.starts_with("Unable to connect to the server http://127.0.0.1:1"), "{}", run.stderr);
+    // list exits 1 on errors, as kubectl get does.
+    let run = estate.kubectl(&["credential", "list", "--kubeconfig", bad.to_str().unwrap()]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.starts_with("Unable to connect to the server http://127.0.0.1:1"), "{}", run.stderr);
+    let run = estate.kubectl(&["credential", "get", "x", "-A"]).await;
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr, "error: a resource cannot be retrieved by name across all namespaces\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

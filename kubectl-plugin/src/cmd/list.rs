@@ -30,7 +30,7 @@ pub fn run(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
 
 async fn run_live(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     if args.all_namespaces && !args.names.is_empty() {
-        return Err(CliError::Kubeconfig("a resource cannot be retrieved by name across all namespaces".to_string()));
+        return Err(CliError::Invalid("a resource cannot be retrieved by name across all namespaces".to_string()));
     }
     let conn = live::connect(&args.connect).await?;
     let rest = &conn.rest;
@@ -143,7 +143,7 @@ async fn watch(
         }
         let req = http::Request::get(path)
             .body(Vec::new())
-            .map_err(|e| CliError::Kubeconfig(format!("invalid watch request: {e}")))?;
+            .map_err(|e| CliError::Invalid(format!("invalid watch request: {e}")))?;
         let stream = rest.client().request_events::<Value>(req).await.map_err(|e| {
             let e = RestError::Transport(live::error_text(&e));
             e.into_cli(&rest.server)

@@ -646,7 +646,7 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
             if let Wanted::One { namespace, .. } = wanted {
                 return Err(not_found(rest, e, namespace).await);
             }
-            return Err(CliError::Kubeconfig(format!(
+            return Err(CliError::Invalid(format!(
                 "the server doesn't have a resource type \"credentials\" (is k0rdent installed in the cluster at \
                  {server}?)"
             )));
