@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     }
     // The 1.34 directory form: split at the first NUL into two files.
     if let Some(i) = data.iter().position(|&b| b == 0) {
-        let files = vec![("d/10-a.yaml".to_string(), data[..i].to_vec()), ("d/20-b.json".to_string(), data[i + 1..].to_vec())];
+        let files =
+            vec![("d/10-a.yaml".to_string(), data[..i].to_vec()), ("d/20-b.json".to_string(), data[i + 1..].to_vec())];
         let _ = verdict(decode_files(&files), &ValidationOptions::default());
     }
 });

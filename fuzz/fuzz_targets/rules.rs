@@ -38,7 +38,8 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
         .and_then(|n| n.as_str())
         .unwrap_or_default()
         .to_string();
-    let ns_owned = object.as_ref().and_then(|o| o.pointer("/metadata/namespace")).and_then(|n| n.as_str()).map(String::from);
+    let ns_owned =
+        object.as_ref().and_then(|o| o.pointer("/metadata/namespace")).and_then(|n| n.as_str()).map(String::from);
     let input = AdmissionInput {
         operation: op,
         kind,
