@@ -162,11 +162,11 @@ async fn stalled_body_is_answered_at_the_request_timeout() {
     assert_serves(&h, "after-stall").await;
 }
 
-/// Slowloris: clients trickling header bytes (one every 100 ms) are cut at the header-read timeout
+/// Slowloris: clients trickling header bytes (one every 100 ms) are cut at the header-read timeout (2 s)
 /// although bytes keep arriving, and the server answers a normal client meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_headers_are_cut_at_the_header_timeout() {
-    let h = start_with(Arc::new(estate()), None, |c| c.header_read_timeout = Duration::from_millis(1000)).await;
+    let h = start_with(Arc::new(estate()), None, |c| c.header_read_timeout = Duration::from_millis(2000)).await;
     let mut slow = Vec::new();
     for i in 0..20 {
         let tls = tls_connect(&h, b"http/1.1").await;
@@ -194,10 +194,11 @@ async fn slowloris_headers_are_cut_at_the_header_timeout() {
     // Meanwhile a normal client is served promptly.
     let t = Instant::now();
     assert_serves(&h, "during-slowloris").await;
-    assert!(t.elapsed() < Duration::from_secs(1), "normal request took {:?}", t.elapsed());
+    // Answered while the slow connections are still open (they are cut at 2 s).
+    assert!(t.elapsed() < Duration::from_millis(1500), "normal request took {:?}", t.elapsed());
     for s in slow {
         let (took, out) = tokio::time::timeout(Duration::from_secs(10), s).await.unwrap().unwrap();
-        assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "closed after {took:?}");
+        assert!(took >= Duration::from_millis(1800) && took < Duration::from_secs(6), "closed after {took:?}");
         assert!(!out.contains("AdmissionReview"), "{out}");
     }
     assert_serves(&h, "after-slowloris").await;

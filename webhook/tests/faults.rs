@@ -89,7 +89,7 @@ async fn sigterm_with_requests_in_flight_answers_them_all_then_exits_zero() {
         }
     }
     assert_eq!(admin_get(wh.admin, "/readyz").await, (503, "not ready: shutting down\n".to_string()));
-    assert!(during >= 10, "requests answered during the delay: {during}");
+    assert!(during >= 4, "requests answered during the delay: {during}");
 
     // 3. The drain: after the delay, finish every half-sent body; each gets its answer.
     tokio::time::sleep(Duration::from_millis(800)).await;
