@@ -420,3 +420,152 @@ async fn http2_five_hundred_streams_on_one_connection() {
         tokio::time::timeout(Duration::from_secs(30), t).await.unwrap().unwrap();
     }
 }
+
+/// An estate that never finishes syncing (as when the API server is unreachable at start).
+struct NeverSynced(credential_core::estate::MemoryEstate);
+
+impl credential_core::estate::Estate for NeverSynced {
+    fn system_namespace(&self) -> &str {
+        self.0.system_namespace()
+    }
+    fn knows_cluster(&self, c: &credential_core::estate::Cluster) -> bool {
+        self.0.knows_cluster(c)
+    }
+    fn get(
+        &self,
+        c: &credential_core::estate::Cluster,
+        g: &credential_core::gvk::Gvk,
+        ns: Option<&str>,
+        n: &str,
+    ) -> Option<Arc<Value>> {
+        self.0.get(c, g, ns, n)
+    }
+    fn list(
+        &self,
+        c: &credential_core::estate::Cluster,
+        g: &credential_core::gvk::Gvk,
+        ns: Option<&str>,
+    ) -> Vec<Arc<Value>> {
+        self.0.list(c, g, ns)
+    }
+    fn served(&self, c: &credential_core::estate::Cluster, g: &credential_core::gvk::Gvk) -> credential_core::Served {
+        self.0.served(c, g)
+    }
+    fn namespaced(&self, c: &credential_core::estate::Cluster, g: &credential_core::gvk::Gvk) -> Option<bool> {
+        self.0.namespaced(c, g)
+    }
+}
+
+impl credential_webhook::cache::ServingEstate for NeverSynced {
+    fn synced(&self) -> bool {
+        false
+    }
+}
+
+/// Before the caches synced, reviews of our kinds are refused with 503 (no decision from a
+/// half-loaded state, on either endpoint); other kinds are still allowed.
+#[tokio::test]
+async fn reviews_before_the_caches_synced_are_refused_with_503() {
+    let h = start(Arc::new(NeverSynced(estate())), None).await;
+    let c = client(&h.ca, Proto::H1);
+    let port = h.server.addr.port();
+    for path in [VALIDATE, "/mutate?timeout=10s"] {
+        let used = credential("team", "used", None);
+        let r =
+            post(&c, port, path, review("ns-1", "DELETE", CRED, Some("team"), "used", Value::Null, used, false)).await;
+        let v = r.json();
+        assert_eq!(v["response"]["uid"], "ns-1");
+        assert_eq!(v["response"]["allowed"], false, "{v}");
+        assert_eq!(v["response"]["status"]["code"], 503, "{v}");
+        assert_eq!(v["response"]["status"]["reason"], "ServiceUnavailable", "{v}");
+        assert!(v["response"]["status"]["message"].as_str().unwrap().contains("caches not synced"), "{v}");
+    }
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "team"}});
+    let r = post(
+        &c,
+        port,
+        VALIDATE,
+        review("ns-2", "CREATE", ("", "v1", "ConfigMap"), Some("team"), "x", cm, Value::Null, false),
+    )
+    .await;
+    assert_eq!(r.json()["response"]["allowed"], true);
+    let (_, metrics) = admin_get(h.server.admin_addr, "/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "credential_webhook_admission_requests_total{webhook=\"validate\",kind=\"Credential\",operation=\"DELETE\",decision=\"unavailable\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
+
+/// A request with 1 MiB of headers: refused at the HTTP layer with 431, nothing
+/// admitted, server alive.
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let h = start(Arc::new(estate()), None).await;
+    let mut tls = tls_connect(&h, b"http/1.1").await;
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\nContent-Length: 2\r\n\r\n{{}}",
+        "a".repeat(1 << 20)
+    );
+    // The server may close while we are still writing: a write error is part of the answer.
+    let _ = tls.write_all(head.as_bytes()).await;
+    let _ = tls.flush().await;
+    let text = read_http1_response(&mut tls, Duration::from_secs(5)).await;
+    assert!(text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "{text}");
+    assert!(!text.contains("AdmissionReview"), "{text}");
+    assert_serves(&h, "after-big-headers").await;
+}
+
+/// HTTP/2 rapid reset (CVE-2023-44487): 20,000 streams opened and reset at once on one connection.
+/// The server closes that connection with GOAWAY ENHANCE_YOUR_CALM, no request is left in flight,
+/// and other clients are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_flood_does_not_take_the_server_down() {
+    let h = start(Arc::new(estate()), None).await;
+    let tls = tls_connect(&h, b"h2").await;
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    let headers = request_headers();
+    const STREAMS: u32 = 20_000;
+    for i in 0..STREAMS {
+        let id = 1 + 2 * i;
+        out.extend(frame(0x1, 0x4, id, &headers)); // HEADERS, END_HEADERS, body still to come
+        out.extend(frame(0x3, 0, id, &8u32.to_be_bytes())); // RST_STREAM CANCEL
+    }
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&out).await;
+        let _ = wr.flush().await;
+        wr
+    });
+    // Read until the server closes or goes quiet; note a GOAWAY and its error code.
+    let mut goaway = None;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16384];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(15) {
+        match tokio::time::timeout(Duration::from_secs(3), rd.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+        while buf.len() >= 9 {
+            let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+            if buf.len() < 9 + len {
+                break;
+            }
+            if buf[3] == 0x7 && len >= 8 {
+                goaway = Some(u32::from_be_bytes([buf[13], buf[14], buf[15], buf[16]]));
+            }
+            buf.drain(..9 + len);
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    // hyper's h2 counts streams reset before they were accepted and answers ENHANCE_YOUR_CALM (11).
+    assert_eq!(goaway, Some(11), "GOAWAY ENHANCE_YOUR_CALM expected");
+    assert_serves(&h, "after-rapid-reset").await;
+    let (_, metrics) = admin_get(h.server.admin_addr, "/metrics").await;
+    assert_eq!(metric(&metrics, "credential_webhook_admission_in_flight"), Some(0.0), "no request left hanging");
+}
