@@ -434,11 +434,17 @@ impl Admission {
             );
         }
         if !self.estate.synced() {
-            // Deciding on half-loaded caches would deny valid objects and allow unsafe deletes.
-            tracing::warn!(webhook = webhook.as_str(), uid = %uid, kind = span_fields.1,
-                "cluster state not loaded yet (caches not synced); denied");
+            // Validating on half-loaded caches would deny valid objects and allow unsafe deletes, so
+            // validation refuses. Mutation fails open (as its failurePolicy does): no patch beats a
+            // patch computed from a partial state, and validation still judges the object.
+            let reply = match webhook {
+                Webhook::Validate => not_synced(),
+                Webhook::Mutate => allowed(),
+            };
+            tracing::warn!(webhook = webhook.as_str(), uid = %uid, kind = span_fields.1, allowed = reply.allowed,
+                "cluster state not loaded yet (caches not synced)");
             return (
-                encode(&uid, not_synced()),
+                encode(&uid, reply),
                 Decision { kind: kind.kind(), operation: operation.as_str(), decision: "unavailable" },
             );
         }

@@ -462,24 +462,34 @@ impl credential_webhook::cache::ServingEstate for NeverSynced {
     }
 }
 
-/// Before the caches synced, reviews of our kinds are refused with 503 (no decision from a
-/// half-loaded state, on either endpoint); other kinds are still allowed.
+/// Before the caches synced, validation of our kinds is refused with 503 (no decision from a
+/// half-loaded state) and mutation fails open (allowed, no patch); other kinds are still allowed.
 #[tokio::test]
 async fn reviews_before_the_caches_synced_are_refused_with_503() {
     let h = start(Arc::new(NeverSynced(estate())), None).await;
     let c = client(&h.ca, Proto::H1);
     let port = h.server.addr.port();
-    for path in [VALIDATE, "/mutate?timeout=10s"] {
-        let used = credential("team", "used", None);
-        let r =
-            post(&c, port, path, review("ns-1", "DELETE", CRED, Some("team"), "used", Value::Null, used, false)).await;
-        let v = r.json();
-        assert_eq!(v["response"]["uid"], "ns-1");
-        assert_eq!(v["response"]["allowed"], false, "{v}");
-        assert_eq!(v["response"]["status"]["code"], 503, "{v}");
-        assert_eq!(v["response"]["status"]["reason"], "ServiceUnavailable", "{v}");
-        assert!(v["response"]["status"]["message"].as_str().unwrap().contains("caches not synced"), "{v}");
-    }
+    let used = credential("team", "used", None);
+    let r =
+        post(&c, port, VALIDATE, review("ns-1", "DELETE", CRED, Some("team"), "used", Value::Null, used, false)).await;
+    let v = r.json();
+    assert_eq!(v["response"]["uid"], "ns-1");
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert_eq!(v["response"]["status"]["code"], 503, "{v}");
+    assert_eq!(v["response"]["status"]["reason"], "ServiceUnavailable", "{v}");
+    assert!(v["response"]["status"]["message"].as_str().unwrap().contains("caches not synced"), "{v}");
+    let fresh = credential("team", "fresh", None);
+    let r = post(
+        &c,
+        port,
+        "/mutate?timeout=10s",
+        review("ns-m", "CREATE", CRED, Some("team"), "fresh", fresh, Value::Null, false),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(v["response"]["uid"], "ns-m");
+    assert_eq!(v["response"]["allowed"], true, "mutation fails open before the sync: {v}");
+    assert!(v["response"].get("patch").is_none(), "no patch from a half-loaded state: {v}");
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "team"}});
     let r = post(
         &c,
