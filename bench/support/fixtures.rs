@@ -192,20 +192,29 @@ pub fn estate(credentials: usize, regions: usize, identity_secrets: bool) -> Vec
             docs: (0..regions).flat_map(|j| [region(j), kubeconfig_secret(j)]).collect(),
         },
     ];
-    let mut ids: Vec<Value> = (0..credentials).map(identity).collect();
-    if identity_secrets {
-        ids.extend((0..credentials).map(identity_secret));
-    }
-    files.push(EstateFile { path: "identities.yaml".into(), docs: ids });
-    files.push(EstateFile {
-        path: "credentials.yaml".into(),
-        docs: (0..credentials)
+    // Files of at most CHUNK objects of a kind, well under the loader's per-file size limit.
+    const CHUNK: usize = 1000;
+    for start in (0..credentials).step_by(CHUNK) {
+        let end = (start + CHUNK).min(credentials);
+        let mut ids: Vec<Value> = (start..end).map(identity).collect();
+        if identity_secrets {
+            ids.extend((start..end).map(identity_secret));
+        }
+        files.push(EstateFile { path: format!("identities-{:03}.yaml", start / CHUNK), docs: ids });
+        let creds = (start..end)
             .map(|i| {
                 let r = region_name(i % regions);
-                credential(&format!("cred-{i}"), Some(&r), &format!("aws-id-{i}"), "AWS static keys", true)
+                let mut c = credential(&format!("cred-{i}"), Some(&r), &format!("aws-id-{i}"), "AWS static keys", true);
+                // What the webhook's live cache keeps: no managedFields, no last-applied annotation.
+                if let Some(meta) = c.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("managedFields");
+                    meta.remove("annotations");
+                }
+                c
             })
-            .collect(),
-    });
+            .collect();
+        files.push(EstateFile { path: format!("credentials-{:03}.yaml", start / CHUNK), docs: creds });
+    }
     for j in 0..regions {
         let mut docs = identity_crds();
         docs.push(provider_interface(false, "AWS infrastructure provider"));

@@ -602,8 +602,13 @@ mod tests {
         let files = fixtures::estate(3, 2, false);
         let regional: Vec<_> = files.iter().filter_map(|f| f.region()).collect();
         assert_eq!(regional, ["region-0", "region-1"]);
-        let creds = files.iter().find(|f| f.path == "credentials.yaml").unwrap();
+        let creds = files.iter().find(|f| f.path == "credentials-000.yaml").unwrap();
         assert_eq!(creds.docs.len(), 3);
         assert_eq!(creds.docs[2]["spec"]["region"], "region-0");
+        assert!(creds.docs[0]["metadata"].get("managedFields").is_none(), "cached objects are trimmed");
+        let big = fixtures::estate(2500, 1, false);
+        let chunks: Vec<usize> =
+            big.iter().filter(|f| f.path.starts_with("credentials-")).map(|f| f.docs.len()).collect();
+        assert_eq!(chunks, [1000, 1000, 500]);
     }
 }
