@@ -16,6 +16,12 @@ fn with_spec(name: &str, spec: Value) -> Value {
     with(bare(name), "/spec", spec)
 }
 
+/// A Secret as a metadata-only cache holds it before reading its key names.
+fn keys_unknown_secret(name: &str, marker: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": SYS,
+           "annotations": {credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION: marker}}})
+}
+
 fn cd_spec(ns: &str, name: &str) -> Value {
     json!({"clusterDeployment": {"namespace": ns, "name": name}})
 }
@@ -100,6 +106,49 @@ fn region_create_rules() {
                 &["Region r3", "kcm-system/region1-kubeconfig", "\"kubeconfig\""],
             )],
         ),
+        case(
+            "kubeconfig Secret whose key names are not loaded yet: skipped, not denied",
+            Create,
+            Some(with_spec("r3", kubeconfig_spec("loading", "value"))),
+            None,
+            vec![],
+        )
+        .estate(|e| {
+            e.insert(&mgmt(), keys_unknown_secret("loading", "true"));
+        }),
+        case(
+            "kubeconfig Secret with known key names (none): denied",
+            Create,
+            Some(with_spec("r3", kubeconfig_spec("empty", "value"))),
+            None,
+            vec![deny("RGN007", "spec.kubeConfig.key", &["Region r3", "kcm-system/empty", "\"value\""])],
+        )
+        .estate(|e| {
+            e.insert(
+                &mgmt(),
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "empty", "namespace": SYS}}),
+            );
+        }),
+        case(
+            "keys-unknown marker other than \"true\" counts as known",
+            Create,
+            Some(with_spec("r3", kubeconfig_spec("marked", "value"))),
+            None,
+            vec![deny("RGN007", "spec.kubeConfig.key", &["kcm-system/marked"])],
+        )
+        .estate(|e| {
+            e.insert(&mgmt(), keys_unknown_secret("marked", "false"));
+        }),
+        case(
+            "keys unknown still needs the Secret to exist",
+            Create,
+            Some(with_spec("r3", kubeconfig_spec("nope", "value"))),
+            None,
+            vec![deny("RGN006", "spec.kubeConfig.name", &["kcm-system/nope", "does not exist"])],
+        )
+        .estate(|e| {
+            e.insert(&mgmt(), keys_unknown_secret("loading", "true"));
+        }),
         case("key present in stringData", Create, Some(with_spec("r3", kubeconfig_spec("sd", "config"))), None, vec![])
             .estate(|e| {
                 e.insert(

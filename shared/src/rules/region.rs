@@ -18,6 +18,21 @@ use crate::rules::{AdmissionInput, Operation};
 /// The longest Region name k0rdent's documentation allows.
 pub const NAME_MAX: usize = 21;
 
+/// Set (to `"true"`) by an estate on a Secret whose key names it has not loaded (a metadata-only
+/// cache before its key read). Rules then skip key checks instead of guessing "key missing". Real
+/// objects never carry it: the webhook's Secret cache keeps no annotations.
+pub const SECRET_KEYS_UNKNOWN_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/keys-unknown";
+
+/// Whether the estate marked this Secret's key names as not loaded (see [`SECRET_KEYS_UNKNOWN_ANNOTATION`]).
+pub fn secret_keys_unknown(secret: &Value) -> bool {
+    secret
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(SECRET_KEYS_UNKNOWN_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     match input.operation {
         Operation::Create | Operation::Update => validate_write(input, estate),
@@ -169,7 +184,8 @@ fn check_kube_config(estate: &dyn Estate, name: &str, kc: &SecretKeyReference, o
         ));
         return;
     };
-    if let Some(key) = key {
+    // Key names not loaded yet: "no such key" would be a guess, so the check is skipped.
+    if let (Some(key), false) = (key, secret_keys_unknown(&secret)) {
         // Only key names are read, never values.
         let has = |field: &str| secret.get(field).and_then(Value::as_object).is_some_and(|m| m.contains_key(key));
         if !has("data") && !has("stringData") {
