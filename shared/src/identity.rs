@@ -220,6 +220,35 @@ impl Plan {
     pub fn objects(&self) -> impl Iterator<Item = &PlannedCopy> {
         self.in_place.iter().chain(self.copies.iter())
     }
+
+    /// The plan safe to print: every value under `data`/`stringData` of every planned object
+    /// (copies and in-place objects, whatever their kind) becomes [`REDACTED`]; keys stay.
+    /// Every caller that shows a plan uses this, so none can forget the in-place Secrets.
+    pub fn redacted(&self) -> Plan {
+        let mut plan = self.clone();
+        for copy in plan.copies.iter_mut().chain(plan.in_place.iter_mut()) {
+            if let Some(obj) = copy.object.as_mut() {
+                redact_values(obj);
+            }
+        }
+        plan
+    }
+}
+
+/// What [`Plan::redacted`] puts in place of a Secret value.
+pub const REDACTED: &str = "<redacted>";
+
+/// Replaces every value under the top-level `data`/`stringData` of `obj` with [`REDACTED`]
+/// (a non-map field is replaced whole).
+pub fn redact_values(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else { return };
+    for field in ["data", "stringData"] {
+        match map.get_mut(field) {
+            Some(Value::Object(values)) => values.values_mut().for_each(|v| *v = Value::String(REDACTED.into())),
+            Some(Value::Null) | None => {}
+            Some(other) => *other = Value::String(REDACTED.into()),
+        }
+    }
 }
 
 impl Serialize for Cluster {
@@ -615,4 +644,37 @@ fn set_owners(obj: &Value, owners: &[String]) -> Value {
 fn normalise_owners<'a>(owners: impl Iterator<Item = &'a str>) -> Vec<String> {
     let set: BTreeSet<String> = owners.map(str::trim).filter(|o| !o.is_empty()).map(str::to_string).collect();
     set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn copy(ns: &str, object: Value) -> PlannedCopy {
+        let key = ObjectKey::new(Gvk::secret(), Some(ns.into()), "s");
+        PlannedCopy { source: key.clone(), target: key, via: None, depth: 1, object: Some(object) }
+    }
+
+    #[test]
+    fn redacted_plan_hides_values_of_copies_and_in_place_objects() {
+        let secret = json!({"kind": "Secret", "data": {"a": "c2VjcmV0"}, "stringData": {"b": "plain-secret"}});
+        let custom = json!({"kind": "Custom", "data": "c2VjcmV0", "spec": {"keep": "me"}});
+        let plan = Plan {
+            credential: "ns/c".into(),
+            target_cluster: Some(Cluster::Management),
+            provider_interface: None,
+            copies: vec![copy("a", secret.clone()), copy("b", custom)],
+            in_place: vec![copy("kcm-system", secret)],
+            problems: Vec::new(),
+        };
+        let text = serde_json::to_string(&plan.redacted()).unwrap();
+        assert!(!text.contains("c2VjcmV0") && !text.contains("plain-secret"), "{text}");
+        let r = plan.redacted();
+        assert_eq!(r.in_place[0].object.as_ref().unwrap()["data"]["a"], REDACTED);
+        assert_eq!(r.copies[0].object.as_ref().unwrap()["stringData"]["b"], REDACTED);
+        assert_eq!(r.copies[1].object.as_ref().unwrap()["spec"]["keep"], "me");
+        // The original keeps its values: the distributor applies it.
+        assert_eq!(plan.in_place[0].object.as_ref().unwrap()["data"]["a"], "c2VjcmV0");
+    }
 }

@@ -1250,28 +1250,73 @@ fn secret_has_key(secret: &Value, key: &str) -> bool {
         .any(|f| secret.get(*f).and_then(|d| d.get(key)).and_then(Value::as_str).is_some_and(|v| !v.is_empty()))
 }
 
-/// What differs between the desired copy and the one in the target cluster, by field and key
-/// (never by value). Secrets compare `data` with `stringData` folded in, as the API server stores them.
-/// `plan` uses it too, to show what distribution would change.
+/// Top-level fields that are not a copy's content: what the object is, server state, and metadata
+/// (whose labels and owners are compared on their own).
+const NOT_CONTENT: &[&str] = &["apiVersion", "kind", "metadata", "status"];
+
+/// What differs between the copy distribution writes (`desired`: the sanitised source, as
+/// [`identity::sanitize`] makes it) and the object in the target cluster (`actual`), by field and
+/// key name, never by value. Empty means unchanged: the distributor writes nothing, and `plan` and
+/// `explain` say "unchanged"/"identical" (all three use this one comparison).
+///
+/// Compared:
+/// - every top-level field except apiVersion/kind/metadata/status, on both sides (a field only the
+///   target has differs too: applying removes it); Secrets with `stringData` folded into `data`, as
+///   the API server stores them;
+/// - the labels `desired` sets, except the managed label (whether the target is ours is a
+///   conflict, reported by the callers, not a difference);
+/// - the owners annotation, which must already list every owner `desired` names (other owners of
+///   a shared copy are kept, so they are no difference).
 pub fn differences(desired: &Value, actual: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let (d, a) = (normalised(desired), normalised(actual));
-    for field in ["data", "spec"] {
-        let (dv, av) = (d.get(field), a.get(field));
+    let empty = serde_json::Map::new();
+    let (dm, am) = (d.as_object().unwrap_or(&empty), a.as_object().unwrap_or(&empty));
+    let mut fields: Vec<&String> = dm.keys().chain(am.keys()).filter(|k| !NOT_CONTENT.contains(&k.as_str())).collect();
+    fields.sort();
+    fields.dedup();
+    for field in fields {
+        let (dv, av) = (dm.get(field), am.get(field));
         if dv == av {
             continue;
         }
-        match (dv.and_then(Value::as_object), av.and_then(Value::as_object)) {
-            (Some(dm), Some(am)) => {
-                let mut keys: Vec<&String> = dm.keys().chain(am.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                let changed: Vec<&str> =
-                    keys.into_iter().filter(|k| dm.get(*k) != am.get(*k)).map(String::as_str).collect();
-                out.push(format!("{field} differs (keys: {})", changed.join(", ")));
+        // Keys on either side that differ; a map only one side has counts all its keys.
+        let changed: Option<Vec<&String>> = match (dv, av) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                Some(x.keys().chain(y.keys()).filter(|k| x.get(*k) != y.get(*k)).collect())
+            }
+            (Some(Value::Object(x)), None) | (None, Some(Value::Object(x))) => Some(x.keys().collect()),
+            _ => None,
+        };
+        match changed {
+            Some(mut k) if !k.is_empty() => {
+                k.sort();
+                k.dedup();
+                let k: Vec<&str> = k.into_iter().map(String::as_str).collect();
+                out.push(format!("{field} differs (keys: {})", k.join(", ")));
             }
             _ => out.push(format!("{field} differs")),
         }
+    }
+    let label = |obj: &Value, k: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)).cloned();
+    let mut labels_changed: Vec<&str> = desired
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|l| {
+            l.iter()
+                .filter(|(k, v)| k.as_str() != labels::MANAGED && label(actual, k).as_ref() != Some(*v))
+                .map(|(k, _)| k.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !labels_changed.is_empty() {
+        labels_changed.sort_unstable();
+        out.push(format!("labels differ (keys: {})", labels_changed.join(", ")));
+    }
+    let have = identity::owners_of(actual);
+    let lacking: Vec<String> = identity::owners_of(desired).into_iter().filter(|o| !have.contains(o)).collect();
+    if !lacking.is_empty() {
+        out.push(format!("owners annotation lacks {}", lacking.join(", ")));
     }
     out
 }
@@ -1337,6 +1382,38 @@ mod tests {
         let d = differences(&a, &c);
         assert_eq!(d, vec!["data differs (keys: k, x)".to_string()]);
         assert!(!d[0].contains("Zm9v") && !d[0].contains("YmFy"), "values leaked: {d:?}");
+    }
+
+    #[test]
+    fn differences_cover_every_field_the_distributor_applies_by_name_only() {
+        let owner = |o: &str| json!({labels::OWNERS_ANNOTATION: o});
+        let desired = json!({"kind": "Secret", "metadata": {"labels": {labels::MANAGED: "true", "team": "a"},
+            "annotations": owner("ns/c")}, "type": "Opaque", "data": {"k": "c2VjcmV0"}});
+        let mut actual = desired.clone();
+        actual["metadata"]["labels"]["extra"] = json!("kept");
+        actual["metadata"]["annotations"] = owner("ns/b\nns/c");
+        actual["metadata"]["resourceVersion"] = json!("9");
+        actual["status"] = json!({"x": 1});
+        assert!(differences(&desired, &actual).is_empty(), "{:?}", differences(&desired, &actual));
+        actual["type"] = json!("kubernetes.io/tls");
+        actual["binaryData"] = json!({"blob": "c2VjcmV0"});
+        actual["metadata"]["labels"]["team"] = json!("b");
+        actual["metadata"]["annotations"] = owner("ns/b");
+        let d = differences(&desired, &actual);
+        assert_eq!(
+            d,
+            vec![
+                "binaryData differs (keys: blob)".to_string(),
+                "type differs".to_string(),
+                "labels differ (keys: team)".to_string(),
+                "owners annotation lacks ns/c".to_string(),
+            ]
+        );
+        assert!(!d.concat().contains("c2VjcmV0"), "values leaked: {d:?}");
+        // Whether the target is ours is a conflict for the callers, not a difference.
+        let mut unmanaged = desired.clone();
+        unmanaged["metadata"]["labels"][labels::MANAGED] = json!("false");
+        assert!(differences(&desired, &unmanaged).is_empty());
     }
 
     fn cred(region: Option<&str>, message: Option<&str>) -> Value {

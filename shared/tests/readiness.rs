@@ -289,7 +289,8 @@ fn unmanaged_copies_warn_when_identical_and_conflict_when_different() {
     let region1 = Cluster::Region("region1".into());
     let secret = |name: &str| (*estate().get(&region1, &Gvk::secret(), Some("kcm-system"), name).unwrap()).clone();
     let mut same = secret("aws-cluster-identity-secret");
-    same["metadata"]["labels"] = serde_json::json!({});
+    // Not managed, otherwise what distribution writes: identical.
+    same["metadata"]["labels"].as_object_mut().unwrap().remove(credential_core::model::labels::MANAGED);
     let r = explain("kcm-system", "aws-region1-cred", &estate_with(&region1, same)).unwrap();
     assert_eq!(r.verdict, Verdict::Ready, "{}", r.root_cause);
     let copies = check(&r, "Copies");
@@ -297,7 +298,7 @@ fn unmanaged_copies_warn_when_identical_and_conflict_when_different() {
     assert!(copies.children[0].summary.contains("not marked managed"), "{copies:?}");
 
     let mut other = secret("aws-rotated-identity-secret");
-    other["metadata"]["labels"] = serde_json::json!({});
+    other["metadata"]["labels"].as_object_mut().unwrap().remove(credential_core::model::labels::MANAGED);
     let r = explain("kcm-system", "aws-stale-cred", &estate_with(&region1, other)).unwrap();
     assert!(r.root_cause.ends_with("is stale: data differs (keys: SecretAccessKey)"), "{}", r.root_cause);
     assert!(check(&r, "Copies").children[0].summary.contains("conflict"), "{:?}", check(&r, "Copies"));

@@ -134,8 +134,9 @@ async fn watch(
             rv = list_rv;
         }
         let mut path = format!(
-            "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds=1800&resourceVersion={}",
+            "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={}",
             credentials_path(ns),
+            live::WATCH_SECONDS,
             encode(&rv)
         );
         if let Some(sel) = &args.selector {
@@ -144,7 +145,8 @@ async fn watch(
         let req = http::Request::get(path)
             .body(Vec::new())
             .map_err(|e| CliError::Invalid(format!("invalid watch request: {e}")))?;
-        let stream = rest.client().request_events::<Value>(req).await.map_err(|e| {
+        // Not rest's GET client: its read timeout would end an idle watch after seconds.
+        let stream = rest.watch_client().await?.request_events::<Value>(req).await.map_err(|e| {
             let e = RestError::Transport(live::error_text(&e));
             e.into_cli(&rest.server)
         })?;

@@ -28,6 +28,11 @@ use crate::error::CliError;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time to wait for a response.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Server-side length of one watch request (`timeoutSeconds`): the server ends it, we restart it.
+pub const WATCH_SECONDS: u64 = 1800;
+/// Read timeout of watches: an idle watch gets no bytes for minutes (bookmarks are rare), so
+/// [`READ_TIMEOUT`] would kill it; past the server's own end only a dead connection is silent.
+const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(WATCH_SECONDS + 60);
 /// Requests in flight at once per phase.
 const CONCURRENCY: usize = 16;
 
@@ -35,6 +40,9 @@ const CONCURRENCY: usize = 16;
 #[derive(Clone)]
 pub struct Rest {
     client: kube::Client,
+    /// The client for watches (long read timeout), built on first use.
+    watch_client: std::sync::Arc<tokio::sync::OnceCell<kube::Client>>,
+    config: kube::Config,
     pub server: String,
 }
 
@@ -166,9 +174,13 @@ impl Rest {
         config.connect_timeout = Some(CONNECT_TIMEOUT);
         config.read_timeout = Some(READ_TIMEOUT);
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
-        let client = kube::Client::try_from(config)
-            .map_err(|e| CliError::Kubeconfig(format!("cannot create a client for {server}: {}", error_text(&e))))?;
-        Ok(Rest { client, server })
+        let client = Self::client_for(config.clone(), &server)?;
+        Ok(Rest { client, watch_client: Default::default(), config, server })
+    }
+
+    fn client_for(config: kube::Config, server: &str) -> Result<kube::Client, CliError> {
+        kube::Client::try_from(config)
+            .map_err(|e| CliError::Kubeconfig(format!("cannot create a client for {server}: {}", error_text(&e))))
     }
 
     /// GET a path as JSON.
@@ -219,9 +231,18 @@ impl Rest {
         }
     }
 
-    pub fn client(&self) -> &kube::Client {
-        &self.client
+    /// The client for watch requests: same connection settings, but a read timeout longer than a
+    /// watch's `timeoutSeconds` (see [`WATCH_READ_TIMEOUT`]).
+    pub async fn watch_client(&self) -> Result<&kube::Client, CliError> {
+        self.watch_client.get_or_try_init(|| async { Self::client_for(watch_config(&self.config), &self.server) }).await
     }
+}
+
+/// `config` for watch requests: the connect timeout stays, the read timeout outlasts a watch.
+fn watch_config(config: &kube::Config) -> kube::Config {
+    let mut config = config.clone();
+    config.read_timeout = Some(WATCH_READ_TIMEOUT);
+    config
 }
 
 /// Percent-encodes a path segment or query value (names come from the command line).
@@ -826,6 +847,18 @@ mod tests {
         let s = redacted(json!({"kind": "Secret", "metadata": {"annotations": {"a": "b"}}, "data": {"value": "eA=="}}));
         assert_eq!(s["data"]["value"], "<redacted>");
         assert!(s["metadata"].get("annotations").is_none());
+    }
+
+    #[tokio::test]
+    async fn watches_outlast_the_server_timeout_and_gets_do_not() {
+        let mut config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        config.read_timeout = Some(READ_TIMEOUT);
+        let watch = watch_config(&config);
+        // An idle watch sees no bytes until a bookmark or the server's end: the socket must wait longer.
+        assert!(watch.read_timeout.unwrap() > Duration::from_secs(WATCH_SECONDS));
+        assert_eq!(config.read_timeout, Some(READ_TIMEOUT));
+        let rest = Rest::new(config).unwrap();
+        assert!(rest.watch_client.get().is_none(), "built on first watch only");
     }
 
     #[test]

@@ -6,15 +6,11 @@ use credential_core::identity::{self, ObjectKey, Plan, PlannedCopy};
 use credential_core::readiness::{self, Source};
 use credential_core::{Cluster, Estate};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::{Exit, Loaded, Scope, load_estate, write_structured};
 use crate::cli::{PlanArgs, ReportOutput};
 use crate::error::CliError;
 use crate::style::{Style, clean};
-
-/// Placeholder for Secret values in JSON output: plans show what is copied, never the secrets.
-const REDACTED: &str = "<redacted>";
 
 /// What applying a planned copy would do to the target cluster as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,8 +55,8 @@ pub fn run(args: &PlanArgs, style: Style, out: &mut dyn Write) -> Result<Exit, C
     let changes = changes(&plan, &loaded);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {
-            let mut value = serde_json::to_value(&plan)?;
-            redact(&mut value);
+            // The core redacts copies and in-place objects alike: plans never print Secret values.
+            let mut value = serde_json::to_value(plan.redacted())?;
             if let Some(map) = value.as_object_mut() {
                 map.insert("current".to_string(), serde_json::to_value(&changes)?);
             }
@@ -107,21 +103,6 @@ fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
         out.push(Change { target: t.clone(), action: action.0, differences: action.1 });
     }
     Changes { compared: true, not_compared_because: None, changes: out }
-}
-
-/// Replaces every value under `data`/`stringData` of planned objects.
-fn redact(plan: &mut Value) {
-    let Some(copies) = plan.get_mut("copies").and_then(Value::as_array_mut) else { return };
-    for copy in copies {
-        let Some(obj) = copy.get_mut("object").and_then(Value::as_object_mut) else { continue };
-        for field in ["data", "stringData"] {
-            if let Some(map) = obj.get_mut(field).and_then(Value::as_object_mut) {
-                for v in map.values_mut() {
-                    *v = Value::String(REDACTED.to_string());
-                }
-            }
-        }
-    }
 }
 
 fn key(k: &ObjectKey) -> String {
@@ -218,22 +199,4 @@ fn via(c: &PlannedCopy) -> String {
         .as_ref()
         .map(|v| format!("  via {} of {}", clean(&v.name_field_path), key(&v.parent)))
         .unwrap_or_else(|| "  (the identity)".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn redaction_replaces_every_secret_value() {
-        let mut v = json!({"copies": [
-            {"object": {"kind": "Secret", "data": {"a": "c2VjcmV0"}, "stringData": {"b": "secret"}}},
-            {"object": null}
-        ]});
-        redact(&mut v);
-        let text = v.to_string();
-        assert!(!text.contains("c2VjcmV0") && !text.contains("\"secret\""), "{text}");
-        assert_eq!(v["copies"][0]["object"]["data"]["a"], REDACTED);
-    }
 }

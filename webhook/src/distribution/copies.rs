@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, Weak};
 use credential_core::estate::Cluster;
 use credential_core::identity::{ObjectKey, is_managed, owners_annotation_value, owners_of, sanitize};
 use credential_core::model::labels;
+use credential_core::readiness::differences;
 use kube::api::{ApiResource, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 
@@ -68,18 +69,11 @@ pub fn desired_object(planned: &Value, target: &ObjectKey, owners: &[String]) ->
     obj
 }
 
-const CONTENT_IGNORED: &[&str] = &["apiVersion", "kind", "metadata", "status"];
-
-/// Whether `existing` already carries everything `desired` says (content, labels, owners).
+/// Whether `existing` already carries everything `desired` says (content, labels, owners): the
+/// core's comparison, the same one `kubectl credential plan`/`explain` show, so they agree on
+/// "unchanged".
 pub fn same_content(existing: &Value, desired: &Value) -> bool {
-    let (Some(e), Some(d)) = (existing.as_object(), desired.as_object()) else { return false };
-    let content_same =
-        d.iter().filter(|(k, _)| !CONTENT_IGNORED.contains(&k.as_str())).all(|(k, v)| e.get(k) == Some(v))
-            && e.keys().filter(|k| !CONTENT_IGNORED.contains(&k.as_str())).all(|k| d.contains_key(k));
-    let labels_same = desired.pointer("/metadata/labels").and_then(Value::as_object).is_none_or(|dl| {
-        dl.iter().all(|(k, v)| existing.pointer("/metadata/labels").and_then(|l| l.get(k)) == Some(v))
-    });
-    content_same && labels_same && owners_of(existing) == owners_of(desired)
+    differences(desired, existing).is_empty()
 }
 
 /// (cluster, group, kind, namespace, name) of a target object.
@@ -258,8 +252,16 @@ mod tests {
         live["data"]["k"] = json!("Mg==");
         assert!(!same_content(&live, &d), "rotated data must be re-applied");
         let mut live2 = d.clone();
+        live2["metadata"]["annotations"][labels::OWNERS_ANNOTATION] = json!("ns/b");
+        assert!(!same_content(&live2, &d), "this owner is not recorded yet");
+        // apply_copy's desired owners are the existing ones plus this one: nothing to write when
+        // the copy already lists them all.
+        let shared = desired_object(&planned, &key(Some("n"), "s"), &["ns/a".to_string(), "ns/b".to_string()]);
         live2["metadata"]["annotations"][labels::OWNERS_ANNOTATION] = json!("ns/a\nns/b");
-        assert!(!same_content(&live2, &d), "owner set differs");
+        assert!(same_content(&live2, &shared));
+        let mut typed = d.clone();
+        typed["type"] = json!("kubernetes.io/tls");
+        assert!(!same_content(&typed, &d), "every top-level field counts, not just data");
         let mut live3 = d.clone();
         live3["stringData"] = json!({"x": "y"});
         assert!(!same_content(&live3, &d), "a field the source no longer has must go");
