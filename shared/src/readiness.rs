@@ -981,25 +981,38 @@ impl Explainer<'_> {
                 .and_then(|l| l.get(labels::MANAGED))
                 .and_then(Value::as_str)
                 == Some("true");
-            let check = match (diffs.is_empty(), managed) {
-                (true, true) => Check::new(t.gvk.kind.clone(), Status::Pass, format!("{} identical", key_name(t))),
+            let check = match (diffs.content.is_empty(), managed) {
+                (true, true) if diffs.metadata.is_empty() => {
+                    Check::new(t.gvk.kind.clone(), Status::Pass, format!("{} identical", key_name(t)))
+                }
+                // Usable as is; only what distribution records on it lags (it writes on its next pass).
+                (true, true) => Check::new(
+                    t.gvk.kind.clone(),
+                    Status::Warn,
+                    format!(
+                        "{} identical; distribution will update its metadata: {}",
+                        key_name(t),
+                        diffs.metadata.join("; ")
+                    ),
+                ),
                 (true, false) => Check::new(
                     t.gvk.kind.clone(),
                     Status::Warn,
                     format!("{} identical, but not marked managed: distribution will not update it", key_name(t)),
                 ),
                 (false, m) => {
-                    stale.push((label.clone(), diffs.join("; "), m));
-                    Check::new(
+                    let diffs = diffs.all().join("; ");
+                    let check = Check::new(
                         t.gvk.kind.clone(),
                         Status::Fail,
                         format!(
-                            "{} {}: {}",
+                            "{} {}: {diffs}",
                             key_name(t),
                             if m { "stale" } else { "differs and is not managed (conflict)" },
-                            diffs.join("; ")
                         ),
-                    )
+                    );
+                    stale.push((label.clone(), diffs, m));
+                    check
                 }
             };
             children.push(check);
@@ -1254,21 +1267,42 @@ fn secret_has_key(secret: &Value, key: &str) -> bool {
 /// (whose labels and owners are compared on their own).
 const NOT_CONTENT: &[&str] = &["apiVersion", "kind", "metadata", "status"];
 
+/// What differs between a planned copy and the object in the target cluster, by field, key and
+/// owner name (never a value). See [`differences`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CopyDifferences {
+    /// The object's content: what the copy exists for (a stale copy is not usable as is).
+    pub content: Vec<String>,
+    /// What distribution records on the copy: the labels it sets and the owners annotation.
+    pub metadata: Vec<String>,
+}
+
+impl CopyDifferences {
+    /// Nothing differs: the distributor writes nothing, `plan` says "unchanged".
+    pub fn is_empty(&self) -> bool {
+        self.content.is_empty() && self.metadata.is_empty()
+    }
+
+    /// Every difference, content first.
+    pub fn all(&self) -> Vec<String> {
+        self.content.iter().chain(&self.metadata).cloned().collect()
+    }
+}
+
 /// What differs between the copy distribution writes (`desired`: the sanitised source, as
-/// [`identity::sanitize`] makes it) and the object in the target cluster (`actual`), by field and
-/// key name, never by value. Empty means unchanged: the distributor writes nothing, and `plan` and
-/// `explain` say "unchanged"/"identical" (all three use this one comparison).
+/// [`identity::sanitize`] makes it) and the object in the target cluster (`actual`). The one
+/// comparison of the distributor (writes nothing when empty), `plan` (unchanged/update) and
+/// `explain` (identical/stale).
 ///
 /// Compared:
-/// - every top-level field except apiVersion/kind/metadata/status, on both sides (a field only the
-///   target has differs too: applying removes it); Secrets with `stringData` folded into `data`, as
-///   the API server stores them;
-/// - the labels `desired` sets, except the managed label (whether the target is ours is a
-///   conflict, reported by the callers, not a difference);
-/// - the owners annotation, which must already list every owner `desired` names (other owners of
-///   a shared copy are kept, so they are no difference).
-pub fn differences(desired: &Value, actual: &Value) -> Vec<String> {
-    let mut out = Vec::new();
+/// - content: every top-level field except apiVersion/kind/metadata/status, on both sides (a field
+///   only the target has differs too: applying removes it); Secrets with `stringData` folded into
+///   `data`, as the API server stores them;
+/// - metadata: the labels `desired` sets, except the managed label (whether the target is ours is
+///   a conflict, reported by the callers, not a difference); and the owners annotation, which must
+///   already list every owner `desired` names (other owners of a shared copy are kept).
+pub fn differences(desired: &Value, actual: &Value) -> CopyDifferences {
+    let mut out = CopyDifferences::default();
     let (d, a) = (normalised(desired), normalised(actual));
     let empty = serde_json::Map::new();
     let (dm, am) = (d.as_object().unwrap_or(&empty), a.as_object().unwrap_or(&empty));
@@ -1293,9 +1327,9 @@ pub fn differences(desired: &Value, actual: &Value) -> Vec<String> {
                 k.sort();
                 k.dedup();
                 let k: Vec<&str> = k.into_iter().map(String::as_str).collect();
-                out.push(format!("{field} differs (keys: {})", k.join(", ")));
+                out.content.push(format!("{field} differs (keys: {})", k.join(", ")));
             }
-            _ => out.push(format!("{field} differs")),
+            _ => out.content.push(format!("{field} differs")),
         }
     }
     let label = |obj: &Value, k: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)).cloned();
@@ -1311,12 +1345,12 @@ pub fn differences(desired: &Value, actual: &Value) -> Vec<String> {
         .unwrap_or_default();
     if !labels_changed.is_empty() {
         labels_changed.sort_unstable();
-        out.push(format!("labels differ (keys: {})", labels_changed.join(", ")));
+        out.metadata.push(format!("labels differ (keys: {})", labels_changed.join(", ")));
     }
     let have = identity::owners_of(actual);
     let lacking: Vec<String> = identity::owners_of(desired).into_iter().filter(|o| !have.contains(o)).collect();
     if !lacking.is_empty() {
-        out.push(format!("owners annotation lacks {}", lacking.join(", ")));
+        out.metadata.push(format!("owners annotation lacks {}", lacking.join(", ")));
     }
     out
 }
@@ -1379,7 +1413,7 @@ mod tests {
         let b = json!({"kind": "Secret", "data": {"k": "Zm9v"}});
         assert!(differences(&a, &b).is_empty());
         let c = json!({"kind": "Secret", "data": {"k": "YmFy", "x": "eA=="}});
-        let d = differences(&a, &c);
+        let d = differences(&a, &c).all();
         assert_eq!(d, vec!["data differs (keys: k, x)".to_string()]);
         assert!(!d[0].contains("Zm9v") && !d[0].contains("YmFy"), "values leaked: {d:?}");
     }
@@ -1400,16 +1434,12 @@ mod tests {
         actual["metadata"]["labels"]["team"] = json!("b");
         actual["metadata"]["annotations"] = owner("ns/b");
         let d = differences(&desired, &actual);
+        assert_eq!(d.content, vec!["binaryData differs (keys: blob)".to_string(), "type differs".to_string()]);
         assert_eq!(
-            d,
-            vec![
-                "binaryData differs (keys: blob)".to_string(),
-                "type differs".to_string(),
-                "labels differ (keys: team)".to_string(),
-                "owners annotation lacks ns/c".to_string(),
-            ]
+            d.metadata,
+            vec!["labels differ (keys: team)".to_string(), "owners annotation lacks ns/c".to_string()]
         );
-        assert!(!d.concat().contains("c2VjcmV0"), "values leaked: {d:?}");
+        assert!(!d.all().concat().contains("c2VjcmV0"), "values leaked: {d:?}");
         // Whether the target is ours is a conflict for the callers, not a difference.
         let mut unmanaged = desired.clone();
         unmanaged["metadata"]["labels"][labels::MANAGED] = json!("false");

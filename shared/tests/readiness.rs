@@ -285,6 +285,21 @@ fn kcm_not_ready_with_every_check_passing_is_still_not_ready() {
 }
 
 #[test]
+fn copies_lacking_only_this_owner_warn_and_stay_ready() {
+    let region1 = Cluster::Region("region1".into());
+    let mut copy =
+        (*estate().get(&region1, &Gvk::secret(), Some("kcm-system"), "aws-cluster-identity-secret").unwrap()).clone();
+    copy["metadata"]["annotations"][credential_core::model::labels::OWNERS_ANNOTATION] =
+        serde_json::json!("kcm-system/someone-else");
+    let r = explain("kcm-system", "aws-region1-cred", &estate_with(&region1, copy)).unwrap();
+    assert_eq!(r.verdict, Verdict::Ready, "{}", r.root_cause);
+    let copies = check(&r, "Copies");
+    assert_eq!(copies.status, Status::Warn);
+    let secret = copies.children.iter().find(|c| c.summary.contains("aws-cluster-identity-secret")).unwrap();
+    assert!(secret.summary.ends_with("owners annotation lacks kcm-system/aws-region1-cred"), "{copies:?}");
+}
+
+#[test]
 fn unmanaged_copies_warn_when_identical_and_conflict_when_different() {
     let region1 = Cluster::Region("region1".into());
     let secret = |name: &str| (*estate().get(&region1, &Gvk::secret(), Some("kcm-system"), name).unwrap()).clone();

@@ -90,7 +90,8 @@ fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
         let action = match loaded.estate.get(target, &t.gvk, t.namespace.as_deref(), &t.name) {
             None => (Action::Create, Vec::new()),
             Some(actual) => {
-                let diffs = readiness::differences(desired, &actual);
+                // The distributor's own comparison: "unchanged" here means it writes nothing.
+                let diffs = readiness::differences(desired, &actual).all();
                 if !identity::is_managed(&actual) {
                     (Action::Conflict, diffs)
                 } else if diffs.is_empty() {
