@@ -8,6 +8,7 @@ pub mod fieldpath;
 pub mod finding;
 pub mod gvk;
 pub mod identity;
+pub mod kubeconfig;
 pub mod kubelet;
 pub mod model;
 pub mod mutate;

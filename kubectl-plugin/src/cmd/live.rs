@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use credential_core::gvk::builtin_scope;
 use credential_core::identity::{self, ObjectKey, PlanProblem};
+use credential_core::kubeconfig::{UntrustedKubeconfig, parse_untrusted};
 use credential_core::model::{self, Region};
 use credential_core::{Cluster, Estate, Gvk, MemoryEstate};
 use futures_util::{StreamExt, stream};
@@ -577,8 +578,14 @@ async fn read_region(
         };
     };
     let result = async {
-        // Parse errors can quote the document: say where, never what.
-        let kc = Kubeconfig::from_yaml(&text)
+        // Checked before any client exists: whoever writes this Secret must not get a command run
+        // or a file read on the operator's machine. The client is built from the checked value.
+        // Errors say where, never what (the document holds credentials).
+        let checked = parse_untrusted(&text, &format!("Secret {ns}/{name}[{key}]")).map_err(|e| match e {
+            UntrustedKubeconfig::Syntax(_) => format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig"),
+            e => format!("kubeconfig in Secret {ns}/{name}[{key}] is rejected: {e}"),
+        })?;
+        let kc: Kubeconfig = serde_json::from_value(checked)
             .map_err(|_| format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig"))?;
         let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use credential_core::estate::{Cluster, Estate, Served};
 use credential_core::gvk::{Gvk, builtin_scope};
+use credential_core::kubeconfig::{self, UntrustedKubeconfig};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
@@ -616,6 +617,8 @@ enum RegionError {
     // Parse errors are not shown: their text may quote the (secret) kubeconfig.
     #[error("kubeconfig Secret {0}/{1} key {2:?} does not hold a usable kubeconfig")]
     BadKubeconfig(String, String, String),
+    #[error("kubeconfig Secret {0}/{1} key {2:?} is rejected: {3}")]
+    Untrusted(String, String, String, UntrustedKubeconfig),
 }
 
 /// Reads the kubeconfig Secret (recording its key names) and builds the regional client.
@@ -632,7 +635,14 @@ async fn regional_client(client: &Client, index: &Index, src: &KubeconfigSource)
         .get(&src.key)
         .ok_or_else(|| RegionError::NoKey(src.namespace.clone(), src.name.clone(), src.key.clone()))?;
     let text = std::str::from_utf8(&raw.0).map_err(|_| bad())?;
-    let kc = Kubeconfig::from_yaml(text).map_err(|_| bad())?;
+    // Checked before any client exists: the Secret's writer must not make this pod run a command
+    // or send its files (the ServiceAccount token) anywhere. The client is built from the checked value.
+    let source = format!("Secret {}/{}[{}]", src.namespace, src.name, src.key);
+    let value = kubeconfig::parse_untrusted(text, &source).map_err(|e| match e {
+        UntrustedKubeconfig::Syntax(_) => bad(),
+        e => RegionError::Untrusted(src.namespace.clone(), src.name.clone(), src.key.clone(), e),
+    })?;
+    let kc: Kubeconfig = serde_json::from_value(value).map_err(|_| bad())?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|_| bad())?;
     Client::try_from(config).map_err(|_| bad())
 }

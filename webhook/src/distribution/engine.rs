@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use credential_core::estate::Cluster;
 use credential_core::gvk::Gvk;
 use credential_core::identity::{self, ObjectKey, Plan, PlanProblem};
+use credential_core::kubeconfig::{UntrustedKubeconfig, parse_untrusted};
 use credential_core::model::labels;
 use json_patch::Patch as JsonPatch;
 use k8s_openapi::api::core::v1::Secret;
@@ -731,9 +732,17 @@ impl Engine {
             .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} has no key {key:?}")))?;
         let text = std::str::from_utf8(&bytes.0)
             .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not UTF-8 text")))?;
-        // The parse error is not shown: it may quote the kubeconfig, which holds credentials.
-        let kubeconfig = Kubeconfig::from_yaml(text)
-            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig (YAML)")))?;
+        // Checked before any client exists: the Secret's writer must not make this pod run a command
+        // or send its files (the ServiceAccount token) anywhere. The client is built from the checked
+        // value. Syntax errors name a line, never the text (it holds credentials).
+        let checked = parse_untrusted(text, &format!("Secret {ns}/{name}[{key}]")).map_err(|e| match e {
+            UntrustedKubeconfig::Syntax(_) => {
+                bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig (YAML)"))
+            }
+            e => bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is rejected: {e}")),
+        })?;
+        let kubeconfig: Kubeconfig = serde_json::from_value(checked)
+            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig")))?;
         let mut cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is unusable: {e}")))?;

@@ -1,0 +1,174 @@
+//! A Region's kubeconfig Secret is written by whoever may write that Secret (for a
+//! `spec.clusterDeployment` Region, a tenant namespace). `kubectl credential explain` runs on an
+//! operator's machine: a kubeconfig from such a Secret must never make it run a command or read a
+//! local file. Here one Region's kubeconfig has an `exec` plugin (a script that would leave a marker
+//! file) and another's a `tokenFile`; both point at a live regional emulator that must see no request.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use credential_e2e::Emulator;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `target/<profile>/kubectl-credential` beside this test's executable, built when missing or older
+/// than the plugin's and the core's sources.
+fn plugin_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = profile_dir.join("kubectl-credential");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+    let mut newest = std::time::UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> =
+        ["kubectl-plugin/src", "shared/src", "Cargo.lock"].iter().map(|p| workspace().join(p)).collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            newest = newest.max(modified(&p));
+        }
+    }
+    if !bin.exists() || modified(&bin) < newest {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "kubectl-credential", "--bin", "kubectl-credential"]).current_dir(workspace());
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo runs").success(), "cargo build -p kubectl-credential failed");
+    }
+    bin
+}
+
+/// The management objects of the example estate (not its regional ones).
+fn example_management_yaml() -> String {
+    let dir = workspace().join("examples/estate");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n---\n")
+}
+
+/// A Region (Ready), its Credential, and the kubeconfig Secret `secret_ns/secret_name[value]`.
+fn region_yaml(name: &str, spec: &str, secret_ns: &str, secret_name: &str, kubeconfig: &str) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(kubeconfig);
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {secret_name}, namespace: {secret_ns}}}\ndata: {{value: {b64}}}\n\
+         ---\napiVersion: k0rdent.mirantis.com/v1beta1\nkind: Region\nmetadata: {{name: {name}}}\nspec: {spec}\n\
+         status: {{conditions: [{{type: Ready, status: \"True\"}}]}}\n---\n\
+         apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {{name: {name}-cred, namespace: kcm-system}}\n\
+         spec: {{region: {name}, identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: \
+         AWSClusterStaticIdentity, name: aws-cluster-identity}}}}\n---\n"
+    )
+}
+
+/// A kubeconfig for `server` whose only user is `user` (a YAML flow mapping).
+fn kubeconfig(server: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: r\nclusters: [{{name: r, cluster: {{server: \"{server}\"}}}}]\n\
+         contexts: [{{name: r, context: {{cluster: r, user: r}}}}]\nusers: [{{name: r, user: {user}}}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_region_kubeconfig_with_exec_or_token_file_is_rejected_and_nothing_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("exec-plugin-ran");
+    let script = dir.path().join("exec-plugin.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntouch '{}'\necho '{{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\
+             \"status\":{{\"token\":\"t\"}}}}'\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let token_file = dir.path().join("operator-token");
+    std::fs::write(&token_file, "OPERATOR-LOCAL-TOKEN").unwrap();
+
+    let regional = Emulator::builder().context_name("regional").start().await.unwrap();
+    let mgmt = Emulator::builder().context_name("mgmt").start().await.unwrap();
+    mgmt.seed_yaml(&example_management_yaml()).unwrap();
+    let exec_user = format!(
+        "{{exec: {{apiVersion: client.authentication.k8s.io/v1, command: \"{}\", interactiveMode: Never}}}}",
+        script.display()
+    );
+    let token_user = format!("{{tokenFile: \"{}\"}}", token_file.display());
+    let seeds = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: tenant}}\n---\n{}{}",
+        region_yaml(
+            "exec-region",
+            "{kubeConfig: {name: exec-region-kubeconfig, key: value}}",
+            "kcm-system",
+            "exec-region-kubeconfig",
+            &kubeconfig(&regional.url(), &exec_user),
+        ),
+        // Through a ClusterDeployment: its `<cd>-kubeconfig` Secret lives in the tenant's namespace.
+        region_yaml(
+            "file-region",
+            "{clusterDeployment: {name: cd1, namespace: tenant}}",
+            "tenant",
+            "cd1-kubeconfig",
+            &kubeconfig(&regional.url(), &token_user),
+        ),
+    );
+    mgmt.seed_yaml(&seeds).unwrap();
+
+    let bin = plugin_binary();
+    let explain = |cred: &str| {
+        let out = std::process::Command::new(&bin)
+            .args(["explain", cred, "-n", "kcm-system", "--kubeconfig"])
+            .arg(mgmt.kubeconfig_path())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+
+    let (code, stdout, stderr) = explain("exec-region-cred");
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    // The verdict line carries the root cause unwrapped; the tree shows it as the regional-cluster check.
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            "Credential kcm-system/exec-region-cred is NOT READY: Region exec-region: regional API unreachable: \
+             kubeconfig in Secret kcm-system/exec-region-kubeconfig[value] is rejected: users[0].user.exec is set; \
+             it runs a local command"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[FAIL] Regional cluster    exec-region: regional API unreachable: kubeconfig"),
+        "{stdout}"
+    );
+    let (code, stdout2, stderr2) = explain("file-region-cred");
+    assert_eq!(code, Some(1), "{stdout2}\n{stderr2}");
+    let first = stdout2.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(
+            "kubeconfig in Secret tenant/cd1-kubeconfig[value] is rejected: users[0].user.tokenFile is set; it reads \
+             a local file"
+        ),
+        "{stdout2}"
+    );
+
+    // Nothing ran, nothing was read, nothing was sent.
+    assert!(!marker.exists(), "the exec plugin of a Secret's kubeconfig ran on the operator's machine");
+    assert_eq!(regional.request_counts().values().sum::<u64>(), 0, "{:?}", regional.request_counts());
+    for text in [&stdout, &stderr, &stdout2, &stderr2] {
+        assert!(!text.contains(&*script.to_string_lossy()), "the command is shown: {text}");
+        assert!(!text.contains(&*token_file.to_string_lossy()) && !text.contains("OPERATOR-LOCAL-TOKEN"), "{text}");
+    }
+
+    // The script does leave its marker when run: its absence above is the check's doing.
+    assert!(std::process::Command::new(&script).status().unwrap().success());
+    assert!(marker.exists());
+}
