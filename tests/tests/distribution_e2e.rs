@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -876,6 +877,227 @@ async fn secrets_are_watched_only_in_namespaces_rbac_grants() {
         proxy.requests("PATCH /api/v1").is_empty() && proxy.requests("POST /api/v1/namespaces/team/secrets").is_empty()
     );
     d.shutdown().await;
+}
+
+/// A TCP proxy that can wedge, like a hung load balancer: while stalled it still accepts connections but
+/// forwards nothing in either direction, on new and already open connections. Requests get no answer and
+/// open watches go quiet without closing.
+struct StallProxy {
+    port: u16,
+    stalled: Arc<AtomicBool>,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+impl StallProxy {
+    async fn start(upstream: u16) -> StallProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (st, ts) = (Arc::clone(&stalled), Arc::clone(&tasks));
+        let accept = tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let st = Arc::clone(&st);
+                let conn = tokio::spawn(async move {
+                    if st.load(Ordering::SeqCst) {
+                        // Accepted, never answered: the socket stays open until the proxy goes.
+                        return hold_open(down).await;
+                    }
+                    let Ok(up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
+                    let ((dr, dw), (ur, uw)) = (down.into_split(), up.into_split());
+                    tokio::join!(pump(dr, uw, &st), pump(ur, dw, &st));
+                });
+                ts.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        StallProxy { port, stalled, tasks }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections work again (the wedged ones stay wedged, as after a real outage).
+    fn resume(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
+    }
+
+    fn client(&self) -> kube::Client {
+        kube::Client::try_from(kube::Config::new(self.url().parse().unwrap())).unwrap()
+    }
+}
+
+async fn hold_open(_socket: tokio::net::TcpStream) {
+    std::future::pending::<()>().await;
+}
+
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, stalled: &AtomicBool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if stalled.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await; // swallowed: the other side waits forever
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+fn unreachable_reason(mgmt: &Emulator, name: &str) -> Option<Value> {
+    condition(mgmt, SYS, name).filter(|c| c["status"] == "False" && c["reason"] == "ClusterUnreachable")
+}
+
+/// One regional API server wedges after the distributor connected (its ProviderInterface list succeeded,
+/// so the cluster looks healthy), another accepts TCP and never answers at all. More Credentials target
+/// them than there are workers. The healthy region still converges at once; every Credential of the stuck
+/// ones gets ClusterUnreachable within a bounded time, and converges when its region answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_region_does_not_hold_up_the_others() {
+    let mgmt = Emulator::builder().crds(true).start().await.unwrap();
+    let (r1, r2) = (regional_emulator().await, regional_emulator().await);
+    register_region(&mgmt, "r1", &r1.kubeconfig_yaml());
+    let wedge = StallProxy::start(r2.port()).await;
+    register_region(&mgmt, "r2", &r2.kubeconfig_yaml().replace(&r2.url(), &wedge.url()));
+    let hole = StallProxy::start(r1.port()).await;
+    hole.stall();
+    register_region(&mgmt, "r3", &r1.kubeconfig_yaml().replace(&r1.url(), &hole.url()));
+    seed_aws_static(&mgmt, "aws-id", "aws-secret", "AKIA9");
+    let client = client_for(&mgmt).await;
+    let cfg = DistributionConfig {
+        workers: 4,
+        per_cluster_concurrency: 2,
+        request_timeout: Duration::from_secs(1),
+        convergence_timeout: Duration::from_secs(5),
+        cluster_timeout: Duration::from_secs(2),
+        ..test_config()
+    };
+    let d = Distributor::start(cfg, client.clone());
+    let av = format!("{INFRA}/v1beta2");
+    let cred =
+        |name: &str, region: &str| credential(SYS, name, region, &av, "AWSClusterStaticIdentity", "aws-id", None);
+    create(&client, &cred("before", "r2")).await;
+    wait_condition(&mgmt, SYS, "before", "True").await;
+
+    wedge.stall();
+    let started = Instant::now();
+    let stuck: Vec<String> = (0..8).map(|i| format!("r2-{i}")).chain(["r3-0".to_string()]).collect();
+    for name in &stuck {
+        create(&client, &cred(name, if name.starts_with("r2") { "r2" } else { "r3" })).await;
+    }
+    for i in 0..4 {
+        create(&client, &cred(&format!("r1-{i}"), "r1")).await;
+    }
+    for i in 0..4 {
+        wait_condition(&mgmt, SYS, &format!("r1-{i}"), "True").await;
+    }
+    let healthy = started.elapsed();
+    for name in &stuck {
+        let c = eventually(&format!("{name} ClusterUnreachable"), WAIT, || unreachable_reason(&mgmt, name)).await;
+        assert!(c["message"].as_str().unwrap().contains("retrying"), "{c}");
+    }
+    let unreachable = started.elapsed();
+    println!("healthy region converged after {healthy:?}; all stuck Credentials reported after {unreachable:?}");
+    assert!(healthy < Duration::from_secs(10), "the healthy region waited on the stuck ones: {healthy:?}");
+    assert!(secret(&r2, SYS, "aws-secret").is_some(), "the copy made before the stall stays");
+
+    // The wedge clears: new connections answer, the stuck Credentials converge.
+    wedge.resume();
+    for name in stuck.iter().filter(|n| n.starts_with("r2")) {
+        wait_condition(&mgmt, SYS, name, "True").await;
+    }
+    assert!(unreachable_reason(&mgmt, "r3-0").is_some(), "r3 still never answers");
+    tokio::time::timeout(Duration::from_secs(15), d.shutdown()).await.expect("shutdown is bounded");
+}
+
+/// The leader's management API wedges (requests accepted, never answered): it stops distributing at the
+/// renew deadline, before its Lease expires, and only then does the other replica take over. Never two
+/// leaders at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_lease_renewal_gives_up_leadership_before_the_lease_expires() {
+    let w = world(1).await;
+    seed_aws_static(&w.mgmt, "aws-id", "aws-secret", "AKIA10");
+    let le = LeaderElection {
+        namespace: SYS.to_string(),
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        renew_period: Duration::from_millis(200),
+        retry_period: Duration::from_millis(200),
+        ..LeaderElection::default()
+    };
+    let cfg = |name: &str| DistributionConfig {
+        leader_election: Some(le.clone()),
+        instance: name.to_string(),
+        ..test_config()
+    };
+    let wedge = StallProxy::start(w.mgmt.port()).await;
+    let a = Distributor::start(cfg("replica-a"), wedge.client());
+    let ha = a.handle();
+    eventually("replica-a leads", WAIT, || ha.is_leader().then_some(())).await;
+    let b = Distributor::start(cfg("replica-b"), w.client.clone());
+    let hb = b.handle();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(ha.is_leader() && !hb.is_leader(), "replica-a renews, replica-b waits");
+
+    wedge.stall();
+    let stalled = Instant::now();
+    let lease = || w.mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), &le.name).unwrap();
+    let mut a_stopped: Option<(Instant, Value)> = None;
+    let b_started = loop {
+        assert!(!(ha.is_leader() && hb.is_leader()), "two leaders at once");
+        let now = Instant::now();
+        if a_stopped.is_none() && !ha.is_leader() {
+            a_stopped = Some((now, lease()));
+        }
+        if hb.is_leader() {
+            break now;
+        }
+        assert!(stalled.elapsed() < WAIT, "no takeover");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let (a_stopped, held) = a_stopped.expect("replica-a stopped before replica-b started");
+    assert!(a_stopped <= b_started);
+    // The Lease as replica-a left it: still its own, and it had not expired when replica-a stopped.
+    assert_eq!(held["spec"]["holderIdentity"], "replica-a", "{held}");
+    let renewed: jiff::Timestamp = held["spec"]["renewTime"].as_str().unwrap().parse().unwrap();
+    let expires = renewed + jiff::SignedDuration::from_secs(held["spec"]["leaseDurationSeconds"].as_i64().unwrap());
+    let stopped_wall = jiff::Timestamp::now() - jiff::SignedDuration::try_from(a_stopped.elapsed()).unwrap();
+    assert!(stopped_wall < expires, "replica-a led until {stopped_wall}, its Lease expired at {expires}");
+    println!(
+        "replica-a stopped {:?} after the stall, {:?} before its Lease expired; replica-b took over {:?} later",
+        a_stopped - stalled,
+        expires.duration_since(stopped_wall),
+        b_started - a_stopped
+    );
+
+    // The new leader distributes.
+    create(
+        &w.client,
+        &credential(SYS, "after", "r1", &format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id", None),
+    )
+    .await;
+    wait_condition(&w.mgmt, SYS, "after", "True").await;
+    assert!(!ha.is_leader());
+    tokio::time::timeout(Duration::from_secs(15), a.shutdown()).await.expect("a wedged replica still shuts down");
+    b.shutdown().await;
 }
 
 /// 1,000 Credentials over 10 regional emulators: time to converge and API requests per copied object.

@@ -55,7 +55,7 @@ pub struct ServeArgs {
     #[arg(long, env = "CREDENTIAL_WEBHOOK_TLS_KEY_FILE")]
     pub tls_key_file: PathBuf,
     /// How often the certificate files are checked for changes.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_TLS_RELOAD_INTERVAL")]
+    #[arg(long, default_value = "1s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_TLS_RELOAD_INTERVAL")]
     pub tls_reload_interval: Duration,
     /// Plain-HTTP address for /livez, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080", env = "CREDENTIAL_WEBHOOK_ADMIN_LISTEN")]
@@ -75,10 +75,10 @@ pub struct ServeArgs {
     #[arg(long, env = "CREDENTIAL_WEBHOOK_ESTATE")]
     pub estate: Option<PathBuf>,
     /// Budget for one request, headers to reply (keep below the webhook's timeoutSeconds).
-    #[arg(long, default_value = "8s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_REQUEST_TIMEOUT")]
+    #[arg(long, default_value = "8s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_REQUEST_TIMEOUT")]
     pub request_timeout: Duration,
     /// Budget for the TLS handshake and the request headers.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "CREDENTIAL_WEBHOOK_HEADER_READ_TIMEOUT")]
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Duration,
     /// Largest AdmissionReview accepted, in bytes (an UPDATE carries two objects of up to 1.5 MiB).
     #[arg(long, default_value_t = 4 << 20, env = "CREDENTIAL_WEBHOOK_MAX_BODY_BYTES")]
@@ -124,7 +124,12 @@ pub struct CertsArgs {
     pub hosts: Vec<String>,
 }
 
-/// Parses `500ms`, `2s`, `1m`, `1h` (or a bare number of seconds).
+/// Longest duration any flag takes: a year. Far beyond any sane setting, and well inside what
+/// timers can add to the current instant without overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `500ms`, `2s`, `1m`, `1h` (or a bare number of seconds), from 0 up to a year. clap
+/// puts the flag's name in front of the error.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
@@ -137,10 +142,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => value * 3600.0,
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("{s:?} is not a valid duration"));
+    // try_from: a value too large for a Duration is an error here, not a panic.
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("{s:?} is not a valid duration (0 up to 365 days, e.g. 500ms, 2s, 1m)")),
     }
-    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Like [`parse_duration`], for intervals and timeouts where zero makes no sense (a zero poll
+/// interval would stop certificate reloads; a zero timeout would refuse every request).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{:?} is zero; give a positive duration such as 500ms or 2s", s.trim()));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -155,6 +171,29 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_duration("2 weeks").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("365d").unwrap_err(), "\"365d\": unknown unit \"d\" (use ms, s, m or h)");
+        // Too large for a Duration (from_secs_f64 would panic) and merely absurd: both refused.
+        assert!(parse_duration(&"9".repeat(40)).unwrap_err().contains("not a valid duration"));
+        assert!(parse_duration("9000000h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_positive_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_positive_duration("0ms").unwrap_err().contains("zero"));
+    }
+
+    #[test]
+    fn zero_intervals_and_timeouts_are_refused_naming_the_flag() {
+        let base = ["credential-webhook", "serve", "--tls-cert-file", "c", "--tls-key-file", "k"];
+        for flag in ["--tls-reload-interval", "--request-timeout", "--header-read-timeout"] {
+            let err = Cli::try_parse_from(base.iter().copied().chain([flag, "0s"])).unwrap_err().to_string();
+            assert!(err.contains(flag) && err.contains("zero"), "{flag}: {err}");
+            let err = Cli::try_parse_from(base.iter().copied().chain([flag, "1e400"])).unwrap_err().to_string();
+            assert!(err.contains(flag), "{flag}: {err}");
+        }
+        // A zero drain delay is a legitimate choice.
+        let cli = Cli::try_parse_from(base.iter().copied().chain(["--shutdown-delay", "0s"])).unwrap();
+        let Command::Serve(args) = cli.command else { panic!("serve expected") };
+        assert_eq!(args.shutdown_delay, Duration::ZERO);
     }
 
     #[test]

@@ -369,8 +369,6 @@ async fn read_body(mut body: Body, limit: usize) -> BodyRead {
 }
 
 async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {
-    // The semaphore is never closed, so acquire cannot fail; without a permit we still answer.
-    let _permit = app.limit.acquire().await.ok();
     // A guard, so a request abandoned by its client (future dropped) still leaves the gauge.
     struct InFlight<'a>(&'a Metrics);
     impl Drop for InFlight<'_> {
@@ -381,6 +379,10 @@ async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {
     app.metrics.in_flight.inc();
     let _in_flight = InFlight(&app.metrics);
     let work = async {
+        // Waiting for a slot counts against --request-timeout: under overload we still answer
+        // before the API server's timeoutSeconds. The semaphore is never closed, so acquire
+        // cannot fail; without a permit we still answer.
+        let _permit = app.limit.acquire().await.ok();
         match read_body(body, app.max_body_bytes).await {
             BodyRead::Full(bytes) => app.admission.review(webhook, &bytes),
             BodyRead::TooLarge(prefix) => app.admission.oversized(webhook, &prefix, app.max_body_bytes),

@@ -178,7 +178,8 @@ impl CertReloader {
 
     /// Polls until `stop` is cancelled, logging and counting every reload and failure.
     pub async fn run(mut self, metrics: Arc<Metrics>, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(self.files.poll_interval);
+        // interval() panics on zero; the CLI refuses 0, this guards programmatic callers.
+        let mut tick = tokio::time::interval(self.files.poll_interval.max(Duration::from_millis(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut read_failing = false;
         loop {

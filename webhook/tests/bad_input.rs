@@ -162,6 +162,48 @@ async fn stalled_body_is_answered_at_the_request_timeout() {
     assert_serves(&h, "after-stall").await;
 }
 
+/// Waiting for a concurrency slot counts against --request-timeout. One slot, taken in turn by two
+/// stalled bodies for a whole budget each: a well-formed request sent after them is still answered within
+/// about one budget (before the API server's timeoutSeconds), not after both of theirs.
+#[tokio::test]
+async fn waiting_for_a_slot_counts_against_the_request_timeout() {
+    let budget = Duration::from_millis(1500);
+    let h = start_with(Arc::new(estate()), None, |c| {
+        c.request_timeout = budget;
+        c.max_concurrent_requests = 1;
+    })
+    .await;
+    let body = valid_review("slot-stall").to_string();
+    let head = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tls = tls_connect(&h, b"http/1.1").await;
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body.as_bytes()[..body.len() / 2]).await.unwrap();
+        tls.flush().await.unwrap();
+        stalled.push(tls);
+        tokio::time::sleep(Duration::from_millis(50)).await; // queued in this order
+    }
+    let c = client(&h.ca, Proto::H1);
+    let started = Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        post(&c, h.server.addr.port(), VALIDATE, valid_review("late").to_string()),
+    )
+    .await
+    .expect("answered");
+    let took = started.elapsed();
+    // Waiting outside the budget would answer only after both stalled requests: about two budgets.
+    assert!(took < budget * 8 / 5, "waited for the slot past its own budget: {took:?}");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["response"]["uid"], "late", "{:?}", r.body);
+    drop(stalled);
+    assert_serves(&h, "after-slot-stall").await;
+}
+
 /// Slowloris: clients trickling header bytes (one every 100 ms) are cut at the header-read timeout (2 s)
 /// although bytes keep arriving, and the server answers a normal client meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

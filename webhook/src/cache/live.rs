@@ -44,7 +44,7 @@ pub enum LiveError {
 
 /// A client for the management cluster: `kubeconfig` when given, else in-cluster / $KUBECONFIG.
 pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, LiveError> {
-    let config = match kubeconfig {
+    let mut config = match kubeconfig {
         Some(path) => {
             let err = |message: String| LiveError::Kubeconfig { path: path.display().to_string(), message };
             let kc = Kubeconfig::read_from(path).map_err(|e| err(e.to_string()))?;
@@ -52,6 +52,11 @@ pub async fn client(kubeconfig: Option<&Path>) -> Result<Client, LiveError> {
         }
         None => Config::infer().await.map_err(|e| LiveError::Infer(e.to_string()))?,
     };
+    // kube's default is no read timeout: a request the API server never answers would hang for
+    // good. This client also watches, and a quiet watch lasts up to 290 s (then the watcher
+    // reconnects), so the bound sits above that; the distributor bounds its own work tighter.
+    config.read_timeout = Some(crate::distribution::WATCH_READ_TIMEOUT);
+    config.reset_reader_on_write = true;
     Client::try_from(config).map_err(|e| LiveError::Client(e.to_string()))
 }
 

@@ -79,10 +79,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ClusterConn {
     /// Connects lazily: nothing is sent until the ProviderInterface watch starts. `on_pis` is
-    /// called whenever the ProviderInterfaces are (re)listed or change.
+    /// called whenever the ProviderInterfaces are (re)listed or change. `client` sends requests,
+    /// `watch_client` (no short read timeout) watches the ProviderInterfaces.
     pub fn new(
         cluster: Cluster,
         client: kube::Client,
+        watch_client: kube::Client,
         kubeconfig: Option<((String, String), Option<String>)>,
         concurrency: usize,
         watch_backoff: Backoff,
@@ -92,7 +94,7 @@ impl ClusterConn {
         let (tx, rx) = watch::channel(PiState::Pending);
         let mut conn = ClusterConn {
             cluster: cluster.clone(),
-            client: client.clone(),
+            client,
             kubeconfig,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             resources: Mutex::default(),
@@ -102,7 +104,7 @@ impl ClusterConn {
             tasks: Vec::new(),
         };
         let (pi_ar, _) = known_resource(&Gvk::provider_interface()).unwrap_or_else(unreachable_pi);
-        let api: Api<DynamicObject> = Api::all_with(client, &pi_ar);
+        let api: Api<DynamicObject> = Api::all_with(watch_client, &pi_ar);
         let mut buffer: Vec<Arc<Value>> = Vec::new();
         let task = spawn_watch(api, watcher::Config::default(), watch_backoff, move |item| match item {
             WatchItem::Init => buffer.clear(),

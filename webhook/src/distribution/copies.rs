@@ -152,6 +152,14 @@ pub async fn apply_copy(
     Ok(if existing.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
 }
 
+/// The merge patch that leaves `owners` on a copy, guarded by its resourceVersion. No owner left
+/// (KCM's labels keep the copy): the annotation is removed (null), as `identity::without_owner`
+/// does, never left as an empty string.
+fn release_patch(rv: Option<String>, owners: &[String]) -> Value {
+    let value = if owners.is_empty() { Value::Null } else { json!(owners_annotation_value(owners)) };
+    json!({"metadata": {"resourceVersion": rv, "annotations": {labels::OWNERS_ANNOTATION: value}}})
+}
+
 /// Removes `owner` from a copy's owners, deleting the copy when nobody owns it any more.
 pub async fn release_copy(
     conn: &ClusterConn,
@@ -186,10 +194,7 @@ pub async fn release_copy(
             Err(e) => Err(classify(&conn.cluster, format!("delete {}", what()), e)),
         };
     }
-    let patch = json!({"metadata": {
-        "resourceVersion": rv,
-        "annotations": {labels::OWNERS_ANNOTATION: owners_annotation_value(&owners)},
-    }});
+    let patch = release_patch(rv, &owners);
     let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.to_string()), ..PatchParams::default() };
     match api.patch(&target.name, &params, &Patch::Merge(&patch)).await {
         Ok(_) => Ok(ReleaseOutcome::Released),
@@ -273,6 +278,26 @@ mod tests {
             labels::MANAGED: "true"}}});
         assert_eq!(kcm_owner_labels(&obj), 1);
         assert!(is_managed(&obj));
+    }
+
+    #[test]
+    fn release_patch_removes_an_emptied_owners_annotation() {
+        let p = release_patch(Some("7".into()), &[]);
+        assert_eq!(p["metadata"]["resourceVersion"], "7");
+        let ann = p["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(ann.get(labels::OWNERS_ANNOTATION), Some(&Value::Null), "removed, not \"\": {p}");
+        let p = release_patch(None, &["b/y".to_string(), "a/x".to_string()]);
+        assert_eq!(p["metadata"]["annotations"][labels::OWNERS_ANNOTATION], "a/x\nb/y");
+        // The merge patch applied to a copy KCM still labels: no owners annotation at all, as the core's
+        // without_owner leaves it.
+        let mut live = live_before();
+        json_patch::merge(&mut live, &release_patch(Some("7".into()), &[]));
+        assert_eq!(live, credential_core::identity::without_owner(&live_before(), "ns/c"));
+    }
+
+    fn live_before() -> Value {
+        json!({"metadata": {"resourceVersion": "7", "annotations": {labels::OWNERS_ANNOTATION: "ns/c", "keep": "1"},
+            "labels": {labels::MANAGED: "true"}}})
     }
 
     #[tokio::test]

@@ -121,6 +121,9 @@ pub fn forbidden_hint(key: &WatchKey) -> String {
 /// A Region whose client was built from a kubeconfig Secret, with the Secret's resourceVersion.
 type RegionBuild = (String, Option<String>);
 
+/// A Region's connection, built once by whichever worker asks first.
+type RegionSlot = Arc<tokio::sync::OnceCell<Arc<ClusterConn>>>;
+
 /// How one convergence ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -143,7 +146,9 @@ pub struct Engine {
     pub mgmt_conn: Arc<ClusterConn>,
     pub queue: Arc<WorkQueue<CredentialKey>>,
     pub metrics: DistributionMetrics,
-    regions: tokio::sync::Mutex<HashMap<String, Arc<ClusterConn>>>,
+    /// One slot per Region, filled on first use: a slow build holds up only that Region's
+    /// callers, never the map (nor other Regions).
+    regions: Mutex<HashMap<String, RegionSlot>>,
     /// Regions as last seen by the Region watch.
     pub region_objects: RwLock<HashMap<String, Arc<Value>>>,
     health: Mutex<HashMap<Cluster, Health>>,
@@ -194,6 +199,7 @@ impl Engine {
             let mgmt_conn = ClusterConn::new(
                 Cluster::Management,
                 mgmt.clone(),
+                mgmt.clone(),
                 None,
                 config.per_cluster_concurrency,
                 config.cluster_backoff,
@@ -205,7 +211,7 @@ impl Engine {
                 mgmt_conn,
                 queue,
                 metrics,
-                regions: tokio::sync::Mutex::default(),
+                regions: Mutex::default(),
                 region_objects: RwLock::default(),
                 health: Mutex::default(),
                 failures: Mutex::default(),
@@ -283,7 +289,8 @@ impl Engine {
 
     /// Drops the cached connection of a Region (its kubeconfig changed or the Region went away).
     pub async fn drop_region(&self, region: &str) {
-        if let Some(conn) = self.regions.lock().await.remove(region)
+        let slot = lock(&self.regions).remove(region);
+        if let Some(conn) = slot.as_ref().and_then(|s| s.get())
             && let Some((secret, _)) = &conn.kubeconfig
         {
             let mut kcs = lock(&self.kubeconfigs);
@@ -510,7 +517,12 @@ impl Engine {
         while let Some(key) = self.queue.next().await {
             self.metrics.queue_depth.set(self.queue.depth() as i64);
             let started = Instant::now();
-            let outcome = self.converge(&key).await;
+            // Bounded: whatever hangs (a permit, a cluster, the management API), the worker, the
+            // permit it holds and the key come free, and the target backs off.
+            let outcome = match tokio::time::timeout(self.config.convergence_timeout, self.converge(&key)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Ok(self.timed_out(&key).await),
+            };
             self.metrics.convergence_seconds.observe(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(Outcome::Done) => {
@@ -526,6 +538,55 @@ impl Engine {
             self.queue.done(&key);
             self.metrics.queue_depth.set(self.queue.depth() as i64);
         }
+    }
+
+    /// A convergence ran past `convergence_timeout`: its target is treated as unreachable (it
+    /// backs off) and the Credential says so. Every request here is bounded too: the management
+    /// API may be what hung.
+    async fn timed_out(&self, key: &CredentialKey) -> Outcome {
+        let limit = self.config.convergence_timeout;
+        let bound = self.config.request_timeout;
+        let api = self.credential_api(&key.namespace);
+        let credential = match tokio::time::timeout(bound, api.get_opt(&key.name)).await {
+            Ok(Ok(Some(obj))) => Some(to_value(&obj)),
+            _ => None,
+        };
+        let remembered = lock(&self.footprints).get(key).and_then(|f| f.target.clone());
+        let target = credential.as_ref().and_then(identity::target_of).or(remembered);
+        if let Some(t) = &target {
+            self.cluster_failed(t);
+        }
+        let detail = format!("one convergence took longer than {}s (it is retried with backoff)", limit.as_secs_f64());
+        let err = match &target {
+            Some(cluster) => DistributionError::Unreachable { cluster: cluster.clone(), detail },
+            None => DistributionError::Unreachable { cluster: Cluster::Management, detail },
+        };
+        tracing::warn!(credential = %key, reason = err.reason(), error = %err, "distribution timed out");
+        if let (Some(credential), Some(target)) = (&credential, &target) {
+            let deleting = credential.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+            let (reason, message) = if deleting {
+                (
+                    "ReleasePending".to_string(),
+                    format!(
+                        "copies in {target} not released yet ({err}); finalizer {} stays until they are, retrying \
+                         with backoff",
+                        labels::DISTRIBUTION_FINALIZER
+                    ),
+                )
+            } else {
+                (
+                    err.reason().to_string(),
+                    format!("identities not distributed to {target}: {err}; retrying with backoff"),
+                )
+            };
+            let desired = DesiredCondition { ok: false, reason, message };
+            let reported = tokio::time::timeout(bound, self.report(&api, credential, &desired)).await;
+            if matches!(reported, Ok(Ok(true))) {
+                let event = self.event(credential, EventType::Warning, &desired.reason, "Distribute", &desired.message);
+                let _ = tokio::time::timeout(bound, event).await;
+            }
+        }
+        Outcome::Failed { reason: err.reason().to_string() }
     }
 
     fn retry(&self, key: &CredentialKey, reason: &str) {
@@ -596,13 +657,18 @@ impl Engine {
             self.add_finalizer(key, &api, &credential, &finalizers).await?;
         }
         if let Some(wait) = self.cluster_wait(&target) {
+            self.report_backing_off(&api, &credential, &target).await;
             return Ok(Outcome::Wait(wait));
         }
         match self.distribute(key, &credential, &target).await {
-            Ok(result) => {
-                let failed = !result.condition.ok;
-                self.report(&api, &credential, &result.condition).await?;
-                Ok(if failed { Outcome::Failed { reason: result.condition.reason } } else { Outcome::Done })
+            Ok(Distributed::Wait(wait)) => {
+                self.report_backing_off(&api, &credential, &target).await;
+                Ok(Outcome::Wait(wait))
+            }
+            Ok(Distributed::Done(condition)) => {
+                let failed = !condition.ok;
+                self.report(&api, &credential, &condition).await?;
+                Ok(if failed { Outcome::Failed { reason: condition.reason } } else { Outcome::Done })
             }
             Err(e) => {
                 if matches!(e, DistributionError::Unreachable { .. })
@@ -620,6 +686,32 @@ impl Engine {
                 }
                 Ok(Outcome::Failed { reason: e.reason().to_string() })
             }
+        }
+    }
+
+    /// A Credential whose cluster is backing off says so (`ClusterUnreachable`), written once,
+    /// not at every retry: every Credential of a stalled cluster shows why it waits, not only
+    /// those that happened to be attempted.
+    async fn report_backing_off(&self, api: &Api<DynamicObject>, credential: &Value, target: &Cluster) {
+        let err = DistributionError::Unreachable {
+            cluster: target.clone(),
+            detail: "it failed to answer recently (refused, or no reply within the timeout)".to_string(),
+        };
+        let already = credential.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c["type"] == labels::DISTRIBUTED_CONDITION && c["status"] == "False" && c["reason"] == err.reason()
+            })
+        });
+        if already {
+            return;
+        }
+        let desired = DesiredCondition {
+            ok: false,
+            reason: err.reason().to_string(),
+            message: format!("identities not distributed to {target}: {err}; retrying with backoff"),
+        };
+        if let Err(e) = self.report(api, credential, &desired).await {
+            tracing::debug!(error = %e, "condition not written; the next attempt writes it");
         }
     }
 
@@ -703,10 +795,14 @@ impl Engine {
             Cluster::Management => return Ok(Arc::clone(&self.mgmt_conn)),
             Cluster::Region(r) => r,
         };
-        let mut regions = self.regions.lock().await;
-        if let Some(c) = regions.get(region) {
-            return Ok(Arc::clone(c));
-        }
+        // The map's lock is held only to find the slot; the build (API reads) runs outside it.
+        let slot = Arc::clone(lock(&self.regions).entry(region.clone()).or_default());
+        slot.get_or_try_init(|| self.build_connection(target)).await.map(Arc::clone)
+    }
+
+    /// Builds a Region's connection from its kubeconfig Secret.
+    async fn build_connection(&self, target: &Cluster) -> Result<Arc<ClusterConn>, DistributionError> {
+        let Cluster::Region(region) = target else { return Ok(Arc::clone(&self.mgmt_conn)) };
         let region_obj = self.region_object(region).await?;
         let (ns, name, key) = kubeconfig_ref(&region_obj, &self.config.system_namespace)
             .map_err(|detail| DistributionError::RegionKubeconfig { region: region.clone(), detail })?;
@@ -747,6 +843,17 @@ impl Engine {
             .await
             .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is unusable: {e}")))?;
         cfg.connect_timeout = Some(self.config.connect_timeout);
+        // Two clients. Requests time out (a cluster that accepts the connection and never answers
+        // is unreachable, not a hang holding a worker and a permit); the timeout counts from the
+        // request, not from when a pooled connection went idle. Watches stay quiet for minutes:
+        // their client only catches a list or watch that never gets an answer.
+        let mut watch_cfg = cfg.clone();
+        watch_cfg.read_timeout = Some(super::WATCH_READ_TIMEOUT);
+        watch_cfg.reset_reader_on_write = true;
+        cfg.read_timeout = Some(self.config.request_timeout);
+        cfg.reset_reader_on_write = true;
+        let watch_client = kube::Client::try_from(watch_cfg)
+            .map_err(|e| bad(format!("no client from the kubeconfig in Secret {ns}/{name}: {e}")))?;
         let client = kube::Client::try_from(cfg)
             .map_err(|e| bad(format!("no client from the kubeconfig in Secret {ns}/{name}: {e}")))?;
         let rv = secret.metadata.resource_version.clone();
@@ -754,12 +861,12 @@ impl Engine {
         let conn = ClusterConn::new(
             target.clone(),
             client,
+            watch_client,
             Some(((ns, name), rv)),
             self.config.per_cluster_concurrency,
             self.config.cluster_backoff,
             Arc::clone(&self.on_pis),
         );
-        regions.insert(region.clone(), Arc::clone(&conn));
         Ok(conn)
     }
 
@@ -889,6 +996,10 @@ impl Engine {
     ) -> Result<Distributed, DistributionError> {
         let conn = self.connection(target).await?;
         let _permit = conn.permits.acquire().await;
+        // The cluster may have failed while this key waited for a permit: back off, not pile on.
+        if let Some(wait) = self.cluster_wait(target) {
+            return Ok(Distributed::Wait(wait));
+        }
         let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
         self.cluster_ok(target);
         let plan = self.plan(credential, target, &conn, pis, false).await?;
@@ -969,7 +1080,7 @@ impl Engine {
                 message: problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
             },
         };
-        Ok(Distributed { condition })
+        Ok(Distributed::Done(condition))
     }
 
     /// Releases this Credential's ownership of its copies, deleting those nobody else owns; the
@@ -1063,8 +1174,11 @@ impl Engine {
     }
 }
 
-struct Distributed {
-    condition: DesiredCondition,
+enum Distributed {
+    /// Attempted: the condition to report.
+    Done(DesiredCondition),
+    /// Not attempted: the cluster started backing off meanwhile.
+    Wait(Duration),
 }
 
 fn summary(items: &[String]) -> String {
@@ -1173,6 +1287,39 @@ mod tests {
         let h = forbidden_hint(&watch_key(&azure, None).unwrap());
         assert!(h.contains("AzureClusterIdentity.infrastructure.cluster.x-k8s.io"), "{h}");
         assert!(h.contains("ClusterRole credential-webhook "), "{h}");
+    }
+
+    #[test]
+    fn readme_table_names_every_condition_reason() {
+        const README: &str = include_str!("README-section.md");
+        let key = ObjectKey { gvk: Gvk::secret(), namespace: None, name: "s".into() };
+        let problems = [
+            PlanProblem::InvalidCredential { detail: String::new() },
+            PlanProblem::IncompleteIdentityRef { missing: Vec::new() },
+            PlanProblem::NoProviderInterface { identity: Gvk::secret(), kind_only_match: None },
+            PlanProblem::TargetUnknown,
+            PlanProblem::SourceMissing { key: key.clone() },
+            PlanProblem::PathNotResolved { object: key.clone(), path: String::new(), detail: String::new() },
+            PlanProblem::Cycle { chain: Vec::new() },
+            PlanProblem::TooDeep { at: key },
+        ];
+        let cluster = Cluster::Region("r".into());
+        let status = kube::core::Status::failure("boom", "InternalError").with_code(500);
+        let errors = [
+            DistributionError::RegionNotFound { region: "r".into() },
+            DistributionError::RegionKubeconfig { region: "r".into(), detail: String::new() },
+            DistributionError::Unreachable { cluster, detail: String::new() },
+            DistributionError::api("x", kube::Error::Api(Box::new(status))),
+            DistributionError::Malformed { object: String::new(), detail: String::new() },
+            DistributionError::Lease { lease: String::new(), detail: String::new() },
+        ];
+        let mut reasons: Vec<&str> = problems.iter().map(problem_reason).collect();
+        reasons.extend(errors.iter().map(DistributionError::reason));
+        reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending"]);
+        assert!(reasons.contains(&"ApiError") && reasons.contains(&"LeaderElection"));
+        for r in reasons {
+            assert!(README.contains(&format!("| `{r}`")) || README.contains(&format!(", `{r}`")), "{r} not in README");
+        }
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Leader election through a coordination.k8s.io/v1 Lease: only the holder distributes, every
-//! replica serves admission. The lease is taken when free or expired, renewed every
-//! `renew_period`, and leadership is given up (distribution stops) when it could not be renewed
-//! for a whole `lease_duration`.
+//! replica serves admission. The lease is taken when free or expired and renewed every
+//! `renew_period`. Leadership is given up (distribution stops) as soon as `renew_deadline` has
+//! passed since the last successful renewal, and every attempt is bounded by that deadline: a
+//! hung management API cannot keep a leader going past it. The deadline is shorter than
+//! `lease_duration`, so this replica has stopped before another may take the expired Lease.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -21,7 +24,12 @@ pub struct LeaderElection {
     pub name: String,
     pub lease_duration: Duration,
     pub renew_period: Duration,
-    /// How often a non-leader checks whether the Lease became free.
+    /// A leader whose last successful renewal is this old stops distributing. Must be shorter
+    /// than `lease_duration` (client-go: 10 s against 15 s); a longer value is replaced by two
+    /// thirds of the lease.
+    pub renew_deadline: Duration,
+    /// How often a non-leader checks whether the Lease became free (and a leader retries a
+    /// failed renewal).
     pub retry_period: Duration,
 }
 
@@ -32,8 +40,53 @@ impl Default for LeaderElection {
             name: "credential-guard-distribution".to_string(),
             lease_duration: Duration::from_secs(15),
             renew_period: Duration::from_secs(5),
+            renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
         }
+    }
+}
+
+impl LeaderElection {
+    /// The Lease duration as written to the Lease (whole seconds, at least one): what other
+    /// replicas go by.
+    fn lease_secs(&self) -> u64 {
+        self.lease_duration.as_secs().clamp(1, i32::MAX as u64)
+    }
+
+    /// `renew_deadline`, kept strictly below the Lease duration other replicas see.
+    pub fn effective_renew_deadline(&self) -> Duration {
+        let lease = Duration::from_secs(self.lease_secs()).min(self.lease_duration.max(Duration::from_millis(1)));
+        if !self.renew_deadline.is_zero() && self.renew_deadline < lease { self.renew_deadline } else { lease * 2 / 3 }
+    }
+}
+
+/// Until when this replica may act as leader: the start of its last successful renewal (the
+/// Lease's renewTime is later) plus the renew deadline. Shared by the renewal task and the term,
+/// which stops its workers by then.
+#[derive(Debug, Clone)]
+pub struct Tenure {
+    until: Arc<Mutex<Instant>>,
+    deadline: Duration,
+}
+
+impl Tenure {
+    pub fn new(renewed_at: Instant, le: &LeaderElection) -> Self {
+        let deadline = le.effective_renew_deadline();
+        Tenure { until: Arc::new(Mutex::new(renewed_at + deadline)), deadline }
+    }
+
+    pub fn until(&self) -> Instant {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn renewed(&self, at: Instant) {
+        *self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at + self.deadline;
+    }
+
+    /// Leadership is over now (taken over, or the deadline passed).
+    fn end(&self) {
+        let mut until = self.until.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *until = (*until).min(Instant::now());
     }
 }
 
@@ -49,7 +102,7 @@ pub async fn try_acquire(
 ) -> Result<bool, DistributionError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), &le.namespace);
     let now = Timestamp::now();
-    let secs = i32::try_from(le.lease_duration.as_secs()).unwrap_or(i32::MAX).max(1);
+    let secs = i32::try_from(le.lease_secs()).unwrap_or(i32::MAX);
     let Some(mut lease) = api.get_opt(&le.name).await.map_err(|e| lease_error(le, e))? else {
         let lease = Lease {
             metadata: ObjectMeta {
@@ -96,51 +149,88 @@ pub async fn try_acquire(
     }
 }
 
-/// Waits until the Lease is ours; `false` when cancelled first.
-pub async fn acquire(client: &kube::Client, le: &LeaderElection, identity: &str, cancel: &CancellationToken) -> bool {
+/// Waits until the Lease is ours and returns when the successful attempt started; `None` when
+/// cancelled first. Each attempt is bounded by the renew deadline (a hung API is retried).
+pub async fn acquire(
+    client: &kube::Client,
+    le: &LeaderElection,
+    identity: &str,
+    cancel: &CancellationToken,
+) -> Option<Instant> {
     loop {
-        match try_acquire(client, le, identity).await {
-            Ok(true) => {
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => return None,
+            r = tokio::time::timeout(le.effective_renew_deadline(), try_acquire(client, le, identity)) => r,
+        };
+        match attempt {
+            Ok(Ok(true)) => {
                 tracing::info!(lease = %le.name, %identity, "became distribution leader");
-                return true;
+                return Some(started);
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leader election attempt failed"),
+            Err(_) => tracing::warn!(lease = %le.name, "leader election attempt got no answer in time"),
         }
         tokio::select! {
-            () = cancel.cancelled() => return false,
+            () = cancel.cancelled() => return None,
             () = tokio::time::sleep(le.retry_period) => {}
         }
     }
 }
 
-/// Renews the Lease until `term` is cancelled; cancels `term` when leadership is lost.
-pub async fn hold(client: kube::Client, le: LeaderElection, identity: String, term: CancellationToken) {
-    let mut last_renewed = Instant::now();
+/// Renews the Lease until `term` is cancelled; cancels `term` (and ends `tenure`) when
+/// leadership is lost: taken over, or not renewed within the renew deadline, whether the
+/// attempts failed or hung.
+pub async fn hold(client: kube::Client, le: LeaderElection, identity: String, term: CancellationToken, tenure: Tenure) {
+    let mut pause = le.renew_period;
     loop {
         tokio::select! {
             () = term.cancelled() => return,
-            () = tokio::time::sleep(le.renew_period) => {}
+            () = tokio::time::sleep_until(tenure.until()) => break,
+            () = tokio::time::sleep(pause) => {}
         }
-        match try_acquire(&client, &le, &identity).await {
-            Ok(true) => last_renewed = Instant::now(),
-            Ok(false) => {
+        let started = Instant::now();
+        let attempt = tokio::select! {
+            () = term.cancelled() => return,
+            r = tokio::time::timeout_at(tenure.until(), try_acquire(&client, &le, &identity)) => r,
+        };
+        match attempt {
+            Ok(Ok(true)) => {
+                tenure.renewed(started);
+                pause = le.renew_period;
+            }
+            Ok(Ok(false)) => {
                 tracing::warn!(lease = %le.name, "distribution leadership taken over by another replica");
+                tenure.end();
                 term.cancel();
                 return;
             }
-            Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
-        }
-        if last_renewed.elapsed() >= le.lease_duration {
-            tracing::warn!(lease = %le.name, "lease not renewed in time: giving up distribution leadership");
-            term.cancel();
-            return;
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                pause = le.retry_period.min(le.renew_period);
+            }
+            Err(_) => break, // the deadline passed while the attempt hung
         }
     }
+    tracing::warn!(
+        lease = %le.name,
+        deadline = ?le.effective_renew_deadline(),
+        "lease not renewed within the renew deadline: giving up distribution leadership"
+    );
+    tenure.end();
+    term.cancel();
 }
 
 /// Gives the Lease up (on shutdown) so another replica takes over without waiting for expiry.
+/// Bounded by the renew deadline: a hung API must not stall the shutdown.
 pub async fn release(client: &kube::Client, le: &LeaderElection, identity: &str) {
+    if tokio::time::timeout(le.effective_renew_deadline(), release_now(client, le, identity)).await.is_err() {
+        tracing::debug!(lease = %le.name, "lease release got no answer; it expires instead");
+    }
+}
+
+async fn release_now(client: &kube::Client, le: &LeaderElection, identity: &str) {
     let api: Api<Lease> = Api::namespaced(client.clone(), &le.namespace);
     let Ok(Some(mut lease)) = api.get_opt(&le.name).await else { return };
     let Some(spec) = lease.spec.as_mut() else { return };
@@ -151,5 +241,57 @@ pub async fn release(client: &kube::Client, le: &LeaderElection, identity: &str)
     spec.renew_time = None;
     if let Err(e) = api.replace(&le.name, &PostParams::default(), &lease).await {
         tracing::debug!(error = %e, "lease release failed; it expires instead");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renew_deadline_stays_below_the_lease() {
+        let le = LeaderElection::default();
+        assert_eq!(le.effective_renew_deadline(), Duration::from_secs(10));
+        let short = LeaderElection { lease_duration: Duration::from_secs(3), ..LeaderElection::default() };
+        assert_eq!(short.effective_renew_deadline(), Duration::from_secs(2));
+        // Sub-second leases are written as one second; the deadline stays below what was asked.
+        let tiny = LeaderElection { lease_duration: Duration::from_millis(600), ..LeaderElection::default() };
+        assert_eq!(tiny.effective_renew_deadline(), Duration::from_millis(400));
+        let zero = LeaderElection { renew_deadline: Duration::ZERO, ..LeaderElection::default() };
+        assert_eq!(zero.effective_renew_deadline(), Duration::from_secs(10));
+    }
+
+    /// A management API that accepts connections and never answers: the holder gives up at the
+    /// renew deadline, before the Lease (renewed when the term began) expires for others.
+    #[tokio::test]
+    async fn a_hung_renewal_ends_the_term_at_the_renew_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                open.push(sock); // accepted, never answered
+            }
+        });
+        let cfg = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(cfg).unwrap();
+        let le = LeaderElection {
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_millis(1200),
+            renew_period: Duration::from_millis(200),
+            retry_period: Duration::from_millis(100),
+            ..LeaderElection::default()
+        };
+        let renewed = Instant::now();
+        let tenure = Tenure::new(renewed, &le);
+        let term = CancellationToken::new();
+        let task = tokio::spawn(hold(client, le.clone(), "me".into(), term.clone(), tenure.clone()));
+        tokio::time::timeout(Duration::from_secs(5), term.cancelled()).await.unwrap();
+        let gave_up = renewed.elapsed();
+        assert!(gave_up >= Duration::from_millis(1100), "gave up too early: {gave_up:?}");
+        assert!(gave_up < le.lease_duration, "still leading at lease expiry: {gave_up:?}");
+        assert!(tenure.until() <= Instant::now());
+        task.await.unwrap();
+        held.abort();
     }
 }

@@ -107,13 +107,13 @@ mod tests {
         let mut reg = Registry::default();
         m.register(&mut reg);
         m.copies_applied.inc();
-        m.failed("RegionUnreachable");
+        m.failed("ClusterUnreachable");
         m.convergence_seconds.observe(0.01);
         m.queue_depth.set(3);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
         assert!(out.contains("distribution_copies_applied_total 1"), "{out}");
-        assert!(out.contains("distribution_failures_total{reason=\"RegionUnreachable\"} 1"), "{out}");
+        assert!(out.contains("distribution_failures_total{reason=\"ClusterUnreachable\"} 1"), "{out}");
         assert!(out.contains("distribution_queue_depth 3"), "{out}");
         assert!(out.contains("distribution_convergence_seconds_count 1"), "{out}");
         assert!(out.contains("distribution_conflicts_total 0"), "{out}");

@@ -73,6 +73,14 @@ pub struct DistributionConfig {
     pub cluster_timeout: Duration,
     /// TCP connect timeout of regional clients.
     pub connect_timeout: Duration,
+    /// Read timeout of one request to a regional cluster: an API server that accepts the
+    /// connection and never answers fails the request (`ClusterUnreachable`) instead of holding
+    /// a worker and the cluster's permit forever. Watches use a separate client (see
+    /// [`WATCH_READ_TIMEOUT`]).
+    pub request_timeout: Duration,
+    /// Longest time one convergence may take, permits and management requests included; past it
+    /// the target cluster is treated as unreachable (backoff, `ClusterUnreachable`).
+    pub convergence_timeout: Duration,
     /// `None`: always distribute (single replica, tests).
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity (Lease holder, Event reporting instance).
@@ -93,11 +101,18 @@ impl Default for DistributionConfig {
             cluster_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             cluster_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            convergence_timeout: Duration::from_secs(120),
             leader_election: Some(LeaderElection::default()),
             instance,
         }
     }
 }
+
+/// Read timeout of clients that watch: longer than a quiet watch lasts (the watcher asks the
+/// server to end it after 290 s and reconnects itself 5 s after that), so it only catches a list
+/// or watch request that never gets an answer.
+pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A running distributor. Dropping it does not stop it: call [`Distributor::shutdown`].
 pub struct Distributor {
@@ -253,17 +268,18 @@ async fn run_terms(
     shutdown: CancellationToken,
 ) {
     loop {
-        if let Some(le) = &config.leader_election
-            && !leader::acquire(&mgmt, le, &config.instance, &shutdown).await
-        {
-            return;
-        }
+        let tenure = match &config.leader_election {
+            Some(le) => match leader::acquire(&mgmt, le, &config.instance, &shutdown).await {
+                Some(at) => Some(leader::Tenure::new(at, le)),
+                None => return,
+            },
+            None => None,
+        };
         let term = shutdown.child_token();
-        let holder = config
-            .leader_election
-            .clone()
-            .map(|le| AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone()))));
-        run_term(&config, &mgmt, &handle, &term).await;
+        let holder = config.leader_election.clone().zip(tenure.clone()).map(|(le, tenure)| {
+            AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone(), tenure)))
+        });
+        run_term(&config, &mgmt, &handle, &term, tenure.as_ref()).await;
         drop(holder);
         if shutdown.is_cancelled() {
             if let Some(le) = &config.leader_election {
@@ -280,6 +296,7 @@ async fn run_term(
     mgmt: &kube::Client,
     handle: &DistributorHandle,
     term: &CancellationToken,
+    tenure: Option<&leader::Tenure>,
 ) {
     let queue = queue::WorkQueue::new();
     let engine = Engine::new(config.clone(), mgmt.clone(), Arc::clone(&queue), handle.metrics.clone());
@@ -339,8 +356,12 @@ async fn run_term(
     handle.set_engine(None);
     queue.close();
     drop(watches);
-    // Workers finish the Credential in hand; a stuck one is aborted after a grace period.
-    let drained = tokio::time::timeout(Duration::from_secs(10), async { while workers.join_next().await.is_some() {} });
+    // Workers finish the Credential in hand; a stuck one is aborted after a grace period, and
+    // never later than our leadership lasts (at once when it was lost): no writes once another
+    // replica may lead.
+    let grace = tokio::time::Instant::now() + Duration::from_secs(10);
+    let until = tenure.map_or(grace, |t| t.until().min(grace));
+    let drained = tokio::time::timeout_at(until, async { while workers.join_next().await.is_some() {} });
     if drained.await.is_err() {
         workers.abort_all();
     }
