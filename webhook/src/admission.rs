@@ -15,7 +15,10 @@ use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cache::ServingEstate;
+use credential_core::estate::{Cluster, Estate};
+use credential_core::rules::region::secret_keys_unknown;
+
+use crate::cache::{LiveRead, ServingEstate, WithSecret};
 use crate::metrics::{FindingLabels, Metrics, RequestLabels, WebhookLabels};
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 
@@ -308,6 +311,77 @@ impl Admission {
         reply
     }
 
+    /// Like [`review`](Self::review), except that a Region write whose kubeconfig Secret the cache
+    /// lacks, has not read the key names of, or shows without the key is decided with one live read
+    /// of that Secret: the cache lags a `kubectl apply` of a Secret and its Region together, and a
+    /// wrong "does not exist" would be a false denial. Everything else is decided from the cache.
+    pub async fn review_async(&self, webhook: Webhook, body: &[u8]) -> Vec<u8> {
+        let started = Instant::now();
+        let (reply, d) = match serde_json::from_slice::<ReviewIn>(body) {
+            Ok(review) => {
+                let live = self.read_region_secret(webhook, &review).await;
+                let base: &dyn Estate = &*self.estate;
+                let overlay = live.map(|(name, secret)| WithSecret::new(base, base.system_namespace(), &name, secret));
+                self.decide_review(webhook, review, overlay.as_ref().map(|o| o as &dyn Estate))
+            }
+            Err(e) => self.undecodable(webhook, body, &e),
+        };
+        self.record(webhook, &d, started);
+        reply
+    }
+
+    /// For a Region CREATE/UPDATE that will check its kubeConfig Secret and the cache cannot confirm
+    /// it: the live read of that Secret, as (name, the Secret or `None` when absent). `None` when no
+    /// read is needed or it was not possible (the decision then uses the cache).
+    async fn read_region_secret(&self, webhook: Webhook, review: &ReviewIn) -> Option<(String, Option<Value>)> {
+        let req = review.request.as_ref()?;
+        let operation = req.operation.as_deref().and_then(Operation::parse)?;
+        if webhook != Webhook::Validate
+            || !matches!(operation, Operation::Create | Operation::Update)
+            || req.kind.as_ref().and_then(ResourceKind::from_gvk) != Some(ResourceKind::Region)
+            || req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
+            || !self.estate.synced()
+        {
+            return None;
+        }
+        let kube_config = req.object.as_ref()?.pointer("/spec/kubeConfig")?;
+        // An unchanged reference is not re-checked on UPDATE.
+        if operation == Operation::Update
+            && req.old_object.as_ref().and_then(|o| o.pointer("/spec/kubeConfig")) == Some(kube_config)
+        {
+            return None;
+        }
+        let name = kube_config.get("name").and_then(Value::as_str).filter(|s| !s.is_empty())?;
+        let key = kube_config.get("key").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let sys = self.estate.system_namespace();
+        let confirmed = self.estate.get(&Cluster::Management, &Gvk::secret(), Some(sys), name).is_some_and(|s| {
+            let has = |field: &str| {
+                s.get(field).and_then(Value::as_object).is_some_and(|m| key.is_none_or(|k| m.contains_key(k)))
+            };
+            !secret_keys_unknown(&s) && (has("data") || has("stringData") || key.is_none())
+        });
+        if confirmed {
+            return None;
+        }
+        let read = self.estate.read_secret(sys, name).await;
+        let outcome = match &read {
+            LiveRead::Found(_) => "found",
+            LiveRead::Absent => "absent",
+            LiveRead::Unavailable => "unavailable (deciding on the cache)",
+        };
+        tracing::info!(
+            namespace = sys,
+            secret = name,
+            outcome,
+            "Region write: kubeconfig Secret read live (the cache could not confirm it)"
+        );
+        match read {
+            LiveRead::Found(secret) => Some((name.to_string(), Some(secret))),
+            LiveRead::Absent => Some((name.to_string(), None)),
+            LiveRead::Unavailable => None,
+        }
+    }
+
     /// The reply to a body larger than `limit` bytes, of which `prefix` was read.
     pub fn oversized(&self, webhook: Webhook, prefix: &[u8], limit: usize) -> Vec<u8> {
         let started = Instant::now();
@@ -354,14 +428,20 @@ impl Admission {
         (encode(uid, bad_request(message)), Decision { kind: "unknown", operation: "unknown", decision: "malformed" })
     }
 
+    fn undecodable(&self, webhook: Webhook, body: &[u8], e: &serde_json::Error) -> (Vec<u8>, Decision) {
+        let uid = lenient_uid(body).unwrap_or_default();
+        self.malformed(webhook, &uid, format!("cannot decode the AdmissionReview: {e}"))
+    }
+
     fn decide(&self, webhook: Webhook, body: &[u8]) -> (Vec<u8>, Decision) {
-        let review: ReviewIn = match serde_json::from_slice(body) {
-            Ok(r) => r,
-            Err(e) => {
-                let uid = lenient_uid(body).unwrap_or_default();
-                return self.malformed(webhook, &uid, format!("cannot decode the AdmissionReview: {e}"));
-            }
-        };
+        match serde_json::from_slice(body) {
+            Ok(review) => self.decide_review(webhook, review, None),
+            Err(e) => self.undecodable(webhook, body, &e),
+        }
+    }
+
+    /// Decides on the cached estate, or on `live` (the cache plus a live read) when given.
+    fn decide_review(&self, webhook: Webhook, review: ReviewIn, live: Option<&dyn Estate>) -> (Vec<u8>, Decision) {
         let uid = review.request.as_ref().and_then(|r| r.uid.clone()).unwrap_or_default();
         if review.kind.as_deref() != Some("AdmissionReview") {
             let got = review.kind.as_deref().unwrap_or("<none>");
@@ -459,7 +539,7 @@ impl Admission {
             object: req.object.as_ref(),
             old_object: req.old_object.as_ref(),
         };
-        let estate: &dyn credential_core::estate::Estate = &*self.estate;
+        let estate: &dyn Estate = live.unwrap_or(&*self.estate);
 
         match webhook {
             Webhook::Mutate => {
@@ -574,6 +654,123 @@ fn request_name(req: &RequestIn) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credential_core::MemoryEstate;
+    use credential_core::estate::Served;
+    use futures_util::future::BoxFuture;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A synced estate whose live read answers `live` and counts the reads.
+    struct LiveEstate {
+        base: MemoryEstate,
+        live: LiveRead,
+        reads: AtomicUsize,
+    }
+
+    impl Estate for LiveEstate {
+        fn system_namespace(&self) -> &str {
+            self.base.system_namespace()
+        }
+        fn knows_cluster(&self, c: &Cluster) -> bool {
+            self.base.knows_cluster(c)
+        }
+        fn get(&self, c: &Cluster, g: &Gvk, ns: Option<&str>, n: &str) -> Option<Arc<Value>> {
+            self.base.get(c, g, ns, n)
+        }
+        fn list(&self, c: &Cluster, g: &Gvk, ns: Option<&str>) -> Vec<Arc<Value>> {
+            self.base.list(c, g, ns)
+        }
+        fn served(&self, c: &Cluster, g: &Gvk) -> Served {
+            self.base.served(c, g)
+        }
+        fn namespaced(&self, c: &Cluster, g: &Gvk) -> Option<bool> {
+            self.base.namespaced(c, g)
+        }
+    }
+
+    impl ServingEstate for LiveEstate {
+        fn synced(&self) -> bool {
+            true
+        }
+        fn read_secret<'a>(&'a self, _: &'a str, _: &'a str) -> BoxFuture<'a, LiveRead> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let live = self.live.clone();
+            Box::pin(async move { live })
+        }
+    }
+
+    fn region_review(op: &str, key: &str, old_key: Option<&str>) -> Vec<u8> {
+        let region = |key: &str| {
+            json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region", "metadata": {"name": "r9"},
+                   "spec": {"kubeConfig": {"name": "r9-kubeconfig", "key": key}}})
+        };
+        json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "request": {
+            "uid": "u1", "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": "Region"},
+            "name": "r9", "operation": op, "object": region(key), "oldObject": old_key.map(region)}})
+        .to_string()
+        .into_bytes()
+    }
+
+    /// (allowed, reply text, live reads made)
+    async fn decide(cached: Option<Value>, live: LiveRead, body: &[u8]) -> (bool, String, usize) {
+        let mut base = MemoryEstate::new("kcm-system");
+        if let Some(c) = cached {
+            base.insert(&Cluster::Management, c);
+        }
+        let estate = Arc::new(LiveEstate { base, live, reads: AtomicUsize::new(0) });
+        let admission = Admission::new(estate.clone(), Arc::new(crate::sink::NoopSink), Arc::new(Metrics::new()));
+        let reply: Value = serde_json::from_slice(&admission.review_async(Webhook::Validate, body).await).unwrap();
+        let allowed = reply["response"]["allowed"].as_bool().unwrap();
+        (allowed, reply.to_string(), estate.reads.load(Ordering::SeqCst))
+    }
+
+    fn secret(keys: &[&str], unknown: bool) -> Value {
+        let mut s = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"namespace": "kcm-system", "name": "r9-kubeconfig"},
+            "data": keys.iter().map(|k| (k.to_string(), json!(""))).collect::<serde_json::Map<_, _>>()});
+        if unknown {
+            s["metadata"]["annotations"] =
+                json!({credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION: "true"});
+            s.as_object_mut().unwrap().remove("data");
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn region_writes_confirm_their_secret_live_when_the_cache_cannot() {
+        let create = region_review("CREATE", "value", None);
+        // Not cached yet (applied together with the Region): the live read decides.
+        let (ok, _, reads) = decide(None, LiveRead::Found(secret(&["value"], false)), &create).await;
+        assert!(ok && reads == 1);
+        let (ok, text, _) = decide(None, LiveRead::Found(secret(&["other"], false)), &create).await;
+        assert!(!ok && text.contains("RGN007"), "{text}");
+        let (ok, text, _) = decide(None, LiveRead::Absent, &create).await;
+        assert!(!ok && text.contains("RGN006"), "{text}");
+        // Cached with unknown key names: read live; if the read fails, the check is skipped, not denied.
+        let (ok, _, reads) = decide(Some(secret(&[], true)), LiveRead::Found(secret(&["value"], false)), &create).await;
+        assert!(ok && reads == 1);
+        let (ok, _, reads) = decide(Some(secret(&[], true)), LiveRead::Unavailable, &create).await;
+        assert!(ok && reads == 1);
+        // Cached without the key (maybe stale): confirmed live before denying.
+        let (ok, _, reads) =
+            decide(Some(secret(&["x"], false)), LiveRead::Found(secret(&["value"], false)), &create).await;
+        assert!(ok && reads == 1);
+        // Cached and confirmed: no read.
+        let (ok, _, reads) = decide(Some(secret(&["value"], false)), LiveRead::Unavailable, &create).await;
+        assert!(ok && reads == 0);
+        // UPDATE leaving kubeConfig as it is: not re-checked, no read.
+        let (ok, _, reads) = decide(None, LiveRead::Absent, &region_review("UPDATE", "value", Some("value"))).await;
+        assert!(ok && reads == 0);
+        // The synchronous path never reads.
+        let estate = Arc::new(LiveEstate {
+            base: MemoryEstate::new("kcm-system"),
+            live: LiveRead::Found(secret(&["value"], false)),
+            reads: AtomicUsize::new(0),
+        });
+        let admission = Admission::new(estate.clone(), Arc::new(crate::sink::NoopSink), Arc::new(Metrics::new()));
+        let reply = String::from_utf8(admission.review(Webhook::Validate, &create)).unwrap();
+        assert!(reply.contains("RGN006") && estate.reads.load(Ordering::SeqCst) == 0, "{reply}");
+    }
 
     #[test]
     fn lenient_uid_finds_request_uid_in_truncated_body() {

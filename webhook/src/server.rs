@@ -384,7 +384,7 @@ async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {
         // cannot fail; without a permit we still answer.
         let _permit = app.limit.acquire().await.ok();
         match read_body(body, app.max_body_bytes).await {
-            BodyRead::Full(bytes) => app.admission.review(webhook, &bytes),
+            BodyRead::Full(bytes) => app.admission.review_async(webhook, &bytes).await,
             BodyRead::TooLarge(prefix) => app.admission.oversized(webhook, &prefix, app.max_body_bytes),
             BodyRead::Failed(e) => app.admission.unreadable(webhook, b"", format!("cannot read the request body: {e}")),
         }

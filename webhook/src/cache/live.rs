@@ -12,7 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use credential_core::estate::{Cluster, Estate, Served};
 use credential_core::gvk::{Gvk, builtin_scope};
@@ -29,7 +29,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::Index;
+use super::{Index, LiveRead};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +244,54 @@ struct WatchCtx {
     sync: Option<Arc<SyncGroup>>,
     /// Woken after every change (drives the Region, Secret-key and identity-kind managers).
     notify: Vec<Arc<Notify>>,
+    /// Regional clusters: tracks how long the watches have been failing.
+    staleness: Option<Arc<Staleness>>,
     stop: CancellationToken,
+}
+
+/// A regional cluster whose watches have failed this long is unknown to the rules (its cached state
+/// may be arbitrarily old) until its client is rebuilt and its caches synced again.
+const REGIONAL_STALE_AFTER: Duration = Duration::from_secs(180);
+/// Errors further apart than this start a new failure period: a failing watch retries at most every
+/// 30 s (kube-runtime's default backoff), and a recovered idle watch reports nothing.
+const FAILURE_GAP: Duration = Duration::from_secs(90);
+
+/// How long each watch of one regional cluster has been failing.
+struct Staleness {
+    limit: Duration,
+    /// resource -> (failing since, last error).
+    failing: Mutex<HashMap<String, (Instant, Instant)>>,
+    signalled: std::sync::atomic::AtomicBool,
+    /// Woken once when some watch has failed for `limit`.
+    stale: Notify,
+}
+
+impl Staleness {
+    fn new(limit: Duration) -> Self {
+        Staleness {
+            limit,
+            failing: Mutex::new(HashMap::new()),
+            signalled: std::sync::atomic::AtomicBool::new(false),
+            stale: Notify::new(),
+        }
+    }
+
+    /// Records an error of `resource`'s watch; true (once) when it has now been failing for `limit`.
+    fn failed(&self, resource: &str, now: Instant) -> bool {
+        let mut failing = self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = failing.entry(resource.to_string()).or_insert((now, now));
+        if now.saturating_duration_since(entry.1) > FAILURE_GAP {
+            entry.0 = now;
+        }
+        entry.1 = now;
+        now.saturating_duration_since(entry.0) >= self.limit
+            && !self.signalled.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Records that `resource`'s watch delivered an event: its failure period is over.
+    fn ok(&self, resource: &str) {
+        self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(resource);
+    }
 }
 
 /// Runs one watcher into the index until `stop`.
@@ -261,6 +308,9 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
             n = stream.next() => n,
         };
         let Some(item) = next else { return };
+        if let (Ok(_), Some(st)) = (&item, &ctx.staleness) {
+            st.ok(&spec.resource);
+        }
         match item {
             Ok(watcher::Event::Init) => buffer.clear(),
             Ok(watcher::Event::InitApply(o)) => buffer.push(o),
@@ -292,6 +342,12 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
                 } else {
                     tracing::warn!(cluster = %cluster_label, resource = %spec.resource, error = %e, "watch error; retrying");
                 }
+                // "Not served" is a state, not a failure; anything else counts towards staleness.
+                if let (false, Some(st)) = (not_found(&e), &ctx.staleness)
+                    && st.failed(&spec.resource, Instant::now())
+                {
+                    st.stale.notify_one();
+                }
                 continue;
             }
         }
@@ -316,6 +372,10 @@ const REGIONAL_RESOURCES: &[&str] = &["providerinterfaces", "customresourcedefin
 /// (not synced yet: `/readyz` says so until every management cache finished its initial list).
 pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop: CancellationToken) -> Arc<Index> {
     let index = Arc::new(Index::new(system_namespace));
+    index.set_live_client(client.clone());
+    // Readiness does not wait for the Secret key names: until a Secret's names are read it is marked
+    // keys-unknown (rules skip the key check), and Region writes read their Secret live. Waiting would
+    // hold readiness for one read per Secret of the system namespace.
     let sync = SyncGroup::new(MANAGEMENT_RESOURCES, {
         let index = index.clone();
         Box::new(move || {
@@ -354,6 +414,7 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
             cluster: Cluster::Management,
             sync: Some(sync.clone()),
             notify,
+            staleness: None,
             stop: stop.clone(),
         };
         tokio::spawn(run_watch(client.clone(), spec, ctx));
@@ -364,6 +425,7 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
         metrics: metrics.clone(),
         system_namespace: system_namespace.to_string(),
         workers: HashMap::new(),
+        polled: HashMap::new(),
     };
     tokio::spawn(regions.run(regions_changed, stop.clone()));
     tokio::spawn(secret_keys_manager(
@@ -382,6 +444,14 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
 /// Helm keeps release state in Secrets with this name prefix: large, and never a kubeconfig.
 const HELM_RELEASE_PREFIX: &str = "sh.helm.release.v1.";
 
+/// Key-name reads run at most this many at a time, each within [`KEY_READ_TIMEOUT`].
+const KEY_READS_IN_FLIGHT: usize = 8;
+const KEY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failed key-name reads are retried this often even when nothing changes.
+const KEY_RETRY_PERIOD: Duration = Duration::from_secs(30);
+/// The live read admission makes for a Region write must fit well within the API server's timeout.
+const LIVE_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Records the key names of the system namespace's Secrets (Region rules check "Secret has key" at
 /// admission time, before any Region references it). Each Secret is read once per resourceVersion;
 /// only its key names are kept.
@@ -394,10 +464,13 @@ async fn secret_keys_manager(
 ) {
     let api: Api<Secret> = Api::namespaced(client, &system_namespace);
     let mut fetched: HashMap<String, String> = HashMap::new(); // name -> resourceVersion read
+    let mut retry = tokio::time::interval(KEY_RETRY_PERIOD);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = changed.notified() => {}
+            _ = retry.tick() => {}
         }
         let current: HashMap<String, String> = index
             .list(&Cluster::Management, &Gvk::secret(), Some(&system_namespace))
@@ -410,21 +483,64 @@ async fn secret_keys_manager(
             })
             .collect();
         fetched.retain(|name, _| current.contains_key(name));
-        for (name, rv) in current {
-            if fetched.get(&name) == Some(&rv) {
-                continue;
-            }
-            match api.get_opt(&name).await {
-                Ok(Some(secret)) => {
+        let todo: Vec<String> =
+            current.into_iter().filter(|(name, rv)| fetched.get(name) != Some(rv)).map(|(name, _)| name).collect();
+        let api = &api;
+        let mut reads = futures_util::stream::iter(todo)
+            .map(|name| async move {
+                let read = tokio::time::timeout(KEY_READ_TIMEOUT, api.get_opt(&name)).await;
+                (name, read)
+            })
+            .buffer_unordered(KEY_READS_IN_FLIGHT);
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                n = reads.next() => n,
+            };
+            let Some((name, read)) = next else { break };
+            match read {
+                Ok(Ok(Some(secret))) => {
+                    let rv = secret.metadata.resource_version.clone().unwrap_or_default();
                     let keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
-                    index.set_secret_keys(&system_namespace, &name, keys);
+                    index.set_secret_keys(&system_namespace, &name, &rv, keys);
                     fetched.insert(name, rv);
                 }
-                Ok(None) => {}
-                Err(e) => {
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => {
                     tracing::warn!(namespace = %system_namespace, secret = %name, error = %e, "cannot read Secret key names");
                 }
+                Err(_) => {
+                    tracing::warn!(namespace = %system_namespace, secret = %name, timeout = ?KEY_READ_TIMEOUT,
+                        "cannot read Secret key names: timed out");
+                }
             }
+        }
+    }
+}
+
+/// One live read of a Secret for admission, within [`LIVE_READ_TIMEOUT`]: its identity metadata and
+/// key names (values are dropped at once). The names are also recorded in the index.
+pub(super) async fn read_secret_keys(client: &Client, index: &Index, namespace: &str, name: &str) -> LiveRead {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match tokio::time::timeout(LIVE_READ_TIMEOUT, api.get_opt(name)).await {
+        Ok(Ok(Some(secret))) => {
+            let meta = serde_json::to_value(&secret.metadata).unwrap_or(Value::Null);
+            let keys: Vec<String> = secret.data.unwrap_or_default().into_keys().collect();
+            let rv = secret.metadata.resource_version.unwrap_or_default();
+            let mut obj = identity_meta("v1", "Secret", &meta);
+            super::set_key_names(&mut obj, Some(&keys));
+            index.set_secret_keys(namespace, name, &rv, keys);
+            LiveRead::Found(obj)
+        }
+        Ok(Ok(None)) => LiveRead::Absent,
+        Ok(Err(e)) => {
+            tracing::warn!(namespace, secret = name, error = %e, "live read of Secret failed; deciding on the cache");
+            LiveRead::Unavailable
+        }
+        Err(_) => {
+            tracing::warn!(namespace, secret = name, timeout = ?LIVE_READ_TIMEOUT,
+                "live read of Secret timed out; deciding on the cache");
+            LiveRead::Unavailable
         }
     }
 }
@@ -502,6 +618,7 @@ async fn identity_manager(
                 cluster: Cluster::Management,
                 sync: None,
                 notify: Vec::new(),
+                staleness: None,
                 stop: token,
             };
             tokio::spawn(run_watch(client.clone(), spec, ctx));
@@ -538,10 +655,34 @@ fn kubeconfig_source(region: &Value, system_namespace: &str) -> Option<Kubeconfi
     })
 }
 
+/// Kubeconfig Secrets outside the system namespace (`<cd>-kubeconfig`) are not cached; their
+/// resourceVersion is read this often to notice a rotation.
+const KUBECONFIG_POLL_PERIOD: Duration = Duration::from_secs(60);
+const KUBECONFIG_POLLS_IN_FLIGHT: usize = 8;
+
+/// What the manager last saw of a kubeconfig Secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    /// Not read yet (or caches not synced): no reason to restart.
+    Unknown,
+    Gone,
+    At(String),
+}
+
+/// Whether a regional client built from the Secret at resourceVersion `used` (None: not built yet,
+/// its next attempt reads the Secret anyway) must be rebuilt.
+fn client_outdated(used: Option<&str>, seen: &Seen) -> bool {
+    match (used, seen) {
+        (Some(used), Seen::At(rv)) => used != rv,
+        (Some(_), Seen::Gone) => true,
+        _ => false,
+    }
+}
+
 struct RegionWorker {
     source: KubeconfigSource,
-    /// resourceVersion of the Secret when the worker started (None when not cached).
-    secret_rv: Option<String>,
+    /// resourceVersion of the Secret the current regional client was built from.
+    used_rv: Arc<Mutex<Option<String>>>,
     stop: CancellationToken,
 }
 
@@ -551,23 +692,72 @@ struct RegionManager {
     metrics: Arc<Metrics>,
     system_namespace: String,
     workers: HashMap<String, RegionWorker>,
+    /// Last read of kubeconfig Secrets outside the system namespace, by (namespace, name).
+    polled: HashMap<(String, String), Seen>,
 }
 
 impl RegionManager {
     async fn run(mut self, changed: Arc<Notify>, stop: CancellationToken) {
+        let mut poll = tokio::time::interval(KUBECONFIG_POLL_PERIOD);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                () = changed.notified() => {}
+                () = changed.notified() => tokio::time::sleep(Duration::from_millis(100)).await,
+                _ = poll.tick() => tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = self.poll_external() => {}
+                },
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
             self.reconcile(&stop);
         }
     }
 
-    fn secret_rv(&self, src: &KubeconfigSource) -> Option<String> {
-        let secret = self.index.get(&Cluster::Management, &Gvk::secret(), Some(&src.namespace), &src.name)?;
-        secret.get("metadata")?.get("resourceVersion")?.as_str().map(str::to_string)
+    /// Reads (metadata only) the kubeconfig Secrets outside the system namespace that workers use.
+    async fn poll_external(&mut self) {
+        let wanted: HashSet<(String, String)> = self
+            .workers
+            .values()
+            .filter(|w| w.source.namespace != self.system_namespace)
+            .map(|w| (w.source.namespace.clone(), w.source.name.clone()))
+            .collect();
+        self.polled.retain(|k, _| wanted.contains(k));
+        let client = &self.client;
+        let mut reads = futures_util::stream::iter(wanted)
+            .map(|(ns, name)| async move {
+                let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+                let read = tokio::time::timeout(KEY_READ_TIMEOUT, api.get_metadata_opt(&name)).await;
+                ((ns, name), read)
+            })
+            .buffer_unordered(KUBECONFIG_POLLS_IN_FLIGHT);
+        while let Some((key, read)) = reads.next().await {
+            let seen = match read {
+                Ok(Ok(Some(m))) => Seen::At(m.metadata.resource_version.unwrap_or_default()),
+                Ok(Ok(None)) => Seen::Gone,
+                Ok(Err(e)) => {
+                    tracing::warn!(namespace = %key.0, secret = %key.1, error = %e, "cannot read kubeconfig Secret metadata");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::warn!(namespace = %key.0, secret = %key.1, "reading kubeconfig Secret metadata timed out");
+                    continue;
+                }
+            };
+            self.polled.insert(key, seen);
+        }
+    }
+
+    fn seen(&self, src: &KubeconfigSource) -> Seen {
+        if src.namespace != self.system_namespace {
+            return self.polled.get(&(src.namespace.clone(), src.name.clone())).cloned().unwrap_or(Seen::Unknown);
+        }
+        if !crate::cache::ServingEstate::synced(&*self.index) {
+            return Seen::Unknown;
+        }
+        match self.index.get(&Cluster::Management, &Gvk::secret(), Some(&src.namespace), &src.name) {
+            Some(secret) => Seen::At(super::resource_version(&secret).to_string()),
+            None => Seen::Gone,
+        }
     }
 
     fn reconcile(&mut self, stop: &CancellationToken) {
@@ -583,7 +773,10 @@ impl RegionManager {
         let names: Vec<String> = self.workers.keys().cloned().collect();
         for name in names {
             let keep = match (desired.get(&name), self.workers.get(&name)) {
-                (Some(src), Some(w)) => *src == w.source && self.secret_rv(src) == w.secret_rv,
+                (Some(src), Some(w)) => {
+                    let used = w.used_rv.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+                    *src == w.source && !client_outdated(used.as_deref(), &self.seen(src))
+                }
                 _ => false,
             };
             if !keep && let Some(w) = self.workers.remove(&name) {
@@ -599,14 +792,16 @@ impl RegionManager {
                 continue;
             }
             let token = stop.child_token();
-            let secret_rv = self.secret_rv(&source);
-            self.workers.insert(name.clone(), RegionWorker { source: source.clone(), secret_rv, stop: token.clone() });
+            let used_rv = Arc::new(Mutex::new(None));
+            self.workers.insert(
+                name.clone(),
+                RegionWorker { source: source.clone(), used_rv: used_rv.clone(), stop: token.clone() },
+            );
             tokio::spawn(region_worker(
                 self.client.clone(),
                 self.index.clone(),
                 self.metrics.clone(),
-                name,
-                source,
+                RegionTarget { region: name, source, used_rv },
                 token,
             ));
         }
@@ -626,15 +821,21 @@ enum RegionError {
     Untrusted(String, String, String, UntrustedKubeconfig),
 }
 
-/// Reads the kubeconfig Secret (recording its key names) and builds the regional client.
-async fn regional_client(client: &Client, index: &Index, src: &KubeconfigSource) -> Result<Client, RegionError> {
+/// Reads the kubeconfig Secret (recording its key names) and builds the regional client; also returns
+/// the Secret's resourceVersion.
+async fn regional_client(
+    client: &Client,
+    index: &Index,
+    src: &KubeconfigSource,
+) -> Result<(Client, String), RegionError> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &src.namespace);
     let secret = api
         .get(&src.name)
         .await
         .map_err(|e| RegionError::Get(src.namespace.clone(), src.name.clone(), e.to_string()))?;
+    let rv = secret.metadata.resource_version.unwrap_or_default();
     let data = secret.data.unwrap_or_default();
-    index.set_secret_keys(&src.namespace, &src.name, data.keys().cloned().collect());
+    index.set_secret_keys(&src.namespace, &src.name, &rv, data.keys().cloned().collect());
     let bad = || RegionError::BadKubeconfig(src.namespace.clone(), src.name.clone(), src.key.clone());
     let raw = data
         .get(&src.key)
@@ -649,21 +850,36 @@ async fn regional_client(client: &Client, index: &Index, src: &KubeconfigSource)
     })?;
     let kc: Kubeconfig = serde_json::from_value(value).map_err(|_| bad())?;
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|_| bad())?;
-    Client::try_from(config).map_err(|_| bad())
+    Client::try_from(config).map(|c| (c, rv)).map_err(|_| bad())
 }
 
+/// The Region a worker serves and where its kubeconfig is.
+struct RegionTarget {
+    region: String,
+    source: KubeconfigSource,
+    /// Set to the Secret's resourceVersion each time a client is built from it.
+    used_rv: Arc<Mutex<Option<String>>>,
+}
+
+/// Builds the regional client and runs the regional watches; when they have failed for
+/// [`REGIONAL_STALE_AFTER`], the cluster becomes unknown and the client is rebuilt from a fresh read
+/// of the Secret.
 async fn region_worker(
     client: Client,
     index: Arc<Index>,
     metrics: Arc<Metrics>,
-    region: String,
-    source: KubeconfigSource,
+    target: RegionTarget,
     stop: CancellationToken,
 ) {
+    let RegionTarget { region, source, used_rv } = target;
+    let cluster = Cluster::Region(region.clone());
     let mut backoff = Duration::from_secs(1);
-    let regional = loop {
-        match regional_client(&client, &index, &source).await {
-            Ok(c) => break c,
+    loop {
+        let regional = match regional_client(&client, &index, &source).await {
+            Ok((c, rv)) => {
+                *used_rv.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(rv);
+                c
+            }
             Err(e) => {
                 tracing::warn!(region = %region, error = %e, retry_in = ?backoff, "regional cluster not reachable; its checks are skipped");
                 tokio::select! {
@@ -671,38 +887,92 @@ async fn region_worker(
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(60));
+                continue;
             }
-        }
-    };
-    let cluster = Cluster::Region(region.clone());
-    let sync = SyncGroup::new(REGIONAL_RESOURCES, {
-        let (index, cluster, region) = (index.clone(), cluster.clone(), region.clone());
-        Box::new(move || {
-            index.set_known(&cluster, true);
-            tracing::info!(region = %region, "regional caches synced");
-        })
-    });
-    let specs = [
-        (k0rdent("ProviderInterface", "providerinterfaces"), Trim::Common, "providerinterfaces"),
-        (crd_resource(), Trim::Crd, "customresourcedefinitions"),
-    ];
-    for (ar, trim, resource) in specs {
-        let spec = WatchSpec { ar, namespace: None, trim, resource: resource.to_string() };
-        let ctx = WatchCtx {
-            index: index.clone(),
-            metrics: metrics.clone(),
-            cluster: cluster.clone(),
-            sync: Some(sync.clone()),
-            notify: Vec::new(),
-            stop: stop.clone(),
         };
-        tokio::spawn(run_watch(regional.clone(), spec, ctx));
+        let staleness = Arc::new(Staleness::new(REGIONAL_STALE_AFTER));
+        let round = stop.child_token();
+        let sync = SyncGroup::new(REGIONAL_RESOURCES, {
+            let (index, cluster, region) = (index.clone(), cluster.clone(), region.clone());
+            Box::new(move || {
+                index.set_known(&cluster, true);
+                tracing::info!(region = %region, "regional caches synced");
+            })
+        });
+        let specs = [
+            (k0rdent("ProviderInterface", "providerinterfaces"), Trim::Common, "providerinterfaces"),
+            (crd_resource(), Trim::Crd, "customresourcedefinitions"),
+        ];
+        for (ar, trim, resource) in specs {
+            let spec = WatchSpec { ar, namespace: None, trim, resource: resource.to_string() };
+            let ctx = WatchCtx {
+                index: index.clone(),
+                metrics: metrics.clone(),
+                cluster: cluster.clone(),
+                sync: Some(sync.clone()),
+                notify: Vec::new(),
+                staleness: Some(staleness.clone()),
+                stop: round.clone(),
+            };
+            tokio::spawn(run_watch(regional.clone(), spec, ctx));
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = staleness.stale.notified() => {}
+        }
+        round.cancel();
+        index.remove_cluster(&cluster);
+        metrics.forget_cluster(&region, REGIONAL_RESOURCES);
+        tracing::warn!(region = %region, failing_for = ?REGIONAL_STALE_AFTER, retry_in = ?backoff,
+            "regional watches keep failing; the cluster is unknown to the rules until its client is rebuilt");
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regional_watches_failing_too_long_make_the_cluster_stale() {
+        let st = Staleness::new(Duration::from_secs(180));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Errors every 30 s: stale once 180 s of continuous failure passed, signalled once.
+        assert!((0..6).all(|i| !st.failed("crds", at(i * 30))));
+        assert!(st.failed("crds", at(180)));
+        assert!(!st.failed("crds", at(210)), "signalled once per watch round");
+
+        let st = Staleness::new(Duration::from_secs(180));
+        assert!(!st.failed("pis", at(0)));
+        // An event in between ends the failure period.
+        st.ok("pis");
+        assert!(!st.failed("pis", at(120)));
+        assert!(!st.failed("pis", at(200)));
+        // A gap longer than a retry (silent recovery of an idle watch) starts a new period.
+        assert!(!st.failed("pis", at(400)));
+        assert!(!st.failed("pis", at(480)));
+        assert!(!st.failed("pis", at(560)));
+        assert!(st.failed("pis", at(580)));
+        // Each resource has its own period.
+        let st = Staleness::new(Duration::from_secs(180));
+        assert!([0, 60, 120].iter().all(|&t| !st.failed("pis", at(t))));
+        assert!(!st.failed("crds", at(170)));
+        assert!(st.failed("pis", at(180)));
+    }
+
+    #[test]
+    fn regional_client_is_rebuilt_when_its_secret_changes() {
+        assert!(!client_outdated(Some("5"), &Seen::At("5".into())));
+        assert!(client_outdated(Some("5"), &Seen::At("6".into())), "rotated kubeconfig");
+        assert!(client_outdated(Some("5"), &Seen::Gone), "Secret deleted");
+        assert!(!client_outdated(Some("5"), &Seen::Unknown), "not read yet: keep");
+        assert!(!client_outdated(None, &Seen::At("6".into())), "no client yet: its next attempt reads the Secret");
+    }
 
     #[test]
     fn sources_of_regions() {

@@ -6,18 +6,38 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use credential_core::estate::{Cluster, Estate, MemoryEstate, Served};
 use credential_core::gvk::{Gvk, builtin_scope};
+use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 
 pub mod live;
+
+/// The answer of a live read of one Secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveRead {
+    /// The Secret as the index keeps it: identity metadata and `data: {key: ""}` (never values).
+    Found(Value),
+    /// The API server says it does not exist.
+    Absent,
+    /// No live access (offline estate), or the read failed or timed out.
+    Unavailable,
+}
 
 /// An estate the server can answer from: thread-safe, and able to say whether it is loaded.
 pub trait ServingEstate: Estate + Send + Sync + 'static {
     /// True once the state decisions depend on is loaded (drives `/readyz`).
     fn synced(&self) -> bool;
+
+    /// One short live read of a Secret, for the rare decisions a lagging cache would get wrong (a
+    /// Region applied together with its kubeconfig Secret). Offline estates have nothing to read.
+    fn read_secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, LiveRead> {
+        let _ = (namespace, name);
+        Box::pin(async { LiveRead::Unavailable })
+    }
 }
 
 impl ServingEstate for MemoryEstate {
@@ -49,15 +69,62 @@ impl ClusterIndex {
 }
 
 /// The object index shared by the watchers (writers) and admission (readers).
-#[derive(Debug)]
 pub struct Index {
     system_namespace: String,
     clusters: RwLock<HashMap<Cluster, ClusterIndex>>,
-    /// Key names of Secrets whose keys we read (those Regions reference), by (namespace, name).
+    /// Key names of Secrets whose keys we read, by (namespace, name), with the resourceVersion read.
     /// Values are never kept.
-    secret_keys: RwLock<HashMap<(String, String), Vec<String>>>,
+    secret_keys: RwLock<HashMap<(String, String), SecretKeys>>,
     /// Management caches all synced (set by the live cache).
     synced: AtomicBool,
+    /// Management client for [`ServingEstate::read_secret`] (set by the live cache).
+    live: OnceLock<kube::Client>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index")
+            .field("system_namespace", &self.system_namespace)
+            .field("synced", &self.synced.load(Ordering::Relaxed))
+            .field("live", &self.live.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+struct SecretKeys {
+    resource_version: String,
+    keys: Vec<String>,
+}
+
+fn resource_version(obj: &Value) -> &str {
+    obj.get("metadata").and_then(|m| m.get("resourceVersion")).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Replaces what a cached Secret says about its keys: `data: {key: ""}` when `keys` is given, else
+/// the keys-unknown marker (the rules skip key checks instead of reading "no keys").
+fn set_key_names(obj: &mut Value, keys: Option<&[String]>) {
+    let Some(map) = obj.as_object_mut() else { return };
+    map.remove("data");
+    map.remove("stringData");
+    let meta = map.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+    let Some(meta) = meta.as_object_mut() else { return };
+    let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+    if let Some(a) = annotations.as_object_mut() {
+        a.remove(SECRET_KEYS_UNKNOWN_ANNOTATION);
+        if keys.is_none() {
+            a.insert(SECRET_KEYS_UNKNOWN_ANNOTATION.into(), Value::String("true".into()));
+        }
+    }
+    if meta.get("annotations").and_then(Value::as_object).is_some_and(|a| a.is_empty()) {
+        meta.remove("annotations");
+    }
+    if let Some(keys) = keys {
+        map.insert(
+            "data".into(),
+            Value::Object(keys.iter().map(|k| (k.clone(), Value::String(String::new()))).collect()),
+        );
+    }
 }
 
 fn key_of(obj: &Value) -> Option<Key> {
@@ -91,6 +158,10 @@ fn is_crd(group: &str, kind: &str) -> bool {
     group == "apiextensions.k8s.io" && kind == "CustomResourceDefinition"
 }
 
+fn is_secret(group: &str, kind: &str) -> bool {
+    group.is_empty() && kind == "Secret"
+}
+
 impl Index {
     pub fn new(system_namespace: impl Into<String>) -> Self {
         let mut clusters = HashMap::new();
@@ -100,7 +171,13 @@ impl Index {
             clusters: RwLock::new(clusters),
             secret_keys: RwLock::new(HashMap::new()),
             synced: AtomicBool::new(false),
+            live: OnceLock::new(),
         }
+    }
+
+    /// Enables [`ServingEstate::read_secret`] through this management client.
+    pub fn set_live_client(&self, client: kube::Client) {
+        let _ = self.live.set(client);
     }
 
     fn read(&self) -> RwLockReadGuard<'_, HashMap<Cluster, ClusterIndex>> {
@@ -113,20 +190,22 @@ impl Index {
         self.clusters.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Adds the recorded key names of a Secret as `data: {key: ""}` (never values).
+    /// Adds the key names of a Secret as `data: {key: ""}` (never values) when they were read at this
+    /// resourceVersion; otherwise marks them unknown, so rules do not take a stale or unread list
+    /// for the truth.
     fn with_secret_keys(&self, mut obj: Value) -> Value {
         let Some((group, kind, Some(ns), name)) = key_of(&obj) else { return obj };
         if !(group.is_empty() && kind == "Secret") {
             return obj;
         }
         let keys = self.secret_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let (Some(k), Some(map)) = (keys.get(&(ns, name)), obj.as_object_mut()) {
-            map.insert(
-                "data".into(),
-                Value::Object(k.iter().map(|k| (k.clone(), Value::String(String::new()))).collect()),
-            );
-        }
+        let known = keys.get(&(ns, name)).filter(|k| k.resource_version == resource_version(&obj));
+        set_key_names(&mut obj, known.map(|k| k.keys.as_slice()));
         obj
+    }
+
+    fn forget_secret_keys(&self, keep: impl Fn(&(String, String)) -> bool) {
+        self.secret_keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|k, _| keep(k));
     }
 
     /// Adds or replaces one object.
@@ -145,6 +224,10 @@ impl Index {
     /// Removes one object (identified by its apiVersion/kind/metadata).
     pub fn delete(&self, cluster: &Cluster, obj: &Value) {
         let Some(key) = key_of(obj) else { return };
+        if let (true, Some(ns)) = (is_secret(&key.0, &key.1), &key.2) {
+            // A Secret recreated under the same name must not show the old key names.
+            self.forget_secret_keys(|k| !(k.0 == *ns && k.1 == key.3));
+        }
         let mut clusters = self.write();
         let Some(state) = clusters.get_mut(cluster) else { return };
         if is_crd(&key.0, &key.1) && state.crds.remove(&key.3).is_some() {
@@ -157,6 +240,12 @@ impl Index {
     pub fn replace_all(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Value>) {
         let objs: Vec<(Key, Value)> =
             objs.into_iter().map(|o| self.with_secret_keys(o)).filter_map(|o| Some((key_of(&o)?, o))).collect();
+        if *cluster == Cluster::Management && is_secret(group, kind) {
+            // Deletions missed while the watch was down: keep key names only of listed Secrets.
+            let listed: std::collections::HashSet<(String, String)> =
+                objs.iter().filter_map(|((_, _, ns, name), _)| Some((ns.clone()?, name.clone()))).collect();
+            self.forget_secret_keys(|k| listed.contains(k));
+        }
         let mut clusters = self.write();
         let state = clusters.entry(cluster.clone()).or_default();
         state.objects.retain(|(g, k, _, _), _| !(g == group && k == kind));
@@ -176,8 +265,10 @@ impl Index {
         }
     }
 
-    /// Records the key names of a Secret (from a read done for a Region) and updates the cached entry.
-    pub fn set_secret_keys(&self, namespace: &str, name: &str, keys: Vec<String>) {
+    /// Records the key names of a Secret as read at `resource_version`, and updates the cached entry
+    /// (which shows them once it is at that resourceVersion).
+    pub fn set_secret_keys(&self, namespace: &str, name: &str, resource_version: &str, keys: Vec<String>) {
+        let keys = SecretKeys { resource_version: resource_version.to_string(), keys };
         self.secret_keys
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -278,11 +369,85 @@ impl ServingEstate for Index {
     fn synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }
+
+    fn read_secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, LiveRead> {
+        Box::pin(async move {
+            match self.live.get() {
+                Some(client) => live::read_secret_keys(client, self, namespace, name).await,
+                None => LiveRead::Unavailable,
+            }
+        })
+    }
+}
+
+/// An estate plus one management Secret as a live read found it (or found it absent): what a
+/// decision sees when the cache has not caught up with that Secret yet.
+pub struct WithSecret<'a> {
+    base: &'a dyn Estate,
+    namespace: String,
+    name: String,
+    secret: Option<Arc<Value>>,
+}
+
+impl<'a> WithSecret<'a> {
+    /// `secret`: the Secret as read (`None`: it does not exist).
+    pub fn new(base: &'a dyn Estate, namespace: &str, name: &str, secret: Option<Value>) -> Self {
+        WithSecret { base, namespace: namespace.to_string(), name: name.to_string(), secret: secret.map(Arc::new) }
+    }
+
+    fn covers(&self, cluster: &Cluster, gvk: &Gvk) -> bool {
+        *cluster == Cluster::Management && is_secret(&gvk.group, &gvk.kind)
+    }
+}
+
+impl Estate for WithSecret<'_> {
+    fn system_namespace(&self) -> &str {
+        self.base.system_namespace()
+    }
+
+    fn knows_cluster(&self, cluster: &Cluster) -> bool {
+        self.base.knows_cluster(cluster)
+    }
+
+    fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
+        if self.covers(cluster, gvk) && namespace == Some(self.namespace.as_str()) && name == self.name {
+            return self.secret.clone();
+        }
+        self.base.get(cluster, gvk, namespace, name)
+    }
+
+    fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
+        let mut out = self.base.list(cluster, gvk, namespace);
+        if !self.covers(cluster, gvk) || namespace.is_some_and(|ns| ns != self.namespace) {
+            return out;
+        }
+        let pos = |o: &Value| {
+            let m = o.get("metadata");
+            let s = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
+            (s("namespace"), s("name"))
+        };
+        let me = (self.namespace.clone(), self.name.clone());
+        out.retain(|o| pos(o) != me);
+        if let Some(secret) = &self.secret {
+            let at = out.partition_point(|o| pos(o) < me);
+            out.insert(at, secret.clone());
+        }
+        out
+    }
+
+    fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
+        self.base.served(cluster, gvk)
+    }
+
+    fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
+        self.base.namespaced(cluster, gvk)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use credential_core::rules::region::secret_keys_unknown;
     use serde_json::json;
 
     fn cred(ns: &str, name: &str) -> Value {
@@ -338,20 +503,82 @@ mod tests {
         assert!(!idx.knows_cluster(&r));
     }
 
+    fn secret(name: &str, rv: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"namespace": "kcm-system", "name": name, "resourceVersion": rv}})
+    }
+
+    fn cached(idx: &dyn Estate, name: &str) -> Arc<Value> {
+        idx.get(&Cluster::Management, &Gvk::secret(), Some("kcm-system"), name).unwrap()
+    }
+
     #[test]
     fn secrets_carry_key_names_never_values() {
         let idx = Index::new("kcm-system");
         let m = Cluster::Management;
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "kcm-system", "name": "r1-kubeconfig"}});
-        idx.apply(&m, secret.clone());
-        let got = idx.get(&m, &Gvk::secret(), Some("kcm-system"), "r1-kubeconfig").unwrap();
+        idx.apply(&m, secret("r1-kubeconfig", "1"));
+        let got = cached(&idx, "r1-kubeconfig");
         assert!(got.get("data").is_none());
-        idx.set_secret_keys("kcm-system", "r1-kubeconfig", vec!["value".into()]);
-        let got = idx.get(&m, &Gvk::secret(), Some("kcm-system"), "r1-kubeconfig").unwrap();
+        assert!(secret_keys_unknown(&got), "not read yet: marked unknown, {got}");
+        idx.set_secret_keys("kcm-system", "r1-kubeconfig", "1", vec!["value".into()]);
+        let got = cached(&idx, "r1-kubeconfig");
         assert_eq!(got["data"], json!({"value": ""}));
-        // A metadata update keeps the key names.
-        idx.apply(&m, secret);
-        let got = idx.get(&m, &Gvk::secret(), Some("kcm-system"), "r1-kubeconfig").unwrap();
-        assert_eq!(got["data"], json!({"value": ""}));
+        assert!(!secret_keys_unknown(&got) && got["metadata"].get("annotations").is_none(), "{got}");
+        // A metadata update at the same resourceVersion keeps the key names.
+        idx.apply(&m, secret("r1-kubeconfig", "1"));
+        assert_eq!(cached(&idx, "r1-kubeconfig")["data"], json!({"value": ""}));
+        // A new resourceVersion: the old names may be stale, so they are unknown until read again.
+        idx.apply(&m, secret("r1-kubeconfig", "2"));
+        let got = cached(&idx, "r1-kubeconfig");
+        assert!(got.get("data").is_none() && secret_keys_unknown(&got), "{got}");
+        // Keys read ahead of the cache show once the cache reaches that resourceVersion.
+        idx.set_secret_keys("kcm-system", "r1-kubeconfig", "3", vec!["kubeconfig".into()]);
+        assert!(secret_keys_unknown(&cached(&idx, "r1-kubeconfig")));
+        idx.apply(&m, secret("r1-kubeconfig", "3"));
+        assert_eq!(cached(&idx, "r1-kubeconfig")["data"], json!({"kubeconfig": ""}));
+    }
+
+    #[test]
+    fn deleted_secrets_forget_their_key_names() {
+        let idx = Index::new("kcm-system");
+        let m = Cluster::Management;
+        idx.apply(&m, secret("a", "1"));
+        idx.set_secret_keys("kcm-system", "a", "1", vec!["value".into()]);
+        idx.delete(&m, &secret("a", "1"));
+        assert!(idx.secret_keys.read().unwrap().is_empty());
+        // Recreated: unknown again, not the old names (resourceVersions are opaque; equality is not safe).
+        idx.apply(&m, secret("a", "1"));
+        assert!(secret_keys_unknown(&cached(&idx, "a")));
+        // A relist drops names of Secrets deleted while the watch was down.
+        idx.set_secret_keys("kcm-system", "a", "1", vec!["value".into()]);
+        idx.set_secret_keys("kcm-system", "b", "1", vec!["value".into()]);
+        idx.replace_all(&m, "", "Secret", vec![secret("b", "1")]);
+        let keys = idx.secret_keys.read().unwrap();
+        assert_eq!(keys.keys().cloned().collect::<Vec<_>>(), [("kcm-system".to_string(), "b".to_string())]);
+    }
+
+    #[test]
+    fn overlay_answers_for_its_one_secret() {
+        let idx = Index::new("kcm-system");
+        let m = Cluster::Management;
+        idx.set_synced(true);
+        idx.apply(&m, secret("a", "1"));
+        idx.apply(&m, secret("c", "1"));
+        let mut fresh = secret("b", "7");
+        set_key_names(&mut fresh, Some(&["value".to_string()]));
+        let o = WithSecret::new(&idx, "kcm-system", "b", Some(fresh));
+        assert_eq!(cached(&o, "b")["data"], json!({"value": ""}));
+        assert!(secret_keys_unknown(&cached(&o, "a")), "other Secrets come from the base");
+        let names: Vec<String> = o
+            .list(&m, &Gvk::secret(), Some("kcm-system"))
+            .iter()
+            .map(|s| s["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(o.list(&m, &Gvk::secret(), Some("other")).len(), 0);
+        // Found absent: hides a cached copy.
+        let gone = WithSecret::new(&idx, "kcm-system", "a", None);
+        assert!(gone.get(&m, &Gvk::secret(), Some("kcm-system"), "a").is_none());
+        assert_eq!(gone.list(&m, &Gvk::secret(), None).len(), 1);
     }
 }
