@@ -11,10 +11,12 @@ use serde_json::Value;
 use crate::gvk::{Gvk, builtin_scope};
 
 mod load;
+mod refs;
 pub use load::{
     DocPos, LoadError, LoadOptions, LoadReport, LoadWarning, load_dir, load_dir_with_report, load_files,
     load_files_with_report,
 };
+pub use refs::RefIndex;
 
 /// Which cluster of the estate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -64,6 +66,53 @@ pub trait Estate {
 
     /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` unknown.
     fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool>;
+
+    // Reverse lookups the rules make on the management cluster. The defaults scan `list`; estates
+    // that hold many objects override them with a [`RefIndex`] (same answers, same order), and
+    // wrappers forward them to the estate they wrap so its index is used.
+
+    /// Management Credentials whose `spec.region` is `region`, ordered by namespace/name.
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        let mut all = self.list(&Cluster::Management, &Gvk::credential(), None);
+        all.retain(|c| text_at(c, "/spec/region") == Some(region));
+        all
+    }
+
+    /// Management Credentials whose `spec.identityRef` has this apiVersion and kind, ordered by
+    /// namespace/name.
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        let mut all = self.list(&Cluster::Management, &Gvk::credential(), None);
+        all.retain(|c| {
+            text_at(c, "/spec/identityRef/apiVersion") == Some(api_version)
+                && text_at(c, "/spec/identityRef/kind") == Some(kind)
+        });
+        all
+    }
+
+    /// Management ClusterDeployments of `namespace` whose `spec.credential` is `credential`, ordered by name.
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        if namespace.is_empty() {
+            return Vec::new();
+        }
+        let mut all = self.list(&Cluster::Management, &Gvk::cluster_deployment(), Some(namespace));
+        all.retain(|cd| text_at(cd, "/spec/credential") == Some(credential));
+        all
+    }
+
+    /// Management Regions whose `spec.clusterDeployment` is `namespace`/`name`, ordered by name.
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        let mut all = self.list(&Cluster::Management, &Gvk::region(), None);
+        all.retain(|r| {
+            text_at(r, "/spec/clusterDeployment/namespace") == Some(namespace)
+                && text_at(r, "/spec/clusterDeployment/name") == Some(name)
+        });
+        all
+    }
+}
+
+/// The non-empty string at a JSON pointer (how rules read reference fields).
+fn text_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 type Key = (String, String, Option<String>, String); // (group, kind, namespace, name)
@@ -75,6 +124,8 @@ struct ClusterState {
     crds: BTreeMap<(String, String, String), bool>,
     /// True once any CRD was loaded into this cluster: only then can "not served" be said.
     has_crds: bool,
+    /// Reverse lookups over `objects`, kept in step by `insert`/`remove`.
+    refs: RefIndex,
 }
 
 /// An in-memory estate, filled from YAML files or by hand.
@@ -117,14 +168,29 @@ impl MemoryEstate {
             state.has_crds = true;
             register_crd(state, &obj);
         }
-        state.objects.insert((gvk.group, gvk.kind, namespace, name), Arc::new(obj));
+        let obj = Arc::new(obj);
+        let key = (gvk.group, gvk.kind, namespace, name);
+        let (group, kind, ns, name) = (&key.0, &key.1, key.2.as_deref(), &key.3);
+        // A replaced object may have moved (spec.region changed): unfile the old one first.
+        if let Some(old) = state.objects.insert(key.clone(), obj.clone()) {
+            state.refs.remove(group, kind, ns, name, &old);
+        }
+        state.refs.add(group, kind, ns, name, &obj);
         true
     }
 
     /// Removes an object; returns it if it was there.
     pub fn remove(&mut self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
         let state = self.clusters.get_mut(cluster)?;
-        state.objects.remove(&(gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string()))
+        let namespace = namespace.filter(|s| !s.is_empty());
+        let old = state.objects.remove(&(
+            gvk.group.clone(),
+            gvk.kind.clone(),
+            namespace.map(str::to_string),
+            name.to_string(),
+        ))?;
+        state.refs.remove(&gvk.group, &gvk.kind, namespace, name, &old);
+        Some(old)
     }
 
     /// The clusters this estate knows, management first.
@@ -135,6 +201,10 @@ impl MemoryEstate {
     /// Whether CRDs were loaded for this cluster (served-checks are skipped otherwise).
     pub fn has_crds(&self, cluster: &Cluster) -> bool {
         self.clusters.get(cluster).is_some_and(|s| s.has_crds)
+    }
+
+    fn management_refs(&self) -> Option<&RefIndex> {
+        self.clusters.get(&Cluster::Management).map(|s| &s.refs)
     }
 
     /// Every object of a cluster, in key order.
@@ -214,6 +284,22 @@ impl Estate for MemoryEstate {
         let state = self.clusters.get(cluster)?;
         // Scope is a property of group+kind; any served version tells it.
         state.crds.iter().find(|((g, _, k), _)| *g == gvk.group && *k == gvk.kind).map(|(_, ns)| *ns)
+    }
+
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        self.management_refs().map(|r| r.credentials_in_region(region)).unwrap_or_default()
+    }
+
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        self.management_refs().map(|r| r.credentials_using_identity_kind(api_version, kind)).unwrap_or_default()
+    }
+
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        self.management_refs().map(|r| r.cluster_deployments_using(namespace, credential)).unwrap_or_default()
+    }
+
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        self.management_refs().map(|r| r.regions_on_cluster_deployment(namespace, name)).unwrap_or_default()
     }
 }
 

@@ -496,6 +496,18 @@ impl credential_core::estate::Estate for NeverSynced {
     fn namespaced(&self, c: &credential_core::estate::Cluster, g: &credential_core::gvk::Gvk) -> Option<bool> {
         self.0.namespaced(c, g)
     }
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        self.0.credentials_in_region(region)
+    }
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        self.0.credentials_using_identity_kind(api_version, kind)
+    }
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        self.0.cluster_deployments_using(namespace, credential)
+    }
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        self.0.regions_on_cluster_deployment(namespace, name)
+    }
 }
 
 impl credential_webhook::cache::ServingEstate for NeverSynced {

@@ -40,6 +40,18 @@ impl Estate for Toggle {
     fn namespaced(&self, c: &Cluster, g: &Gvk) -> Option<bool> {
         self.inner.namespaced(c, g)
     }
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        self.inner.credentials_in_region(region)
+    }
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        self.inner.credentials_using_identity_kind(api_version, kind)
+    }
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        self.inner.cluster_deployments_using(namespace, credential)
+    }
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        self.inner.regions_on_cluster_deployment(namespace, name)
+    }
 }
 
 impl ServingEstate for Toggle {

@@ -148,12 +148,8 @@ fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findi
     let ns =
         input.namespace.or_else(|| input.old_object.and_then(|o| str_at(o, "/metadata/namespace"))).unwrap_or_default();
     estate
-        .list(&Cluster::Management, &Gvk::region(), None)
+        .regions_on_cluster_deployment(ns, input.name)
         .iter()
-        .filter(|r| {
-            str_at(r, "/spec/clusterDeployment/name") == Some(input.name)
-                && str_at(r, "/spec/clusterDeployment/namespace") == Some(ns)
-        })
         .map(|r| {
             let region = str_at(r, "/metadata/name").unwrap_or_default();
             Finding::deny(

@@ -420,9 +420,8 @@ fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findi
     let ns =
         input.namespace.or_else(|| input.old_object.and_then(|o| str_at(o, "/metadata/namespace"))).unwrap_or_default();
     let users: Vec<String> = estate
-        .list(&Cluster::Management, &Gvk::cluster_deployment(), Some(ns))
+        .cluster_deployments_using(ns, input.name)
         .iter()
-        .filter(|cd| str_at(cd, "/spec/credential") == Some(input.name))
         .map(|cd| {
             let cd_name = str_at(cd, "/metadata/name").unwrap_or("<unnamed>");
             if is_deleting(cd) { format!("{cd_name} (being deleted)") } else { cd_name.to_string() }

@@ -313,15 +313,11 @@ fn check_removed(estate: &dyn Estate, name: &str, old: &Value, kept: &[Gvk], fie
     if removed.is_empty() {
         return;
     }
-    let creds = estate.list(&Cluster::Management, &Gvk::credential(), None);
     for gvk in removed {
-        let users: Vec<String> = creds
+        let users: Vec<String> = estate
+            .credentials_using_identity_kind(&gvk.api_version(), &gvk.kind)
             .iter()
             .filter(|c| str_at(c, "/spec/region").is_none())
-            .filter(|c| {
-                str_at(c, "/spec/identityRef/kind") == Some(gvk.kind.as_str())
-                    && str_at(c, "/spec/identityRef/apiVersion") == Some(gvk.api_version().as_str())
-            })
             .map(|c| crate::model::display_name(c))
             .collect();
         if users.is_empty() {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use credential_core::estate::{Cluster, Estate, MemoryEstate, Served};
+use credential_core::estate::{Cluster, Estate, MemoryEstate, RefIndex, Served};
 use credential_core::gvk::{Gvk, builtin_scope};
 use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
@@ -59,9 +59,31 @@ struct ClusterIndex {
     crds_synced: bool,
     /// For regional clusters: true once every regional cache synced.
     known: bool,
+    /// Reverse lookups over `objects`; every change to `objects` goes through `put`/`take`/`relist`.
+    refs: RefIndex,
 }
 
 impl ClusterIndex {
+    /// Stores an object, refiling it in `refs` (a replaced object may have moved).
+    fn put(&mut self, key: Key, obj: Arc<Value>) {
+        if let Some(old) = self.objects.insert(key.clone(), obj.clone()) {
+            self.refs.remove(&key.0, &key.1, key.2.as_deref(), &key.3, &old);
+        }
+        self.refs.add(&key.0, &key.1, key.2.as_deref(), &key.3, &obj);
+    }
+
+    fn take(&mut self, key: &Key) {
+        if let Some(old) = self.objects.remove(key) {
+            self.refs.remove(&key.0, &key.1, key.2.as_deref(), &key.3, &old);
+        }
+    }
+
+    /// Drops every object of one group+kind (a relist refills them).
+    fn drop_kind(&mut self, group: &str, kind: &str) {
+        self.objects.retain(|(g, k, _, _), _| !(g == group && k == kind));
+        self.refs.clear_kind(group, kind);
+    }
+
     fn rebuild_served(&mut self) {
         self.served =
             self.crds.values().flatten().map(|(g, v, k, ns)| ((g.clone(), v.clone(), k.clone()), *ns)).collect();
@@ -218,7 +240,7 @@ impl Index {
             state.crds.insert(key.3.clone(), crd_serves(&obj));
             state.rebuild_served();
         }
-        state.objects.insert(key, Arc::new(obj));
+        state.put(key, Arc::new(obj));
     }
 
     /// Removes one object (identified by its apiVersion/kind/metadata).
@@ -233,7 +255,7 @@ impl Index {
         if is_crd(&key.0, &key.1) && state.crds.remove(&key.3).is_some() {
             state.rebuild_served();
         }
-        state.objects.remove(&key);
+        state.take(&key);
     }
 
     /// Replaces every object of one group+kind in a cluster (after a watcher's initial list).
@@ -248,7 +270,7 @@ impl Index {
         }
         let mut clusters = self.write();
         let state = clusters.entry(cluster.clone()).or_default();
-        state.objects.retain(|(g, k, _, _), _| !(g == group && k == kind));
+        state.drop_kind(group, kind);
         let crd = is_crd(group, kind);
         if crd {
             state.crds.clear();
@@ -257,7 +279,7 @@ impl Index {
             if crd {
                 state.crds.insert(key.3.clone(), crd_serves(&obj));
             }
-            state.objects.insert(key, Arc::new(obj));
+            state.put(key, Arc::new(obj));
         }
         if crd {
             state.rebuild_served();
@@ -278,6 +300,11 @@ impl Index {
         if let Some(obj) = existing {
             self.apply(&Cluster::Management, (*obj).clone());
         }
+    }
+
+    /// A reverse lookup on the management cluster's index (empty while it is not known, as `list` is).
+    fn management_refs(&self, lookup: impl FnOnce(&RefIndex) -> Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+        self.read().get(&Cluster::Management).filter(|s| s.known).map(|s| lookup(&s.refs)).unwrap_or_default()
     }
 
     /// Marks a regional cluster as known (all its caches synced) or not.
@@ -363,6 +390,22 @@ impl Estate for Index {
         let state = clusters.get(cluster)?;
         state.served.iter().find(|((g, _, k), _)| *g == gvk.group && *k == gvk.kind).map(|(_, ns)| *ns)
     }
+
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        self.management_refs(|r| r.credentials_in_region(region))
+    }
+
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        self.management_refs(|r| r.credentials_using_identity_kind(api_version, kind))
+    }
+
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        self.management_refs(|r| r.cluster_deployments_using(namespace, credential))
+    }
+
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        self.management_refs(|r| r.regions_on_cluster_deployment(namespace, name))
+    }
 }
 
 impl ServingEstate for Index {
@@ -442,6 +485,24 @@ impl Estate for WithSecret<'_> {
     fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
         self.base.namespaced(cluster, gvk)
     }
+
+    // The overlay is one Secret: the reverse lookups (Credentials, ClusterDeployments, Regions)
+    // are the base's, answered from its index.
+    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        self.base.credentials_in_region(region)
+    }
+
+    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
+        self.base.credentials_using_identity_kind(api_version, kind)
+    }
+
+    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
+        self.base.cluster_deployments_using(namespace, credential)
+    }
+
+    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
+        self.base.regions_on_cluster_deployment(namespace, name)
+    }
 }
 
 #[cfg(test)]
@@ -475,6 +536,62 @@ mod tests {
         assert_eq!(names(idx.list(&m, &g, None)), ["only"]);
         idx.delete(&m, &cred("z", "only"));
         assert!(idx.list(&m, &g, None).is_empty());
+    }
+
+    fn cred_in(ns: &str, name: &str, region: &str) -> Value {
+        let mut c = cred(ns, name);
+        c["spec"] = json!({"region": region,
+            "identityRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSClusterStaticIdentity"}});
+        c
+    }
+
+    fn cd(ns: &str, name: &str, credential: &str) -> Value {
+        json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "ClusterDeployment",
+               "metadata": {"namespace": ns, "name": name}, "spec": {"credential": credential}})
+    }
+
+    fn refs(v: Vec<Arc<Value>>) -> Vec<String> {
+        v.iter()
+            .map(|o| {
+                format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reverse_lookups_follow_apply_delete_and_relist() {
+        let idx = Index::new("kcm-system");
+        let m = Cluster::Management;
+        let aws = ("infrastructure.cluster.x-k8s.io/v1beta2", "AWSClusterStaticIdentity");
+        idx.apply(&m, cred_in("b", "c1", "r1"));
+        idx.apply(&m, cred_in("a", "c1", "r1"));
+        idx.apply(&m, cred_in("a", "c2", "r2"));
+        idx.apply(&m, cd("a", "cd1", "c1"));
+        assert_eq!(refs(idx.credentials_in_region("r1")), ["a/c1", "b/c1"]);
+        assert_eq!(refs(idx.credentials_using_identity_kind(aws.0, aws.1)).len(), 3);
+        assert_eq!(refs(idx.cluster_deployments_using("a", "c1")), ["a/cd1"]);
+        // Replaced with spec.region changed: moves to the other Region.
+        idx.apply(&m, cred_in("b", "c1", "r2"));
+        assert_eq!(refs(idx.credentials_in_region("r1")), ["a/c1"]);
+        assert_eq!(refs(idx.credentials_in_region("r2")), ["a/c2", "b/c1"]);
+        // A ClusterDeployment switched to another Credential.
+        idx.apply(&m, cd("a", "cd1", "c2"));
+        assert!(idx.cluster_deployments_using("a", "c1").is_empty());
+        assert_eq!(refs(idx.cluster_deployments_using("a", "c2")), ["a/cd1"]);
+        // Deleted.
+        idx.delete(&m, &cred_in("a", "c1", "ignored: the stored version says where it is filed"));
+        assert!(idx.credentials_in_region("r1").is_empty());
+        // Relist: what was not listed is gone, what was is filed; other kinds keep theirs.
+        idx.replace_all(&m, "k0rdent.mirantis.com", "Credential", vec![cred_in("z", "c9", "r1")]);
+        assert_eq!(refs(idx.credentials_in_region("r1")), ["z/c9"]);
+        assert!(idx.credentials_in_region("r2").is_empty());
+        assert_eq!(refs(idx.credentials_using_identity_kind(aws.0, aws.1)), ["z/c9"]);
+        assert_eq!(refs(idx.cluster_deployments_using("a", "c2")), ["a/cd1"]);
+        idx.replace_all(&m, "k0rdent.mirantis.com", "ClusterDeployment", Vec::new());
+        assert!(idx.cluster_deployments_using("a", "c2").is_empty());
+        // Wrappers answer from the index they wrap.
+        let o = WithSecret::new(&idx, "kcm-system", "s", None);
+        assert_eq!(refs(o.credentials_in_region("r1")), ["z/c9"]);
     }
 
     #[test]
