@@ -236,6 +236,9 @@ dist = open(dist_path).read() if os.path.exists(dist_path) else "ABSENT"
 if dist.strip() == "SKIPPED":
     w("Not measured in this run: `--quick` skips it (it needs a release build of the e2e tests). `bench/run.sh`")
     w("runs it.")
+elif dist.strip() == "BUILD-FAILED":
+    w("Not measured in this run: tests/tests/distribution_e2e.rs did not build in release mode when the run started")
+    w("(the tree was being edited). `bench/run.sh` runs it when it builds.")
 elif dist.strip() == "ABSENT":
     w("Not measured: the distribution benchmark (tests/tests/distribution_e2e.rs) is not in this tree.")
 else:
