@@ -151,8 +151,9 @@ for key, label in [(("http1.1", 1, 1), "HTTP/1.1, 1 connection"), (("h2", 1, 1),
         verdicts.append((f"{label}: p99 < 0.5 ms", us(h["p99"]), ok(h["p99"] < 500)))
 for key in [("h2", 1, 16), ("h2", 1, 64)]:
     if key in ratios:
-        h = ratios[key][3]
-        verdicts.append((f"HTTP/2, {key[2]} streams on 1 connection: no Nagle stall (p99 far below 40 ms)", us(h["p99"]), ok(h["p99"] < 10000)))
+        b, h = ratios[key][2], ratios[key][3]
+        # A Nagle/delayed-ACK stall shows as p99 at or above ~40 ms; queueing alone stays below it.
+        verdicts.append((f"HTTP/2, {key[2]} streams on 1 connection: no Nagle stall (p99 below 40 ms)", f"{us(h['p99'])} (ceiling {us(b['p99'])})", ok(h["p99"] < 40000)))
 
 # --- sweep -------------------------------------------------------------------------------------------
 sweep = jsonl("sweep.jsonl")
@@ -228,6 +229,23 @@ if crit:
         w(f"| {g} | {name} | {t(est['median']['point_estimate'])} | {t(est['mean']['point_estimate'])} |")
     w("")
 
+# In-process decision time (criterion medians), smallest against largest estate, per review.
+adm = {}
+for g, fn, val, est in crit:
+    mm = re.match(r"admission/(\d+)-credentials-(\d+)-regions", g)
+    if mm:
+        adm[(int(mm.group(1)), int(mm.group(2)), fn or val)] = est["median"]["point_estimate"]
+sizes = sorted({(c, r) for c, r, _ in adm})
+if len(sizes) >= 2:
+    lo, hi = sizes[0], sizes[-1]
+    for name in sorted({n for _, _, n in adm}):
+        a, b = adm.get((lo[0], lo[1], name)), adm.get((hi[0], hi[1], name))
+        if a and b:
+            d = b / a - 1
+            fmt = lambda ns: f"{ns / 1000:.1f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
+            verdicts.append((f"In-process decision {name} (criterion): {hi[0]:,}/{hi[1]:,} within 10% of {lo[0]:,}/{lo[1]:,}",
+                             f"{fmt(b)} vs {fmt(a)} ({d * 100:+.0f}%)", ok(d <= 0.10)))
+
 # --- distribution ----------------------------------------------------------------------------------------
 w("## Distribution fan-out and rotation")
 w("")
@@ -293,6 +311,9 @@ for what, why in absent:
     w(f"- **{what}: not measured** — {why}.")
 if absent:
     w("")
+w("Exit status of `explain`: 0 ready, 1 not ready (a verdict, not a failure: the example Region's kubeconfig")
+w("Secret is fake, so its cluster is unreachable), 2 error.")
+w("")
 if "explain-offline" in plugin and "runs_us" in plugin["explain-offline"]:
     w("`explain-offline` is `kubectl-credential explain aws-region1-cred -n kcm-system --from examples/estate`: the")
     w("same process start, estate load and readiness walk, reading YAML files instead of the emulator.")
