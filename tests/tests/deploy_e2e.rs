@@ -8,21 +8,19 @@
 //! Needs `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use credential_core::model::labels;
 use credential_core::yaml::parse_documents;
 use credential_e2e::Emulator;
-use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, ServerConfig};
-use credential_webhook::tls::TlsFiles;
 use serde_json::{Value, json};
+use support::{LiveWebhook, prepare_live_webhook};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 const SEED: &str = r#"
 apiVersion: v1
@@ -104,28 +102,11 @@ async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let emu = Emulator::builder().crds(true).seed_yaml(SEED).start().await.unwrap();
 
-    // TLS exactly as for a local run (certs/README.md): a CA and a serving pair for 127.0.0.1.
-    let dir = tempfile::tempdir().unwrap();
-    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
-    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
-
-    // The webhook, reading the emulator through its live caches.
-    let stop = CancellationToken::new();
-    let kubeconfig = emu.write_kubeconfig(dir.path()).unwrap();
-    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let estate = credential_webhook::cache::live::start(client, "kcm-system", metrics.clone(), stop.clone());
-    let mut config = ServerConfig::new(TlsFiles {
-        cert_file: written.tls_cert.clone(),
-        key_file: written.tls_key.clone(),
-        poll_interval: Duration::from_secs(1),
-    });
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_delay = Duration::ZERO;
-    config.shutdown_timeout = Duration::from_secs(2);
-    let server =
-        ServerBuilder::new(config, estate).metrics(metrics).shutdown_token(stop.clone()).start().await.unwrap();
+    // TLS exactly as for a local run (certs/README.md): a CA and a serving pair for 127.0.0.1; the webhook
+    // reading the emulator through its live caches.
+    let mut live = prepare_live_webhook(&emu.kubeconfig_yaml()).await;
+    live.shutdown_timeout = Some(Duration::from_secs(2));
+    let LiveWebhook { server, stop, ca_pem, dir: _dir, .. } = live.serve(None).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while admin_status(server.admin_addr, "/readyz").await != Some(200) {
         assert!(Instant::now() < deadline, "webhook not ready within 20 s");

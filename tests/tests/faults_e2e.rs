@@ -11,22 +11,21 @@
 //! (a regional cluster down and back during distribution).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, ServerConfig};
-use credential_webhook::tls::TlsFiles;
 use credential_webhook::{Admission, NoopSink, Webhook};
 use serde_json::{Value, json};
+use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, free_port, kubeconfig_for, start_live_webhook};
 use tokio_util::sync::CancellationToken;
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
-const SYS: &str = "kcm-system";
 
 /// Captured output of every tracing event in this test binary, at TRACE.
 fn captured_log() -> Arc<Mutex<Vec<u8>>> {
@@ -55,19 +54,6 @@ fn captured_log() -> Arc<Mutex<Vec<u8>>> {
     .clone()
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    start.elapsed()
-}
-
 /// A plain-HTTP GET on the admin listener: (status, body).
 fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -78,18 +64,6 @@ fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
-}
-
-fn kubeconfig_for_port(port: u16) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: m\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
-         users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: m\n  context: {{cluster: m, user: u}}\n\
-         current-context: m\n"
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 const SEED: &str = r#"
@@ -165,29 +139,7 @@ struct Live {
 
 /// The webhook in live mode against the API server named by `kubeconfig`.
 async fn live(kubeconfig: &str) -> Live {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let kc = dir.path().join("kubeconfig");
-    std::fs::write(&kc, kubeconfig).unwrap();
-    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
-    let client = credential_webhook::cache::live::client(Some(&kc)).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let stop = CancellationToken::new();
-    let index = credential_webhook::cache::live::start(client, SYS, metrics.clone(), stop.clone());
-    let mut config = ServerConfig::new(TlsFiles {
-        cert_file: written.tls_cert,
-        key_file: written.tls_key,
-        poll_interval: Duration::from_secs(1),
-    });
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_delay = Duration::ZERO;
-    let server = ServerBuilder::new(config, index.clone())
-        .metrics(metrics.clone())
-        .shutdown_token(stop.clone())
-        .start()
-        .await
-        .unwrap();
+    let LiveWebhook { server, index, metrics, stop, dir, .. } = start_live_webhook(kubeconfig).await;
     let admission = Admission::new(index.clone(), Arc::new(NoopSink), metrics.clone());
     Live { index, admission, server, metrics, stop, _dir: dir }
 }
@@ -206,7 +158,7 @@ impl Live {
 async fn api_server_unreachable_at_start_then_ready_once_it_appears() {
     captured_log();
     let port = free_port();
-    let w = live(&kubeconfig_for_port(port)).await;
+    let w = live(&kubeconfig_for("m", port)).await;
     let admin = w.server.admin_addr;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(admin_get(admin, "/livez"), (200, "ok".to_string()));
@@ -271,19 +223,6 @@ async fn api_server_restart_reflectors_recover_and_see_new_changes() {
 const AK: &str = "AKIA-live-sekrit-4e21";
 const SK: &str = "live-sekrit-SECRET-KEY-8d0c";
 const TOKEN: &str = "live-sekrit-regional-token-66fa";
-
-const PROVIDER_INTERFACE: &str = r#"
-apiVersion: k0rdent.mirantis.com/v1beta1
-kind: ProviderInterface
-metadata: {name: cluster-api-provider-aws}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}
-"#;
 
 /// Distribution copies an identity Secret into a regional cluster while everything logs at TRACE:
 /// no Secret value (clear or base64, nor the regional kubeconfig's token) appears in the log, the

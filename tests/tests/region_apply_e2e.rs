@@ -4,23 +4,16 @@
 //! denying "does not exist" / "has no key". Needs `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use credential_e2e::{Emulator, KubectlOutput};
+use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
-use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, ServerConfig};
-use credential_webhook::tls::TlsFiles;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+use support::{LiveWebhook, apply, b64, kubeconfig_for, start_live_webhook};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 fn validating_configuration(base: &str, ca_pem: &str) -> String {
     json!({
@@ -40,19 +33,13 @@ fn validating_configuration(base: &str, ca_pem: &str) -> String {
 /// A Secret holding a kubeconfig under `key`, followed by a Region that reads key `value` of it.
 fn secret_and_region(name: &str, key: &str) -> String {
     // The regional cluster need not be reachable for admission; the port is closed.
-    let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"http://127.0.0.1:9\"}\n\
-                      users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\n\
-                      current-context: c\n";
+    let kubeconfig = kubeconfig_for("c", 9);
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-kubeconfig, namespace: kcm-system}}\n\
          data: {{{key}: {kc}}}\n---\napiVersion: {API}\nkind: Region\nmetadata: {{name: {name}}}\n\
          spec:\n  kubeConfig: {{name: {name}-kubeconfig, key: value}}\n",
-        kc = b64(kubeconfig),
+        kc = b64(&kubeconfig),
     )
-}
-
-async fn apply(emu: &Emulator, yaml: &str) -> KubectlOutput {
-    emu.kubectl_with(&["apply", "-f", "-"], Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,28 +51,7 @@ async fn secret_and_region_in_one_apply() {
         .start()
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
-    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
-    let stop = CancellationToken::new();
-    let kubeconfig = emu.write_kubeconfig(dir.path()).unwrap();
-    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let index = credential_webhook::cache::live::start(client, "kcm-system", metrics.clone(), stop.clone());
-    let mut config = ServerConfig::new(TlsFiles {
-        cert_file: written.tls_cert.clone(),
-        key_file: written.tls_key.clone(),
-        poll_interval: Duration::from_secs(1),
-    });
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_delay = Duration::ZERO;
-    let server = ServerBuilder::new(config, index.clone())
-        .metrics(metrics.clone())
-        .shutdown_token(stop.clone())
-        .start()
-        .await
-        .unwrap();
+    let LiveWebhook { server, index, stop, ca_pem, dir: _dir, .. } = start_live_webhook(&emu.kubeconfig_yaml()).await;
     let start = Instant::now();
     while !index.synced() {
         assert!(start.elapsed() < Duration::from_secs(20), "management caches not synced");

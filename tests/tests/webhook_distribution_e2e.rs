@@ -6,42 +6,25 @@
 //! nothing and never reaches the sink. Needs `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
 
-use base64::Engine as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
 use credential_core::model::labels;
 use credential_core::rules::Operation;
-use credential_e2e::{Emulator, KubectlOutput};
+use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::distribution::DistributorHandle;
-use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, ServerConfig};
 use credential_webhook::sink::{AdmittedChange, AdmittedChangeSink};
-use credential_webhook::tls::TlsFiles;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+use support::{
+    LiveWebhook, PROVIDER_INTERFACE, SYS, apply, b64, eventually_some, kubectl_stdin, prepare_live_webhook,
+    webhook_configurations,
+};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
-const SYS: &str = "kcm-system";
 const INFRA_AV: &str = "infrastructure.cluster.x-k8s.io/v1beta2";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
-const PROVIDER_INTERFACE: &str = r#"
-apiVersion: k0rdent.mirantis.com/v1beta1
-kind: ProviderInterface
-metadata: {name: cluster-api-provider-aws}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}
-"#;
 
 /// Two AWS static identities with their Secrets (one per Credential of the test), the
 /// ProviderInterface, and Region r1 (Ready) whose kubeconfig Secret points at the regional emulator.
@@ -71,32 +54,6 @@ fn management_seed(regional_kubeconfig: &str) -> String {
     docs.join("\n---\n")
 }
 
-fn webhook_configurations(base: &str, ca_pem: &str) -> String {
-    let rules = json!([{
-        "apiGroups": ["k0rdent.mirantis.com"], "apiVersions": ["v1beta1"],
-        "operations": ["CREATE", "UPDATE", "DELETE"],
-        "resources": ["credentials", "regions", "providerinterfaces", "clusterdeployments"]
-    }]);
-    let hook = |kind: &str, name: &str, path: &str| {
-        json!({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-            "metadata": {"name": "credential-webhook"},
-            "webhooks": [{
-                "name": name,
-                "clientConfig": {"url": format!("{base}{path}"), "caBundle": b64(ca_pem)},
-                "rules": rules, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-                "failurePolicy": "Fail", "timeoutSeconds": 10
-            }]
-        })
-        .to_string()
-    };
-    [
-        hook("MutatingWebhookConfiguration", "mutate.credential-guard.test", "/mutate"),
-        hook("ValidatingWebhookConfiguration", "validate.credential-guard.test", "/validate"),
-    ]
-    .join("\n---\n")
-}
-
 /// The distributor's handle, recording what the admission hook hands it (and whether this replica
 /// distributed at that moment).
 struct RecordingSink {
@@ -118,21 +75,6 @@ impl RecordingSink {
     }
 }
 
-async fn apply(emu: &Emulator, args: &[&str], yaml: &str) -> KubectlOutput {
-    emu.kubectl_with(args, Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
-}
-
-async fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn regional_credential(name: &str, identity: &str) -> String {
     format!(
         "apiVersion: {API}\nkind: Credential\nmetadata: {{name: {name}, namespace: {SYS}}}\nspec:\n  region: r1\n  \
@@ -148,63 +90,43 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
         Emulator::builder().crds(true).seed_yaml(management_seed(&region.kubeconfig_yaml())).start().await.unwrap();
 
     // What `credential-webhook serve` does without --estate, distribution on (see webhook/src/main.rs).
-    let dir = tempfile::tempdir().unwrap();
-    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
-    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
-    let stop = CancellationToken::new();
-    let kubeconfig = mgmt.write_kubeconfig(dir.path()).unwrap();
-    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let distributor = credential_webhook::distribution::start_for_serve(client.clone(), SYS, &metrics);
-    let index = credential_webhook::cache::live::start(client, SYS, metrics.clone(), stop.clone());
+    let live = prepare_live_webhook(&mgmt.kubeconfig_yaml()).await;
+    let distributor = credential_webhook::distribution::start_for_serve(live.client.clone(), SYS, &live.metrics);
     let sink = Arc::new(RecordingSink { inner: distributor.handle(), seen: Mutex::default() });
-    let mut config = ServerConfig::new(TlsFiles {
-        cert_file: written.tls_cert.clone(),
-        key_file: written.tls_key.clone(),
-        poll_interval: Duration::from_secs(1),
-    });
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_delay = Duration::ZERO;
-    let server = ServerBuilder::new(config, index.clone())
-        .metrics(metrics.clone())
-        .shutdown_token(stop.clone())
-        .sink(sink.clone())
-        .start()
-        .await
-        .unwrap();
+    let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } = live.serve(Some(sink.clone())).await;
 
     let limit = Duration::from_secs(20);
-    eventually("management caches synced", limit, || index.synced().then_some(())).await;
+    eventually_some("management caches synced", limit, || index.synced().then_some(())).await;
     let handle = distributor.handle();
-    eventually("this replica holds the distribution Lease", limit, || handle.is_leader().then_some(())).await;
+    eventually_some("this replica holds the distribution Lease", limit, || handle.is_leader().then_some(())).await;
     let lease = mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), "credential-guard-distribution");
     assert!(lease.is_some(), "start_for_serve elects through the Lease in the system namespace");
 
     let base = format!("https://127.0.0.1:{}", server.addr.port());
-    let out = apply(&mgmt, &["apply", "-f", "-"], &webhook_configurations(&base, &ca_pem)).await;
+    let out = apply(&mgmt, &webhook_configurations(&base, &ca_pem)).await;
     assert!(out.success(), "{}", out.stderr);
 
     // 1. A regional Credential through kubectl: admitted (mutated), handed to the distributor by
     //    the admission hook, and its identity and Secret copied into r1.
-    let out = apply(&mgmt, &["apply", "-f", "-"], &regional_credential("aws-r1", "aws-id")).await;
+    let out = apply(&mgmt, &regional_credential("aws-r1", "aws-id")).await;
     assert!(out.success(), "{}", out.stderr);
     let stored = mgmt.get(API, "Credential", Some(SYS), "aws-r1").unwrap();
     assert_eq!(stored["metadata"]["labels"][labels::REGION], "r1", "mutated by the webhook: {stored}");
     let calls = sink.calls_for("kcm-system/aws-r1");
     assert_eq!(calls.first(), Some(&(Operation::Create, true)), "the hook handed the CREATE to the leader: {calls:?}");
 
-    let copy = eventually("Secret copied into r1", limit, || region.get("v1", "Secret", Some(SYS), "aws-secret")).await;
+    let copy =
+        eventually_some("Secret copied into r1", limit, || region.get("v1", "Secret", Some(SYS), "aws-secret")).await;
     let source = mgmt.get("v1", "Secret", Some(SYS), "aws-secret").unwrap();
     assert_eq!(copy["data"], source["data"]);
     assert_eq!(copy["metadata"]["labels"][labels::MANAGED], "true");
     assert_eq!(credential_core::identity::owners_of(&copy), vec!["kcm-system/aws-r1".to_string()]);
-    let id = eventually("identity copied into r1", limit, || {
+    let id = eventually_some("identity copied into r1", limit, || {
         region.get(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id")
     })
     .await;
     assert_eq!(id["spec"]["secretRef"], "aws-secret");
-    let condition = eventually("condition True", limit, || {
+    let condition = eventually_some("condition True", limit, || {
         let c = mgmt.get(API, "Credential", Some(SYS), "aws-r1")?;
         c.pointer("/status/conditions")?
             .as_array()?
@@ -219,7 +141,8 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
 
     // 2. A server-side dry run of another Credential (its own identity and Secret): admitted, but
     //    nothing is stored, the sink never hears of it, and nothing is copied.
-    let out = apply(&mgmt, &["apply", "--dry-run=server", "-f", "-"], &regional_credential("dry", "aws-id-2")).await;
+    let out =
+        kubectl_stdin(&mgmt, &["apply", "--dry-run=server", "-f", "-"], &regional_credential("dry", "aws-id-2")).await;
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("dry"), "{}", out.stdout);
     tokio::time::sleep(Duration::from_millis(1500)).await;

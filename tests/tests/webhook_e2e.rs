@@ -4,25 +4,20 @@
 //! at it. Needs `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use base64::Engine as _;
+use std::time::Duration;
+
 use credential_core::estate::{Cluster, Estate};
 use credential_core::gvk::Gvk;
-use credential_e2e::{Emulator, KubectlOutput};
+use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
-use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, ServerConfig};
-use credential_webhook::tls::TlsFiles;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
+use support::{
+    LiveWebhook, apply, b64, eventually, start_live_webhook, unreachable_kubeconfig, webhook_configurations,
+};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
-
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
 
 /// Only the k0rdent CRDs: the regional cluster does not run the AWS provider.
 fn k0rdent_crds_yaml() -> String {
@@ -107,54 +102,6 @@ spec: {{credential: used, template: aws-standalone-cp-1-0-0}}
     )
 }
 
-/// A kubeconfig for a cluster nobody serves (a port that was free a moment ago).
-fn unreachable_kubeconfig() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: down\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
-         users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: down\n  context: {{cluster: down, user: u}}\n\
-         current-context: down\n"
-    )
-}
-
-fn webhook_configurations(base: &str, ca_pem: &str) -> String {
-    let rules = json!([{
-        "apiGroups": ["k0rdent.mirantis.com"], "apiVersions": ["v1beta1"],
-        "operations": ["CREATE", "UPDATE", "DELETE"],
-        "resources": ["credentials", "regions", "providerinterfaces", "clusterdeployments"]
-    }]);
-    let hook = |kind: &str, name: &str, path: &str| {
-        json!({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-            "metadata": {"name": "credential-webhook"},
-            "webhooks": [{
-                "name": name,
-                "clientConfig": {"url": format!("{base}{path}"), "caBundle": b64(ca_pem)},
-                "rules": rules, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-                "failurePolicy": "Fail", "timeoutSeconds": 10
-            }]
-        })
-        .to_string()
-    };
-    [
-        hook("MutatingWebhookConfiguration", "mutate.credential-guard.test", "/mutate"),
-        hook("ValidatingWebhookConfiguration", "validate.credential-guard.test", "/validate"),
-    ]
-    .join("\n---\n")
-}
-
-async fn apply(emu: &Emulator, yaml: &str) -> KubectlOutput {
-    emu.kubectl_with(&["apply", "-f", "-"], Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
-}
-
-async fn eventually(what: &str, limit: Duration, f: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -162,28 +109,8 @@ async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() 
     let emu =
         Emulator::builder().crds(true).seed_yaml(management_seed(&region.kubeconfig_yaml())).start().await.unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
-    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
-    let stop = CancellationToken::new();
-    let kubeconfig = emu.write_kubeconfig(dir.path()).unwrap();
-    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let index = credential_webhook::cache::live::start(client, "kcm-system", metrics.clone(), stop.clone());
-    let mut config = ServerConfig::new(TlsFiles {
-        cert_file: written.tls_cert.clone(),
-        key_file: written.tls_key.clone(),
-        poll_interval: Duration::from_secs(1),
-    });
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.shutdown_delay = Duration::ZERO;
-    let server = ServerBuilder::new(config, index.clone())
-        .metrics(metrics.clone())
-        .shutdown_token(stop.clone())
-        .start()
-        .await
-        .unwrap();
+    let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } =
+        start_live_webhook(&emu.kubeconfig_yaml()).await;
 
     // Ready once the management caches synced, although Region "down" cannot be reached.
     eventually("management caches synced", Duration::from_secs(20), || index.synced()).await;

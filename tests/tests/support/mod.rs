@@ -1,0 +1,197 @@
+//! Setup shared by the credential-webhook end-to-end tests: the webhook started in-process in live mode
+//! against an API emulator (as `credential-webhook serve --kubeconfig` runs it), the webhook
+//! configurations pointing kubectl at it, kubectl apply, and polling until a condition holds.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use credential_e2e::{Emulator, KubectlOutput};
+use credential_webhook::RunningServer;
+use credential_webhook::cache::Index;
+use credential_webhook::certs::Written;
+use credential_webhook::metrics::Metrics;
+use credential_webhook::server::{ServerBuilder, ServerConfig};
+use credential_webhook::sink::AdmittedChangeSink;
+use credential_webhook::tls::TlsFiles;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+pub const SYS: &str = "kcm-system";
+
+/// The AWS ProviderInterface as KCM ships it (static identities referencing their Secret).
+pub const PROVIDER_INTERFACE: &str = r#"
+apiVersion: k0rdent.mirantis.com/v1beta1
+kind: ProviderInterface
+metadata: {name: cluster-api-provider-aws}
+spec:
+  clusterIdentities:
+  - group: infrastructure.cluster.x-k8s.io
+    version: v1beta2
+    kind: AWSClusterStaticIdentity
+    references:
+    - {group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}
+"#;
+
+pub fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A kubeconfig for a plain-HTTP API server on 127.0.0.1:`port`, its cluster and context named `name`.
+pub fn kubeconfig_for(name: &str, port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster: {{server: \"http://127.0.0.1:{port}\"}}\n\
+         users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: {name}\n  context: {{cluster: {name}, user: u}}\n\
+         current-context: {name}\n"
+    )
+}
+
+/// A kubeconfig for a cluster nobody serves (a port that was free a moment ago).
+pub fn unreachable_kubeconfig() -> String {
+    kubeconfig_for("down", free_port())
+}
+
+/// Mutating and Validating webhook configurations for the k0rdent kinds, calling `base` + /mutate, /validate.
+pub fn webhook_configurations(base: &str, ca_pem: &str) -> String {
+    let rules = json!([{
+        "apiGroups": ["k0rdent.mirantis.com"], "apiVersions": ["v1beta1"],
+        "operations": ["CREATE", "UPDATE", "DELETE"],
+        "resources": ["credentials", "regions", "providerinterfaces", "clusterdeployments"]
+    }]);
+    let hook = |kind: &str, name: &str, path: &str| {
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
+            "metadata": {"name": "credential-webhook"},
+            "webhooks": [{
+                "name": name,
+                "clientConfig": {"url": format!("{base}{path}"), "caBundle": b64(ca_pem)},
+                "rules": rules, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+                "failurePolicy": "Fail", "timeoutSeconds": 10
+            }]
+        })
+        .to_string()
+    };
+    [
+        hook("MutatingWebhookConfiguration", "mutate.credential-guard.test", "/mutate"),
+        hook("ValidatingWebhookConfiguration", "validate.credential-guard.test", "/validate"),
+    ]
+    .join("\n---\n")
+}
+
+/// `kubectl apply -f -` of `yaml`.
+pub async fn apply(emu: &Emulator, yaml: &str) -> KubectlOutput {
+    kubectl_stdin(emu, &["apply", "-f", "-"], yaml).await
+}
+
+/// kubectl with `args`, `yaml` on its stdin.
+pub async fn kubectl_stdin(emu: &Emulator, args: &[&str], yaml: &str) -> KubectlOutput {
+    emu.kubectl_with(args, Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
+}
+
+/// Polls `f` until it gives a value; fails the test naming `what` after `limit`.
+pub async fn eventually_some<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `f` until it holds; fails the test naming `what` after `limit`. Returns how long it took.
+pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    eventually_some(what, limit, || f().then_some(())).await;
+    start.elapsed()
+}
+
+/// The parts of a live webhook made before its server starts, so a test can wire more to the same
+/// client and metrics (e.g. the distributor) first.
+pub struct LivePrepared {
+    pub client: kube::Client,
+    pub metrics: Arc<Metrics>,
+    pub stop: CancellationToken,
+    pub ca_pem: String,
+    /// Bounds the server's graceful shutdown; the ServerConfig default when None.
+    pub shutdown_timeout: Option<Duration>,
+    written: Written,
+    dir: tempfile::TempDir,
+}
+
+/// credential-webhook serving in-process in live mode (its index filled by watchers of the API server).
+pub struct LiveWebhook {
+    pub server: RunningServer,
+    pub index: Arc<Index>,
+    pub metrics: Arc<Metrics>,
+    pub stop: CancellationToken,
+    /// The CA that signed the serving certificate (for caBundle).
+    pub ca_pem: String,
+    /// Holds the certificates and kubeconfig: keep it alive as long as the server.
+    pub dir: tempfile::TempDir,
+}
+
+/// Serving certificates for 127.0.0.1 and a kube client for the API server named by `kubeconfig_yaml`.
+pub async fn prepare_live_webhook(kubeconfig_yaml: &str) -> LivePrepared {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, kubeconfig_yaml).unwrap();
+    let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+    let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
+    let client = credential_webhook::cache::live::client(Some(&kubeconfig)).await.unwrap();
+    LivePrepared {
+        client,
+        metrics: Arc::new(Metrics::new()),
+        stop: CancellationToken::new(),
+        ca_pem,
+        shutdown_timeout: None,
+        written,
+        dir,
+    }
+}
+
+impl LivePrepared {
+    /// Starts the live caches and the server on ephemeral ports; admitted changes go to `sink` if given.
+    pub async fn serve(self, sink: Option<Arc<dyn AdmittedChangeSink>>) -> LiveWebhook {
+        let LivePrepared { client, metrics, stop, ca_pem, shutdown_timeout, written, dir } = self;
+        let index = credential_webhook::cache::live::start(client, SYS, metrics.clone(), stop.clone());
+        let mut config = ServerConfig::new(TlsFiles {
+            cert_file: written.tls_cert,
+            key_file: written.tls_key,
+            poll_interval: Duration::from_secs(1),
+        });
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin_listen = "127.0.0.1:0".parse().unwrap();
+        config.shutdown_delay = Duration::ZERO;
+        if let Some(timeout) = shutdown_timeout {
+            config.shutdown_timeout = timeout;
+        }
+        let mut builder =
+            ServerBuilder::new(config, index.clone()).metrics(metrics.clone()).shutdown_token(stop.clone());
+        if let Some(sink) = sink {
+            builder = builder.sink(sink);
+        }
+        let server = builder.start().await.unwrap();
+        LiveWebhook { server, index, metrics, stop, ca_pem, dir }
+    }
+}
+
+/// credential-webhook in live mode against the API server named by `kubeconfig_yaml`, no admission sink.
+pub async fn start_live_webhook(kubeconfig_yaml: &str) -> LiveWebhook {
+    prepare_live_webhook(kubeconfig_yaml).await.serve(None).await
+}
+
+impl LiveWebhook {
+    /// `https://127.0.0.1:<port>` of the admission listener.
+    pub fn base_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.server.addr.port())
+    }
+}
