@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::ClusterDeployment;
 use crate::rules::codes::*;
-use crate::rules::support::{is_deleting, parse, str_at};
+use crate::rules::support::{is_deleting, object_of, parse, str_at};
 use crate::rules::{AdmissionInput, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
@@ -24,13 +24,9 @@ pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding>
 }
 
 fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    let Some(obj) = input.object else {
-        return vec![Finding::deny(
-            CD_INVALID,
-            "",
-            format!("{} of ClusterDeployment {} carries no object", input.operation.as_str(), input.name),
-            "send the ClusterDeployment object in the request",
-        )];
+    let obj = match object_of(input, "ClusterDeployment", CD_INVALID) {
+        Ok(o) => o,
+        Err(f) => return vec![f],
     };
     let cd: ClusterDeployment = match parse(obj, "ClusterDeployment", CD_INVALID) {
         Ok(c) => c,

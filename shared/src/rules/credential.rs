@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{Credential, ObjectReference, labels};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, parse, str_at};
+use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
 use crate::rules::{AdmissionInput, Operation};
 
 /// KCM's limit on the name part of a label key (`credential.<namespace>.<name>`).
@@ -70,13 +70,9 @@ pub fn kcm_distributes(cred: &Credential) -> bool {
 }
 
 fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    let Some(obj) = input.object else {
-        return vec![Finding::deny(
-            CRED_INVALID,
-            "",
-            format!("{} of Credential {} carries no object", input.operation.as_str(), input.name),
-            "send the Credential object in the request",
-        )];
+    let obj = match object_of(input, "Credential", CRED_INVALID) {
+        Ok(o) => o,
+        Err(f) => return vec![f],
     };
     let cred: Credential = match parse(obj, "Credential", CRED_INVALID) {
         Ok(c) => c,

@@ -14,7 +14,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{ClusterIdentity, ProviderInterface};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, parse, str_at};
+use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
 use crate::rules::{AdmissionInput, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
@@ -26,13 +26,9 @@ pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding>
 }
 
 fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    let Some(obj) = input.object else {
-        return vec![Finding::deny(
-            PI_INVALID,
-            "",
-            format!("{} of ProviderInterface {} carries no object", input.operation.as_str(), input.name),
-            "send the ProviderInterface object in the request",
-        )];
+    let obj = match object_of(input, "ProviderInterface", PI_INVALID) {
+        Ok(o) => o,
+        Err(f) => return vec![f],
     };
     if input.operation == Operation::Update && is_deleting(obj) {
         return Vec::new();

@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{ClusterDeploymentRef, Region, RegionSpec, SecretKeyReference};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, parse, str_at};
+use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
 use crate::rules::{AdmissionInput, Operation};
 
 /// The longest Region name k0rdent's documentation allows.
@@ -42,13 +42,9 @@ pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding>
 }
 
 fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    let Some(obj) = input.object else {
-        return vec![Finding::deny(
-            RGN_INVALID,
-            "",
-            format!("{} of Region {} carries no object", input.operation.as_str(), input.name),
-            "send the Region object in the request",
-        )];
+    let obj = match object_of(input, "Region", RGN_INVALID) {
+        Ok(o) => o,
+        Err(f) => return vec![f],
     };
     let region: Region = match parse(obj, "Region", RGN_INVALID) {
         Ok(r) => r,

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::finding::{Code, Finding};
 use crate::model::display_name;
+use crate::rules::AdmissionInput;
 
 /// Most object names a message lists before it says "and N more".
 pub const MAX_LISTED: usize = 10;
@@ -63,6 +64,18 @@ pub fn name_list(names: &[String]) -> String {
 /// `1 ClusterDeployment` / `3 ClusterDeployments`.
 pub fn count(n: usize, noun: &str) -> String {
     if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// The object of a CREATE/UPDATE, or the deny finding for a request that carries none.
+pub(crate) fn object_of<'a>(input: &AdmissionInput<'a>, kind: &str, code: Code) -> Result<&'a Value, Finding> {
+    input.object.ok_or_else(|| {
+        Finding::deny(
+            code,
+            "",
+            format!("{} of {kind} {} carries no object", input.operation.as_str(), input.name),
+            format!("send the {kind} object in the request"),
+        )
+    })
 }
 
 #[cfg(test)]
