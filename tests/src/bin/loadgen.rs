@@ -404,41 +404,12 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut w = 0usize;
-    for mut sender in h1 {
-        let shared = shared.clone();
-        let offset = w;
-        w += 1;
-        tasks.spawn(async move {
-            let mut samples = Samples::new();
-            let n = shared.reviews.len();
-            let mut i = offset % n;
-            while shared.go() {
-                if let Err(e) = sender.ready().await {
-                    shared.error(format!("connection closed: {e}"));
-                    break;
-                }
-                let req = match request(&shared, Proto::H1, i) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        shared.error(e.to_string());
-                        break;
-                    }
-                };
-                let t0 = Instant::now();
-                let outcome = match sender.send_request(req).await {
-                    Ok(res) => check(res, &shared.reviews[i].uid).await,
-                    Err(e) => Err(format!("request failed: {e}")),
-                };
-                record(&shared, &mut samples, i, t0, outcome);
-                i = (i + 1) % n;
-            }
-            samples
-        });
-    }
-    for sender in h2 {
-        for _ in 0..streams {
+    // One request loop per connection (HTTP/1.1) or stream (HTTP/2); hyper's two senders share no
+    // trait, hence a macro rather than a generic function.
+    macro_rules! spawn_worker {
+        ($sender:expr, $proto:expr) => {{
             let shared = shared.clone();
-            let mut sender = sender.clone();
+            let mut sender = $sender;
             let offset = w;
             w += 1;
             tasks.spawn(async move {
@@ -450,7 +421,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                         shared.error(format!("connection closed: {e}"));
                         break;
                     }
-                    let req = match request(&shared, Proto::H2, i) {
+                    let req = match request(&shared, $proto, i) {
                         Ok(r) => r,
                         Err(e) => {
                             shared.error(e.to_string());
@@ -467,6 +438,14 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                 }
                 samples
             });
+        }};
+    }
+    for sender in h1 {
+        spawn_worker!(sender, Proto::H1);
+    }
+    for sender in h2 {
+        for _ in 0..streams {
+            spawn_worker!(sender.clone(), Proto::H2);
         }
     }
     let mut samples: Samples = Vec::new();
