@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod admission;
+pub mod cluster;
 pub mod crds;
 pub mod discovery;
 pub mod error;
@@ -18,6 +19,7 @@ mod server;
 pub mod store;
 pub mod table;
 
+pub use cluster::{ClusterError, ClusterOptions, KubeCluster};
 pub use crds::{crds, crds_yaml};
 pub use error::{ApiError, EmulatorError};
 pub use harness::{ClusterState, Emulator, EmulatorBuilder, KubectlOutput, kubeconfig_yaml, run_kubectl};

@@ -113,6 +113,22 @@ pub async fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool
     start.elapsed()
 }
 
+/// Polls the async `f` until it gives a value; fails the test naming `what` after `limit`.
+pub async fn eventually_async<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "{what} not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The parts of a live webhook made before its server starts, so a test can wire more to the same
 /// client and metrics (e.g. the distributor) first.
 pub struct LivePrepared {

@@ -49,6 +49,7 @@ pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::DistributionMetrics;
 pub use queue::Backoff;
+pub use status::{DesiredCondition, apply_condition};
 
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 use engine::Engine;
