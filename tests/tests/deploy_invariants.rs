@@ -473,19 +473,12 @@ fn every_namespace_reference_follows_the_install_namespace() {
         let n = &r.name;
         let ns = r.namespace();
         let system = r.env("CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE").unwrap();
-        let ns_object = r.all("Namespace").next().expect("Namespace");
-        assert_eq!(str_of(&ns_object["metadata"]["name"]), ns, "{n}");
-        // The Namespace carries none of our labels, so the uninstall selector never deletes it.
-        assert!(ns_object["metadata"]["labels"].get("app.kubernetes.io/name").is_none(), "{n}");
         for d in &r.docs {
             let kind = str_of(&d["kind"]);
             let name = str_of(&d["metadata"]["name"]);
             if let Some(obj_ns) = d["metadata"]["namespace"].as_str() {
                 let expected = if name == "credential-webhook-system-secrets" { &system } else { &ns };
                 assert_eq!(obj_ns, expected, "{n}: {kind} {name} namespace");
-            }
-            if kind == "Namespace" {
-                continue;
             }
             if kind.ends_with("Binding") {
                 for s in d["subjects"].as_array().unwrap() {
@@ -504,6 +497,29 @@ fn every_namespace_reference_follows_the_install_namespace() {
     let other = render("deploy/overlays/other-namespace");
     assert_ne!(other.namespace(), "kcm-system", "the other-namespace example must move the webhook");
     assert_eq!(other.env("CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE").unwrap(), "kcm-system");
+}
+
+/// No install creates, and so owns, a Namespace: the webhook's namespace exists before the install
+/// (kcm-system is KCM's; another one is the user's), and an owned Namespace would be deleted with
+/// everything in it by `kubectl delete -k`, Flux or Argo CD pruning.
+#[test]
+fn no_render_creates_a_namespace_least_of_all_kcm_system() {
+    for r in renders() {
+        let kcm: Vec<_> = r.all("Namespace").filter(|d| d["metadata"]["name"] == "kcm-system").collect();
+        assert!(
+            kcm.is_empty(),
+            "{}: renders Namespace kcm-system, which belongs to KCM: remove the Namespace object from the \
+             kustomization (pruning or uninstalling would delete KCM's namespace)",
+            r.name
+        );
+        let names: Vec<&str> = r.all("Namespace").map(|d| str_of(&d["metadata"]["name"])).collect();
+        assert!(
+            names.is_empty(),
+            "{}: renders Namespace {names:?}: installs create no Namespace; document `kubectl create namespace` \
+             as a step before the install instead",
+            r.name
+        );
+    }
 }
 
 /// (apiGroup, resource) -> verbs granted, with where (cluster-wide or one namespace).
