@@ -14,6 +14,10 @@ use credential_core::model::labels;
 use credential_core::{K0RDENT_GROUP, ResourceKind, yaml::parse_documents};
 use serde_json::Value;
 
+#[path = "support/permissions.rs"]
+mod permissions;
+use permissions::needs;
+
 const SA_NAME: &str = "credential-webhook";
 /// The image the manifests run; its tag follows the workspace version.
 const IMAGE_REPOSITORY: &str = "ghcr.io/k0rdent-credential-guard/credential-webhook";
@@ -560,31 +564,6 @@ impl Grants {
                 self.namespaced.get(&(ns.to_string(), key.0.clone(), key.1.clone())).is_some_and(|v| v.contains(verb))
             })
     }
-}
-
-/// What the webhook needs, stated once. Reads: the estate the rules and explain evaluate; writes:
-/// only what distribution needs (our condition, our finalizer, Events, the leader Lease).
-fn needs(webhook_ns: &str, system_ns: &str) -> Vec<(Option<String>, &'static str, &'static str, &'static str)> {
-    let mut v = Vec::new();
-    for kind in ResourceKind::ALL {
-        for verb in ["get", "list", "watch"] {
-            v.push((None, K0RDENT_GROUP, kind.plural(), verb));
-        }
-    }
-    for verb in ["get", "list", "watch"] {
-        v.push((None, "apiextensions.k8s.io", "customresourcedefinitions", verb));
-        v.push((Some(system_ns.to_string()), "", "secrets", verb));
-        v.push((None, "infrastructure.cluster.x-k8s.io", "awsclusterstaticidentities", verb));
-    }
-    v.push((None, K0RDENT_GROUP, "credentials/status", "patch"));
-    v.push((None, K0RDENT_GROUP, "credentials", "patch"));
-    for verb in ["create", "patch"] {
-        v.push((None, "events.k8s.io", "events", verb));
-    }
-    for verb in ["get", "create", "update"] {
-        v.push((Some(webhook_ns.to_string()), "coordination.k8s.io", "leases", verb));
-    }
-    v
 }
 
 /// Typed API uses in webhook/src, mapped to the (group, resource) they need read access to.
