@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod crds;
 pub mod discovery;
 pub mod error;
+pub mod gobuild;
 mod harness;
 pub mod patch;
 mod protobuf;

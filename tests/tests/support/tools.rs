@@ -38,38 +38,23 @@ pub fn tool(tool: &str) -> PathBuf {
 }
 
 fn build(tool: &str) -> PathBuf {
-    let src = repo_root().join("tests/tools");
     let out_dir = target_dir().join("tools");
-    std::fs::create_dir_all(&out_dir).unwrap_or_else(|e| panic!("create {}: {e}", out_dir.display()));
     let out = out_dir.join(tool);
-    // One build at a time across test processes; the others wait here, then find it fresh.
-    let lock = std::fs::File::create(out_dir.join(format!(".{tool}.lock"))).unwrap();
-    lock.lock().unwrap();
-    let newest_source = ["go.mod", "go.sum", "build.sh"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(src.join(f)).and_then(|m| m.modified()).ok())
-        .max();
-    let fresh = match (std::fs::metadata(&out).and_then(|m| m.modified()), newest_source) {
-        (Ok(built), Some(source)) => built >= source,
-        _ => false,
-    };
-    if !fresh {
-        let started = Instant::now();
-        let output = Command::new("bash")
-            .arg(src.join("build.sh"))
-            .arg(tool)
-            .arg(&out)
-            .output()
-            .unwrap_or_else(|e| panic!("run tests/tools/build.sh {tool} ({e}): is Go installed?"));
-        assert!(
-            output.status.success(),
-            "bash tests/tools/build.sh {tool} {} failed (Go and the module proxy are needed, or set {}=/path):\n{}",
-            out.display(),
-            tool.to_uppercase().replace('-', "_"),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        eprintln!("built {tool} in {:.1}s", started.elapsed().as_secs_f64());
-    }
+    let started = Instant::now();
+    let src = repo_root().join("tests/tools");
+    let lock = out_dir.join(format!(".{tool}.lock"));
+    credential_e2e::gobuild::build_if_stale(
+        &src,
+        &["go.mod", "go.sum", "build.sh"],
+        "build.sh",
+        &[tool, out.to_str().unwrap()],
+        &out,
+        &lock,
+    )
+    .unwrap_or_else(|e| {
+        panic!("{e}\n(Go and the module proxy are needed, or set {}=/path)", tool.to_uppercase().replace('-', "_"))
+    });
+    eprintln!("{tool} ready in {:.1}s", started.elapsed().as_secs_f64());
     out
 }
 
