@@ -61,32 +61,20 @@ fn build_binary() -> Result<PathBuf, ClusterError> {
     }
     let src = repo_root().join("tests/kube-test-cluster");
     let out_dir = target_dir().join("kube-test-cluster");
-    std::fs::create_dir_all(&out_dir).map_err(io(format!("create {}", out_dir.display())))?;
     let out = out_dir.join("kube-test-cluster");
-    // One build at a time across test processes; the others wait here, then find it fresh.
-    let lock = std::fs::File::create(out_dir.join(".lock")).map_err(io("create build lock"))?;
-    lock.lock().map_err(io("take build lock"))?;
-    let newest_source = ["main.go", "go.mod", "go.sum", "build.sh"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(src.join(f)).and_then(|m| m.modified()).ok())
-        .max();
-    let fresh = match (std::fs::metadata(&out).and_then(|m| m.modified()), newest_source) {
-        (Ok(built), Some(source)) => built >= source,
-        _ => false,
-    };
-    if !fresh {
-        let output = Command::new("bash")
-            .arg(src.join("build.sh"))
-            .arg(&out)
-            .output()
-            .map_err(io("run tests/kube-test-cluster/build.sh (is Go installed?)"))?;
-        if !output.status.success() {
-            return Err(ClusterError::Build {
-                command: format!("bash tests/kube-test-cluster/build.sh {}", out.display()),
-                detail: String::from_utf8_lossy(&output.stderr).into_owned(),
-            });
-        }
-    }
+    let out_arg = out.display().to_string();
+    crate::gobuild::build_if_stale(
+        &src,
+        &["main.go", "go.mod", "go.sum", "build.sh"],
+        "build.sh",
+        &[&out_arg],
+        &out,
+        &out_dir.join(".lock"),
+    )
+    .map_err(|detail| ClusterError::Build {
+        command: format!("bash tests/kube-test-cluster/build.sh {out_arg}"),
+        detail,
+    })?;
     Ok(out)
 }
 
