@@ -144,7 +144,7 @@ async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
         .unwrap();
     assert!(!out.success() && out.stderr.contains("CRED004"), "dry run judged: {}", out.stderr);
 
-    // Webhook down: validation fails closed (failurePolicy Fail), as README-section.md says.
+    // Webhook down: validation fails closed (failurePolicy Fail), as docs/src/operator/webhook-down.md says.
     server.shutdown();
     server.wait().await;
     let changed = GOOD.replace("management credential", "changed while the webhook is down");

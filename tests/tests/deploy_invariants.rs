@@ -26,6 +26,9 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The operator guide's page on RBAC (docs/).
+const RBAC_PAGE: &str = "docs/src/operator/rbac.md";
+
 fn kubectl() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
 }
@@ -962,8 +965,8 @@ fn managed_copies_role_is_opt_in_and_narrow() {
             }
         }
     }
-    let readme = std::fs::read_to_string(repo_root().join("deploy/README-section.md")).unwrap();
-    assert!(readme.contains(ROLE), "deploy/README-section.md must tell when to bind {ROLE}");
+    let page = std::fs::read_to_string(repo_root().join(RBAC_PAGE)).unwrap();
+    assert!(page.contains(ROLE), "{RBAC_PAGE} must tell when to bind {ROLE}");
 }
 
 /// The scan catches the bug it exists for: a metadata watch on Secrets across all namespaces (what
@@ -990,24 +993,30 @@ fn the_cluster_wide_scan_flags_secret_watches_and_unlisted_calls() {
 }
 
 #[test]
-fn readme_section_uses_the_names_the_code_uses() {
-    let text = std::fs::read_to_string(repo_root().join("deploy/README-section.md")).unwrap();
-    // The uninstall loop removes exactly the finalizer distribution adds; the other names are the
-    // ones an operator greps for.
-    for name in [
-        labels::DISTRIBUTION_FINALIZER,
-        labels::DISTRIBUTED_CONDITION,
-        labels::MANAGED,
-        labels::COMPONENT,
-        labels::REGION,
-    ] {
-        assert!(text.contains(name), "README-section must name {name}");
-    }
-    for command in [
-        "kubectl apply -k deploy/",
-        "kubectl delete validatingwebhookconfiguration credential-webhook",
-        "kubectl delete -k deploy/ -l app.kubernetes.io/name=credential-webhook",
-    ] {
-        assert!(text.contains(command), "README-section must give `{command}`");
+fn operator_guide_uses_the_names_the_code_uses() {
+    // Each page must hold what an operator reading it needs: the uninstall loop removes exactly the
+    // finalizer distribution adds; the other names are the ones an operator greps for.
+    let pages: [(&str, &[&str]); 3] = [
+        (
+            "docs/src/operator/install.md",
+            &[
+                labels::DISTRIBUTION_FINALIZER,
+                labels::MANAGED,
+                "kubectl apply -k deploy/",
+                "kubectl delete validatingwebhookconfiguration credential-webhook",
+                "kubectl delete -k deploy/",
+            ],
+        ),
+        (RBAC_PAGE, &[labels::DISTRIBUTED_CONDITION]),
+        (
+            "docs/src/operator/webhook-down.md",
+            &[labels::COMPONENT, labels::REGION, "kubectl delete validatingwebhookconfiguration credential-webhook"],
+        ),
+    ];
+    for (page, names) in pages {
+        let text = std::fs::read_to_string(repo_root().join(page)).unwrap();
+        for name in names {
+            assert!(text.contains(name), "{page} must name `{name}`");
+        }
     }
 }

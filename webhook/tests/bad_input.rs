@@ -2,7 +2,8 @@
 //! JSON, AdmissionReview), each with its defined answer, and each followed by a check that the
 //! server still answers a well-formed review. Inputs the contract tests already cover the same way
 //! (malformed JSON, truncated body, apiVersion v1beta1, missing uid, an unhandled kind, a body over
-//! the limit, dry run) are listed in THREAT-MODEL.md with the `contract.rs` test that covers them.
+//! the limit, dry run) are listed in docs/src/design/threat-model.md with the `contract.rs` test
+//! that covers them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -105,7 +105,7 @@ pub fn forbidden_hint(key: &WatchKey) -> String {
         Some(ns) if group.is_empty() && kind == "Secret" => format!(
             "watching Secrets in namespace {ns} is forbidden (403), so changes there are noticed only at the \
              resync; add RoleBinding credential-webhook-secrets in {ns} to ClusterRole \
-             credential-webhook-system-secrets (deploy/README-section.md, \"RBAC, and why\")"
+             credential-webhook-system-secrets (docs/src/operator/rbac.md)"
         ),
         Some(ns) => format!(
             "watching {kind} in namespace {ns} is forbidden (403), so changes there are noticed only at the resync; \
@@ -1290,8 +1290,9 @@ mod tests {
     }
 
     #[test]
-    fn readme_table_names_every_condition_reason() {
-        const README: &str = include_str!("README-section.md");
+    fn distribution_page_names_every_condition_reason() {
+        // The operator guide's page on distribution is where operators look up a condition reason.
+        const PAGE: &str = include_str!("../../../docs/src/operator/distribution.md");
         let key = ObjectKey { gvk: Gvk::secret(), namespace: None, name: "s".into() };
         let problems = [
             PlanProblem::InvalidCredential { detail: String::new() },
@@ -1318,7 +1319,7 @@ mod tests {
         reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending"]);
         assert!(reasons.contains(&"ApiError") && reasons.contains(&"LeaderElection"));
         for r in reasons {
-            assert!(README.contains(&format!("| `{r}`")) || README.contains(&format!(", `{r}`")), "{r} not in README");
+            assert!(PAGE.contains(&format!("| `{r}`")) || PAGE.contains(&format!(", `{r}`")), "{r} not in docs/src/operator/distribution.md");
         }
     }
 
