@@ -205,9 +205,8 @@ fn webhook_cli_reference() -> String {
 /// Whether `text` names `--flag` itself, not a longer flag it is the start of.
 fn mentions_flag(text: &str, flag: &str) -> bool {
     let needle = format!("--{flag}");
-    text.match_indices(&needle).any(|(i, _)| {
-        !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
-    })
+    text.match_indices(&needle)
+        .any(|(i, _)| !text[i + needle.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 #[test]

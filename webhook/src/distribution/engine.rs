@@ -1319,7 +1319,10 @@ mod tests {
         reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending"]);
         assert!(reasons.contains(&"ApiError") && reasons.contains(&"LeaderElection"));
         for r in reasons {
-            assert!(PAGE.contains(&format!("| `{r}`")) || PAGE.contains(&format!(", `{r}`")), "{r} not in docs/src/operator/distribution.md");
+            assert!(
+                PAGE.contains(&format!("| `{r}`")) || PAGE.contains(&format!(", `{r}`")),
+                "{r} not in docs/src/operator/distribution.md"
+            );
         }
     }
 
