@@ -5,10 +5,10 @@
 //! [`Plan`]: which objects are copied from the management cluster to which cluster/namespace,
 //! with sanitised metadata. The webhook's distributor and `kubectl credential plan` both use it.
 //!
-//! Deliberate differences from KCM (see README "KCM bugs we do not reproduce"): the source identity
-//! is read at `identityRef.namespace`; copies keep their source namespace/name; each reference has
-//! its own namespace (no leaking between references); references are followed transitively; all
-//! annotations are stripped; ownership is an annotation, so names of any length work.
+//! Deliberate differences from KCM (see the docs, "KCM bugs we do not reproduce"): the source
+//! identity is read at `identityRef.namespace`; each reference has its own namespace (no leaking
+//! between references); references are followed transitively; all annotations are stripped;
+//! ownership is an annotation, so names of any length work. Where copies go is KCM's rule.
 //!
 //! # Semantics
 //!
@@ -32,13 +32,15 @@
 //!   per reference. A cluster-scoped reference kind has no namespace. When a referenced GVK is
 //!   itself an identity of the same PI, its references are followed too, up to [`MAX_DEPTH`],
 //!   with cycles reported as [`PlanProblem::Cycle`].
-//! - **Targets**: in a regional cluster every copy keeps its source namespace/name. Inside the
-//!   management cluster (managed Credentials), a namespaced identity is copied into the
-//!   Credential's namespace as KCM does; references stay where they are (the identity copy keeps
-//!   pointing at them through its own namespace fields, so nothing else needs rewriting), and so
-//!   does a cluster-scoped identity. Objects whose target is their own source are not copies:
-//!   they are listed in [`Plan::in_place`], never in [`Plan::copies`], so the distributor can
-//!   never overwrite an original.
+//! - **Targets** (KCM's rule, where the consumers read them; one rule for the distributor,
+//!   `plan` and `explain`): a namespaced identity goes into the Credential's namespace
+//!   (ClusterDeployments of that namespace read it there: an AccessManagement copy in a tenant
+//!   namespace gets its identity in that namespace); a reference found through a
+//!   `namespaceFieldPath` goes into the Credential's namespace too, and that field of the
+//!   referencing copy is rewritten to point at it; a reference without one keeps its place (the
+//!   system namespace); cluster-scoped objects keep their name. Objects whose target is their own
+//!   source are not copies: they are listed in [`Plan::in_place`], never in [`Plan::copies`], so
+//!   the distributor can never overwrite an original.
 //! - **Order**: references before the objects that reference them (post-order), each object once.
 //!
 //! Messages name objects, field paths and the fix; they never contain Secret data (values read
@@ -333,6 +335,7 @@ pub fn plan_for_target(credential: &Value, estate: &dyn Estate, target: Cluster)
     let mut walker = Walker {
         estate,
         target: &target,
+        credential_ns: cred_ns.clone(),
         identities: pi.identities(),
         system_ns: estate.system_namespace().to_string(),
         owners: vec![format!("{cred_ns}/{cred_name}")],
@@ -352,10 +355,7 @@ pub fn plan_for_target(credential: &Value, estate: &dyn Estate, target: Cluster)
         candidates.insert(1, Some(walker.system_ns.clone()));
     }
     let (source_key, source) = walker.find(&identity_gvk, &candidates, &identity_name);
-    let target_key = match (&target, managed, &source_key.namespace) {
-        (Cluster::Management, true, Some(_)) => ObjectKey::new(identity_gvk.clone(), Some(cred_ns), &identity_name),
-        _ => source_key.clone(),
-    };
+    let target_key = walker.target_of(&source_key);
     walker.visit(source_key, target_key, source, None, 0, &mut Vec::new());
     plan
 }
@@ -389,6 +389,8 @@ fn sorted_pis(estate: &dyn Estate, cluster: &Cluster) -> Vec<(String, ProviderIn
 struct Walker<'a> {
     estate: &'a dyn Estate,
     target: &'a Cluster,
+    /// Where namespaced copies go (the Credential's namespace).
+    credential_ns: String,
     /// The matching PI's identity entries: a reference of one of these kinds is followed.
     identities: &'a [ClusterIdentity],
     system_ns: String,
@@ -435,15 +437,34 @@ impl Walker<'_> {
         };
         chain.push(source_key.clone());
         let entry = self.identities.iter().find(|ci| ci.gvk() == source_key.gvk);
+        let mut rewrites = Vec::new();
         for reference in entry.map(|e| e.references.as_slice()).unwrap_or_default() {
-            self.follow(&source_key, &obj, reference, depth + 1, chain);
+            rewrites.extend(self.follow(&source_key, &obj, reference, depth + 1, chain));
         }
         chain.pop();
-        let object = Some(self.copy_of(&obj, &target_key));
+        let mut copy = self.copy_of(&obj, &target_key);
+        // The copy points at its references where they were copied to.
+        for (path, namespace) in rewrites {
+            if let Ok(p) = FieldPath::parse(&path) {
+                let _ = p.set(&mut copy, Value::String(namespace));
+            }
+        }
+        let object = Some(copy);
         self.push(PlannedCopy { source: source_key, target: target_key, via, depth, object });
     }
 
-    /// Resolves one `references[]` entry of `parent` and visits what it names.
+    /// Where the copy of `source` goes: namespaced objects into the Credential's namespace,
+    /// cluster-scoped ones by name.
+    fn target_of(&self, source: &ObjectKey) -> ObjectKey {
+        match &source.namespace {
+            Some(_) => ObjectKey::new(source.gvk.clone(), Some(self.credential_ns.clone()), &source.name),
+            None => source.clone(),
+        }
+    }
+
+    /// Resolves one `references[]` entry of `parent` and visits what it names. Returns the
+    /// rewrite of the parent's copy (namespace field path, new namespace) when the reference
+    /// moves into the Credential's namespace.
     fn follow(
         &mut self,
         parent_key: &ObjectKey,
@@ -451,21 +472,16 @@ impl Walker<'_> {
         reference: &model::ClusterIdentityReference,
         depth: usize,
         chain: &mut Vec<ObjectKey>,
-    ) {
+    ) -> Option<(String, String)> {
         let gvk = reference.gvk();
         let what = format!("the {} reference", gvk.kind);
-        let Some(name) = self.resolve(parent_key, parent, &reference.name_field_path, &what, "nameFieldPath") else {
-            return;
-        };
+        let name = self.resolve(parent_key, parent, &reference.name_field_path, &what, "nameFieldPath")?;
         // The namespace is decided per reference: nothing carries over from a previous one.
         let ns_path = reference.namespace_field_path.clone().filter(|p| !p.is_empty());
         let scope = self.scope(&gvk);
         let namespace = match (&ns_path, scope) {
             (_, Some(false)) => None,
-            (Some(path), _) => {
-                let Some(ns) = self.resolve(parent_key, parent, path, &what, "namespaceFieldPath") else { return };
-                Some(ns)
-            }
+            (Some(path), _) => Some(self.resolve(parent_key, parent, path, &what, "namespaceFieldPath")?),
             (None, _) => Some(self.system_ns.clone()),
         };
         let candidates = match scope {
@@ -477,19 +493,25 @@ impl Walker<'_> {
             let mut cycle = chain[at..].to_vec();
             cycle.push(key);
             self.plan.problems.push(PlanProblem::Cycle { chain: cycle });
-            return;
+            return None;
         }
         if depth > MAX_DEPTH {
             self.plan.problems.push(PlanProblem::TooDeep { at: key });
-            return;
+            return None;
         }
+        // A reference reached through a namespace field moves with its identity into the
+        // Credential's namespace; one without keeps its place (the system namespace).
+        let (target, rewrite) = match (&ns_path, &key.namespace) {
+            (Some(path), Some(_)) => (self.target_of(&key), Some((path.clone(), self.credential_ns.clone()))),
+            _ => (key.clone(), None),
+        };
         let via = Via {
             parent: parent_key.clone(),
             name_field_path: reference.name_field_path.clone(),
             namespace_field_path: ns_path,
         };
-        // References keep their place: the same namespace/name in the target cluster.
-        self.visit(key.clone(), key, obj, Some(via), depth, chain);
+        self.visit(key, target, obj, Some(via), depth, chain);
+        rewrite
     }
 
     /// The non-empty string at `path` in `object`, or a PathNotResolved problem.

@@ -208,10 +208,12 @@ fn azure_identity_with_name_and_namespace_paths() {
     let p = plan(&credential("team-a", "az", Some("region1"), azure_ref("team-a")), &e);
     assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
     assert_eq!(p.provider_interface.as_deref(), Some("cluster-api-provider-azure"));
-    assert_eq!(keys(&p.copies), ["Secret azure-secrets/azure-secret", "AzureClusterIdentity team-a/azure-id"]);
-    // The identity copy still points at the Secret where the Secret is copied: nothing rewritten.
+    // KCM's rule: a reference found through namespaceFieldPath is copied into the Credential's
+    // namespace, and the identity copy is rewritten to point at it there.
+    assert_eq!(keys(&p.copies), ["Secret team-a/azure-secret", "AzureClusterIdentity team-a/azure-id"]);
+    assert_eq!(p.copies[0].source.namespace.as_deref(), Some("azure-secrets"));
     let id = p.copies[1].object.as_ref().unwrap();
-    assert_eq!(id["spec"]["clientSecret"]["namespace"], "azure-secrets");
+    assert_eq!(id["spec"]["clientSecret"]["namespace"], "team-a");
     assert_eq!(id["metadata"]["namespace"], "team-a");
 }
 
@@ -430,8 +432,10 @@ fn kcm_bug_no_namespace_leak_between_references() {
     assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
     assert_eq!(
         keys(&p.copies),
-        ["Secret elsewhere/azure-secret", "Secret kcm-system/extra", "AzureClusterIdentity team-a/azure-id"]
+        ["Secret team-a/azure-secret", "Secret kcm-system/extra", "AzureClusterIdentity team-a/azure-id"]
     );
+    let sources: Vec<_> = p.copies.iter().map(|c| c.source.namespace.clone().unwrap_or_default()).collect();
+    assert_eq!(sources, ["elsewhere", "kcm-system", "team-a"], "each reference read where its own path says");
 }
 
 /// KCM bug (Summary 6): "A missing namespace value is silently treated as empty." With
@@ -545,8 +549,8 @@ fn gate_plain_management_credential_gets_no_plan() {
 
 /// A managed Credential (an AccessManagement copy in team-c, identityRef.namespace rewritten to
 /// team-c) distributes inside the management cluster, as KCM does: the namespaced identity is
-/// copied from the system namespace into the Credential's namespace; its references stay where
-/// they are (the copy points at them) and are not written.
+/// copied from the system namespace into the Credential's namespace, and so is the Secret it
+/// names through namespaceFieldPath (the copy is rewritten to point at it there).
 #[test]
 fn managed_credential_copies_the_identity_into_its_namespace() {
     let mut e = estate();
@@ -557,10 +561,14 @@ fn managed_credential_copies_the_identity_into_its_namespace() {
     let p = plan(&cred, &e);
     assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
     assert_eq!(p.target_cluster, Some(Cluster::Management));
-    assert_eq!(keys(&p.copies), ["AzureClusterIdentity team-c/azure-id"]);
-    assert_eq!(p.copies[0].source.namespace.as_deref(), Some("kcm-system"));
-    assert_eq!(p.copies[0].object.as_ref().unwrap()["metadata"]["namespace"], "team-c");
-    assert_eq!(keys(&p.in_place), ["Secret kcm-system/azure-secret"]);
+    assert_eq!(keys(&p.copies), ["Secret team-c/azure-secret", "AzureClusterIdentity team-c/azure-id"]);
+    assert_eq!(p.copies[1].source.namespace.as_deref(), Some("kcm-system"));
+    let id = p.copies[1].object.as_ref().unwrap();
+    assert_eq!(
+        (id["metadata"]["namespace"].as_str(), id["spec"]["clientSecret"]["namespace"].as_str()),
+        (Some("team-c"), Some("team-c"))
+    );
+    assert!(p.in_place.is_empty());
     // A cluster-scoped identity of a managed Credential is already in place.
     let mut cred = credential("team-c", "aws", None, aws_ref());
     cred["metadata"]["labels"] = json!({labels::MANAGED: "true"});
@@ -707,4 +715,21 @@ fn secret_identity_regional_and_managed() {
     assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
     assert_eq!(keys(&p.copies), ["Secret test2/sys-secret"]);
     assert_eq!(p.copies[0].source.to_string(), "Secret kcm-system/sys-secret");
+}
+
+/// Issue 13 item 3: an AccessManagement copy of a regional Credential (managed, in tenant
+/// namespace team-d) gets its namespaced identity in team-d of the region, where that namespace's
+/// ClusterDeployments read it, as KCM writes it; not at the source's place in the system namespace.
+#[test]
+fn managed_regional_credential_puts_the_identity_in_its_namespace_in_the_region() {
+    let mut e = estate();
+    e.insert(&Cluster::Management, azure_identity("kcm-system", Some("kcm-system")));
+    e.insert(&Cluster::Management, secret("kcm-system", "azure-secret"));
+    let mut cred = credential("team-d", "az", Some("region1"), azure_ref("team-d"));
+    cred["metadata"]["labels"] = json!({labels::MANAGED: "true"});
+    let p = plan(&cred, &e);
+    assert_eq!(p.problems, vec![], "{:?}", p.problem_messages());
+    assert_eq!(p.target_cluster, Some(region("region1")));
+    assert_eq!(keys(&p.copies), ["Secret team-d/azure-secret", "AzureClusterIdentity team-d/azure-id"]);
+    assert_eq!(p.copies[1].source.namespace.as_deref(), Some("kcm-system"));
 }
