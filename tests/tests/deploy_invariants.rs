@@ -627,6 +627,8 @@ fn rbac_covers_what_the_code_calls_and_nothing_broader() {
             ("events.k8s.io", "events", "patch"),
             ("coordination.k8s.io", "leases", "create"),
             ("coordination.k8s.io", "leases", "update"),
+            ("", "configmaps", "create"),
+            ("", "configmaps", "patch"),
         ]
         .into_iter()
         .collect();
@@ -651,6 +653,17 @@ fn rbac_covers_what_the_code_calls_and_nothing_broader() {
                     scope.map(String::as_str),
                     Some(system.as_str()),
                     "{n}: Secrets only in the system namespace"
+                );
+            }
+            if res == "configmaps" {
+                assert_eq!(
+                    scope.map(String::as_str),
+                    Some(system.as_str()),
+                    "{n}: ConfigMaps (the orphaned-copies record) only in the system namespace"
+                );
+                assert!(
+                    src.contains("credential-guard-orphaned-copies"),
+                    "{n}: the ConfigMap granted is the one webhook/src writes"
                 );
             }
             if res == "leases" {

@@ -485,7 +485,10 @@ async fn managed_credential_gets_its_identity_in_its_own_namespace() {
         owners(&original).is_empty() && original["metadata"].get("labels").is_none(),
         "original untouched: {original}"
     );
-    assert!(secret(&w.mgmt, "team-x", "azure-secret").is_none(), "references stay where the identity points");
+    // KCM's rule: the Secret named through namespaceFieldPath moves with the identity into team-x,
+    // and the identity copy points at it there.
+    assert!(secret(&w.mgmt, "team-x", "azure-secret").is_some(), "the referenced Secret copied into team-x");
+    assert_eq!(copy["spec"]["clientSecret"]["namespace"], "team-x", "the copy points at the Secret's copy");
     // Converging again (what the resync does) keeps the copy: it is not mistaken for its own source.
     let h = d.handle();
     for _ in 0..3 {

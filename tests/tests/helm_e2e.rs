@@ -24,7 +24,7 @@ use credential_core::yaml::parse_documents;
 use credential_e2e::{ClusterOptions, KubeCluster};
 use serde_json::Value;
 
-use permissions::{ALSO_GRANTED, DISTRIBUTION_LEASE, needs};
+use permissions::{ALSO_GRANTED, DISTRIBUTION_LEASE, ORPHANED_COPIES, needs};
 use tools::{Run, repo_root, run, tool};
 
 const RELEASE: &str = "credential-webhook";
@@ -350,7 +350,11 @@ fn not_stored(path: &str, rendered: &Value, stored: &Value, out: &mut Vec<String
 async fn can_i(cluster: &KubeCluster, verb: &str, resource: &str, scope: Option<&str>) -> bool {
     let mut args = vec!["auth", "can-i", verb];
     let (res, sub) = match resource.split_once('/') {
-        Some((r, s)) if !s.contains('.') && !resource.starts_with("leases") => (r.to_string(), Some(s)),
+        // leases/NAME and configmaps/NAME name an object (the Lease, the orphaned-copies record);
+        // otherwise what follows the slash is a subresource.
+        Some((r, s)) if !s.contains('.') && !["leases", "configmaps"].iter().any(|n| resource.starts_with(n)) => {
+            (r.to_string(), Some(s))
+        }
         _ => (resource.to_string(), None),
     };
     args.push(&res);
@@ -415,7 +419,11 @@ fn expected_rows(namespace: &str) -> BTreeSet<(String, String, String)> {
         if scope.as_deref().is_some_and(|s| s != namespace) {
             continue;
         }
-        let name = if res == "leases" && verb != "create" { DISTRIBUTION_LEASE } else { "" };
+        let name = match (res, verb) {
+            ("leases", v) if v != "create" => DISTRIBUTION_LEASE,
+            ("configmaps", v) if v != "create" => ORPHANED_COPIES,
+            _ => "",
+        };
         rows.insert((qualified(group, res), name.to_string(), verb.to_string()));
     }
     for (group, res, verbs) in ALSO_GRANTED {
@@ -514,6 +522,8 @@ async fn helm_install_and_uninstall_on_a_real_apiserver() {
     for (scope, group, res, verb) in needs(KCM, KCM) {
         let resource = if res == "leases" && verb != "create" {
             format!("{}/{DISTRIBUTION_LEASE}", qualified(group, res))
+        } else if res == "configmaps" && verb != "create" {
+            format!("{}/{ORPHANED_COPIES}", qualified(group, res))
         } else {
             qualified(group, res)
         };

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// distributes). Needs a cluster: ignored with --estate.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CREDENTIAL_WEBHOOK_DISTRIBUTION")]
     pub distribution: bool,
+    /// How long a deleting Credential's release may keep failing (Region unreachable or
+    /// unreadable) before its finalizer is removed anyway, with a Warning Event, a metric and a
+    /// record of what may remain (ConfigMap credential-guard-orphaned-copies).
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_RELEASE_TIMEOUT")]
+    pub release_timeout: Duration,
     /// Decide from YAML files instead of a cluster (offline estate layout: management objects at the
     /// top, `regions/<name>/` per regional cluster). For demos, tests and benchmarks.
     #[arg(long, env = "CREDENTIAL_WEBHOOK_ESTATE")]

@@ -64,11 +64,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => {
             let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
             if args.distribution {
-                distributor = Some(credential_webhook::distribution::start_for_serve(
-                    client.clone(),
-                    &args.system_namespace,
-                    &metrics,
-                ));
+                let config =
+                    credential_webhook::distribution::serve_config(&args.system_namespace, args.release_timeout);
+                distributor =
+                    Some(credential_webhook::distribution::start_for_serve_with(client.clone(), config, &metrics));
             }
             credential_webhook::cache::live::start(client, &args.system_namespace, metrics.clone(), shutdown.clone())
         }

@@ -10,6 +10,9 @@ use credential_core::{K0RDENT_GROUP, ResourceKind};
 /// The only Lease the code reads and renews (get/update are limited to this name).
 pub const DISTRIBUTION_LEASE: &str = "credential-guard-distribution";
 
+/// The only ConfigMap the code reads and changes (the orphaned-copies record).
+pub const ORPHANED_COPIES: &str = credential_webhook::distribution::ORPHANED_COPIES;
+
 /// (namespace or None for cluster-wide, API group, resource, verb). Reads: the estate the rules
 /// and explain evaluate; writes: only what distribution needs (our condition, our finalizer,
 /// Events, the leader Lease).
@@ -24,6 +27,10 @@ pub fn needs(webhook_ns: &str, system_ns: &str) -> Vec<(Option<String>, &'static
         v.push((None, "apiextensions.k8s.io", "customresourcedefinitions", verb));
         v.push((Some(system_ns.to_string()), "", "secrets", verb));
         v.push((None, "infrastructure.cluster.x-k8s.io", "awsclusterstaticidentities", verb));
+    }
+    // The orphaned-copies record (server-side apply of one ConfigMap in the system namespace).
+    for verb in ["create", "get", "patch"] {
+        v.push((Some(system_ns.to_string()), "", "configmaps", verb));
     }
     v.push((None, K0RDENT_GROUP, "credentials/status", "patch"));
     v.push((None, K0RDENT_GROUP, "credentials", "patch"));

@@ -228,7 +228,10 @@ impl ClusterConn {
 /// Maps a transport failure to `Unreachable` (so the cluster backs off), anything else to `Api`.
 pub fn classify(cluster: &Cluster, context: String, e: kube::Error) -> DistributionError {
     if is_connect_error(&e) {
-        DistributionError::Unreachable { cluster: cluster.clone(), detail: format!("{context}: {e}") }
+        DistributionError::Unreachable {
+            cluster: cluster.clone(),
+            detail: format!("{context}: {}", super::error::readable(&e)),
+        }
     } else {
         DistributionError::api(context, e)
     }

@@ -35,7 +35,11 @@ pub enum ApplyOutcome {
     Updated,
     /// Already identical (including ownership): nothing was written.
     Unchanged,
-    /// Exists without the managed label: left untouched.
+    /// Exists without the managed label and with the same content: what is wanted is there,
+    /// written by someone else (CAPA's own `default` AWSClusterControllerIdentity, say). Success;
+    /// left untouched and not owned.
+    PresentUnmanaged,
+    /// Exists without the managed label and with other content: left untouched.
     Conflict,
 }
 
@@ -126,7 +130,12 @@ pub async fn apply_copy(
     let mut owners = Vec::new();
     if let Some(e) = &existing {
         if !is_managed(e) {
-            return Ok(ApplyOutcome::Conflict);
+            let wanted = desired_object(planned, target, &[owner.to_string()]);
+            return Ok(if differences(&wanted, e).content.is_empty() {
+                ApplyOutcome::PresentUnmanaged
+            } else {
+                ApplyOutcome::Conflict
+            });
         }
         owners = owners_of(e);
     }

@@ -653,21 +653,25 @@ impl Engine {
             return self.release(key, &api, &credential, &from, &finalizers).await;
         }
         let Some(target) = target else { return Ok(Outcome::Done) };
-        if !has_finalizer {
-            self.add_finalizer(key, &api, &credential, &finalizers).await?;
-        }
         if let Some(wait) = self.cluster_wait(&target) {
             self.report_backing_off(&api, &credential, &target).await;
             return Ok(Outcome::Wait(wait));
         }
-        match self.distribute(key, &credential, &target).await {
+        // The finalizer goes on only right before the first regional write (distribute): until
+        // something was written there is nothing to undo, and nothing may hold the Credential.
+        let finalizer = (!has_finalizer).then_some((&api, finalizers.as_slice()));
+        match self.distribute(key, &credential, &target, finalizer).await {
             Ok(Distributed::Wait(wait)) => {
                 self.report_backing_off(&api, &credential, &target).await;
                 Ok(Outcome::Wait(wait))
             }
             Ok(Distributed::Done(condition)) => {
                 let failed = !condition.ok;
-                self.report(&api, &credential, &condition).await?;
+                // A Warning Event when the failure is new or changed, not at every retry.
+                if self.report(&api, &credential, &condition).await? && failed {
+                    self.event(&credential, EventType::Warning, &condition.reason, "Distribute", &condition.message)
+                        .await;
+                }
                 Ok(if failed { Outcome::Failed { reason: condition.reason } } else { Outcome::Done })
             }
             Err(e) => {
@@ -970,10 +974,20 @@ impl Engine {
                 self.ensure_source_watch(&k.gvk, k.namespace.as_deref());
             }
         }
-        let copies: Vec<ObjectKey> =
+        // Copies made before stay remembered until released (a blocked plan or a failed write
+        // must not make us forget what exists in the target); `distribute` narrows them to the
+        // plan once the stale ones are released.
+        let mut copies: Vec<ObjectKey> =
             plan.copies.iter().filter(|c| c.object.is_some()).map(|c| c.target.clone()).collect();
-        let previous = lock(&self.footprints)
+        let mut footprints = lock(&self.footprints);
+        for k in footprints.get(key).map(|f| f.copies.clone()).unwrap_or_default() {
+            if !copies.contains(&k) {
+                copies.push(k);
+            }
+        }
+        let previous = footprints
             .insert(key.clone(), Footprint { target: Some(target.clone()), sources: sources.clone(), copies });
+        drop(footprints);
         let mut index = lock(&self.index);
         for s in previous.map(|p| p.sources).unwrap_or_default() {
             if let Some(set) = index.get_mut(&s) {
@@ -993,6 +1007,7 @@ impl Engine {
         key: &CredentialKey,
         credential: &Value,
         target: &Cluster,
+        mut finalizer: Option<(&Api<DynamicObject>, &[String])>,
     ) -> Result<Distributed, DistributionError> {
         let conn = self.connection(target).await?;
         let _permit = conn.permits.acquire().await;
@@ -1010,7 +1025,10 @@ impl Engine {
         let mut problems: Vec<(String, String)> =
             plan.problems.iter().map(|p| (problem_reason(p).to_string(), p.message(Some(target)))).collect();
         let mut placed = Vec::new();
-        for copy in &plan.copies {
+        // KCM copies nothing when any part of the identity graph fails to resolve, and neither do
+        // we: half an identity in a region (an identity whose Secret is missing) is worse than none.
+        let blocked = !problems.is_empty();
+        for copy in plan.copies.iter().filter(|_| !blocked) {
             let Some(object) = &copy.object else { continue };
             let Some((ar, namespaced)) = conn.resource(&copy.target.gvk).await? else {
                 problems.push((
@@ -1023,6 +1041,9 @@ impl Engine {
                 ));
                 continue;
             };
+            if let Some((api, finalizers)) = finalizer.take() {
+                self.add_finalizer(key, api, credential, finalizers).await?;
+            }
             let lock_handle = self.locks.lock_for(target, &copy.target);
             let _guard = lock_handle.lock().await;
             match apply_copy(&conn, &ar, namespaced, &copy.target, object, &owner).await? {
@@ -1039,28 +1060,37 @@ impl Engine {
                     .await;
                 }
                 ApplyOutcome::Unchanged => placed.push(copy.target.to_string()),
+                ApplyOutcome::PresentUnmanaged => placed.push(format!("{} (present, not managed by us)", copy.target)),
                 ApplyOutcome::Conflict => {
+                    // Reported through the condition (a Warning Event when it changes), not an
+                    // Event per retry.
                     self.metrics.conflicts.inc();
                     let msg = format!(
-                        "{} exists in {target} without label {}=true: it was left untouched; delete it or label it \
-                         so credential-guard may manage it",
+                        "{} exists in {target} without label {}=true and with other content: it was left \
+                         untouched; delete it or label it so credential-guard may manage it",
                         copy.target,
                         labels::MANAGED
                     );
-                    self.event(credential, EventType::Warning, "Conflict", "Distribute", &msg).await;
                     problems.push(("Conflict".to_string(), msg));
                 }
             }
         }
-        // Copies the previous plan made that this one no longer wants.
+        // Copies the previous plan made that this one no longer wants (not while the plan is
+        // blocked: a missing reference does not mean its copy is unwanted).
         let wanted: HashSet<&ObjectKey> = plan.copies.iter().map(|c| &c.target).collect();
-        for stale in previous_copies.iter().filter(|k| !wanted.contains(k)) {
+        for stale in previous_copies.iter().filter(|k| !blocked && !wanted.contains(k)) {
             if let Some((ar, namespaced)) = conn.resource(&stale.gvk).await? {
                 let lock_handle = self.locks.lock_for(target, stale);
                 let _guard = lock_handle.lock().await;
                 if release_copy(&conn, &ar, namespaced, stale, &owner).await? == ReleaseOutcome::Deleted {
                     self.metrics.copies_deleted.inc();
                 }
+            }
+        }
+        if !blocked {
+            // Every stale copy was released: what this Credential holds is what the plan wants.
+            if let Some(f) = lock(&self.footprints).get_mut(key) {
+                f.copies = plan.copies.iter().filter(|c| c.object.is_some()).map(|c| c.target.clone()).collect();
             }
         }
         let sources = lock(&self.footprints).get(key).map(|f| f.sources.clone()).unwrap_or_default();
@@ -1077,7 +1107,11 @@ impl Engine {
             Some((reason, _)) => DesiredCondition {
                 ok: false,
                 reason: reason.clone(),
-                message: problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; "),
+                message: format!(
+                    "{}{}",
+                    if blocked { "nothing copied: " } else { "" },
+                    problems.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ")
+                ),
             },
         };
         Ok(Distributed::Done(condition))
@@ -1093,7 +1127,12 @@ impl Engine {
         target: &Cluster,
         finalizers: &[String],
     ) -> Result<Outcome, DistributionError> {
+        let overdue = deleting_for(credential) >= self.config.release_timeout;
         if let Some(wait) = self.cluster_wait(target) {
+            if overdue {
+                let why = format!("{target} did not answer for {}s", self.config.release_timeout.as_secs());
+                return self.abandon(key, api, credential, target, finalizers, &why).await;
+            }
             return Ok(Outcome::Wait(wait));
         }
         match self.release_all(key, credential, target).await {
@@ -1116,13 +1155,19 @@ impl Engine {
                 if matches!(e, DistributionError::Unreachable { .. }) {
                     self.cluster_failed(target);
                 }
+                // A Region that is gone cannot come back for this Credential: waiting helps
+                // nobody. Anything else (unreachable, forbidden) is retried up to the timeout.
+                if matches!(e, DistributionError::RegionNotFound { .. }) || overdue {
+                    return self.abandon(key, api, credential, target, finalizers, &e.to_string()).await;
+                }
                 let desired = DesiredCondition {
                     ok: false,
                     reason: "ReleasePending".to_string(),
                     message: format!(
                         "copies in {target} not released yet ({e}); finalizer {} stays until they are, retrying \
-                         with backoff",
-                        labels::DISTRIBUTION_FINALIZER
+                         with backoff for at most {}s after deletion",
+                        labels::DISTRIBUTION_FINALIZER,
+                        self.config.release_timeout.as_secs()
                     ),
                 };
                 if self.report(api, credential, &desired).await.unwrap_or(false) {
@@ -1131,6 +1176,77 @@ impl Engine {
                 Ok(Outcome::Failed { reason: e.reason().to_string() })
             }
         }
+    }
+
+    /// Gives up a release that cannot be carried out: records what may remain where (ConfigMap
+    /// [`ORPHANED_COPIES`] in the system namespace), says so in a Warning Event and a metric, and
+    /// removes the finalizer, so the Credential is never held forever.
+    async fn abandon(
+        &self,
+        key: &CredentialKey,
+        api: &Api<DynamicObject>,
+        credential: &Value,
+        target: &Cluster,
+        finalizers: &[String],
+        why: &str,
+    ) -> Result<Outcome, DistributionError> {
+        let remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        let objects: Vec<String> = if remembered.is_empty() {
+            let iref = credential.pointer("/spec/identityRef");
+            let field = |f: &str| iref.and_then(|r| r.get(f)).and_then(Value::as_str).unwrap_or("?").to_string();
+            vec![format!("copies of {} {} and the objects it references", field("kind"), field("name"))]
+        } else {
+            remembered.iter().map(ToString::to_string).collect()
+        };
+        let note = format!(
+            "released nothing in {target} ({why}); finalizer {} removed after giving up. These may remain there: \
+             {}. Recorded in ConfigMap {}/{ORPHANED_COPIES}; delete them by hand if the cluster still exists",
+            labels::DISTRIBUTION_FINALIZER,
+            summary(&objects),
+            self.config.system_namespace,
+        );
+        if let Err(e) = self.record_orphans(key, target, &objects, why).await {
+            tracing::warn!(credential = %key, error = %e, "orphaned copies not recorded");
+        }
+        self.metrics.releases_abandoned.inc();
+        self.event(credential, EventType::Warning, "ReleaseAbandoned", "Release", &note).await;
+        tracing::warn!(credential = %key, cluster = %target, objects = ?objects, reason = why, "release abandoned");
+        self.remove_finalizer(key, api, finalizers).await?;
+        self.forget(key);
+        Ok(Outcome::Done)
+    }
+
+    /// One entry per (cluster, Credential) in ConfigMap [`ORPHANED_COPIES`]: what may remain.
+    async fn record_orphans(
+        &self,
+        key: &CredentialKey,
+        target: &Cluster,
+        objects: &[String],
+        why: &str,
+    ) -> Result<(), DistributionError> {
+        let cluster = match target {
+            Cluster::Management => "management".to_string(),
+            Cluster::Region(r) => format!("region.{r}"),
+        };
+        let entry = json!({
+            "credential": {"namespace": key.namespace, "name": key.name},
+            "cluster": target.to_string(),
+            "objects": objects,
+            "reason": why,
+            "since": k8s_openapi::jiff::Timestamp::now().to_string(),
+        });
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": ORPHANED_COPIES, "namespace": self.config.system_namespace},
+            "data": {format!("{cluster}.{}.{}", key.namespace, key.name): entry.to_string()},
+        });
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.mgmt.clone(), &self.config.system_namespace);
+        api.patch(ORPHANED_COPIES, &PatchParams::apply(labels::FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map_err(|e| DistributionError::api(format!("record orphaned copies in ConfigMap {ORPHANED_COPIES}"), e))?;
+        Ok(())
     }
 
     async fn release_all(
@@ -1172,6 +1288,20 @@ impl Engine {
         }
         Ok(deleted)
     }
+}
+
+/// ConfigMap (in the system namespace) recording copies a Credential may have left behind when
+/// its release was given up: one key per `<cluster>.<namespace>.<name>`, a JSON value each.
+pub const ORPHANED_COPIES: &str = "credential-guard-orphaned-copies";
+
+/// How long ago the Credential's deletion was requested (zero when not deleting or unreadable).
+fn deleting_for(credential: &Value) -> Duration {
+    credential
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .and_then(|t| Duration::try_from(k8s_openapi::jiff::Timestamp::now().duration_since(t)).ok())
+        .unwrap_or(Duration::ZERO)
 }
 
 enum Distributed {

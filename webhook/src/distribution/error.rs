@@ -16,7 +16,7 @@ pub enum DistributionError {
     Unreachable { cluster: Cluster, detail: String },
 
     /// An API request failed; `context` names the object and the action.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", readable(source))]
     Api {
         context: String,
         #[source]
@@ -44,10 +44,30 @@ impl DistributionError {
             DistributionError::RegionKubeconfig { .. } => "RegionKubeconfigInvalid",
             DistributionError::Unreachable { .. } => "ClusterUnreachable",
             DistributionError::Api { source, .. } if is_connect_error(source) => "ClusterUnreachable",
+            DistributionError::Api { source, .. } if status_code(source) == Some(403) => "Forbidden",
             DistributionError::Api { .. } => "ApiError",
             DistributionError::Malformed { .. } => "MalformedObject",
             DistributionError::Lease { .. } => "LeaderElection",
         }
+    }
+}
+
+/// A kube error as an operator reads it: the server's message, reason and HTTP code (kube's own
+/// Display appends a Rust `Debug` dump of the Status), with the fix for a 403. Never the body of
+/// a response that failed to decode (it could be a Secret).
+pub fn readable(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "{} (Forbidden, HTTP 403): the credential-webhook ServiceAccount lacks this grant; add it as \
+             docs/src/operator/rbac.md describes",
+            status.message
+        ),
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() { "Failure" } else { status.reason.as_str() };
+            format!("{} ({reason}, HTTP {})", status.message, status.code)
+        }
+        kube::Error::SerdeError(_) => "the response could not be decoded".to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -70,4 +90,28 @@ pub(crate) fn is_conflict(err: &kube::Error) -> bool {
 /// The server was not reached (or did not answer): retry the cluster later.
 pub(crate) fn is_connect_error(err: &kube::Error) -> bool {
     matches!(err, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "reason": reason, "message": message}))
+                .unwrap_or_default();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn api_errors_read_as_message_reason_and_code_never_as_debug_dumps() {
+        let e =
+            DistributionError::api("read Secret kcm-system/x", api_error(404, "NotFound", "secrets \"x\" not found"));
+        assert_eq!(e.to_string(), "read Secret kcm-system/x: secrets \"x\" not found (NotFound, HTTP 404)");
+        let forbidden =
+            DistributionError::api("read Secret team/x", api_error(403, "Forbidden", "secrets is forbidden"));
+        let text = forbidden.to_string();
+        assert!(text.contains("HTTP 403") && text.contains("grant") && !text.contains("Status {"), "{text}");
+        assert_eq!(forbidden.reason(), "Forbidden");
+    }
 }

@@ -31,6 +31,9 @@ pub struct DistributionMetrics {
     /// Metadata watches on source objects the API server refuses (403): changes there are
     /// noticed only at the resync until RBAC grants list/watch.
     pub forbidden_watches: Gauge,
+    /// Releases given up after the release timeout (or with the Region gone): the finalizer was
+    /// removed and copies may remain (recorded in the orphaned-copies ConfigMap).
+    pub releases_abandoned: Counter,
 }
 
 impl Default for DistributionMetrics {
@@ -44,6 +47,7 @@ impl Default for DistributionMetrics {
             failures: Family::default(),
             copies_deleted: Counter::default(),
             forbidden_watches: Gauge::default(),
+            releases_abandoned: Counter::default(),
         }
     }
 }
@@ -75,6 +79,11 @@ impl DistributionMetrics {
             "forbidden_watches",
             "Source watches refused with 403 (changes there are noticed only at the resync)",
             self.forbidden_watches.clone(),
+        );
+        sub.register(
+            "releases_abandoned",
+            "Deleting Credentials let go after the release timeout or with their Region gone (copies may remain)",
+            self.releases_abandoned.clone(),
         );
     }
 

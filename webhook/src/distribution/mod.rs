@@ -44,7 +44,7 @@ use kube::runtime::watcher;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use engine::{CredentialKey, kubeconfig_ref, problem_reason};
+pub use engine::{CredentialKey, ORPHANED_COPIES, kubeconfig_ref, problem_reason};
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::DistributionMetrics;
@@ -82,6 +82,10 @@ pub struct DistributionConfig {
     /// Longest time one convergence may take, permits and management requests included; past it
     /// the target cluster is treated as unreachable (backoff, `ClusterUnreachable`).
     pub convergence_timeout: Duration,
+    /// How long a deleting Credential's release may keep failing (its Region gone, unreachable or
+    /// unreadable) before the finalizer is removed anyway, with a Warning Event, a metric and a
+    /// record of what may remain where. A Credential is never held forever.
+    pub release_timeout: Duration,
     /// `None`: always distribute (single replica, tests).
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity (Lease holder, Event reporting instance).
@@ -104,6 +108,7 @@ impl Default for DistributionConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             convergence_timeout: Duration::from_secs(120),
+            release_timeout: Duration::from_secs(300),
             leader_election: Some(LeaderElection::default()),
             instance,
         }
@@ -168,17 +173,30 @@ impl Distributor {
     }
 }
 
-/// Starts distribution as `credential-webhook serve` runs it: default settings, the Lease in the
-/// webhook's own namespace (`$POD_NAMESPACE`, else the system namespace), metrics registered in
-/// the webhook's registry.
+/// Starts distribution for `credential-webhook serve` with the default release timeout.
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
+    start_for_serve_with(mgmt, serve_config(system_namespace, DistributionConfig::default().release_timeout), metrics)
+}
+
+/// The distributor settings of `credential-webhook serve`: the system namespace, the release
+/// timeout, and leader election through a Lease in the pod's namespace.
+pub fn serve_config(system_namespace: &str, release_timeout: Duration) -> DistributionConfig {
     let lease_namespace =
         std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| system_namespace.to_string());
-    let config = DistributionConfig {
+    DistributionConfig {
         system_namespace: system_namespace.to_string(),
+        release_timeout,
         leader_election: Some(LeaderElection { namespace: lease_namespace, ..LeaderElection::default() }),
         ..DistributionConfig::default()
-    };
+    }
+}
+
+/// Starts distribution with `config`, its metrics in the server's registry.
+pub fn start_for_serve_with(
+    mgmt: kube::Client,
+    config: DistributionConfig,
+    metrics: &crate::metrics::Metrics,
+) -> Distributor {
     let d = Distributor::start(config, mgmt);
     metrics.register_with(|r| d.metrics().register(r));
     tracing::info!("identity distribution on (leader election through a Lease)");
