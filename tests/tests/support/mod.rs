@@ -18,6 +18,8 @@ use credential_webhook::tls::TlsFiles;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+pub mod real;
+
 pub const SYS: &str = "kcm-system";
 
 /// The AWS ProviderInterface as KCM ships it (static identities referencing their Secret).
