@@ -1,7 +1,9 @@
-//! credential-webhook end to end with real kubectl: two API emulators (management and the regional
-//! cluster of Region r1), the webhook reading both through its live caches (the regional one through a
-//! client built from r1's kubeconfig Secret), and Validating/Mutating webhook configurations pointing
-//! at it. Needs `kubectl` on PATH (or `KUBECTL`).
+//! credential-webhook end to end with real kubectl on real kube-apiservers (tests/kube-test-cluster):
+//! a management cluster and the regional cluster of Region r1 as separate processes, the webhook
+//! reading both through its live caches (the management one with a real token of its shipped
+//! ServiceAccount and RBAC, the regional one through a client built from r1's kubeconfig Secret), and
+//! the shipped Validating/Mutating webhook configurations pointing at it. Needs Go (to build the
+//! cluster once) and `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -10,12 +12,12 @@ use std::time::Duration;
 
 use credential_core::estate::{Cluster, Estate};
 use credential_core::gvk::Gvk;
-use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
 use serde_json::json;
-use support::{
-    LiveWebhook, apply, b64, eventually, start_live_webhook, unreachable_kubeconfig, webhook_configurations,
+use support::real::{
+    WAIT, documents, get, register_shipped_webhook, seed, seed_yaml, start_cluster, start_shipped_webhook,
 };
+use support::{b64, eventually, unreachable_kubeconfig};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
 
@@ -104,23 +106,22 @@ spec: {{credential: used, template: aws-standalone-cp-1-0-0}}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let region = Emulator::builder().seed_yaml(k0rdent_crds_yaml()).start().await.unwrap();
-    let emu =
-        Emulator::builder().crds(true).seed_yaml(management_seed(&region.kubeconfig_yaml())).start().await.unwrap();
+    let region = start_cluster("r1", false, false).await;
+    seed_yaml(&region, &k0rdent_crds_yaml()).await;
+    let mgmt = start_cluster("mgmt", false, true).await;
+    seed(&mgmt, &documents(&management_seed(&region.kubeconfig_yaml()))).await;
 
-    let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } =
-        start_live_webhook(&emu.kubeconfig_yaml()).await;
+    let hook = start_shipped_webhook(&mgmt).await;
+    let (index, metrics) = (hook.index.clone(), hook.metrics.clone());
 
     // Ready once the management caches synced, although Region "down" cannot be reached.
-    eventually("management caches synced", Duration::from_secs(20), || index.synced()).await;
-    eventually("regional cache of r1", Duration::from_secs(20), || index.knows_cluster(&Cluster::Region("r1".into())))
-        .await;
+    eventually("management caches synced", WAIT, || index.synced()).await;
+    eventually("regional cache of r1", WAIT, || index.knows_cluster(&Cluster::Region("r1".into()))).await;
     assert!(!index.knows_cluster(&Cluster::Region("down".into())), "an unreachable region stays unknown");
     // The kubeconfig Secret is cached by key name only.
     let secret = index.get(&Cluster::Management, &Gvk::secret(), Some("kcm-system"), "r1-kubeconfig").unwrap();
     assert_eq!(secret["data"], json!({"value": ""}), "{secret}");
-    eventually("identity objects cached", Duration::from_secs(10), || {
+    eventually("identity objects cached", WAIT, || {
         index
             .get(
                 &Cluster::Management,
@@ -137,9 +138,11 @@ async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() 
         "{m}"
     );
 
-    let base = format!("https://127.0.0.1:{}", server.addr.port());
-    let out = apply(&emu, &webhook_configurations(&base, &ca_pem)).await;
-    assert!(out.success(), "{}", out.stderr);
+    register_shipped_webhook(&mgmt, &hook).await;
+    let apply = |yaml: String| {
+        let mgmt = &mgmt;
+        async move { mgmt.kubectl_with(&["apply", "-f", "-"], Some(&yaml), Duration::from_secs(30)).await.unwrap() }
+    };
 
     // 1. A regional Credential: admitted with warnings kubectl prints (the AWS provider is not enabled in r1),
     //    and stored with the labels the mutating webhook adds.
@@ -147,10 +150,10 @@ async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() 
         "apiVersion: {API}\nkind: Credential\nmetadata: {{name: aws-r1, namespace: team}}\nspec:\n  region: r1\n  \
          identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity, name: aws-id}}\n"
     );
-    let out = apply(&emu, &regional).await;
+    let out = apply(regional.clone()).await;
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stderr.contains("Warning: [CRED012]") && out.stderr.contains("r1"), "{}", out.stderr);
-    let stored = emu.get(API, "Credential", Some("team"), "aws-r1").unwrap();
+    let stored = get(&mgmt, "credential", Some("team"), "aws-r1").await.unwrap();
     assert_eq!(stored["metadata"]["labels"]["k0rdent.mirantis.com/component"], "kcm", "{stored}");
     assert_eq!(stored["metadata"]["labels"]["k0rdent.mirantis.com/region"], "r1", "{stored}");
 
@@ -159,26 +162,31 @@ async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() 
         "apiVersion: {API}\nkind: Credential\nmetadata: {{name: broken, namespace: team}}\nspec:\n  \
          identityRef: {{apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSClusterStaticIdentity}}\n"
     );
-    let out = apply(&emu, &no_name).await;
+    let out = apply(no_name).await;
     assert!(!out.success());
     assert!(out.stderr.contains("CRED002") && out.stderr.contains("spec.identityRef"), "{}", out.stderr);
-    assert!(emu.get(API, "Credential", Some("team"), "broken").is_none());
+    assert!(get(&mgmt, "credential", Some("team"), "broken").await.is_none());
+    // Moving a Credential to another Region: on a real server the CRD's own CEL rule (KCM's
+    // `self == oldSelf` on spec.region) refuses it before the validating webhook is asked, so the
+    // message is the CRD's, not our CRED005.
     let moved = regional.replace("region: r1", "region: down");
-    let out = apply(&emu, &moved).await;
-    assert!(!out.success() && out.stderr.contains("CRED005"), "region is immutable: {}", out.stderr);
+    let out = apply(moved).await;
+    assert!(!out.success() && out.stderr.contains("Region is immutable"), "region is immutable: {}", out.stderr);
+    let stored = get(&mgmt, "credential", Some("team"), "aws-r1").await.unwrap();
+    assert_eq!(stored["spec"]["region"], "r1");
 
     // 3. A Region naming a key its kubeconfig Secret does not have (known from the cached key names).
     let bad_key = format!(
         "apiVersion: {API}\nkind: Region\nmetadata: {{name: r2}}\nspec:\n  kubeConfig: {{name: r1-kubeconfig, key: kubeconfig}}\n"
     );
-    let out = apply(&emu, &bad_key).await;
+    let out = apply(bad_key).await;
     assert!(!out.success() && out.stderr.contains("RGN007"), "{}", out.stderr);
 
     // 4. Deleting a Credential a ClusterDeployment uses is refused, naming the ClusterDeployment.
-    let out = emu.kubectl(&["delete", "credential", "used", "-n", "team"]).await.unwrap();
+    let out = mgmt.kubectl(&["delete", "credential", "used", "-n", "team"]).await.unwrap();
     assert!(!out.success());
     assert!(out.stderr.contains("CRED016") && out.stderr.contains("prod-cluster"), "{}", out.stderr);
-    assert!(emu.get(API, "Credential", Some("team"), "used").is_some());
+    assert!(get(&mgmt, "credential", Some("team"), "used").await.is_some());
 
     // 5. The cache follows writes: the admitted Credential becomes visible to later decisions.
     eventually("new Credential cached", Duration::from_secs(10), || {
@@ -186,7 +194,7 @@ async fn kubectl_through_the_webhook_with_live_management_and_regional_caches() 
     })
     .await;
 
-    server.shutdown();
-    server.wait().await;
-    stop.cancel();
+    hook.server.shutdown();
+    hook.server.wait().await;
+    hook.stop.cancel();
 }

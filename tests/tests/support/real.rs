@@ -44,8 +44,7 @@ pub fn apiserver_rss_kb(c: &KubeCluster) -> Option<u64> {
     let dir = c.kubeconfig_path().parent()?.to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         if args.get(1).is_some_and(|a| a == "apiserver") && args.iter().any(|a| *a == dir) {
             let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
             let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
@@ -66,10 +65,7 @@ pub fn documents(yaml: &str) -> Vec<Value> {
             last.push('\n');
         }
     }
-    docs.iter()
-        .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
-        .filter(|v| v.get("kind").is_some())
-        .collect()
+    docs.iter().filter_map(|d| serde_saphyr::from_str::<Value>(d).ok()).filter(|v| v.get("kind").is_some()).collect()
 }
 
 fn stream(objects: &[&Value]) -> String {
@@ -94,7 +90,8 @@ pub async fn seed(c: &KubeCluster, objects: &[Value]) {
     let crds: Vec<&Value> = objects.iter().filter(|o| is(o, "CustomResourceDefinition")).collect();
     if !crds.is_empty() {
         c.kubectl_ok(&["create", "-f", "-"], Some(&stream(&crds))).await.unwrap();
-        let names: Vec<String> = crds.iter().map(|o| format!("crd/{}", o["metadata"]["name"].as_str().unwrap())).collect();
+        let names: Vec<String> =
+            crds.iter().map(|o| format!("crd/{}", o["metadata"]["name"].as_str().unwrap())).collect();
         let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
         args.extend(names.iter().map(String::as_str));
         c.kubectl_ok(&args, None).await.unwrap();
@@ -253,7 +250,11 @@ pub async fn refused_authentications(c: &KubeCluster) -> f64 {
 
 /// How many watches of `resource` the apiserver is serving now.
 pub async fn open_watches(c: &KubeCluster, resource: &str) -> f64 {
-    metric_sum(&c.metrics().await.unwrap(), "apiserver_longrunning_requests", &[("verb", "WATCH"), ("resource", resource)])
+    metric_sum(
+        &c.metrics().await.unwrap(),
+        "apiserver_longrunning_requests",
+        &[("verb", "WATCH"), ("resource", resource)],
+    )
 }
 
 /// `target/<profile>/kubectl-credential` beside this test's executable, built when missing or older
