@@ -241,11 +241,15 @@ pub fn requests_between(
 pub const WRITE_VERBS: &[&str] = &["POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"];
 
 /// Requests the apiserver refused before any handler: failed or erroring authentications (a wrong or
-/// leaked token). Nothing in the control plane itself produces these.
-pub async fn refused_authentications(c: &KubeCluster) -> f64 {
+/// leaked token) and requests no authorizer allowed (anonymous or unprivileged). The control plane's
+/// own traffic produces neither, so any change is a client's doing.
+pub async fn refused_requests(c: &KubeCluster) -> f64 {
     let text = c.metrics().await.unwrap();
-    metric_sum(&text, "authentication_attempts", &[("result", "failure")])
-        + metric_sum(&text, "authentication_attempts", &[("result", "error")])
+    ["failure", "error"].iter().map(|r| metric_sum(&text, "authentication_attempts", &[("result", r)])).sum::<f64>()
+        + ["denied", "no-opinion"]
+            .iter()
+            .map(|r| metric_sum(&text, "authorization_attempts_total", &[("result", r)]))
+            .sum::<f64>()
 }
 
 /// How many watches of `resource` the apiserver is serving now.
