@@ -88,7 +88,7 @@ async fn a_region_kubeconfig_with_exec_or_token_file_is_rejected_and_nothing_run
 
     let bin = plugin_binary();
     let explain = |cred: &str| {
-        let out = std::process::Command::new(&bin)
+        let out = std::process::Command::new(bin)
             .args(["explain", cred, "-n", "kcm-system", "--kubeconfig"])
             .arg(mgmt.kubeconfig_path())
             .output()

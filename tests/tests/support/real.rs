@@ -45,7 +45,7 @@ pub fn apiserver_rss_kb(c: &KubeCluster) -> Option<u64> {
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
         let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.get(1).is_some_and(|a| a == "apiserver") && args.iter().any(|a| *a == dir) {
+        if args.get(1).is_some_and(|a| a == "apiserver") && args.contains(&dir) {
             let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
             let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
             return rss.trim().trim_end_matches("kB").trim().parse().ok();
