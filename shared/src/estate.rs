@@ -67,6 +67,14 @@ pub trait Estate {
     /// `Some(true)` namespaced, `Some(false)` cluster-scoped, `None` unknown.
     fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool>;
 
+    /// Whether this estate loads objects of this group+kind in `namespace` (`None`: cluster-scoped or
+    /// all namespaces) of `cluster`, so that a `get` answering `None` means "does not exist" rather
+    /// than "not looked at". Estates holding everything they were given (files, tests) cover all.
+    fn covers(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> bool {
+        let _ = (cluster, gvk, namespace);
+        true
+    }
+
     // Reverse lookups the rules make on the management cluster. The defaults scan `list`; estates
     // that hold many objects override them with a [`RefIndex`] (same answers, same order), and
     // wrappers forward them to the estate they wrap so its index is used.

@@ -30,6 +30,7 @@ fn creds(e: &mut MemoryEstate) {
     e.insert(&mgmt(), ready_cred("broken", None, false));
     e.insert(&mgmt(), deleting(ready_cred("going", None, true)));
     e.insert(&mgmt(), with(ready_cred("no-ref", None, true), "/spec", json!({})));
+    e.insert(&mgmt(), ready_cred("lost-cred", Some("gone"), true));
 }
 
 fn c(name: &'static str, op: Operation, object: Option<Value>, old: Option<Value>, expect: Vec<Exp>) -> Case {
@@ -142,6 +143,34 @@ fn cluster_deployment_write_rules() {
             vec![deny("CD004", "spec.credential", &["Credential team-a/broken is not Ready"])],
         ),
         c("being deleted", Update, Some(deleting(cd(NS, "cl", "r2-cred"))), Some(on_r1.clone()), vec![]),
+        c(
+            "credential of a Region that does not exist (KCM parity)",
+            Create,
+            Some(cd(NS, "cl", "lost-cred")),
+            None,
+            vec![deny(
+                "CD009",
+                "spec.credential",
+                &["ClusterDeployment team-a/cl", "Credential team-a/lost-cred", "Region \"gone\"", "does not exist"],
+            )],
+        ),
+        c(
+            "changed to a credential of a Region that does not exist",
+            Update,
+            Some(cd(NS, "cl", "lost-cred")),
+            Some(cd(NS, "cl", "mgmt-cred")),
+            vec![
+                deny("CD009", "spec.credential", &["Region \"gone\""]),
+                deny("CD007", "spec.credential", &["Region gone"]),
+            ],
+        ),
+        c(
+            "unchanged credential whose Region vanished: not judged",
+            Update,
+            Some(with(cd(NS, "cl", "lost-cred"), "/spec/template", json!("t2"))),
+            Some(cd(NS, "cl", "lost-cred")),
+            vec![],
+        ),
     ];
     check_table(ResourceKind::ClusterDeployment, cases);
 }

@@ -421,3 +421,94 @@ fn connect_is_ignored() {
     let c = case("connect", Operation::Connect, Some(credential(SYS, "c", json!({}))), None, vec![]);
     assert!(run(ResourceKind::Credential, &c).is_empty());
 }
+
+/// An estate that loads Secrets of the system namespace only (as the webhook's cache does).
+struct SystemSecretsOnly(MemoryEstate);
+
+impl credential_core::Estate for SystemSecretsOnly {
+    fn system_namespace(&self) -> &str {
+        self.0.system_namespace()
+    }
+    fn knows_cluster(&self, c: &credential_core::Cluster) -> bool {
+        self.0.knows_cluster(c)
+    }
+    fn get(
+        &self,
+        c: &credential_core::Cluster,
+        g: &credential_core::gvk::Gvk,
+        ns: Option<&str>,
+        n: &str,
+    ) -> Option<std::sync::Arc<serde_json::Value>> {
+        self.0.get(c, g, ns, n)
+    }
+    fn list(
+        &self,
+        c: &credential_core::Cluster,
+        g: &credential_core::gvk::Gvk,
+        ns: Option<&str>,
+    ) -> Vec<std::sync::Arc<serde_json::Value>> {
+        self.0.list(c, g, ns)
+    }
+    fn served(&self, c: &credential_core::Cluster, g: &credential_core::gvk::Gvk) -> credential_core::estate::Served {
+        self.0.served(c, g)
+    }
+    fn namespaced(&self, c: &credential_core::Cluster, g: &credential_core::gvk::Gvk) -> Option<bool> {
+        self.0.namespaced(c, g)
+    }
+    fn covers(&self, _: &credential_core::Cluster, g: &credential_core::gvk::Gvk, ns: Option<&str>) -> bool {
+        !(g.group.is_empty() && g.kind == "Secret") || ns == Some(SYS)
+    }
+}
+
+#[test]
+fn identity_the_estate_does_not_load_is_not_called_missing() {
+    let estate = SystemSecretsOnly(estate());
+    let secret_ref =
+        |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "Secret", "name": name, "namespace": ns});
+    let check = |cred: serde_json::Value| {
+        let input = credential_core::rules::AdmissionInput {
+            operation: Create,
+            kind: ResourceKind::Credential,
+            namespace: cred["metadata"]["namespace"].as_str(),
+            name: "c",
+            object: Some(&cred),
+            old_object: None,
+        };
+        credential_core::rules::validate(&input, &estate)
+    };
+    // A Secret identity in a tenant namespace: not loaded, so "could not check", never "does not exist".
+    let got = check(credential("team-a", "c", json!({"identityRef": secret_ref("team-a", "gcp-sa")})));
+    assert!(got.iter().all(|f| f.code != "CRED010"), "{got:?}");
+    let f = got.iter().find(|f| f.code == "CRED018").expect("CRED018");
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(f.message.contains("could not check that Secret team-a/gcp-sa exists"), "{}", f.message);
+    // In the system namespace the estate knows: a missing one is reported as missing.
+    let got = check(credential(SYS, "c", json!({"identityRef": secret_ref(SYS, "nope")})));
+    assert!(got.iter().any(|f| f.code == "CRED010") && got.iter().all(|f| f.code != "CRED018"), "{got:?}");
+}
+
+#[test]
+fn dry_run_warns_where_a_sibling_of_the_same_apply_may_be_missing() {
+    let estate = estate();
+    let cred = aws_cred("c", Some("not-yet"));
+    let input = credential_core::rules::AdmissionInput {
+        operation: Create,
+        kind: ResourceKind::Credential,
+        namespace: Some(SYS),
+        name: "c",
+        object: Some(&cred),
+        old_object: None,
+    };
+    let real = credential_core::rules::validate(&input, &estate);
+    let f = real.iter().find(|f| f.code == "CRED004").expect("CRED004 on a real write");
+    assert_eq!(f.severity, Severity::Deny);
+    let dry = credential_core::rules::lenient_for_dry_run(real.clone());
+    let f = dry.iter().find(|f| f.code == "CRED004").expect("CRED004 on a dry run");
+    assert_eq!(f.severity, Severity::Warn);
+    assert!(f.message.contains("dry run") && f.message.contains("not-yet"), "{}", f.message);
+    // Other denials stay denials on a dry run.
+    let bad = credential(SYS, "c", json!({"identityRef": {}}));
+    let input = credential_core::rules::AdmissionInput { object: Some(&bad), ..input };
+    let dry = credential_core::rules::lenient_for_dry_run(credential_core::rules::validate(&input, &estate));
+    assert!(dry.iter().any(|f| f.code == "CRED002" && f.severity == Severity::Deny), "{dry:?}");
+}

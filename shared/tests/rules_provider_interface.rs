@@ -345,3 +345,37 @@ fn removal_warning_does_not_list_regional_credentials() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(!got[0].message.contains("aws-regional"), "{}", got[0].message);
 }
+
+#[test]
+fn update_denies_only_what_it_introduces() {
+    // A third-party PI stored with a path KCM's schema accepts and this project's rule does not.
+    let stored = pi("third-party", json!([ident("KindA", json!([reference("SecretA", "spec.secretRef.")]))]));
+    let labelled = with(stored.clone(), "/metadata/labels", json!({"helm.toolkit.fluxcd.io/name": "x"}));
+    let findings = |object: &Value| {
+        let c = case("update", Update, Some(object.clone()), Some(stored.clone()), vec![]);
+        run(ResourceKind::ProviderInterface, &c)
+    };
+    // A label-only change (adoption): the old finding is a warning that says so.
+    let got = findings(&labelled);
+    let f = got.iter().find(|f| f.code == "PI004").expect("PI004 still reported");
+    assert_eq!(f.severity, credential_core::Severity::Warn, "{got:?}");
+    assert!(f.message.contains("already so before this update"), "{}", f.message);
+    assert!(got.iter().all(|f| !f.is_deny()), "{got:?}");
+    // An entry inserted before it shifts its index: still the same finding.
+    let shifted = pi(
+        "third-party",
+        json!([ident("KindZ", json!([])), ident("KindA", json!([reference("SecretA", "spec.secretRef.")]))]),
+    );
+    assert!(findings(&shifted).iter().all(|f| !f.is_deny()), "{:?}", findings(&shifted));
+    // A new bad path is this update's doing: denied, while the old one stays a warning.
+    let worse = pi(
+        "third-party",
+        json!([ident("KindA", json!([reference("SecretA", "spec.secretRef."), reference("SecretB", "spec..b")]))]),
+    );
+    let got = findings(&worse);
+    let denied: Vec<&str> = got.iter().filter(|f| f.is_deny()).map(|f| f.field.as_str()).collect();
+    assert_eq!(denied, ["spec.clusterIdentities[0].references[1].nameFieldPath"], "{got:?}");
+    // The same object on CREATE is denied.
+    let c = case("create", Create, Some(stored.clone()), None, vec![]);
+    assert!(run(ResourceKind::ProviderInterface, &c).iter().any(|f| f.code == "PI004" && f.is_deny()));
+}

@@ -76,6 +76,20 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
             format!("run `kubectl credential explain {cred_name} -n {ns}` and fix what it reports, then retry"),
         ));
     }
+    if let Some(region) = str_at(&cred, "/spec/region")
+        && estate.get(&Cluster::Management, &Gvk::region(), None, region).is_none()
+    {
+        // KCM: "failed to get parent object for <ns>/<cd> ClusterDeployment: failed to get <r> Region".
+        out.push(Finding::deny(
+            CD_CREDENTIAL_REGION_NOT_FOUND,
+            "spec.credential",
+            format!(
+                "{id}: the {cred_id} names Region {region:?} in spec.region, which does not exist: there is no \
+                 cluster to deploy to"
+            ),
+            format!("create Region {region} first, or set spec.credential to a Credential of an existing Region"),
+        ));
+    }
     if cred.pointer("/spec/identityRef").is_none_or(Value::is_null) {
         out.push(Finding::deny(
             CD_CREDENTIAL_NO_IDENTITY_REF,

@@ -36,6 +36,7 @@ pub const CRED_NAMESPACE_ON_CLUSTER_SCOPED: Code = "CRED014";
 pub const CRED_NAMESPACE_EMPTY: Code = "CRED015";
 pub const CRED_IN_USE: Code = "CRED016";
 pub const CRED_KCM_LABEL_TOO_LONG: Code = "CRED017";
+pub const CRED_IDENTITY_NOT_CHECKED: Code = "CRED018";
 
 // Region.
 pub const RGN_INVALID: Code = "RGN001";
@@ -76,6 +77,18 @@ pub const CD_CREDENTIAL_NO_IDENTITY_REF: Code = "CD005";
 pub const CD_CREDENTIAL_DELETING: Code = "CD006";
 pub const CD_CREDENTIAL_REGION_CHANGE: Code = "CD007";
 pub const CD_REFERENCED_BY_REGION: Code = "CD008";
+pub const CD_CREDENTIAL_REGION_NOT_FOUND: Code = "CD009";
+
+/// Deny codes that say only "a referenced object does not exist": the object may be created by the
+/// same apply. A dry-run request gets them as warnings ([`crate::rules::lenient_for_dry_run`]), and the
+/// webhook confirms the absence with a live read before a real write is denied for them.
+pub const MISSING_OBJECT: &[Code] = &[
+    CRED_REGION_NOT_FOUND,
+    RGN_KUBECONFIG_SECRET_MISSING,
+    RGN_CD_MISSING,
+    CD_CREDENTIAL_NOT_FOUND,
+    CD_CREDENTIAL_REGION_NOT_FOUND,
+];
 
 const fn info(code: Code, kind: &'static str, severity: Severity, when: &'static str, fix: &'static str) -> CodeInfo {
     CodeInfo { code, kind, severity, when, fix }
@@ -203,6 +216,13 @@ pub const ALL: &[CodeInfo] = &[
         Warn,
         "KCM distributes it and `credential.<namespace>.<name>` exceeds 63 characters: KCM's copy fails, ours works",
         "shorten the name if KCM distributes too",
+    ),
+    info(
+        CRED_IDENTITY_NOT_CHECKED,
+        "Credential",
+        Warn,
+        "whether the identity object exists could not be checked: the estate does not load that kind or namespace (the webhook caches Secrets of the system namespace and the identity kinds ProviderInterfaces declare); not an error",
+        "make sure the identity object exists (`kubectl get`)",
     ),
     info(
         RGN_INVALID,
@@ -423,6 +443,13 @@ pub const ALL: &[CodeInfo] = &[
         Deny,
         "DELETE while a Region's spec.clusterDeployment names it (as KCM)",
         "delete the Region first",
+    ),
+    info(
+        CD_CREDENTIAL_REGION_NOT_FOUND,
+        "ClusterDeployment",
+        Deny,
+        "CREATE, or UPDATE changing spec.credential: the Credential's spec.region names a Region that does not exist (as KCM)",
+        "create the Region or pick a Credential of an existing Region",
     ),
 ];
 

@@ -376,6 +376,23 @@ fn check_identity_present(
         return;
     }
     let at = lookup_ns.map_or_else(|| name.to_string(), |n| format!("{n}/{name}"));
+    if !estate.covers(&Cluster::Management, identity, lookup_ns) {
+        // "Not in the cache" is not "does not exist" when the cache does not load this kind or namespace.
+        let what = match lookup_ns {
+            Some(n) => format!("{} objects in namespace {n}", identity.kind),
+            None => format!("{} objects", identity.kind),
+        };
+        out.push(Finding::warn(
+            CRED_IDENTITY_NOT_CHECKED,
+            "spec.identityRef.name",
+            format!(
+                "{id}: could not check that {} {at} exists: this check does not load {what} (not an error)",
+                identity.kind
+            ),
+            format!("make sure the {} {at} exists in the management cluster", identity.kind),
+        ));
+        return;
+    }
     out.push(Finding::warn(
         CRED_IDENTITY_MISSING,
         "spec.identityRef.name",

@@ -114,6 +114,25 @@ pub struct AdmissionInput<'a> {
     pub old_object: Option<&'a Value>,
 }
 
+/// What a dry-run request gets instead of a denial that only says a referenced object is missing
+/// ([`codes::MISSING_OBJECT`]): a warning, since GitOps tools dry-run every object of a stage before
+/// applying any, so a sibling of the same apply does not exist yet. Other findings are unchanged.
+pub fn lenient_for_dry_run(findings: Vec<Finding>) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .map(|mut f| {
+            if f.is_deny() && codes::MISSING_OBJECT.contains(&f.code.as_str()) {
+                f.severity = crate::finding::Severity::Warn;
+                f.message.push_str(
+                    " (dry run: warned, not denied, as the same apply may create it; a real write is denied \
+                     while it is still missing)",
+                );
+            }
+            f
+        })
+        .collect()
+}
+
 /// Runs every rule for the request's kind.
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     match input.kind {

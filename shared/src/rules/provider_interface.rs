@@ -19,10 +19,59 @@ use crate::rules::{AdmissionInput, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     match input.operation {
-        Operation::Create | Operation::Update => validate_write(input, estate),
+        Operation::Create => validate_write(input, estate),
+        Operation::Update => {
+            let findings = validate_write(input, estate);
+            match input.old_object {
+                // Judged as it is stored: what it already had is not this update's doing.
+                Some(old) => {
+                    let stored =
+                        AdmissionInput { operation: Operation::Create, object: Some(old), old_object: None, ..*input };
+                    only_new_denials(findings, &validate_write(&stored, estate))
+                }
+                None => findings,
+            }
+        }
         Operation::Delete => validate_delete(input, estate),
         Operation::Connect => Vec::new(),
     }
+}
+
+/// Turns each denial that `stored` (the findings of the object as stored) already had into a warning:
+/// an UPDATE denies only what it introduces, so a label change, an adoption by Helm/Flux or a storage
+/// migration of a ProviderInterface that a stricter rule than KCM's schema dislikes still goes through.
+/// Findings are matched by code and message with list indexes left out (an entry inserted before
+/// another shifts its index, not its fault).
+fn only_new_denials(findings: Vec<Finding>, stored: &[Finding]) -> Vec<Finding> {
+    let before: Vec<(String, String)> =
+        stored.iter().filter(|f| f.is_deny()).map(|f| (f.code.clone(), without_indexes(&f.message))).collect();
+    findings
+        .into_iter()
+        .map(|mut f| {
+            if f.is_deny() && before.contains(&(f.code.clone(), without_indexes(&f.message))) {
+                f.severity = crate::finding::Severity::Warn;
+                f.message.push_str(
+                    " (already so before this update: warned, not denied, as the update does not introduce it)",
+                );
+            }
+            f
+        })
+        .collect()
+}
+
+/// `spec.clusterIdentities[3].references[0]` -> `spec.clusterIdentities[].references[]`: digits
+/// directly inside brackets are dropped.
+fn without_indexes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_index = false;
+    for c in text.chars() {
+        if in_index && c.is_ascii_digit() {
+            continue;
+        }
+        in_index = c == '[';
+        out.push(c);
+    }
+    out
 }
 
 fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
