@@ -18,13 +18,27 @@ use serde_json::Value;
 use credential_core::estate::{Cluster, Estate};
 use credential_core::rules::region::secret_keys_unknown;
 
-use crate::cache::{LiveRead, ServingEstate, WithSecret};
+use crate::cache::limit::LiveReadLimiter;
+use crate::cache::{LiveRead, Overlay, ServingEstate};
 use crate::metrics::{FindingLabels, Metrics, RequestLabels, WebhookLabels};
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 /// Warnings longer than this may be truncated by the API server; hints are only appended below it.
 const WARNING_MAX: usize = 256;
+/// Live reads one admission request may cause (a ClusterDeployment: its Credential, then its Region).
+pub const MAX_LIVE_READS: usize = 2;
+
+/// Who a live read is made for (logs, rate limit).
+struct ReadCtx<'a> {
+    user: &'a str,
+    uid: &'a str,
+}
+
+/// The non-empty string at a JSON pointer.
+fn text<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
 
 /// Logs a decision at `debug` when it is routine (`quiet`: allowed, no findings, no patch), else at
 /// `info`. A callsite's level is fixed, hence one macro expanding to both.
@@ -76,6 +90,19 @@ struct RequestIn {
     object: Option<Value>,
     old_object: Option<Value>,
     dry_run: Option<bool>,
+    user_info: Option<UserInfoIn>,
+}
+
+#[derive(Deserialize)]
+struct UserInfoIn {
+    username: Option<String>,
+}
+
+impl RequestIn {
+    /// `request.userInfo.username` (as the API server authenticated the caller), or "".
+    fn user(&self) -> &str {
+        self.user_info.as_ref().and_then(|u| u.username.as_deref()).unwrap_or_default()
+    }
 }
 
 #[derive(Serialize)]
@@ -121,6 +148,7 @@ struct DetailsOut {
     name: String,
     group: String,
     kind: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     causes: Vec<CauseOut>,
 }
 
@@ -217,6 +245,55 @@ pub fn invalid_message(kind: &Gvk, name: &str, denials: &[&Finding]) -> String {
     format!("{}.{} {:?} is invalid: {}", kind.kind, kind.group, name, all)
 }
 
+/// Go's `apierrors.NewForbidden` message for a DELETE: `<resource>.<group> "<name>" is forbidden:
+/// <why>`, the denials joined by `; ` (each names the objects that still use this one).
+pub fn forbidden_message(resource: &str, group: &str, name: &str, denials: &[&Finding]) -> String {
+    let why: Vec<String> = denials.iter().map(|f| deny_text(f)).collect();
+    format!("{resource}.{group} {name:?} is forbidden: {}", why.join("; "))
+}
+
+/// The `Status` of a denial: 403 Forbidden naming the users for DELETE (what KCM's own webhooks
+/// answer), else 422 Invalid with one cause per finding and its field.
+fn denial_status(operation: Operation, kind: ResourceKind, gvk: &Gvk, name: &str, denials: &[&Finding]) -> StatusOut {
+    if operation == Operation::Delete {
+        return StatusOut {
+            metadata: EmptyObject {},
+            status: "Failure",
+            message: forbidden_message(kind.plural(), &gvk.group, name, denials),
+            reason: "Forbidden",
+            details: Some(DetailsOut {
+                name: name.to_string(),
+                group: gvk.group.clone(),
+                kind: kind.plural().to_string(),
+                causes: Vec::new(),
+            }),
+            code: 403,
+        };
+    }
+    StatusOut {
+        metadata: EmptyObject {},
+        status: "Failure",
+        message: invalid_message(gvk, name, denials),
+        reason: "Invalid",
+        details: Some(DetailsOut {
+            name: name.to_string(),
+            group: gvk.group.clone(),
+            kind: gvk.kind.clone(),
+            causes: denials
+                .iter()
+                .map(|f| CauseOut { reason: "FieldValueInvalid", message: deny_text(f), field: f.field.clone() })
+                .collect(),
+        }),
+        code: 422,
+    }
+}
+
+/// A list as JSON array text (`["CRED004","CRED010"]`): the JSON log format writes such a field as
+/// an array, the text format as is.
+pub fn json_list(items: &[&str]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
+}
+
 // --- lenient uid extraction ----------------------------------------------------------------------
 
 /// Finds `request.uid` in a body that does not decode (truncated, wrong types elsewhere): a tolerant
@@ -287,6 +364,7 @@ pub struct Admission {
     estate: Arc<dyn ServingEstate>,
     sink: Arc<dyn AdmittedChangeSink>,
     metrics: Arc<Metrics>,
+    limiter: Arc<LiveReadLimiter>,
 }
 
 impl std::fmt::Debug for Admission {
@@ -304,7 +382,26 @@ struct Decision {
 
 impl Admission {
     pub fn new(estate: Arc<dyn ServingEstate>, sink: Arc<dyn AdmittedChangeSink>, metrics: Arc<Metrics>) -> Self {
-        Admission { estate, sink, metrics }
+        Self::with_limiter(estate, sink, metrics, Arc::new(LiveReadLimiter::default()))
+    }
+
+    /// Like [`new`](Self::new) with the bounds on live reads given (tests use small ones).
+    pub fn with_limiter(
+        estate: Arc<dyn ServingEstate>,
+        sink: Arc<dyn AdmittedChangeSink>,
+        metrics: Arc<Metrics>,
+        limiter: Arc<LiveReadLimiter>,
+    ) -> Self {
+        let reads = limiter.reads.clone();
+        metrics.register_with(|r| {
+            r.register(
+                "live_reads",
+                "Live reads admission made because the cache could not confirm an object, by kind and outcome \
+                 (refused: rate limit of the requesting user or of the webhook, or too many at once)",
+                reads,
+            )
+        });
+        Admission { estate, sink, metrics, limiter }
     }
 
     pub fn estate(&self) -> &Arc<dyn ServingEstate> {
@@ -323,18 +420,20 @@ impl Admission {
         reply
     }
 
-    /// Like [`review`](Self::review), except that a Region write whose kubeconfig Secret the cache
-    /// lacks, has not read the key names of, or shows without the key is decided with one live read
-    /// of that Secret: the cache lags a `kubectl apply` of a Secret and its Region together, and a
-    /// wrong "does not exist" would be a false denial. Everything else is decided from the cache.
+    /// Like [`review`](Self::review), except that an object the decision would deny for as missing
+    /// (or, for a Region's kubeconfig Secret, lacking the key or with key names not loaded) is
+    /// confirmed with a live read first: the cache lags a `kubectl apply` of several objects that name
+    /// each other, and a wrong "does not exist" would be a false denial. The reads are bounded: at most
+    /// [`MAX_LIVE_READS`] per request, each within a short timeout, rate-limited per requesting user
+    /// and in total ([`LiveReadLimiter`]). Everything else is decided from the cache.
     pub async fn review_async(&self, webhook: Webhook, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
         let (reply, d) = match serde_json::from_slice::<ReviewIn>(body) {
             Ok(review) => {
-                let live = self.read_region_secret(webhook, &review).await;
-                let base: &dyn Estate = &*self.estate;
-                let overlay = live.map(|(name, secret)| WithSecret::new(base, base.system_namespace(), &name, secret));
-                self.decide_review(webhook, review, overlay.as_ref().map(|o| o as &dyn Estate))
+                let base: &(dyn Estate + Sync) = &*self.estate;
+                let overlay = self.live_overlay(webhook, &review, Overlay::new(base)).await;
+                let live = (!overlay.is_empty()).then_some(&overlay as &dyn Estate);
+                self.decide_review(webhook, review, live)
             }
             Err(e) => self.undecodable(webhook, body, &e),
         };
@@ -342,27 +441,155 @@ impl Admission {
         reply
     }
 
-    /// For a Region CREATE/UPDATE that will check its kubeConfig Secret and the cache cannot confirm
-    /// it: the live read of that Secret, as (name, the Secret or `None` when absent). `None` when no
-    /// read is needed or it was not possible (the decision then uses the cache).
-    async fn read_region_secret(&self, webhook: Webhook, review: &ReviewIn) -> Option<(String, Option<Value>)> {
-        let req = review.request.as_ref()?;
-        let operation = req.operation.as_deref().and_then(Operation::parse)?;
+    /// The live reads a validating CREATE/UPDATE needs, added to `overlay`: the objects it names that
+    /// the cache cannot confirm. Reads that fail, time out or are refused add nothing (the decision
+    /// then uses the cache).
+    async fn live_overlay<'a>(&self, webhook: Webhook, review: &ReviewIn, mut overlay: Overlay<'a>) -> Overlay<'a> {
+        let Some(req) = review.request.as_ref() else { return overlay };
+        let Some(operation) = req.operation.as_deref().and_then(Operation::parse) else { return overlay };
+        let Some(kind) = req.kind.as_ref().and_then(ResourceKind::from_gvk) else { return overlay };
         if webhook != Webhook::Validate
             || !matches!(operation, Operation::Create | Operation::Update)
-            || req.kind.as_ref().and_then(ResourceKind::from_gvk) != Some(ResourceKind::Region)
             || req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
             || !self.estate.synced()
         {
-            return None;
+            return overlay;
         }
-        let kube_config = req.object.as_ref()?.pointer("/spec/kubeConfig")?;
-        // An unchanged reference is not re-checked on UPDATE.
-        if operation == Operation::Update
-            && req.old_object.as_ref().and_then(|o| o.pointer("/spec/kubeConfig")) == Some(kube_config)
-        {
-            return None;
+        let Some(object) = req.object.as_ref() else { return overlay };
+        let old = req.old_object.as_ref();
+        let changed = |pointer: &str| {
+            operation == Operation::Create || old.and_then(|o| o.pointer(pointer)) != object.pointer(pointer)
+        };
+        let mut budget = MAX_LIVE_READS;
+        let ctx = ReadCtx { user: req.user(), uid: req.uid.as_deref().unwrap_or_default() };
+        match kind {
+            ResourceKind::Region => {
+                // An unchanged reference is not re-checked on UPDATE.
+                if changed("/spec/kubeConfig")
+                    && let Some((name, secret)) = self.read_region_secret(object, &ctx, &mut budget).await
+                {
+                    overlay = overlay.with_secret(self.estate.system_namespace(), &name, secret);
+                }
+                if changed("/spec/clusterDeployment")
+                    && let (Some(ns), Some(name)) = (
+                        text(object, "/spec/clusterDeployment/namespace"),
+                        text(object, "/spec/clusterDeployment/name"),
+                    )
+                {
+                    overlay =
+                        self.confirm(overlay, &Gvk::cluster_deployment(), Some(ns), name, &ctx, &mut budget).await;
+                }
+            }
+            ResourceKind::Credential => {
+                // A vanished Region is judged only on CREATE (spec.region is immutable).
+                if operation == Operation::Create
+                    && let Some(region) = text(object, "/spec/region")
+                {
+                    overlay = self.confirm(overlay, &Gvk::region(), None, region, &ctx, &mut budget).await;
+                }
+            }
+            ResourceKind::ClusterDeployment => {
+                let ns = req.namespace.as_deref().or_else(|| text(object, "/metadata/namespace"));
+                if changed("/spec/credential")
+                    && let (Some(ns), Some(cred)) = (ns, text(object, "/spec/credential"))
+                {
+                    overlay = self.confirm(overlay, &Gvk::credential(), Some(ns), cred, &ctx, &mut budget).await;
+                    let region = overlay
+                        .get(&Cluster::Management, &Gvk::credential(), Some(ns), cred)
+                        .and_then(|c| text(&c, "/spec/region").map(str::to_string));
+                    if let Some(region) = region {
+                        overlay = self.confirm(overlay, &Gvk::region(), None, &region, &ctx, &mut budget).await;
+                    }
+                }
+            }
+            ResourceKind::ProviderInterface => {}
         }
+        overlay
+    }
+
+    /// Adds the live state of one management object to `overlay` when the cache lacks it.
+    async fn confirm<'a>(
+        &self,
+        overlay: Overlay<'a>,
+        gvk: &Gvk,
+        namespace: Option<&str>,
+        name: &str,
+        ctx: &ReadCtx<'_>,
+        budget: &mut usize,
+    ) -> Overlay<'a> {
+        if overlay.get(&Cluster::Management, gvk, namespace, name).is_some() {
+            return overlay;
+        }
+        let kind = match ResourceKind::from_gvk(gvk) {
+            Some(k) => k.kind(),
+            None => return overlay,
+        };
+        let at = namespace.map_or_else(|| name.to_string(), |ns| format!("{ns}/{name}"));
+        match self.limited_read(kind, &at, ctx, budget, || self.estate.read_object(gvk, namespace, name)).await {
+            LiveRead::Found(obj) => overlay.with(gvk, namespace, name, Some(obj)),
+            LiveRead::Absent => overlay.with(gvk, namespace, name, None),
+            LiveRead::Unavailable => overlay,
+        }
+    }
+
+    /// Runs one live read if the budget of the request and the rate limits allow it; logs and counts it.
+    async fn limited_read<'b>(
+        &self,
+        kind: &'static str,
+        at: &str,
+        ctx: &ReadCtx<'_>,
+        budget: &mut usize,
+        read: impl FnOnce() -> futures_util::future::BoxFuture<'b, LiveRead>,
+    ) -> LiveRead {
+        if *budget == 0 {
+            return LiveRead::Unavailable;
+        }
+        *budget -= 1;
+        let permit = match self.limiter.admit(ctx.user, Instant::now()) {
+            Ok(p) => p,
+            Err(why) => {
+                self.limiter.count(kind, "refused");
+                tracing::warn!(
+                    uid = ctx.uid,
+                    user = ctx.user,
+                    kind,
+                    object = at,
+                    reason = why.as_str(),
+                    "live read refused; deciding on the cache"
+                );
+                return LiveRead::Unavailable;
+            }
+        };
+        let result = read().await;
+        drop(permit);
+        let outcome = match &result {
+            LiveRead::Found(_) => "found",
+            LiveRead::Absent => "absent",
+            LiveRead::Unavailable => "unavailable",
+        };
+        self.limiter.count(kind, outcome);
+        tracing::info!(
+            uid = ctx.uid,
+            user = ctx.user,
+            kind,
+            object = at,
+            outcome,
+            "object read live (the cache could not confirm it)"
+        );
+        result
+    }
+
+    /// For a Region whose kubeConfig Secret the cache cannot confirm (absent, key names not loaded,
+    /// or without the key): the live read of that Secret, as (name, the Secret or `None` when absent).
+    /// `None` when no read is needed or it was not possible (the decision then uses the cache). Only
+    /// the Secret's key names are kept, and the finding names only the key the Region asks for.
+    async fn read_region_secret(
+        &self,
+        object: &Value,
+        ctx: &ReadCtx<'_>,
+        budget: &mut usize,
+    ) -> Option<(String, Option<Value>)> {
+        let kube_config = object.pointer("/spec/kubeConfig")?;
         let name = kube_config.get("name").and_then(Value::as_str).filter(|s| !s.is_empty())?;
         let key = kube_config.get("key").and_then(Value::as_str).filter(|s| !s.is_empty());
         let sys = self.estate.system_namespace();
@@ -375,19 +602,8 @@ impl Admission {
         if confirmed {
             return None;
         }
-        let read = self.estate.read_secret(sys, name).await;
-        let outcome = match &read {
-            LiveRead::Found(_) => "found",
-            LiveRead::Absent => "absent",
-            LiveRead::Unavailable => "unavailable (deciding on the cache)",
-        };
-        tracing::info!(
-            namespace = sys,
-            secret = name,
-            outcome,
-            "Region write: kubeconfig Secret read live (the cache could not confirm it)"
-        );
-        match read {
+        let at = format!("{sys}/{name}");
+        match self.limited_read("Secret", &at, ctx, budget, || self.estate.read_secret(sys, name)).await {
             LiveRead::Found(secret) => Some((name.to_string(), Some(secret))),
             LiveRead::Absent => Some((name.to_string(), None)),
             LiveRead::Unavailable => None,
@@ -490,6 +706,7 @@ impl Admission {
         let namespace = req.namespace.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
         let name = request_name(&req);
         let dry_run = req.dry_run.unwrap_or(false);
+        let user = req.user().to_string();
         let span_fields = (uid.as_str(), gvk.kind.as_str(), namespace.as_deref().unwrap_or(""), name.as_str());
 
         let Some(kind) = ResourceKind::from_gvk(&gvk) else {
@@ -578,6 +795,7 @@ impl Admission {
                     ops == 0,
                     webhook = "mutate",
                     uid = span_fields.0,
+                    user = user.as_str(),
                     kind = span_fields.1,
                     namespace = span_fields.2,
                     name = span_fields.3,
@@ -591,7 +809,10 @@ impl Admission {
                 (encode(&uid, response), Decision { kind: kind.kind(), operation: operation.as_str(), decision })
             }
             Webhook::Validate => {
-                let findings = credential_core::rules::validate(&input, estate);
+                let mut findings = credential_core::rules::validate(&input, estate);
+                if dry_run {
+                    findings = credential_core::rules::lenient_for_dry_run(findings);
+                }
                 for f in &findings {
                     let severity = match f.severity {
                         Severity::Deny => "deny",
@@ -603,33 +824,25 @@ impl Admission {
                 let warnings: Vec<String> = findings.iter().filter(|f| !f.is_deny()).map(warning_text).collect();
                 let codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
                 let allowed_now = denials.is_empty();
-                log_decision!(findings.is_empty(), webhook = "validate", uid = span_fields.0, kind = span_fields.1,
-                    namespace = span_fields.2, name = span_fields.3, operation = operation.as_str(), dry_run,
-                    allowed = allowed_now, findings = ?codes, "admission");
+                log_decision!(
+                    findings.is_empty(),
+                    webhook = "validate",
+                    uid = span_fields.0,
+                    user = user.as_str(),
+                    kind = span_fields.1,
+                    namespace = span_fields.2,
+                    name = span_fields.3,
+                    operation = operation.as_str(),
+                    dry_run,
+                    allowed = allowed_now,
+                    findings = json_list(&codes).as_str(),
+                    "admission"
+                );
                 let mut response = allowed();
                 response.warnings = warnings;
                 if !allowed_now {
                     response.allowed = false;
-                    response.status = Some(StatusOut {
-                        metadata: EmptyObject {},
-                        status: "Failure",
-                        message: invalid_message(&gvk, &name, &denials),
-                        reason: "Invalid",
-                        details: Some(DetailsOut {
-                            name: name.clone(),
-                            group: gvk.group.clone(),
-                            kind: gvk.kind.clone(),
-                            causes: denials
-                                .iter()
-                                .map(|f| CauseOut {
-                                    reason: "FieldValueInvalid",
-                                    message: deny_text(f),
-                                    field: f.field.clone(),
-                                })
-                                .collect(),
-                        }),
-                        code: 422,
-                    });
+                    response.status = Some(denial_status(operation, kind, &gvk, &name, &denials));
                 }
                 let reply = encode(&uid, response);
                 let decision = if allowed_now { "allowed" } else { "denied" };
@@ -679,6 +892,8 @@ mod tests {
         base: MemoryEstate,
         live: LiveRead,
         reads: AtomicUsize,
+        /// What `read_object` answers (Credentials, Regions, ClusterDeployments).
+        objects: LiveRead,
     }
 
     impl Estate for LiveEstate {
@@ -723,6 +938,11 @@ mod tests {
             let live = self.live.clone();
             Box::pin(async move { live })
         }
+        fn read_object<'a>(&'a self, _: &'a Gvk, _: Option<&'a str>, _: &'a str) -> BoxFuture<'a, LiveRead> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let live = self.objects.clone();
+            Box::pin(async move { live })
+        }
     }
 
     fn region_review(op: &str, key: &str, old_key: Option<&str>) -> Vec<u8> {
@@ -743,7 +963,7 @@ mod tests {
         if let Some(c) = cached {
             base.insert(&Cluster::Management, c);
         }
-        let estate = Arc::new(LiveEstate { base, live, reads: AtomicUsize::new(0) });
+        let estate = Arc::new(LiveEstate { base, live, reads: AtomicUsize::new(0), objects: LiveRead::Unavailable });
         let admission = Admission::new(estate.clone(), Arc::new(crate::sink::NoopSink), Arc::new(Metrics::new()));
         let reply: Value = serde_json::from_slice(&admission.review_async(Webhook::Validate, body).await).unwrap();
         let allowed = reply["response"]["allowed"].as_bool().unwrap();
@@ -792,10 +1012,144 @@ mod tests {
             base: MemoryEstate::new("kcm-system"),
             live: LiveRead::Found(secret(&["value"], false)),
             reads: AtomicUsize::new(0),
+            objects: LiveRead::Unavailable,
         });
         let admission = Admission::new(estate.clone(), Arc::new(crate::sink::NoopSink), Arc::new(Metrics::new()));
         let reply = String::from_utf8(admission.review(Webhook::Validate, &create)).unwrap();
         assert!(reply.contains("RGN006") && estate.reads.load(Ordering::SeqCst) == 0, "{reply}");
+    }
+
+    fn review(kind: &str, op: &str, dry_run: bool, object: Option<Value>, old: Option<Value>) -> Vec<u8> {
+        let meta = object.as_ref().or(old.as_ref()).map(|o| o["metadata"].clone()).unwrap_or_default();
+        json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "request": {
+            "uid": "u2", "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": kind},
+            "name": meta["name"], "namespace": meta["namespace"], "operation": op, "dryRun": dry_run,
+            "userInfo": {"username": "alice"}, "object": object, "oldObject": old}})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn cred(ns: &str, name: &str, region: Option<&str>) -> Value {
+        let mut c = json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"identityRef": {"apiVersion": "v1", "kind": "Secret", "name": "s", "namespace": ns}}});
+        if let Some(r) = region {
+            c["spec"]["region"] = json!(r);
+        }
+        c
+    }
+
+    fn region_obj(name: &str) -> Value {
+        json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region", "metadata": {"name": name},
+               "spec": {"kubeConfig": {"name": "k", "key": "value"}}})
+    }
+
+    /// (reply, live reads made) for `body` on an estate holding `objects`, whose live object reads answer `live`.
+    async fn decide_with(objects: Vec<Value>, live: LiveRead, body: &[u8], limiter: LiveReadLimiter) -> (Value, usize) {
+        let mut base = MemoryEstate::new("kcm-system");
+        for o in objects {
+            base.insert(&Cluster::Management, o);
+        }
+        let estate =
+            Arc::new(LiveEstate { base, live: LiveRead::Unavailable, reads: AtomicUsize::new(0), objects: live });
+        let metrics = Arc::new(Metrics::new());
+        let admission =
+            Admission::with_limiter(estate.clone(), Arc::new(crate::sink::NoopSink), metrics, Arc::new(limiter));
+        let reply: Value = serde_json::from_slice(&admission.review_async(Webhook::Validate, body).await).unwrap();
+        (reply, estate.reads.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn dry_run_warns_for_a_missing_region_and_a_real_write_confirms_live() {
+        let create = |dry| review("Credential", "CREATE", dry, Some(cred("kcm-system", "c", Some("r1"))), None);
+        let lim = LiveReadLimiter::default;
+        // Dry run: a warning naming the Region, allowed.
+        let (reply, _) = decide_with(vec![], LiveRead::Absent, &create(true), lim()).await;
+        assert_eq!(reply["response"]["allowed"], true, "{reply}");
+        let warnings = reply["response"]["warnings"].to_string();
+        assert!(warnings.contains("CRED004") && warnings.contains("dry run"), "{warnings}");
+        // Real write, the Region absent live too: denied after one read.
+        let (reply, reads) = decide_with(vec![], LiveRead::Absent, &create(false), lim()).await;
+        assert_eq!(reply["response"]["allowed"], false, "{reply}");
+        assert_eq!(reply["response"]["status"]["code"], 422);
+        assert!(reply.to_string().contains("CRED004") && reads == 1, "{reply}");
+        // Real write, the cache lags but the Region exists: allowed.
+        let (reply, reads) = decide_with(vec![], LiveRead::Found(region_obj("r1")), &create(false), lim()).await;
+        assert!(reply["response"]["allowed"] == true && reads == 1, "{reply}");
+        // Cached: no read.
+        let (reply, reads) = decide_with(vec![region_obj("r1")], LiveRead::Absent, &create(false), lim()).await;
+        assert!(reply["response"]["allowed"] == true && reads == 0, "{reply}");
+    }
+
+    #[tokio::test]
+    async fn cluster_deployment_of_a_credential_whose_region_is_missing_is_denied() {
+        let mut c = cred("team", "c", Some("gone"));
+        c["status"] = json!({"ready": true});
+        let cd = json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "ClusterDeployment",
+            "metadata": {"namespace": "team", "name": "cd"}, "spec": {"credential": "c", "template": "t"}});
+        let body = review("ClusterDeployment", "CREATE", false, Some(cd.clone()), None);
+        let (reply, reads) = decide_with(vec![c.clone()], LiveRead::Absent, &body, LiveReadLimiter::default()).await;
+        assert_eq!(reply["response"]["allowed"], false, "{reply}");
+        assert!(reply.to_string().contains("CD009") && reads == 1, "confirmed live: {reply}");
+        // The Region exists live (the cache lags): allowed.
+        let (reply, _) =
+            decide_with(vec![c], LiveRead::Found(region_obj("gone")), &body, LiveReadLimiter::default()).await;
+        assert_eq!(reply["response"]["allowed"], true, "{reply}");
+    }
+
+    #[tokio::test]
+    async fn delete_denials_are_forbidden_and_name_the_users() {
+        let cd = json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "ClusterDeployment",
+            "metadata": {"namespace": "team", "name": "prod-1"}, "spec": {"credential": "c"}});
+        let body = review("Credential", "DELETE", false, None, Some(cred("team", "c", None)));
+        let (reply, _) = decide_with(vec![cd], LiveRead::Absent, &body, LiveReadLimiter::default()).await;
+        let status = &reply["response"]["status"];
+        assert_eq!(reply["response"]["allowed"], false, "{reply}");
+        assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(403), Some("Forbidden")), "{status}");
+        let message = status["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("credentials.k0rdent.mirantis.com \"c\" is forbidden: [CRED016]")
+                && message.contains("prod-1"),
+            "{message}"
+        );
+        assert!(status["details"].get("causes").is_none(), "no empty-field causes: {status}");
+        // A CREATE denial stays 422 Invalid with field causes.
+        let body = review("Credential", "CREATE", false, Some(cred("team", "c", Some("nope"))), None);
+        let (reply, _) = decide_with(vec![], LiveRead::Absent, &body, LiveReadLimiter::default()).await;
+        let status = &reply["response"]["status"];
+        assert_eq!((status["code"].as_u64(), status["reason"].as_str()), (Some(422), Some("Invalid")), "{status}");
+        assert_eq!(status["details"]["causes"][0]["field"], "spec.region");
+    }
+
+    #[tokio::test]
+    async fn live_reads_are_rate_limited_per_user_and_counted() {
+        let body = review("Credential", "CREATE", false, Some(cred("kcm-system", "c", Some("r1"))), None);
+        let mut base = MemoryEstate::new("kcm-system");
+        base.insert(&Cluster::Management, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}));
+        let estate = Arc::new(LiveEstate {
+            base,
+            live: LiveRead::Unavailable,
+            reads: AtomicUsize::new(0),
+            objects: LiveRead::Found(region_obj("r1")),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let limiter = Arc::new(LiveReadLimiter::new((1.0, 0.001), (100.0, 1.0), 8));
+        let admission =
+            Admission::with_limiter(estate.clone(), Arc::new(crate::sink::NoopSink), metrics.clone(), limiter);
+        let answer = |b: Vec<u8>| serde_json::from_slice::<Value>(&b).unwrap()["response"]["allowed"].clone();
+        assert_eq!(answer(admission.review_async(Webhook::Validate, &body).await), true, "first read confirms");
+        // alice's burst is used up: no read, decided on the cache (the Region is not there: denied).
+        assert_eq!(answer(admission.review_async(Webhook::Validate, &body).await), false);
+        assert_eq!(estate.reads.load(Ordering::SeqCst), 1);
+        let text = metrics.encode();
+        assert!(text.contains(r#"credential_webhook_live_reads_total{kind="Region",outcome="refused"} 1"#), "{text}");
+        assert!(text.contains(r#"credential_webhook_live_reads_total{kind="Region",outcome="found"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn lists_are_json_array_text() {
+        assert_eq!(json_list(&["CRED004", "CRED010"]), r#"["CRED004","CRED010"]"#);
+        assert_eq!(json_list(&[]), "[]");
     }
 
     #[test]

@@ -246,6 +246,8 @@ struct WatchCtx {
     notify: Vec<Arc<Notify>>,
     /// Regional clusters: tracks how long the watches have been failing.
     staleness: Option<Arc<Staleness>>,
+    /// Marks the kind covered in the index once synced (kinds outside the fixed management caches).
+    covers: bool,
     stop: CancellationToken,
 }
 
@@ -318,6 +320,9 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
                 ctx.index.replace_all(&ctx.cluster, &group, &kind, std::mem::take(&mut buffer));
                 if !synced {
                     synced = true;
+                    if ctx.covers {
+                        ctx.index.set_covered(&group, &kind, true);
+                    }
                     ctx.metrics.set_cache_synced(&cluster_label, &spec.resource, true);
                     tracing::info!(cluster = %cluster_label, resource = %spec.resource, "cache synced");
                     if let Some(s) = &ctx.sync {
@@ -333,6 +338,9 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
                     // retrying with backoff and fills the cache if the CRD appears.
                     synced = true;
                     ctx.index.replace_all(&ctx.cluster, &group, &kind, Vec::new());
+                    if ctx.covers {
+                        ctx.index.set_covered(&group, &kind, true);
+                    }
                     ctx.metrics.set_cache_synced(&cluster_label, &spec.resource, true);
                     tracing::warn!(cluster = %cluster_label, resource = %spec.resource,
                         "resource not served by the API server; treating it as empty");
@@ -340,7 +348,8 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
                         s.done(&spec.resource);
                     }
                 } else {
-                    tracing::warn!(cluster = %cluster_label, resource = %spec.resource, error = %e, "watch error; retrying");
+                    tracing::warn!(cluster = %cluster_label, resource = %spec.resource, error = %watch_error_text(&e),
+                        "watch error; retrying");
                 }
                 // "Not served" is a state, not a failure; anything else counts towards staleness.
                 if let (false, Some(st)) = (not_found(&e), &ctx.staleness)
@@ -354,6 +363,17 @@ async fn run_watch(client: Client, spec: WatchSpec, ctx: WatchCtx) {
         for n in &ctx.notify {
             n.notify_one();
         }
+    }
+}
+
+/// A watcher error as readable text (no Debug dump of a kube Status).
+fn watch_error_text(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(k) => format!("initial list failed: {}", kube_error_text(k)),
+        watcher::Error::WatchStartFailed(k) => format!("watch start failed: {}", kube_error_text(k)),
+        watcher::Error::WatchFailed(k) => format!("watch failed: {}", kube_error_text(k)),
+        watcher::Error::WatchError(st) => format!("error during watch: HTTP {} {}: {}", st.code, st.reason, st.message),
+        other => other.to_string(),
     }
 }
 
@@ -415,6 +435,7 @@ pub fn start(client: Client, system_namespace: &str, metrics: Arc<Metrics>, stop
             sync: Some(sync.clone()),
             notify,
             staleness: None,
+            covers: false,
             stop: stop.clone(),
         };
         tokio::spawn(run_watch(client.clone(), spec, ctx));
@@ -534,14 +555,64 @@ pub(super) async fn read_secret_keys(client: &Client, index: &Index, namespace: 
         }
         Ok(Ok(None)) => LiveRead::Absent,
         Ok(Err(e)) => {
-            tracing::warn!(namespace, secret = name, error = %e, "live read of Secret failed; deciding on the cache");
+            tracing::warn!(namespace, secret = name, error = %kube_error_text(&e),
+                "live read of Secret failed; deciding on the cache");
             LiveRead::Unavailable
         }
         Err(_) => {
-            tracing::warn!(namespace, secret = name, timeout = ?LIVE_READ_TIMEOUT,
-                "live read of Secret timed out; deciding on the cache");
+            tracing::warn!(
+                namespace,
+                secret = name,
+                timeout_seconds = LIVE_READ_TIMEOUT.as_secs(),
+                "live read of Secret timed out; deciding on the cache"
+            );
             LiveRead::Unavailable
         }
+    }
+}
+
+/// One live read of a management Credential, Region or ClusterDeployment for admission, within
+/// [`LIVE_READ_TIMEOUT`], trimmed as the cache keeps it.
+pub(super) async fn read_k0rdent_object(client: &Client, gvk: &Gvk, namespace: Option<&str>, name: &str) -> LiveRead {
+    let Some(kind) = credential_core::rules::ResourceKind::from_gvk(gvk) else { return LiveRead::Unavailable };
+    let ar = k0rdent(kind.kind(), kind.plural());
+    let api: Api<DynamicObject> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let at = namespace.map_or_else(|| name.to_string(), |ns| format!("{ns}/{name}"));
+    match tokio::time::timeout(LIVE_READ_TIMEOUT, api.get_opt(name)).await {
+        Ok(Ok(Some(obj))) => {
+            let mut v = serde_json::to_value(&obj).unwrap_or(Value::Null);
+            if let Some(m) = v.as_object_mut() {
+                m.entry("apiVersion").or_insert_with(|| Value::String(ar.api_version.clone()));
+                m.entry("kind").or_insert_with(|| Value::String(ar.kind.clone()));
+            }
+            LiveRead::Found(strip_common(v))
+        }
+        Ok(Ok(None)) => LiveRead::Absent,
+        Ok(Err(e)) => {
+            tracing::warn!(kind = kind.kind(), object = %at, error = %kube_error_text(&e),
+                "live read failed; deciding on the cache");
+            LiveRead::Unavailable
+        }
+        Err(_) => {
+            tracing::warn!(kind = kind.kind(), object = %at, timeout_seconds = LIVE_READ_TIMEOUT.as_secs(),
+                "live read timed out; deciding on the cache");
+            LiveRead::Unavailable
+        }
+    }
+}
+
+/// A kube error as readable text: for an API answer its HTTP code, reason and message (kube's own
+/// Display appends a Debug dump of the Status).
+pub fn kube_error_text(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => {
+            let reason = if s.reason.is_empty() { "Failure" } else { s.reason.as_str() };
+            format!("HTTP {} {reason}: {}", s.code, s.message)
+        }
+        other => other.to_string(),
     }
 }
 
@@ -599,6 +670,7 @@ async fn identity_manager(
             let keep = desired.get(gk).is_some_and(|ar| ar.version == *version);
             if !keep {
                 token.cancel();
+                index.set_covered(&gk.0, &gk.1, false);
                 index.replace_all(&Cluster::Management, &gk.0, &gk.1, Vec::new());
                 metrics.forget_cluster("management", &[&format!("identity:{}", gk.1)]);
             }
@@ -619,6 +691,7 @@ async fn identity_manager(
                 sync: None,
                 notify: Vec::new(),
                 staleness: None,
+                covers: true,
                 stop: token,
             };
             tokio::spawn(run_watch(client.clone(), spec, ctx));
@@ -912,6 +985,7 @@ async fn region_worker(
                 sync: Some(sync.clone()),
                 notify: Vec::new(),
                 staleness: Some(staleness.clone()),
+                covers: false,
                 stop: round.clone(),
             };
             tokio::spawn(run_watch(regional.clone(), spec, ctx));

@@ -4,7 +4,7 @@
 //! objects. [`Index`] is filled by kube-rs watchers ([`live`]) or, with `--estate DIR`, replaced by a
 //! [`MemoryEstate`] loaded from YAML.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -14,6 +14,7 @@ use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+pub mod limit;
 pub mod live;
 
 /// The answer of a live read of one Secret.
@@ -36,6 +37,14 @@ pub trait ServingEstate: Estate + Send + Sync + 'static {
     /// Region applied together with its kubeconfig Secret). Offline estates have nothing to read.
     fn read_secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, LiveRead> {
         let _ = (namespace, name);
+        Box::pin(async { LiveRead::Unavailable })
+    }
+
+    /// One short live read of a management Credential, Region or ClusterDeployment (`namespace` `None`
+    /// for Regions), for a decision that would deny because the cache lacks it. Offline estates have
+    /// nothing to read.
+    fn read_object<'a>(&'a self, gvk: &'a Gvk, namespace: Option<&'a str>, name: &'a str) -> BoxFuture<'a, LiveRead> {
+        let _ = (gvk, namespace, name);
         Box::pin(async { LiveRead::Unavailable })
     }
 }
@@ -101,6 +110,8 @@ pub struct Index {
     synced: AtomicBool,
     /// Management client for [`ServingEstate::read_secret`] (set by the live cache).
     live: OnceLock<kube::Client>,
+    /// Management (group, kind)s outside the fixed caches whose watch synced (identity kinds).
+    covered: RwLock<HashSet<(String, String)>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -194,6 +205,18 @@ impl Index {
             secret_keys: RwLock::new(HashMap::new()),
             synced: AtomicBool::new(false),
             live: OnceLock::new(),
+            covered: RwLock::new(HashSet::new()),
+        }
+    }
+
+    /// Records that the management cache of one further kind (an identity kind) is loaded, or no
+    /// longer is: [`Estate::covers`] answers from it.
+    pub fn set_covered(&self, group: &str, kind: &str, covered: bool) {
+        let mut set = self.covered.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if covered {
+            set.insert((group.to_string(), kind.to_string()));
+        } else {
+            set.remove(&(group.to_string(), kind.to_string()));
         }
     }
 
@@ -391,6 +414,25 @@ impl Estate for Index {
         state.served.iter().find(|((g, _, k), _)| *g == gvk.group && *k == gvk.kind).map(|(_, ns)| *ns)
     }
 
+    /// Management: the k0rdent kinds and CRDs; Secrets of the system namespace only; other kinds once
+    /// their watch synced (the identity kinds management ProviderInterfaces declare). Regional
+    /// clusters: what their caches hold (ProviderInterfaces, CRDs) once known.
+    fn covers(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> bool {
+        if *cluster != Cluster::Management {
+            return self.knows_cluster(cluster);
+        }
+        if gvk.group == credential_core::K0RDENT_GROUP || is_crd(&gvk.group, &gvk.kind) {
+            return true;
+        }
+        if is_secret(&gvk.group, &gvk.kind) {
+            return namespace == Some(self.system_namespace.as_str());
+        }
+        self.covered
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&(gvk.group.clone(), gvk.kind.clone()))
+    }
+
     fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
         self.management_refs(|r| r.credentials_in_region(region))
     }
@@ -421,29 +463,60 @@ impl ServingEstate for Index {
             }
         })
     }
-}
 
-/// An estate plus one management Secret as a live read found it (or found it absent): what a
-/// decision sees when the cache has not caught up with that Secret yet.
-pub struct WithSecret<'a> {
-    base: &'a dyn Estate,
-    namespace: String,
-    name: String,
-    secret: Option<Arc<Value>>,
-}
-
-impl<'a> WithSecret<'a> {
-    /// `secret`: the Secret as read (`None`: it does not exist).
-    pub fn new(base: &'a dyn Estate, namespace: &str, name: &str, secret: Option<Value>) -> Self {
-        WithSecret { base, namespace: namespace.to_string(), name: name.to_string(), secret: secret.map(Arc::new) }
-    }
-
-    fn covers(&self, cluster: &Cluster, gvk: &Gvk) -> bool {
-        *cluster == Cluster::Management && is_secret(&gvk.group, &gvk.kind)
+    fn read_object<'a>(&'a self, gvk: &'a Gvk, namespace: Option<&'a str>, name: &'a str) -> BoxFuture<'a, LiveRead> {
+        Box::pin(async move {
+            match self.live.get() {
+                Some(client) => live::read_k0rdent_object(client, gvk, namespace, name).await,
+                None => LiveRead::Unavailable,
+            }
+        })
     }
 }
 
-impl Estate for WithSecret<'_> {
+/// An estate plus management objects as live reads found them (or found them absent): what a
+/// decision sees when the cache has not caught up with them yet (a Secret, Region or
+/// ClusterDeployment applied together with the object that names it).
+pub struct Overlay<'a> {
+    base: &'a (dyn Estate + Sync),
+    /// (group, kind, namespace, name) -> the object as read (`None`: it does not exist).
+    objects: Vec<(Key, Option<Arc<Value>>)>,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a (dyn Estate + Sync)) -> Self {
+        Overlay { base, objects: Vec::new() }
+    }
+
+    /// Adds one management object as read (`object` `None`: it does not exist).
+    pub fn with(mut self, gvk: &Gvk, namespace: Option<&str>, name: &str, object: Option<Value>) -> Self {
+        let key: Key = (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string());
+        self.objects.retain(|(k, _)| *k != key);
+        self.objects.push((key, object.map(Arc::new)));
+        self
+    }
+
+    /// Shorthand for one Secret as read.
+    pub fn with_secret(self, namespace: &str, name: &str, secret: Option<Value>) -> Self {
+        self.with(&Gvk::secret(), Some(namespace), name, secret)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    fn entry(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<&Option<Arc<Value>>> {
+        if *cluster != Cluster::Management {
+            return None;
+        }
+        self.objects
+            .iter()
+            .find(|((g, k, ns, n), _)| *g == gvk.group && *k == gvk.kind && ns.as_deref() == namespace && n == name)
+            .map(|(_, o)| o)
+    }
+}
+
+impl Estate for Overlay<'_> {
     fn system_namespace(&self) -> &str {
         self.base.system_namespace()
     }
@@ -453,15 +526,15 @@ impl Estate for WithSecret<'_> {
     }
 
     fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        if self.covers(cluster, gvk) && namespace == Some(self.namespace.as_str()) && name == self.name {
-            return self.secret.clone();
+        match self.entry(cluster, gvk, namespace.filter(|s| !s.is_empty()), name) {
+            Some(read) => read.clone(),
+            None => self.base.get(cluster, gvk, namespace, name),
         }
-        self.base.get(cluster, gvk, namespace, name)
     }
 
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let mut out = self.base.list(cluster, gvk, namespace);
-        if !self.covers(cluster, gvk) || namespace.is_some_and(|ns| ns != self.namespace) {
+        if *cluster != Cluster::Management {
             return out;
         }
         let pos = |o: &Value| {
@@ -469,11 +542,16 @@ impl Estate for WithSecret<'_> {
             let s = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
             (s("namespace"), s("name"))
         };
-        let me = (self.namespace.clone(), self.name.clone());
-        out.retain(|o| pos(o) != me);
-        if let Some(secret) = &self.secret {
-            let at = out.partition_point(|o| pos(o) < me);
-            out.insert(at, secret.clone());
+        for ((g, k, ns, n), read) in &self.objects {
+            if *g != gvk.group || *k != gvk.kind || namespace.is_some_and(|want| ns.as_deref() != Some(want)) {
+                continue;
+            }
+            let me = (ns.clone().unwrap_or_default(), n.clone());
+            out.retain(|o| pos(o) != me);
+            if let Some(obj) = read {
+                let at = out.partition_point(|o| pos(o) < me);
+                out.insert(at, obj.clone());
+            }
         }
         out
     }
@@ -486,7 +564,11 @@ impl Estate for WithSecret<'_> {
         self.base.namespaced(cluster, gvk)
     }
 
-    // The overlay is one Secret: the reverse lookups (Credentials, ClusterDeployments, Regions)
+    fn covers(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> bool {
+        self.base.covers(cluster, gvk, namespace)
+    }
+
+    // The overlay holds single objects: the reverse lookups (Credentials, ClusterDeployments, Regions)
     // are the base's, answered from its index.
     fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
         self.base.credentials_in_region(region)
@@ -590,7 +672,7 @@ mod tests {
         idx.replace_all(&m, "k0rdent.mirantis.com", "ClusterDeployment", Vec::new());
         assert!(idx.cluster_deployments_using("a", "c2").is_empty());
         // Wrappers answer from the index they wrap.
-        let o = WithSecret::new(&idx, "kcm-system", "s", None);
+        let o = Overlay::new(&idx).with_secret("kcm-system", "s", None);
         assert_eq!(refs(o.credentials_in_region("r1")), ["z/c9"]);
     }
 
@@ -683,7 +765,7 @@ mod tests {
         idx.apply(&m, secret("c", "1"));
         let mut fresh = secret("b", "7");
         set_key_names(&mut fresh, Some(&["value".to_string()]));
-        let o = WithSecret::new(&idx, "kcm-system", "b", Some(fresh));
+        let o = Overlay::new(&idx).with_secret("kcm-system", "b", Some(fresh));
         assert_eq!(cached(&o, "b")["data"], json!({"value": ""}));
         assert!(secret_keys_unknown(&cached(&o, "a")), "other Secrets come from the base");
         let names: Vec<String> = o
@@ -694,7 +776,7 @@ mod tests {
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(o.list(&m, &Gvk::secret(), Some("other")).len(), 0);
         // Found absent: hides a cached copy.
-        let gone = WithSecret::new(&idx, "kcm-system", "a", None);
+        let gone = Overlay::new(&idx).with_secret("kcm-system", "a", None);
         assert!(gone.get(&m, &Gvk::secret(), Some("kcm-system"), "a").is_none());
         assert_eq!(gone.list(&m, &Gvk::secret(), None).len(), 1);
     }
