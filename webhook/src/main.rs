@@ -15,7 +15,11 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("--log-level {:?}", cli.log_level))?;
     match cli.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).init(),
+        // Our JSON lines: list fields (finding codes) are arrays, not strings.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .event_format(credential_webhook::logjson::JsonLines)
+            .with_env_filter(filter)
+            .init(),
         // Colour only on a terminal: piped text logs (kubectl logs, files) stay plain.
         LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
