@@ -18,6 +18,7 @@ use credential_webhook::tls::TlsFiles;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+pub mod admission;
 pub mod real;
 
 pub const SYS: &str = "kcm-system";
