@@ -575,18 +575,19 @@ pub(super) async fn read_secret_keys(client: &Client, index: &Index, namespace: 
 /// [`LIVE_READ_TIMEOUT`], trimmed as the cache keeps it.
 pub(super) async fn read_k0rdent_object(client: &Client, gvk: &Gvk, namespace: Option<&str>, name: &str) -> LiveRead {
     let Some(kind) = credential_core::rules::ResourceKind::from_gvk(gvk) else { return LiveRead::Unavailable };
-    let ar = k0rdent(kind.kind(), kind.plural());
+    let k0rdent_ar = k0rdent(kind.kind(), kind.plural());
+    // Cluster-wide only for Regions (cluster-scoped); the ClusterRole grants get on all four kinds.
     let api: Api<DynamicObject> = match namespace {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &k0rdent_ar),
+        None => Api::all_with(client.clone(), &k0rdent_ar),
     };
     let at = namespace.map_or_else(|| name.to_string(), |ns| format!("{ns}/{name}"));
     match tokio::time::timeout(LIVE_READ_TIMEOUT, api.get_opt(name)).await {
         Ok(Ok(Some(obj))) => {
             let mut v = serde_json::to_value(&obj).unwrap_or(Value::Null);
             if let Some(m) = v.as_object_mut() {
-                m.entry("apiVersion").or_insert_with(|| Value::String(ar.api_version.clone()));
-                m.entry("kind").or_insert_with(|| Value::String(ar.kind.clone()));
+                m.entry("apiVersion").or_insert_with(|| Value::String(k0rdent_ar.api_version.clone()));
+                m.entry("kind").or_insert_with(|| Value::String(k0rdent_ar.kind.clone()));
             }
             LiveRead::Found(strip_common(v))
         }
