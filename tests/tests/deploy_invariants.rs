@@ -726,6 +726,15 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
         verbs: &["list", "watch"],
         guard: None,
     },
+    // Admission's live confirmation that a referenced Region, ClusterDeployment or Credential is
+    // really missing before a real write is denied (one GET by name).
+    ClusterWide {
+        file: "cache/live.rs",
+        expr: "k0rdent_ar",
+        resources: &[(K0RDENT_GROUP, "regions"), (K0RDENT_GROUP, "credentials"), (K0RDENT_GROUP, "clusterdeployments")],
+        verbs: &["get"],
+        guard: None,
+    },
     ClusterWide {
         file: "distribution/mod.rs",
         expr: "credential_ar",
