@@ -3,6 +3,8 @@
 //! configurations pointing kubectl at it, kubectl apply, and polling until a condition holds.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod regional;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
