@@ -1,9 +1,10 @@
-//! The admission hook path end to end: the real credential-webhook server in live mode against a
-//! management emulator (+ one regional emulator), wired as `credential-webhook serve` wires it
+//! The admission hook path end to end on real clusters: the real credential-webhook server in live mode
+//! against a management kube-apiserver (+ one regional kube-apiserver, a separate process), running as
+//! the shipped ServiceAccount (deploy/ RBAC, a real token), wired as `credential-webhook serve` wires it
 //! (`distribution::start_for_serve`, Lease-based leader election, the distributor's handle as the
-//! admission sink), and webhook configurations registered in the emulator. `kubectl apply` of a
-//! regional Credential puts its copies into the region; `kubectl apply --dry-run=server` copies
-//! nothing and never reaches the sink. Needs `kubectl` on PATH (or `KUBECTL`).
+//! admission sink), and the shipped webhook configurations registered (only clientConfig rewritten).
+//! `kubectl apply` of a regional Credential puts its copies into the region; `kubectl apply
+//! --dry-run=server` copies nothing and never reaches the sink. Needs Go and `kubectl` on PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -13,15 +14,13 @@ use std::time::Duration;
 
 use credential_core::model::labels;
 use credential_core::rules::Operation;
-use credential_e2e::Emulator;
+use credential_e2e::cluster::shipped_webhook_configurations;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::distribution::DistributorHandle;
 use credential_webhook::sink::{AdmittedChange, AdmittedChangeSink};
 use serde_json::json;
-use support::{
-    LiveWebhook, PROVIDER_INTERFACE, SYS, apply, b64, eventually_some, kubectl_stdin, prepare_live_webhook,
-    webhook_configurations,
-};
+use support::regional::{self, WAIT};
+use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually_async, eventually_some, prepare_live_webhook};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
 const INFRA_AV: &str = "infrastructure.cluster.x-k8s.io/v1beta2";
@@ -85,49 +84,51 @@ fn regional_credential(name: &str, identity: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let region = Emulator::builder().crds(true).seed_yaml(PROVIDER_INTERFACE).start().await.unwrap();
-    let mgmt =
-        Emulator::builder().crds(true).seed_yaml(management_seed(&region.kubeconfig_yaml())).start().await.unwrap();
+    let (region, mgmt) = tokio::join!(regional::start("r1", false), regional::start("mgmt", false));
+    region.seed_yaml(PROVIDER_INTERFACE).await;
+    mgmt.seed_yaml(&management_seed(&region.kubeconfig_yaml())).await;
+    let token = mgmt.shipped_webhook_token().await;
 
     // What `credential-webhook serve` does without --estate, distribution on (see webhook/src/main.rs).
-    let live = prepare_live_webhook(&mgmt.kubeconfig_yaml()).await;
+    let live = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&token)).await;
     let distributor = credential_webhook::distribution::start_for_serve(live.client.clone(), SYS, &live.metrics);
     let sink = Arc::new(RecordingSink { inner: distributor.handle(), seen: Mutex::default() });
     let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } = live.serve(Some(sink.clone())).await;
 
-    let limit = Duration::from_secs(20);
+    let limit = WAIT;
     eventually_some("management caches synced", limit, || index.synced().then_some(())).await;
     let handle = distributor.handle();
     eventually_some("this replica holds the distribution Lease", limit, || handle.is_leader().then_some(())).await;
-    let lease = mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), "credential-guard-distribution");
+    let lease = mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), "credential-guard-distribution").await;
     assert!(lease.is_some(), "start_for_serve elects through the Lease in the system namespace");
 
     let base = format!("https://127.0.0.1:{}", server.addr.port());
-    let out = apply(&mgmt, &webhook_configurations(&base, &ca_pem)).await;
-    assert!(out.success(), "{}", out.stderr);
+    mgmt.apply(&shipped_webhook_configurations(&base, &ca_pem).await.unwrap()).await.unwrap();
 
     // 1. A regional Credential through kubectl: admitted (mutated), handed to the distributor by
-    //    the admission hook, and its identity and Secret copied into r1.
-    let out = apply(&mgmt, &regional_credential("aws-r1", "aws-id")).await;
-    assert!(out.success(), "{}", out.stderr);
-    let stored = mgmt.get(API, "Credential", Some(SYS), "aws-r1").unwrap();
+    //    the admission hook, and its identity and Secret copied into r1. KCM then writes status.ready.
+    mgmt.apply(&regional_credential("aws-r1", "aws-id")).await.unwrap();
+    mgmt.kcm_reconciled(SYS, "aws-r1").await;
+    let stored = mgmt.get(API, "Credential", Some(SYS), "aws-r1").await.unwrap();
     assert_eq!(stored["metadata"]["labels"][labels::REGION], "r1", "mutated by the webhook: {stored}");
     let calls = sink.calls_for("kcm-system/aws-r1");
     assert_eq!(calls.first(), Some(&(Operation::Create, true)), "the hook handed the CREATE to the leader: {calls:?}");
 
-    let copy =
-        eventually_some("Secret copied into r1", limit, || region.get("v1", "Secret", Some(SYS), "aws-secret")).await;
-    let source = mgmt.get("v1", "Secret", Some(SYS), "aws-secret").unwrap();
+    let copy = eventually_async("Secret copied into r1", limit, || async {
+        region.get("v1", "Secret", Some(SYS), "aws-secret").await
+    })
+    .await;
+    let source = mgmt.get("v1", "Secret", Some(SYS), "aws-secret").await.unwrap();
     assert_eq!(copy["data"], source["data"]);
     assert_eq!(copy["metadata"]["labels"][labels::MANAGED], "true");
     assert_eq!(credential_core::identity::owners_of(&copy), vec!["kcm-system/aws-r1".to_string()]);
-    let id = eventually_some("identity copied into r1", limit, || {
-        region.get(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id")
+    let id = eventually_async("identity copied into r1", limit, || async {
+        region.get(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id").await
     })
     .await;
     assert_eq!(id["spec"]["secretRef"], "aws-secret");
-    let condition = eventually_some("condition True", limit, || {
-        let c = mgmt.get(API, "Credential", Some(SYS), "aws-r1")?;
+    let condition = eventually_async("condition True", limit, || async {
+        let c = mgmt.get(API, "Credential", Some(SYS), "aws-r1").await?;
         c.pointer("/status/conditions")?
             .as_array()?
             .iter()
@@ -136,24 +137,31 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
     })
     .await;
     assert_eq!(condition["reason"], "Distributed", "{condition}");
-    let stored = mgmt.get(API, "Credential", Some(SYS), "aws-r1").unwrap();
+    let stored = mgmt.get(API, "Credential", Some(SYS), "aws-r1").await.unwrap();
     assert_eq!(stored["metadata"]["finalizers"], json!([labels::DISTRIBUTION_FINALIZER]));
+    assert_eq!(stored["status"]["ready"], true, "KCM's status kept: {stored}");
 
     // 2. A server-side dry run of another Credential (its own identity and Secret): admitted, but
     //    nothing is stored, the sink never hears of it, and nothing is copied.
-    let out =
-        kubectl_stdin(&mgmt, &["apply", "--dry-run=server", "-f", "-"], &regional_credential("dry", "aws-id-2")).await;
+    let out = mgmt
+        .kubectl_with(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&regional_credential("dry", "aws-id-2")),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stdout.contains("dry"), "{}", out.stdout);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(mgmt.get(API, "Credential", Some(SYS), "dry").is_none(), "a dry run stored the Credential");
+    assert!(mgmt.absent(API, "Credential", Some(SYS), "dry").await, "a dry run stored the Credential");
     assert!(sink.calls_for("kcm-system/dry").is_empty(), "a dry run reached the sink");
-    assert!(region.get("v1", "Secret", Some(SYS), "aws-secret-2").is_none(), "a dry run copied the Secret");
+    assert!(region.absent("v1", "Secret", Some(SYS), "aws-secret-2").await, "a dry run copied the Secret");
     assert!(
-        region.get(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id-2").is_none(),
+        region.absent(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id-2").await,
         "a dry run copied the identity"
     );
-    assert_eq!(region.list("v1", "Secret", Some(SYS)).len(), 1, "only the first Credential's Secret is in r1");
+    assert_eq!(region.list("v1", "Secret", Some(SYS)).await.len(), 1, "only the first Credential's Secret is in r1");
 
     // The distribution metrics are served with the webhook's own.
     let m = metrics.encode();
