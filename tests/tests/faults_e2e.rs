@@ -1,6 +1,9 @@
-//! Faults with the API emulator: the management API server unreachable when the webhook starts, and
-//! restarting under it; plus the live-mode secrecy check (trace logs, Events, conditions, metrics and
-//! the cache hold no Secret value while identities are distributed).
+//! Faults on a real kube-apiserver (tests/kube-test-cluster): the management API server down when the
+//! webhook starts and started later on the same port and etcd data; frozen under it (SIGSTOP/SIGCONT)
+//! and killed (SIGKILL) and restarted on the same etcd data; plus the live-mode secrecy check (trace
+//! logs, Events, conditions, metrics and the cache hold no Secret value while identities are
+//! distributed into a regional apiserver, a separate process). The webhook runs as the shipped
+//! ServiceAccount (deploy/ RBAC, a real token).
 //!
 //! The webhook runs in-process in live mode (kube-rs watchers filling its index, as
 //! `credential-webhook serve --kubeconfig` does), and decisions are asked of `Admission::review`
@@ -17,12 +20,12 @@ use std::io::{Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use credential_e2e::Emulator;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::metrics::Metrics;
 use credential_webhook::{Admission, NoopSink, Webhook};
 use serde_json::{Value, json};
-use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, free_port, kubeconfig_for, start_live_webhook};
+use support::regional::{self, Real};
+use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, start_live_webhook};
 use tokio_util::sync::CancellationToken;
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
@@ -92,7 +95,8 @@ fn region_yaml(name: &str) -> String {
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}-kubeconfig, namespace: kcm-system}}\n\
          data: {{value: {kc}}}\n---\napiVersion: {API}\nkind: Region\nmetadata: {{name: {name}}}\n\
          spec: {{kubeConfig: {{name: {name}-kubeconfig, key: value}}}}\n\
-         status: {{ready: true, conditions: [{{type: Ready, status: \"True\", reason: Succeeded}}]}}\n",
+         status: {{ready: true, conditions: [{{type: Ready, status: \"True\", reason: Succeeded, message: ok, \
+         lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]}}\n",
         kc = b64("not a reachable kubeconfig")
     )
 }
@@ -151,16 +155,35 @@ impl Live {
     }
 }
 
+/// A management cluster with SEED and the shipped RBAC; the webhook's kubeconfig (a real token of it).
+async fn management() -> (Real, String) {
+    let mgmt = regional::start("mgmt", false).await;
+    mgmt.seed_yaml(SEED).await;
+    let token = mgmt.shipped_webhook_token().await;
+    let kubeconfig = mgmt.kubeconfig_yaml_for_token(&token);
+    (mgmt, kubeconfig)
+}
+
 /// Fault: the management API server is down when the webhook starts. It serves (livez 200), is not
 /// ready (readyz 503 "caches not synced"), refuses to decide on empty caches (allowed=false, 503),
-/// and becomes ready and decides from real state once the API server appears, without a restart.
+/// and becomes ready and decides from real state once the API server is started again (same port,
+/// same etcd data), without a restart of the webhook.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_unreachable_at_start_then_ready_once_it_appears() {
     captured_log();
-    let port = free_port();
-    let w = live(&kubeconfig_for("m", port)).await;
+    let (mgmt, kubeconfig) = management().await;
+    mgmt.stop().await;
+    assert!(!mgmt.is_running());
+    let watch_errors =
+        || String::from_utf8_lossy(&captured_log().lock().unwrap()).matches("watch error; retrying").count();
+    let errors_before = watch_errors();
+    let w = live(&kubeconfig).await;
     let admin = w.server.admin_addr;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The webhook tried and failed: its reflectors report the failure (not merely "not yet").
+    eventually("a failed watch against the stopped apiserver logged", Duration::from_secs(30), || {
+        watch_errors() > errors_before
+    })
+    .await;
     assert_eq!(admin_get(admin, "/livez"), (200, "ok".to_string()));
     assert_eq!(admin_get(admin, "/readyz"), (503, "not ready: caches not synced\n".to_string()));
     assert!(!w.index.synced());
@@ -171,43 +194,58 @@ async fn api_server_unreachable_at_start_then_ready_once_it_appears() {
     let m = w.metrics.encode();
     assert!(m.contains("credential_webhook_cache_synced{cluster=\"management\",resource=\"credentials\"} 0"), "{m}");
 
-    let emu = Emulator::builder().port(port).crds(true).seed_yaml(SEED).start().await.unwrap();
-    let took = eventually("synced after the API server appeared", Duration::from_secs(60), || w.index.synced()).await;
+    let appeared = Instant::now();
+    mgmt.restart().await.unwrap();
+    let took = eventually("synced after the API server appeared", Duration::from_secs(90), || w.index.synced()).await;
     assert_eq!(admin_get(admin, "/readyz"), (200, "ok\n".to_string()));
     let r = response(&w.admission.review(Webhook::Validate, &delete_used("late-1")));
     assert_eq!(r["allowed"], false, "{r}");
     assert!(r["status"]["message"].as_str().unwrap().contains("prod"), "decided from real state: {r}");
-    eprintln!("unreachable at start: ready {took:?} after the API server appeared");
+    eprintln!(
+        "unreachable at start: ready {took:?} after the apiserver was ready ({:?} after its start)",
+        appeared.elapsed()
+    );
     w.shutdown().await;
-    drop(emu);
 }
 
-/// Fault: the API server restarts (down for 3 s, same port, same data). Decisions go on from the
-/// cache meanwhile; the reflectors reconnect and a change made after the restart reaches decisions.
+/// Fault: the API server freezes (SIGSTOP for 3 s), then is killed (SIGKILL) and restarted on the
+/// same port and etcd data. Decisions go on from the cache meanwhile; the reflectors reconnect and a
+/// change made after the restart reaches decisions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restart_reflectors_recover_and_see_new_changes() {
     captured_log();
-    let mut emu = Emulator::builder().crds(true).seed_yaml(SEED).start().await.unwrap();
-    let w = live(&emu.kubeconfig_yaml()).await;
+    let (mgmt, kubeconfig) = management().await;
+    let w = live(&kubeconfig).await;
     eventually("initial sync", Duration::from_secs(30), || w.index.synced()).await;
     let before = response(&w.admission.review(Webhook::Validate, &create_in_region("r-1", "c1", "late-region")));
     assert_eq!(before["allowed"], false, "{before}");
     assert!(before["status"]["message"].as_str().unwrap().contains("CRED004"), "{before}");
 
-    emu.pause().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Down: still ready and deciding from the last known state.
-    assert_eq!(admin_get(w.server.admin_addr, "/readyz").0, 200);
-    let during = response(&w.admission.review(Webhook::Validate, &delete_used("r-2")));
-    assert_eq!(during["allowed"], false, "{during}");
-    assert!(during["status"]["message"].as_str().unwrap().contains("prod"), "{during}");
+    // Frozen: connections open, nothing answers. Still ready and deciding from the last known state.
+    mgmt.pause();
+    let frozen = Instant::now();
+    while frozen.elapsed() < Duration::from_secs(3) {
+        assert_eq!(admin_get(w.server.admin_addr, "/readyz").0, 200, "not ready while the apiserver is frozen");
+        let during = response(&w.admission.review(Webhook::Validate, &delete_used("r-2")));
+        assert_eq!(during["allowed"], false, "{during}");
+        assert!(during["status"]["message"].as_str().unwrap().contains("prod"), "{during}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    mgmt.resume();
 
-    emu.resume().await.unwrap();
-    emu.seed_yaml(&region_yaml("late-region")).unwrap();
+    // Killed (no drain), then down while it restarts on the same etcd data: decisions go on.
+    mgmt.kill().await;
+    assert_eq!(admin_get(w.server.admin_addr, "/readyz").0, 200);
+    let down = response(&w.admission.review(Webhook::Validate, &delete_used("r-3")));
+    assert_eq!(down["allowed"], false, "{down}");
+    assert!(down["status"]["message"].as_str().unwrap().contains("prod"), "{down}");
+    mgmt.restart().await.unwrap();
+    assert!(mgmt.get(API, "ClusterDeployment", Some("team"), "prod").await.is_some(), "etcd data survived the kill");
+    mgmt.seed_yaml(&region_yaml("late-region")).await;
     let started = Instant::now();
     let mut after = Value::Null;
     while started.elapsed() < Duration::from_secs(60) {
-        after = response(&w.admission.review(Webhook::Validate, &create_in_region("r-3", "c1", "late-region")));
+        after = response(&w.admission.review(Webhook::Validate, &create_in_region("r-4", "c1", "late-region")));
         if after["allowed"] == true {
             break;
         }
@@ -222,7 +260,6 @@ async fn api_server_restart_reflectors_recover_and_see_new_changes() {
 
 const AK: &str = "AKIA-live-sekrit-4e21";
 const SK: &str = "live-sekrit-SECRET-KEY-8d0c";
-const TOKEN: &str = "live-sekrit-regional-token-66fa";
 
 /// Distribution copies an identity Secret into a regional cluster while everything logs at TRACE:
 /// no Secret value (clear or base64, nor the regional kubeconfig's token) appears in the log, the
@@ -230,39 +267,44 @@ const TOKEN: &str = "live-sekrit-regional-token-66fa";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
     let log = captured_log();
-    let region = Emulator::builder().crds(true).seed_yaml(PROVIDER_INTERFACE).start().await.unwrap();
-    let mgmt = Emulator::builder().crds(true).seed_yaml(PROVIDER_INTERFACE).start().await.unwrap();
-    let regional_kubeconfig = region.kubeconfig_yaml().replace("emulator-dummy-token", TOKEN);
-    assert!(regional_kubeconfig.contains(TOKEN));
+    let (region, mgmt) = tokio::join!(regional::start("r1", false), regional::start("mgmt", false));
+    region.seed_yaml(PROVIDER_INTERFACE).await;
+    mgmt.seed_yaml(PROVIDER_INTERFACE).await;
+    // The regional cluster's real admin token is a Secret value too.
+    let regional_kubeconfig = region.kubeconfig_yaml();
+    let token = region.admin_token().to_string();
+    assert!(regional_kubeconfig.contains(&token));
     mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "r1-kubeconfig", "namespace": SYS},
         "data": {"value": b64(&regional_kubeconfig)}}))
-        .unwrap();
+        .await;
     mgmt.seed(json!({"apiVersion": API, "kind": "Region", "metadata": {"name": "r1"},
         "spec": {"kubeConfig": {"name": "r1-kubeconfig", "key": "value"}},
         "status": {"ready": true, "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
             "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
-        .unwrap();
+        .await;
     mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-secret", "namespace": SYS,
         "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
             format!("{{\"stringData\":{{\"AccessKeyID\":\"{AK}\"}}}}")}},
         "data": {"AccessKeyID": b64(AK), "SecretAccessKey": b64(SK)}}))
-        .unwrap();
+        .await;
     mgmt.seed(json!({"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", "kind": "AWSClusterStaticIdentity",
         "metadata": {"name": "aws-id"}, "spec": {"secretRef": "aws-secret"}}))
-        .unwrap();
+        .await;
+    let sa_token = mgmt.shipped_webhook_token().await;
 
-    let w = live(&mgmt.kubeconfig_yaml()).await;
+    let w = live(&mgmt.kubeconfig_yaml_for_token(&sa_token)).await;
     let kc = w._dir.path().join("kubeconfig");
     let client = credential_webhook::cache::live::client(Some(&kc)).await.unwrap();
     let distributor = credential_webhook::distribution::start_for_serve(client, SYS, &w.metrics);
     eventually("synced", Duration::from_secs(30), || w.index.synced()).await;
+    // Created, with the status.ready KCM's controller writes.
     mgmt.seed(json!({"apiVersion": API, "kind": "Credential", "metadata": {"name": "aws-r1", "namespace": SYS},
         "spec": {"region": "r1", "identityRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
-            "kind": "AWSClusterStaticIdentity", "name": "aws-id"}}}))
-        .unwrap();
+            "kind": "AWSClusterStaticIdentity", "name": "aws-id"}}, "status": {"ready": true}}))
+        .await;
     // The copy arrives (with its data: that is the point of distribution) ...
-    eventually("Secret copied into the region", Duration::from_secs(30), || {
-        region.get("v1", "Secret", Some(SYS), "aws-secret").is_some_and(|s| s["data"]["AccessKeyID"] == b64(AK))
+    support::eventually_async("Secret copied into the region", Duration::from_secs(30), || async {
+        region.get("v1", "Secret", Some(SYS), "aws-secret").await.filter(|s| s["data"]["AccessKeyID"] == b64(AK))
     })
     .await;
     // ... and a decision that reads the kubeconfig Secret's keys (Region with a key it lacks).
@@ -279,8 +321,11 @@ async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let forbidden: Vec<String> =
-        [AK, SK, TOKEN].iter().flat_map(|s| [s.to_string(), b64(s)]).chain([b64(&regional_kubeconfig)]).collect();
+    let forbidden: Vec<String> = [AK, SK, token.as_str(), sa_token.as_str()]
+        .iter()
+        .flat_map(|s| [s.to_string(), b64(s)])
+        .chain([b64(&regional_kubeconfig)])
+        .collect();
     let check = |what: &str, text: &str| {
         for f in &forbidden {
             assert!(!text.contains(f.as_str()), "{what} contains Secret data {f:?}");
@@ -291,10 +336,10 @@ async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
     check("trace log", &logs);
     check("decision", &decision.to_string());
     check("metrics", &w.metrics.encode());
-    let events = [mgmt.list("events.k8s.io/v1", "Event", None), mgmt.list("v1", "Event", None)].concat();
+    let events = eventually_events(&mgmt).await;
     assert!(!events.is_empty(), "distribution reported Events");
     check("events", &serde_json::to_string(&events).unwrap());
-    let cred = mgmt.get(API, "Credential", Some(SYS), "aws-r1").unwrap();
+    let cred = mgmt.get(API, "Credential", Some(SYS), "aws-r1").await.unwrap();
     assert!(cred.pointer("/status/conditions").is_some(), "{cred}");
     check("Credential status", &cred["status"].to_string());
     use credential_core::estate::{Cluster, Estate};
@@ -304,4 +349,14 @@ async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
     check("webhook cache", &serde_json::to_string(&cached).unwrap());
     distributor.shutdown().await;
     w.shutdown().await;
+}
+
+/// The Events (both APIs) in the management cluster, once distribution reported some.
+async fn eventually_events(mgmt: &Real) -> Vec<Value> {
+    support::eventually_async("distribution reported Events", Duration::from_secs(30), || async {
+        let events =
+            [mgmt.list("events.k8s.io/v1", "Event", None).await, mgmt.list("v1", "Event", None).await].concat();
+        (!events.is_empty()).then_some(events)
+    })
+    .await
 }
