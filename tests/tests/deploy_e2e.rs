@@ -1,11 +1,12 @@
-//! deploy/ end to end: the webhook configurations exactly as `kubectl kustomize deploy/` renders them are
-//! applied to the API emulator, with the two substitutions a real cluster makes — caBundle filled from the
-//! serving certificate's CA (what cert-manager's cainjector does for `cert-manager.io/inject-ca-from`) and
-//! the Service reference resolved, here to a `url` of the webhook running in this process (the emulator has
-//! no Service network). The webhook serves a certificate from `credential-webhook certs` (the same code),
-//! reads the emulator through its live caches, and `kubectl apply` is judged by it.
+//! deploy/ end to end on a real kube-apiserver (tests/kube-test-cluster): the webhook configurations exactly
+//! as `kubectl kustomize deploy/` renders them are applied, with the two substitutions a real cluster makes —
+//! caBundle filled from the serving certificate's CA (what cert-manager's cainjector does for
+//! `cert-manager.io/inject-ca-from`) and the Service reference resolved, here to a `url` of the webhook
+//! running in this process (the apiserver refuses loopback Service endpoints). The webhook serves a
+//! certificate from `credential-webhook certs` (the same code), runs as the shipped ServiceAccount (deploy/
+//! RBAC, a real token), reads the cluster through its live caches, and `kubectl apply` is judged by it.
 //!
-//! Needs `kubectl` on PATH (or `KUBECTL`).
+//! Needs Go (to build the cluster once) and `kubectl` on PATH (or `KUBECTL`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use credential_core::model::labels;
 use credential_core::yaml::parse_documents;
-use credential_e2e::Emulator;
 use serde_json::{Value, json};
+use support::regional;
 use support::{LiveWebhook, prepare_live_webhook};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -100,11 +101,13 @@ async fn admin_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let emu = Emulator::builder().crds(true).seed_yaml(SEED).start().await.unwrap();
+    let emu = regional::start("deploy", false).await;
+    emu.seed_yaml(SEED).await;
+    let token = emu.shipped_webhook_token().await;
 
     // TLS exactly as for a local run (certs/README.md): a CA and a serving pair for 127.0.0.1; the webhook
-    // reading the emulator through its live caches.
-    let mut live = prepare_live_webhook(&emu.kubeconfig_yaml()).await;
+    // reading the cluster through its live caches as the shipped ServiceAccount.
+    let mut live = prepare_live_webhook(&emu.kubeconfig_yaml_for_token(&token)).await;
     live.shutdown_timeout = Some(Duration::from_secs(2));
     let LiveWebhook { server, stop, ca_pem, dir: _dir, .. } = live.serve(None).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -117,9 +120,9 @@ async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
     let base = format!("https://127.0.0.1:{}", server.addr.port());
     let installed: Vec<Value> =
         rendered_webhook_configurations().into_iter().map(|c| as_installed(c, &ca_pem, &base)).collect();
-    let docs: Vec<String> = installed.iter().map(Value::to_string).collect();
-    let out =
-        emu.kubectl_with(&["apply", "-f", "-"], Some(&docs.join("\n---\n")), Duration::from_secs(30)).await.unwrap();
+    // JSON documents in a YAML stream (a leading `---`: kubectl reads a stream starting with `{` as JSON).
+    let docs: String = installed.iter().map(|d| format!("---\n{d}\n")).collect();
+    let out = emu.kubectl_with(&["apply", "-f", "-"], Some(&docs), Duration::from_secs(30)).await.unwrap();
     assert!(out.success(), "installing the webhook configurations: {}", out.stderr);
 
     // Denied: a Credential naming a Region that does not exist. Nothing is stored.
@@ -129,12 +132,12 @@ async fn kubectl_apply_is_judged_through_the_deployed_webhook_configurations() {
     // code is the webhook's (CRED004: spec.region names a missing Region).
     assert!(out.stderr.contains("is invalid") && out.stderr.contains("CRED004"), "{}", out.stderr);
     assert!(out.stderr.contains("no-such-region"), "the denial names the Region: {}", out.stderr);
-    assert!(emu.get("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "regional-cred").is_none());
+    assert!(emu.absent("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "regional-cred").await);
 
     // Admitted, and mutated by the deployed mutating configuration.
     let out = emu.kubectl_with(&["apply", "-f", "-"], Some(GOOD), Duration::from_secs(30)).await.unwrap();
     assert!(out.success(), "a valid Credential must be admitted: {}", out.stderr);
-    let stored = emu.get("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "gcp-cred").unwrap();
+    let stored = emu.get("k0rdent.mirantis.com/v1beta1", "Credential", Some("kcm-system"), "gcp-cred").await.unwrap();
     assert_eq!(stored["metadata"]["labels"][labels::COMPONENT], labels::COMPONENT_KCM, "mutation applied: {stored}");
 
     // Server-side dry run goes through admission too (sideEffects NoneOnDryRun) and stores nothing.
