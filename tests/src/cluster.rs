@@ -212,10 +212,23 @@ fn log_path(name: &str, mode: &str) -> Result<PathBuf, ClusterError> {
 impl KubeCluster {
     /// Starts a cluster with `options` (blocking work runs off the async runtime).
     pub async fn start(options: ClusterOptions) -> Result<KubeCluster, ClusterError> {
-        let opts = options.clone();
-        let cluster = tokio::task::spawn_blocking(move || KubeCluster::start_blocking(opts))
-            .await
-            .map_err(|e| ClusterError::NotReady { mode: "apiserver", detail: e.to_string(), log: String::new() })??;
+        // Ports are picked free and bound a moment later: with several clusters starting at once
+        // another process can take one in between. A fresh directory and fresh ports fix that.
+        let mut attempt = 0;
+        let cluster = loop {
+            let opts = options.clone();
+            let started = tokio::task::spawn_blocking(move || KubeCluster::start_blocking(opts))
+                .await
+                .map_err(|e| ClusterError::NotReady { mode: "apiserver", detail: e.to_string(), log: String::new() })?;
+            match started {
+                Err(ClusterError::NotReady { detail, .. })
+                    if attempt < 2 && detail.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         if options.crds {
             cluster.install_crds().await?;
         }
@@ -259,8 +272,19 @@ impl KubeCluster {
 
     async fn install_crds(&self) -> Result<(), ClusterError> {
         self.kubectl_ok(&["apply", "-f", "-"], Some(&crate::crds_yaml())).await?;
-        self.kubectl_ok(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None).await?;
-        Ok(())
+        // `kubectl wait` fails ("accessor error") on a CRD read before its first status: ask again.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.kubectl_ok(&["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], None).await
+            {
+                Err(ClusterError::Kubectl { stderr, .. })
+                    if stderr.contains("accessor error") && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -270,6 +294,17 @@ impl KubeCluster {
     pub fn server(&self) -> &str {
         &self.ready.server
     }
+    /// The pid of the kube-apiserver process (of its latest start), for `/proc` readings.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|d| d.child.id())
+    }
+
+    /// Resident memory of the kube-apiserver process (with its embedded etcd), in KiB.
+    pub fn apiserver_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.apiserver_pid()?)).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()
+    }
+
     /// The server version the apiserver reports (stamped at build, e.g. `v1.37.2`).
     pub fn version(&self) -> &str {
         &self.ready.version

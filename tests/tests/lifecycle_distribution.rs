@@ -395,3 +395,38 @@ async fn an_unmanaged_identical_object_is_success_and_a_different_one_a_conflict
     assert!(cond["message"].as_str().unwrap().contains("AWSClusterControllerIdentity default"), "{cond}");
     e.stop().await;
 }
+
+/// Item 10: the copies are watched in the region (one label-selected watch per kind): a copy
+/// deleted or edited there is repaired within seconds, not at the 10-minute resync.
+#[tokio::test]
+async fn a_regional_copy_deleted_or_edited_is_repaired_within_seconds() {
+    let e = estate("repair").await;
+    e.mgmt.apply(&aws_static(true)).await.unwrap();
+    e.mgmt
+        .apply(&credential_yaml(SYS, "aws", (&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id"), ""))
+        .await
+        .unwrap();
+    e.wait_condition(SYS, "aws", "True", Some("Distributed")).await;
+    let repaired = Duration::from_secs(20);
+
+    e.region.kubectl_ok(&["delete", "secret", "aws-secret", "-n", SYS], None).await.unwrap();
+    eventually_async("the deleted copy is back", repaired, || async {
+        e.get(&e.region, "secret", Some(SYS), "aws-secret")
+            .await
+            .filter(|s| s["data"]["AccessKeyID"] == b64("AKIAEXAMPLE"))
+    })
+    .await;
+
+    let tampered = format!(r#"{{"data":{{"AccessKeyID":"{}"}}}}"#, b64("tampered"));
+    e.region
+        .kubectl_ok(&["patch", "secret", "aws-secret", "-n", SYS, "--type=merge", "-p", &tampered], None)
+        .await
+        .unwrap();
+    eventually_async("the edited copy is restored", repaired, || async {
+        e.get(&e.region, "secret", Some(SYS), "aws-secret")
+            .await
+            .filter(|s| s["data"]["AccessKeyID"] == b64("AKIAEXAMPLE"))
+    })
+    .await;
+    e.stop().await;
+}

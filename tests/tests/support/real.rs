@@ -33,25 +33,9 @@ pub async fn start_cluster(name: &str, controller_manager: bool, crds: bool) -> 
         "kube-test-cluster {name}: ready in {:.2} s (controller-manager: {controller_manager}, CRDs: {crds}), \
          apiserver VmRSS {} kB",
         started.elapsed().as_secs_f64(),
-        apiserver_rss_kb(&c).map_or_else(|| "?".to_string(), |kb| kb.to_string()),
+        c.apiserver_rss_kib().map_or_else(|| "?".to_string(), |kb| kb.to_string()),
     );
     c
-}
-
-/// The apiserver process's VmRSS (kB). `KubeCluster` does not hand out the pid of its ready line, so
-/// the process is found by its `--dir` argument (the directory of the admin kubeconfig).
-pub fn apiserver_rss_kb(c: &KubeCluster) -> Option<u64> {
-    let dir = c.kubeconfig_path().parent()?.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        if args.get(1).is_some_and(|a| a == "apiserver") && args.contains(&dir) {
-            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-            let rss = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-            return rss.trim().trim_end_matches("kB").trim().parse().ok();
-        }
-    }
-    None
 }
 
 /// The documents of a YAML stream as JSON values (comments and empty documents dropped).

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credential_e2e::cluster::ClusterError;
 use credential_e2e::{ClusterOptions, KubeCluster};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -48,17 +47,7 @@ fn gvk_of(api_version: &str, kind: &str) -> GroupVersionKind {
 /// `controller_manager` (nothing in these suites deletes namespaces or relies on garbage collection).
 pub async fn start(name: &str, controller_manager: bool) -> Real {
     let options = ClusterOptions { controller_manager, ..ClusterOptions::new(name) };
-    let cluster = match KubeCluster::start(options.clone()).await {
-        // Two races of the start itself, not of the tests: `kubectl wait --for=condition=Established
-        // crd --all` reading a CRD before its first status ("accessor error"), and a port picked as
-        // free taken by another cluster before etcd bound it. Start once more.
-        Err(ClusterError::Kubectl { stderr: e, .. } | ClusterError::NotReady { detail: e, .. })
-            if e.contains("accessor error") || e.contains("address already in use") =>
-        {
-            KubeCluster::start(options).await.unwrap()
-        }
-        other => other.unwrap(),
-    };
+    let cluster = KubeCluster::start(options).await.unwrap();
     let admin = cluster.client().await.unwrap();
     let real = Real { cluster, admin, resources: Mutex::default() };
     real.ensure_namespace(SYS).await;

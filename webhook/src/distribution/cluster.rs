@@ -63,6 +63,12 @@ pub struct ClusterConn {
     pis: Arc<RwLock<Vec<Arc<Value>>>>,
     pi_state: watch::Receiver<PiState>,
     tasks: Vec<JoinHandle<()>>,
+    /// Client without a short read timeout, for watches.
+    watch_client: kube::Client,
+    watch_backoff: Backoff,
+    /// One label-selected watch per copied kind (regional clusters only): a copy deleted or
+    /// edited there is noticed in seconds, not at the resync.
+    copy_watches: Mutex<HashMap<Gvk, JoinHandle<()>>>,
 }
 
 impl Drop for ClusterConn {
@@ -70,8 +76,15 @@ impl Drop for ClusterConn {
         for t in &self.tasks {
             t.abort();
         }
+        for (_, t) in lock(&self.copy_watches).drain() {
+            t.abort();
+        }
     }
 }
+
+/// Called with the owners (`namespace/name` of Credentials) of a copy that changed or went away
+/// in a target cluster.
+pub type OnCopyEvent = Arc<dyn Fn(&Cluster, Vec<String>) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,6 +115,9 @@ impl ClusterConn {
             pis: Arc::clone(&pis),
             pi_state: rx,
             tasks: Vec::new(),
+            watch_client: watch_client.clone(),
+            watch_backoff,
+            copy_watches: Mutex::default(),
         };
         let (pi_ar, _) = known_resource(&Gvk::provider_interface()).unwrap_or_else(unreachable_pi);
         let api: Api<DynamicObject> = Api::all_with(watch_client, &pi_ar);
@@ -131,6 +147,37 @@ impl ClusterConn {
         });
         conn.tasks.push(task);
         Arc::new(conn)
+    }
+
+    /// Watches the copies of `gvk` in this regional cluster (label `k0rdent.mirantis.com/managed`),
+    /// once per kind: every change or deletion after the initial list calls `on_event` with the
+    /// copy's owners, so a copy deleted or edited there is repaired or reported within seconds.
+    /// Not in the management cluster, where the ServiceAccount may not list Secrets cluster-wide.
+    pub fn ensure_copy_watch(&self, gvk: &Gvk, ar: &ApiResource, on_event: &OnCopyEvent) {
+        if self.cluster == Cluster::Management {
+            return;
+        }
+        let mut watches = lock(&self.copy_watches);
+        if watches.contains_key(gvk) {
+            return;
+        }
+        let api: Api<DynamicObject> = Api::all_with(self.watch_client.clone(), ar);
+        let selector = format!("{}=true", credential_core::model::labels::MANAGED);
+        let (cluster, on_event) = (self.cluster.clone(), Arc::clone(on_event));
+        let task =
+            spawn_watch(
+                api,
+                watcher::Config::default().labels(&selector),
+                self.watch_backoff,
+                move |item| match item {
+                    WatchItem::Apply { obj, initial: false } | WatchItem::Delete(obj) => {
+                        on_event(&cluster, credential_core::identity::owners_of(&to_value(&obj)));
+                    }
+                    WatchItem::Error(e) => tracing::debug!(cluster = %cluster, error = %e, "copy watch retrying"),
+                    _ => {}
+                },
+            );
+        watches.insert(gvk.clone(), task);
     }
 
     /// The cluster's ProviderInterfaces, waiting up to `timeout` for the first list. An error

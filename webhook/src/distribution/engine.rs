@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use super::DistributionConfig;
-use super::cluster::{ClusterConn, classify, known_resource, to_value};
+use super::cluster::{ClusterConn, OnCopyEvent, classify, known_resource, to_value};
 use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, release_copy};
 use super::error::{DistributionError, is_connect_error, is_not_found};
 use super::estate::{FetchedEstate, Miss};
@@ -168,6 +168,8 @@ pub struct Engine {
     /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
     source_versions: Mutex<HashMap<SourceKey, String>>,
     on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
+    /// A copy changed or went away in a target cluster: its owners converge again.
+    on_copy: OnCopyEvent,
     me: Weak<Engine>,
 }
 
@@ -194,6 +196,16 @@ impl Engine {
                 if let Some(engine) = weak.upgrade() {
                     engine.cluster_ok(cluster);
                     engine.enqueue_cluster(cluster);
+                }
+            });
+            let weak = me.clone();
+            let on_copy: OnCopyEvent = Arc::new(move |_cluster: &Cluster, owners: Vec<String>| {
+                if let Some(engine) = weak.upgrade() {
+                    for owner in owners {
+                        if let Some((namespace, name)) = owner.split_once('/') {
+                            engine.enqueue(CredentialKey { namespace: namespace.to_string(), name: name.to_string() });
+                        }
+                    }
                 }
             });
             let mgmt_conn = ClusterConn::new(
@@ -224,6 +236,7 @@ impl Engine {
                 forbidden: Mutex::default(),
                 source_versions: Mutex::default(),
                 on_pis,
+                on_copy,
                 me: me.clone(),
             }
         })
@@ -1044,6 +1057,7 @@ impl Engine {
             if let Some((api, finalizers)) = finalizer.take() {
                 self.add_finalizer(key, api, credential, finalizers).await?;
             }
+            conn.ensure_copy_watch(&copy.target.gvk, &ar, &self.on_copy);
             let lock_handle = self.locks.lock_for(target, &copy.target);
             let _guard = lock_handle.lock().await;
             match apply_copy(&conn, &ar, namespaced, &copy.target, object, &owner).await? {
