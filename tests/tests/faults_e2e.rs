@@ -110,7 +110,8 @@ fn create_in_region(uid: &str, name: &str, region: &str) -> Vec<u8> {
         "object": {"apiVersion": API, "kind": "Credential", "metadata": {"name": name, "namespace": "team"},
             "spec": {"region": region, "identityRef": {"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2",
                 "kind": "AWSClusterStaticIdentity", "name": "aws-id"}}},
-        "oldObject": null, "dryRun": true}})
+        // A real write: a dry run only warns about a Region the same apply may create.
+        "oldObject": null, "dryRun": false}})
     .to_string()
     .into_bytes()
 }

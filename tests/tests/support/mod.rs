@@ -1,6 +1,6 @@
-//! Setup shared by the credential-webhook end-to-end tests: the webhook started in-process in live mode
-//! against an API emulator (as `credential-webhook serve --kubeconfig` runs it), the webhook
-//! configurations pointing kubectl at it, kubectl apply, and polling until a condition holds.
+//! Setup shared by the end-to-end tests: the webhook started in-process in live mode (as
+//! `credential-webhook serve --kubeconfig` runs it) against a real cluster, kubeconfigs, and polling
+//! until a condition holds. Real-cluster fixtures live in `real`, `regional`, `admission`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod regional;
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use credential_e2e::{Emulator, KubectlOutput};
 use credential_webhook::RunningServer;
 use credential_webhook::cache::Index;
 use credential_webhook::certs::Written;
@@ -17,7 +16,6 @@ use credential_webhook::metrics::Metrics;
 use credential_webhook::server::{ServerBuilder, ServerConfig};
 use credential_webhook::sink::AdmittedChangeSink;
 use credential_webhook::tls::TlsFiles;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 pub mod admission;
@@ -60,43 +58,6 @@ pub fn kubeconfig_for(name: &str, port: u16) -> String {
 /// A kubeconfig for a cluster nobody serves (a port that was free a moment ago).
 pub fn unreachable_kubeconfig() -> String {
     kubeconfig_for("down", free_port())
-}
-
-/// Mutating and Validating webhook configurations for the k0rdent kinds, calling `base` + /mutate, /validate.
-pub fn webhook_configurations(base: &str, ca_pem: &str) -> String {
-    let rules = json!([{
-        "apiGroups": ["k0rdent.mirantis.com"], "apiVersions": ["v1beta1"],
-        "operations": ["CREATE", "UPDATE", "DELETE"],
-        "resources": ["credentials", "regions", "providerinterfaces", "clusterdeployments"]
-    }]);
-    let hook = |kind: &str, name: &str, path: &str| {
-        json!({
-            "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
-            "metadata": {"name": "credential-webhook"},
-            "webhooks": [{
-                "name": name,
-                "clientConfig": {"url": format!("{base}{path}"), "caBundle": b64(ca_pem)},
-                "rules": rules, "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
-                "failurePolicy": "Fail", "timeoutSeconds": 10
-            }]
-        })
-        .to_string()
-    };
-    [
-        hook("MutatingWebhookConfiguration", "mutate.credential-guard.test", "/mutate"),
-        hook("ValidatingWebhookConfiguration", "validate.credential-guard.test", "/validate"),
-    ]
-    .join("\n---\n")
-}
-
-/// `kubectl apply -f -` of `yaml`.
-pub async fn apply(emu: &Emulator, yaml: &str) -> KubectlOutput {
-    kubectl_stdin(emu, &["apply", "-f", "-"], yaml).await
-}
-
-/// kubectl with `args`, `yaml` on its stdin.
-pub async fn kubectl_stdin(emu: &Emulator, args: &[&str], yaml: &str) -> KubectlOutput {
-    emu.kubectl_with(args, Some(yaml), Duration::from_secs(30)).await.expect("kubectl runs")
 }
 
 /// Polls `f` until it gives a value; fails the test naming `what` after `limit`.
