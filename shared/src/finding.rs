@@ -22,7 +22,7 @@ impl fmt::Display for Severity {
 }
 
 /// A stable finding code, e.g. `CRED002`. Codes never change meaning once released: tests, `lint -o
-/// json` and the webhook's metrics use them. The table of codes is in the README.
+/// json` and the webhook's metrics use them. The table of codes is shared/RULES.md (generated; docs/src/reference/finding-codes.md includes it).
 pub type Code = &'static str;
 
 /// One result of a rule.
