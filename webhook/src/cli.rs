@@ -57,8 +57,10 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes.
     #[arg(long, default_value = "1s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_TLS_RELOAD_INTERVAL")]
     pub tls_reload_interval: Duration,
-    /// Plain-HTTP address for /livez, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080", env = "CREDENTIAL_WEBHOOK_ADMIN_LISTEN")]
+    /// Plain-HTTP address for /livez, /readyz and /metrics. Loopback by default, so a run outside a
+    /// cluster does not offer them to the network; the Deployment sets `0.0.0.0:8080` (kubelet
+    /// probes and Prometheus arrive on the pod IP; the NetworkPolicy limits who reaches it).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "CREDENTIAL_WEBHOOK_ADMIN_LISTEN")]
     pub admin_listen: SocketAddr,
     /// Kubeconfig of the management cluster (default: in-cluster config, else $KUBECONFIG / ~/.kube/config).
     #[arg(long, env = "CREDENTIAL_WEBHOOK_KUBECONFIG", conflicts_with = "estate")]
@@ -210,7 +212,7 @@ mod tests {
         let Command::Serve(args) = cli.command else { panic!("serve expected") };
         let cfg = args.server_config();
         assert_eq!(cfg.listen.to_string(), "0.0.0.0:9443");
-        assert_eq!(cfg.admin_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(cfg.admin_listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.request_timeout, Duration::from_secs(8));
         assert_eq!(cfg.header_read_timeout, Duration::from_secs(5));
         assert_eq!(cfg.max_body_bytes, 4 << 20);

@@ -52,6 +52,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());
 
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        source = if args.estate.is_some() { "offline estate" } else { "cluster" },
+        distribution = args.distribution && args.estate.is_none(),
+        system_namespace = %args.system_namespace,
+        listen = %args.listen,
+        admin_listen = %args.admin_listen,
+        "credential-webhook starting"
+    );
     let mut distributor = None;
     let estate: Arc<dyn ServingEstate> = match &args.estate {
         Some(dir) => {
@@ -77,6 +86,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
+    tokio::spawn(credential_webhook::server::log_when_synced(estate.clone(), shutdown.clone()));
     let mut builder = ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown);
     if let Some(d) = &distributor {
         builder = builder.sink(Arc::new(d.handle()));

@@ -122,7 +122,7 @@ impl Metrics {
         );
         let in_flight = Gauge::<i64>::default();
         registry.register("admission_in_flight", "Admission requests being handled now", in_flight.clone());
-        Metrics {
+        let metrics = Metrics {
             registry: Mutex::new(registry),
             requests,
             duration,
@@ -132,6 +132,21 @@ impl Metrics {
             tls_reloads,
             tls_reload_failures,
             in_flight,
+        };
+        metrics.zero_admission_series();
+        metrics
+    }
+
+    /// Creates every admission series the registered webhooks can produce at 0, so the exposition
+    /// holds them before the first request: `rate()`/`increase()` then see the first denial as a
+    /// step from 0 (a series born at 1 is invisible to them) and dashboards have lines to draw.
+    /// Rare outcomes (`ignored`, kinds we do not handle) are still created on first use.
+    fn zero_admission_series(&self) {
+        for labels in admission_series() {
+            let _ = self.requests.get_or_create(&labels);
+        }
+        for webhook in ["validate", "mutate"] {
+            let _ = self.duration.get_or_create(&WebhookLabels { webhook });
         }
     }
 
@@ -164,6 +179,34 @@ impl Metrics {
     }
 }
 
+/// The operations the shipped ValidatingWebhookConfiguration sends (deploy/base/webhooks.yaml).
+pub const VALIDATED_OPERATIONS: [&str; 3] = ["CREATE", "UPDATE", "DELETE"];
+/// The operations the shipped MutatingWebhookConfiguration sends, for Credentials only.
+pub const MUTATED_OPERATIONS: [&str; 2] = ["CREATE", "UPDATE"];
+
+/// Every (webhook, kind, operation, decision) a request through the shipped webhook
+/// configurations can be counted under, plus the `malformed` series of each webhook.
+pub fn admission_series() -> Vec<RequestLabels> {
+    let mut out = Vec::new();
+    for kind in credential_core::ResourceKind::ALL {
+        for operation in VALIDATED_OPERATIONS {
+            for decision in ["allowed", "denied", "unavailable"] {
+                out.push(RequestLabels { webhook: "validate", kind: kind.kind(), operation, decision });
+            }
+        }
+    }
+    let credential = credential_core::ResourceKind::Credential.kind();
+    for operation in MUTATED_OPERATIONS {
+        for decision in ["allowed", "patched", "unavailable"] {
+            out.push(RequestLabels { webhook: "mutate", kind: credential, operation, decision });
+        }
+    }
+    for webhook in ["validate", "mutate"] {
+        out.push(RequestLabels { webhook, kind: "unknown", operation: "unknown", decision: "malformed" });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +236,21 @@ mod tests {
         assert!(text.contains("# TYPE credential_webhook_admission_duration_seconds histogram"), "{text}");
         assert!(text.contains("credential_webhook_admission_duration_seconds_count{webhook=\"validate\"} 1"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn admission_series_exist_at_zero_before_any_request() {
+        let text = Metrics::new().encode();
+        let series = admission_series();
+        // 4 kinds x 3 operations x 3 decisions + 2 x 3 mutate + 2 malformed.
+        assert_eq!(series.len(), 44);
+        for l in &series {
+            let sample = format!(
+                "credential_webhook_admission_requests_total{{webhook=\"{}\",kind=\"{}\",operation=\"{}\",decision=\"{}\"}} 0\n",
+                l.webhook, l.kind, l.operation, l.decision
+            );
+            assert!(text.contains(&sample), "missing {sample}in\n{text}");
+        }
+        assert!(text.contains("credential_webhook_admission_duration_seconds_count{webhook=\"mutate\"} 0"), "{text}");
     }
 }

@@ -15,6 +15,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
+use credential_core::{Cluster, ResourceKind};
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -57,7 +58,7 @@ impl ServerConfig {
     pub fn new(tls: TlsFiles) -> Self {
         ServerConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 9443)),
-            admin_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls,
             request_timeout: Duration::from_secs(8),
             header_read_timeout: Duration::from_secs(5),
@@ -132,6 +133,7 @@ impl ServerBuilder {
         if let Some(t) = pair.not_after {
             metrics.tls_not_after.set(t);
         }
+        let cert = pair.key.cert.first().map(|c| crate::tls::summarize(c.as_ref())).unwrap_or_default();
         let tls_config = crate::tls::server_config(reloader.resolver())?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -208,7 +210,16 @@ impl ServerBuilder {
             }
         });
 
-        tracing::info!(%addr, %admin_addr, "credential-webhook serving");
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            %addr,
+            %admin_addr,
+            cert_subject = %cert.subject,
+            cert_alt_names = ?cert.alt_names,
+            cert_not_after = %cert.not_after_rfc3339(),
+            cert_days_left = cert.not_after.map(days_left),
+            "credential-webhook serving"
+        );
         Ok(RunningServer { addr, admin_addr, shutdown, task: main_task, metrics })
     }
 }
@@ -304,6 +315,85 @@ impl RunningServer {
     /// Waits until the server stopped (after [`shutdown`](Self::shutdown) and the drain).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+}
+
+/// Whole days from now until `unix` (negative once past).
+fn days_left(unix: i64) -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    (unix - i64::try_from(now).unwrap_or(i64::MAX)).div_euclid(86_400)
+}
+
+/// What the caches hold: management objects per kind, and the Regions with whether their
+/// regional cache has synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EstateSummary {
+    /// (plural, count) for every kind the webhook admits, in [`ResourceKind::ALL`] order.
+    pub objects: Vec<(&'static str, usize)>,
+    pub regions_synced: Vec<String>,
+    pub regions_pending: Vec<String>,
+}
+
+/// Counts what `estate` holds now.
+pub fn estate_summary(estate: &dyn ServingEstate) -> EstateSummary {
+    let objects = ResourceKind::ALL
+        .iter()
+        .map(|k| (k.plural(), estate.list(&Cluster::Management, &k.gvk(), None).len()))
+        .collect();
+    let (mut regions_synced, mut regions_pending) = (Vec::new(), Vec::new());
+    for region in estate.list(&Cluster::Management, &ResourceKind::Region.gvk(), None) {
+        let Some(name) = region.pointer("/metadata/name").and_then(serde_json::Value::as_str) else { continue };
+        if estate.knows_cluster(&Cluster::Region(name.to_string())) {
+            regions_synced.push(name.to_string());
+        } else {
+            regions_pending.push(name.to_string());
+        }
+    }
+    EstateSummary { objects, regions_synced, regions_pending }
+}
+
+/// How long [`log_when_synced`] keeps reporting regional caches that have not synced yet.
+const REGIONAL_SYNC_REPORT: Duration = Duration::from_secs(300);
+
+/// Logs what the caches hold once the management caches have synced (one line, objects per kind
+/// and Regions), then each regional cache as it syncs, and a warning for those still not synced
+/// after five minutes. Ends early on `stop`.
+pub async fn log_when_synced(estate: Arc<dyn ServingEstate>, stop: CancellationToken) {
+    let started = tokio::time::Instant::now();
+    let tick = Duration::from_millis(250);
+    while !estate.synced() {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+    let summary = estate_summary(estate.as_ref());
+    let counts: String = summary.objects.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" ");
+    tracing::info!(
+        after = ?started.elapsed(),
+        objects = %counts,
+        regions_synced = ?summary.regions_synced,
+        regions_pending = ?summary.regions_pending,
+        "caches synced: admission decides from them now"
+    );
+    let mut pending = summary.regions_pending;
+    let deadline = tokio::time::Instant::now() + REGIONAL_SYNC_REPORT;
+    while !pending.is_empty() {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        pending.retain(|name| {
+            let known = estate.knows_cluster(&Cluster::Region(name.clone()));
+            if known {
+                tracing::info!(region = %name, "regional cache synced");
+            }
+            !known
+        });
+        if tokio::time::Instant::now() > deadline {
+            tracing::warn!(regions = ?pending, "regional caches still not synced after 5 minutes; their regional checks are skipped (see the cache_synced metric and the Region's kubeconfig)");
+            return;
+        }
     }
 }
 
@@ -419,4 +509,74 @@ async fn metrics_handler(State(app): State<Arc<App>>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credential_core::Estate as _;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn admin_get(addr: SocketAddr, path: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn metrics_hold_every_admission_series_before_the_first_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = crate::certs::write_dir(dir.path(), &["localhost".to_string()]).unwrap();
+        let mut config = ServerConfig::new(TlsFiles {
+            cert_file: w.tls_cert,
+            key_file: w.tls_key,
+            poll_interval: Duration::from_secs(1),
+        });
+        assert_eq!(config.admin_listen.ip().to_string(), "127.0.0.1", "the admin listener defaults to loopback");
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.shutdown_delay = Duration::ZERO;
+        let estate: Arc<dyn ServingEstate> = Arc::new(credential_core::MemoryEstate::default());
+        let server = ServerBuilder::new(config, estate).start().await.unwrap();
+        let reply = admin_get(server.admin_addr, "/metrics").await;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        for series in [
+            r#"credential_webhook_admission_requests_total{webhook="validate",kind="Credential",operation="CREATE",decision="denied"} 0"#,
+            r#"credential_webhook_admission_requests_total{webhook="validate",kind="ClusterDeployment",operation="DELETE",decision="allowed"} 0"#,
+            r#"credential_webhook_admission_requests_total{webhook="mutate",kind="Credential",operation="UPDATE",decision="patched"} 0"#,
+            r#"credential_webhook_admission_requests_total{webhook="validate",kind="unknown",operation="unknown",decision="malformed"} 0"#,
+            r#"credential_webhook_admission_duration_seconds_count{webhook="validate"} 0"#,
+        ] {
+            assert!(reply.contains(series), "no {series} before the first request:\n{reply}");
+        }
+        // The serving certificate's expiry is there from the start too (certs: one year).
+        let not_after: i64 = reply
+            .lines()
+            .find_map(|l| l.strip_prefix("credential_webhook_tls_certificate_not_after_seconds "))
+            .expect("tls_certificate_not_after_seconds")
+            .parse()
+            .unwrap();
+        assert!((300..=366).contains(&days_left(not_after)), "{not_after}");
+        server.shutdown();
+        server.wait().await;
+    }
+
+    #[test]
+    fn estate_summary_counts_kinds_and_regions() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/estate");
+        let estate = credential_core::estate::load_dir(&dir, &Default::default()).unwrap();
+        let s = estate_summary(&estate);
+        let kinds: Vec<&str> = s.objects.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, ResourceKind::ALL.map(|k| k.plural()));
+        let credentials = estate.list(&Cluster::Management, &ResourceKind::Credential.gvk(), None).len();
+        assert!(credentials > 0);
+        assert_eq!(s.objects[0], ("credentials", credentials));
+        // Every Region of the example estate has its regional objects in the files.
+        assert_eq!(s.objects[1], ("regions", s.regions_synced.len()), "{s:?}");
+        assert!(s.regions_pending.is_empty(), "{s:?}");
+    }
 }

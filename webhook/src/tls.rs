@@ -196,7 +196,9 @@ impl CertReloader {
                     if let Some(t) = not_after {
                         metrics.tls_not_after.set(t);
                     }
-                    tracing::info!(cert_file = %self.files.cert_file.display(), not_after = ?not_after,
+                    let leaf = self.resolver.current().cert.first().map(|c| summarize(c.as_ref())).unwrap_or_default();
+                    tracing::info!(cert_file = %self.files.cert_file.display(), subject = %leaf.subject,
+                        alt_names = ?leaf.alt_names, not_after = %leaf.not_after_rfc3339(),
                         "serving certificate reloaded");
                 }
                 ReloadOutcome::Failed(e @ TlsError::Read { .. }) => {
@@ -273,6 +275,143 @@ pub fn not_after_unix(der: &[u8]) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec)
 }
 
+/// What the startup log and the reload log say about a serving certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject as `CN=...,O=...` (empty when the certificate has none: cert-manager's
+    /// certificates often name the server only in subjectAltName).
+    pub subject: String,
+    /// subjectAltName DNS names and IP addresses.
+    pub alt_names: Vec<String>,
+    /// notAfter as Unix seconds.
+    pub not_after: Option<i64>,
+}
+
+impl CertSummary {
+    /// notAfter as RFC 3339 (`2031-07-04T00:00:00Z`), or `unknown`.
+    pub fn not_after_rfc3339(&self) -> String {
+        self.not_after.map_or_else(|| "unknown".to_string(), rfc3339)
+    }
+}
+
+/// Reads subject, subjectAltName and notAfter of an X.509 certificate (DER); fields that cannot be
+/// read are left empty (the certificate was already accepted by rustls: this only describes it).
+pub fn summarize(der: &[u8]) -> CertSummary {
+    let mut out = CertSummary { not_after: not_after_unix(der), ..Default::default() };
+    let Some((0x30, cert, _)) = tlv(der) else { return out };
+    let Some((0x30, tbs, _)) = tlv(cert) else { return out };
+    let mut fields = Vec::new();
+    let mut rest = tbs;
+    while let Some((tag, content, next)) = tlv(rest) {
+        fields.push((tag, content));
+        rest = next;
+    }
+    // Skip the optional [0] version: serial, signature, issuer, validity, subject, spki, then
+    // optional [1] [2] unique IDs and [3] extensions.
+    let body = if fields.first().is_some_and(|f| f.0 == 0xa0) { &fields[1..] } else { &fields[..] };
+    if let Some((0x30, subject)) = body.get(4) {
+        out.subject = name_text(subject);
+    }
+    if let Some((_, extensions)) = body.iter().skip(6).find(|f| f.0 == 0xa3) {
+        out.alt_names = alt_names(extensions).unwrap_or_default();
+    }
+    out
+}
+
+/// `CN=a,O=b` of an X.501 Name (RDNSequence content).
+fn name_text(mut rdns: &[u8]) -> String {
+    let mut parts = Vec::new();
+    while let Some((_, set, next)) = tlv(rdns) {
+        let mut set = set;
+        while let Some((_, atv, next_atv)) = tlv(set) {
+            if let Some((0x06, oid, value)) = tlv(atv)
+                && let Some((_, value, _)) = tlv(value)
+            {
+                let label = match oid {
+                    [0x55, 0x04, 0x03] => "CN".to_string(),
+                    [0x55, 0x04, 0x06] => "C".to_string(),
+                    [0x55, 0x04, 0x07] => "L".to_string(),
+                    [0x55, 0x04, 0x08] => "ST".to_string(),
+                    [0x55, 0x04, 0x0a] => "O".to_string(),
+                    [0x55, 0x04, 0x0b] => "OU".to_string(),
+                    other => oid_text(other),
+                };
+                parts.push(format!("{label}={}", String::from_utf8_lossy(value)));
+            }
+            set = next_atv;
+        }
+        rdns = next;
+    }
+    parts.join(",")
+}
+
+/// Dotted form of a DER OBJECT IDENTIFIER's content.
+fn oid_text(oid: &[u8]) -> String {
+    let Some((&first, rest)) = oid.split_first() else { return String::new() };
+    let mut arcs = vec![u64::from(first / 40), u64::from(first % 40)];
+    let mut acc = 0u64;
+    for &b in rest {
+        acc = (acc << 7) | u64::from(b & 0x7f);
+        if b & 0x80 == 0 {
+            arcs.push(acc);
+            acc = 0;
+        }
+    }
+    arcs.iter().map(u64::to_string).collect::<Vec<_>>().join(".")
+}
+
+/// DNS names and IP addresses of the subjectAltName extension in `[3] Extensions`.
+fn alt_names(explicit: &[u8]) -> Option<Vec<String>> {
+    let (0x30, mut exts, _) = tlv(explicit)? else { return None };
+    while let Some((_, ext, next)) = tlv(exts) {
+        exts = next;
+        let (0x06, oid, rest) = tlv(ext)? else { continue };
+        if oid != [0x55, 0x1d, 0x11] {
+            continue;
+        }
+        let (tag, mut value, rest) = tlv(rest)?;
+        if tag == 0x01 {
+            value = tlv(rest)?.1; // critical flag, then the OCTET STRING
+        }
+        let (0x30, mut names, _) = tlv(value)? else { return None };
+        let mut out = Vec::new();
+        while let Some((tag, name, next)) = tlv(names) {
+            match (tag, name.len()) {
+                (0x82, _) => out.push(String::from_utf8_lossy(name).into_owned()),
+                (0x87, 4) => out.push(std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]).to_string()),
+                (0x87, 16) => {
+                    let octets: [u8; 16] = name.try_into().ok()?;
+                    out.push(std::net::Ipv6Addr::from(octets).to_string());
+                }
+                _ => {}
+            }
+            names = next;
+        }
+        return Some(out);
+    }
+    None
+}
+
+/// Unix seconds as RFC 3339 in UTC, e.g. `2031-07-04T00:00:00Z`.
+pub fn rfc3339(unix: i64) -> String {
+    let (days, secs) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -300,6 +439,43 @@ mod tests {
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
         assert_eq!(days_from_civil(2038, 1, 19), 24_855);
+    }
+
+    #[test]
+    fn summarizes_subject_alt_names_and_expiry() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![
+            "credential-webhook.kcm-system.svc".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])
+        .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "credential-webhook");
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "credential-guard");
+        params.not_after = rcgen::date_time_ymd(2031, 7, 4);
+        let cert = params.self_signed(&key).unwrap();
+        let s = summarize(cert.der());
+        assert_eq!(s.subject, "CN=credential-webhook,O=credential-guard");
+        assert_eq!(s.alt_names, ["credential-webhook.kcm-system.svc", "127.0.0.1", "::1"]);
+        assert_eq!(s.not_after_rfc3339(), "2031-07-04T00:00:00Z");
+        // No subject at all (as cert-manager issues when only dnsNames are set).
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let s = summarize(params.self_signed(&key).unwrap().der());
+        assert_eq!(s.subject, "");
+        assert_eq!(s.alt_names.len(), 3);
+        assert_eq!(summarize(b"junk"), CertSummary::default());
+        assert_eq!(oid_text(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d]), "1.2.840.113549");
+    }
+
+    #[test]
+    fn rfc3339_inverts_civil_days() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400 + 3661), "2000-02-29T01:01:01Z");
+        for days in [-1000, 0, 11_017, 24_855, 40_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
     }
 
     #[test]
