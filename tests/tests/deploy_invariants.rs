@@ -790,7 +790,41 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
         verbs: &[],
         guard: Some("if self.cluster == Cluster::Management"),
     },
+    // `credential-webhook preflight` runs with the operator's kubeconfig, not as the ServiceAccount:
+    // nothing to grant it.
+    ClusterWide {
+        file: "preflight.rs",
+        expr: "Api<CustomResourceDefinition>",
+        resources: &[],
+        verbs: &[],
+        guard: Some(PREFLIGHT_GUARD),
+    },
+    ClusterWide {
+        file: "preflight.rs",
+        expr: "Api<ValidatingWebhookConfiguration>",
+        resources: &[],
+        verbs: &[],
+        guard: Some(PREFLIGHT_GUARD),
+    },
+    ClusterWide {
+        file: "preflight.rs",
+        expr: "Api<MutatingWebhookConfiguration>",
+        resources: &[],
+        verbs: &[],
+        guard: Some(PREFLIGHT_GUARD),
+    },
+    ClusterWide {
+        file: "preflight.rs",
+        expr: "Api<SubjectAccessReview>",
+        resources: &[],
+        verbs: &[],
+        guard: Some(PREFLIGHT_GUARD),
+    },
+    ClusterWide { file: "preflight.rs", expr: "region_ar", resources: &[], verbs: &[], guard: Some(PREFLIGHT_GUARD) },
 ];
+
+/// What preflight.rs says of itself: it is not the ServiceAccount's code.
+const PREFLIGHT_GUARD: &str = "never as the webhook's ServiceAccount";
 
 /// One `Api::all_with(client, <expr>)` / `Api::<T>::all(client)` call found in the source.
 #[derive(Debug)]

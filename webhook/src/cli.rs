@@ -41,6 +41,39 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Write a throwaway CA and a serving certificate (ca.crt, tls.crt, tls.key) for local runs.
     Certs(CertsArgs),
+    /// Check a management cluster for what the webhook needs (cert-manager, CA injection, RBAC,
+    /// regional clusters); print what is wrong with the fix. Exit 0 when nothing fails, else 1.
+    Preflight(PreflightArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// Kubeconfig of the management cluster (default: in-cluster config, else $KUBECONFIG / ~/.kube/config).
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace the webhook is (or will be) installed in: its ServiceAccount, serving Secret, Lease.
+    #[arg(long, default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE, env = "CREDENTIAL_WEBHOOK_NAMESPACE")]
+    pub namespace: String,
+    /// Namespace KCM runs in (Region kubeconfig Secrets).
+    #[arg(long, default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE, env = "CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE")]
+    pub system_namespace: String,
+    /// The webhook's ServiceAccount, whose permissions are checked.
+    #[arg(long, default_value = crate::preflight::WEBHOOK_NAME)]
+    pub service_account: String,
+    /// How long each regional API server has to answer.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub region_timeout: Duration,
+}
+
+impl PreflightArgs {
+    pub fn options(&self) -> crate::preflight::PreflightOptions {
+        crate::preflight::PreflightOptions {
+            namespace: self.namespace.clone(),
+            system_namespace: self.system_namespace.clone(),
+            service_account: self.service_account.clone(),
+            region_timeout: self.region_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -223,5 +256,10 @@ mod tests {
                 .unwrap();
         let Command::Certs(c) = cli.command else { panic!("certs expected") };
         assert_eq!(c.hosts, ["a", "127.0.0.1"]);
+        let cli = Cli::try_parse_from(["credential-webhook", "preflight", "--namespace", "guard"]).unwrap();
+        let Command::Preflight(p) = cli.command else { panic!("preflight expected") };
+        let o = p.options();
+        assert_eq!((o.namespace.as_str(), o.system_namespace.as_str()), ("guard", "kcm-system"));
+        assert_eq!((o.service_account.as_str(), o.region_timeout), ("credential-webhook", Duration::from_secs(5)));
     }
 }

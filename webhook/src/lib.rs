@@ -12,6 +12,7 @@ pub mod cli;
 pub mod distribution;
 pub mod logjson;
 pub mod metrics;
+pub mod preflight;
 pub mod server;
 pub mod sink;
 pub mod tls;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use credential_webhook::cache::ServingEstate;
-use credential_webhook::cli::{Cli, Command, LogFormat, ServeArgs};
+use credential_webhook::cli::{Cli, Command, LogFormat, PreflightArgs, ServeArgs};
 use credential_webhook::metrics::Metrics;
 use credential_webhook::server::{ServerBuilder, shutdown_on_signals};
 use tokio_util::sync::CancellationToken;
@@ -38,11 +38,30 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Preflight(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let code = runtime.block_on(preflight(&args));
+            std::process::exit(code)
+        }
         Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(*args))
         }
     }
+}
+
+/// Runs the checks, prints the report; the exit status (0 nothing failed, 1 otherwise).
+async fn preflight(args: &PreflightArgs) -> i32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let report = match credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await {
+        Ok(client) => credential_webhook::preflight::run(client, &args.options()).await,
+        Err(e) => {
+            println!("[FAIL] management API server: {e}\n       fix: give --kubeconfig or set $KUBECONFIG");
+            return 1;
+        }
+    };
+    print!("{}", report.render());
+    report.exit_code()
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
