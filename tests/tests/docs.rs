@@ -231,8 +231,8 @@ fn the_cli_reference_names_every_webhook_flag() {
     }
 }
 
-#[test]
-fn the_metrics_reference_names_every_registered_metric() {
+/// Metric name -> type, as the webhook's exposition declares them (counters with `_total`).
+fn registered_metrics() -> BTreeMap<String, String> {
     use credential_webhook::metrics::{FindingLabels, Metrics, RequestLabels, WebhookLabels};
     let metrics = Metrics::new();
     let distribution = credential_webhook::distribution::DistributionMetrics::default();
@@ -246,7 +246,7 @@ fn the_metrics_reference_names_every_registered_metric() {
     metrics.set_cache_synced("management", "credentials", true);
     // Name -> type as the exposition declares them. OpenMetrics names a counter family without
     // `_total`; its samples (and the reference) carry it.
-    let registered: BTreeMap<String, String> = metrics
+    metrics
         .encode()
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE credential_webhook_"))
@@ -255,11 +255,23 @@ fn the_metrics_reference_names_every_registered_metric() {
             let name = if kind == "counter" { format!("{name}_total") } else { name.to_string() };
             (name, kind.to_string())
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_metrics_reference_names_every_registered_metric() {
+    let registered = registered_metrics();
     assert!(registered.len() > 10, "{registered:?}");
-    // Name -> type as the reference's tables give them (`| `name` | type | ...`).
+    let documented = documented_metrics();
+    for (name, kind) in &registered {
+        assert_eq!(documented.get(name), Some(kind), "metrics.md must list `{name}` as a {kind}");
+    }
+}
+
+/// Name -> type as the metrics reference's tables give them (`| `name` | type | ...`).
+fn documented_metrics() -> BTreeMap<String, String> {
     let reference = read(&book_src().join("reference/metrics.md"));
-    let documented: BTreeMap<String, String> = reference
+    reference
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .map(|l| {
@@ -268,8 +280,64 @@ fn the_metrics_reference_names_every_registered_metric() {
             let kind = cells.next().unwrap().split_whitespace().next().unwrap_or("").to_string();
             (name, kind)
         })
-        .collect();
-    for (name, kind) in &registered {
-        assert_eq!(documented.get(name), Some(kind), "metrics.md must list `{name}` as a {kind}");
+        .collect()
+}
+
+/// The `credential_webhook_*` metric names in a text, without the sample suffixes of histograms.
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("credential_webhook_") {
+        rest = &rest[i + "credential_webhook_".len()..];
+        let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let name = &rest[..end];
+        let name = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+        out.insert(name.to_string());
+        rest = &rest[end..];
     }
+    out
+}
+
+#[test]
+fn the_example_alerts_and_dashboard_parse_and_name_registered_metrics() {
+    let dir = book_src().join("operator/monitoring");
+    let registered = registered_metrics();
+    let rule_text = read(&dir.join("prometheusrule.yaml"));
+    let docs = credential_core::yaml::parse_documents(&rule_text, "prometheusrule.yaml").unwrap();
+    assert_eq!(docs.len(), 1);
+    let rule = &docs[0];
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["kind"], "PrometheusRule");
+    let rules: Vec<&serde_json::Value> =
+        rule["spec"]["groups"].as_array().unwrap().iter().flat_map(|g| g["rules"].as_array().unwrap()).collect();
+    let alerts: BTreeSet<&str> = rules.iter().map(|r| r["alert"].as_str().unwrap()).collect();
+    for needed in [
+        "CredentialWebhookCertificateExpiresSoon",
+        "CredentialWebhookDistributionFailing",
+        "CredentialWebhookCacheNotSynced",
+        "CredentialWebhookRejectionsSpike",
+    ] {
+        assert!(alerts.contains(needed), "prometheusrule.yaml has no alert {needed}");
+    }
+    for r in &rules {
+        assert!(r["expr"].as_str().is_some_and(|e| !e.trim().is_empty()), "{r}: no expr");
+        assert!(r["labels"]["severity"].is_string(), "{r}: no severity");
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read(&dir.join("grafana-dashboard.json"))).expect("grafana-dashboard.json is JSON");
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6 && panels.iter().all(|p| p["targets"].as_array().is_some_and(|t| !t.is_empty())));
+    // Every metric either file names is one the webhook registers (or, for the families encoded
+    // only once they have a sample, one the reference documents: the test above ties the two).
+    let mut known = registered;
+    known.extend(documented_metrics());
+    let mut named = metric_names(&rule_text);
+    named.extend(metric_names(&dashboard.to_string()));
+    assert!(named.len() >= 8, "{named:?}");
+    let unknown: Vec<&String> = named.iter().filter(|n| !known.contains_key(*n)).collect();
+    assert!(unknown.is_empty(), "the examples name metrics the webhook does not register: {unknown:?}");
+    assert_eq!(
+        metric_names("credential_webhook_admission_duration_seconds_bucket{le}"),
+        ["admission_duration_seconds".to_string()].into()
+    );
 }
