@@ -94,21 +94,11 @@ async fn preflight_reports_what_is_missing_and_passes_on_a_complete_cluster() {
     // 2. Everything in place: cert-manager's CRDs, the shipped RBAC, the serving Secret (as
     //    cert-manager writes it), a Region whose cluster answers (this one), and the shipped webhook
     //    configurations with the CA injected (a URL instead of the Service: no pod runs here).
-    for f in ["cert-manager.io_certificates.yaml", "cert-manager.io_issuers.yaml"] {
-        let crd = std::fs::read_to_string(repo_root().join("tests/crds-cert-manager").join(f)).unwrap();
-        cluster.apply(&crd).await.unwrap();
-    }
+    let cert_manager = repo_root().join("tests/crds-cert-manager");
+    let cert_manager = cert_manager.to_str().unwrap();
+    cluster.kubectl_ok(&["apply", "-f", cert_manager], None).await.unwrap();
     cluster
-        .kubectl_ok(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "crd/certificates.cert-manager.io",
-                "crd/issuers.cert-manager.io",
-                "--timeout=60s",
-            ],
-            None,
-        )
+        .kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "-f", cert_manager], None)
         .await
         .unwrap();
     cluster.apply(&shipped_rbac_yaml().await.unwrap()).await.unwrap();

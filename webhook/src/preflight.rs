@@ -265,31 +265,26 @@ async fn webhook_configurations(client: &kube::Client, opts: &PreflightOptions) 
     // (configuration, webhook name, caBundle bytes)
     let mut bundles: Vec<(String, String, Vec<u8>)> = Vec::new();
     let mut absent = Vec::new();
-    match validating.get_opt(WEBHOOK_NAME).await {
-        Ok(Some(v)) => bundles.extend(v.webhooks.unwrap_or_default().into_iter().map(|w| {
-            (
-                "ValidatingWebhookConfiguration".to_string(),
-                w.name,
-                w.client_config.ca_bundle.map(|b| b.0).unwrap_or_default(),
-            )
-        })),
-        Ok(None) => absent.push("ValidatingWebhookConfiguration"),
-        Err(e) => {
-            return Check::warn(CHECK_WEBHOOKS, format!("cannot read them: {e}"), "run as a user who may get them");
-        }
-    }
-    match mutating.get_opt(WEBHOOK_NAME).await {
-        Ok(Some(m)) => bundles.extend(m.webhooks.unwrap_or_default().into_iter().map(|w| {
-            (
-                "MutatingWebhookConfiguration".to_string(),
-                w.name,
-                w.client_config.ca_bundle.map(|b| b.0).unwrap_or_default(),
-            )
-        })),
-        Ok(None) => absent.push("MutatingWebhookConfiguration"),
-        Err(e) => {
-            return Check::warn(CHECK_WEBHOOKS, format!("cannot read them: {e}"), "run as a user who may get them");
-        }
+    // (name, caBundle) of each webhook of each configuration, `None` when it is not registered.
+    let validating = validating.get_opt(WEBHOOK_NAME).await.map(|c| {
+        c.map(|c| c.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config.ca_bundle)).collect())
+    });
+    let mutating = mutating.get_opt(WEBHOOK_NAME).await.map(|c| {
+        c.map(|c| c.webhooks.unwrap_or_default().into_iter().map(|w| (w.name, w.client_config.ca_bundle)).collect())
+    });
+    for (kind, got) in [("ValidatingWebhookConfiguration", validating), ("MutatingWebhookConfiguration", mutating)] {
+        let hooks: Vec<(String, Option<k8s_openapi::ByteString>)> = match got {
+            Ok(Some(hooks)) => hooks,
+            Ok(None) => {
+                absent.push(kind);
+                continue;
+            }
+            Err(e) => {
+                return Check::warn(CHECK_WEBHOOKS, format!("cannot read {kind}: {e}"), "run as a user who may get it");
+            }
+        };
+        bundles
+            .extend(hooks.into_iter().map(|(name, ca)| (kind.to_string(), name, ca.map(|b| b.0).unwrap_or_default())));
     }
     if !absent.is_empty() {
         return Check::warn(
