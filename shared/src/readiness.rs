@@ -23,7 +23,11 @@ use crate::model::{self, Condition, Credential, Region, labels};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Verdict {
     Ready,
+    /// A definite failure was seen (by a check, or in KCM's own condition).
     NotReady,
+    /// No definite failure, but something could not be checked from here (a regional API that is
+    /// unreachable, forbidden or timed out).
+    Unknown,
 }
 
 /// The outcome of one check.
@@ -33,32 +37,128 @@ pub enum Status {
     Pass,
     Fail,
     Warn,
-    /// Not checked (not applicable, or the estate cannot tell); the summary says why.
+    /// Not checked because it does not apply, or the offline estate says nothing about it.
     Skip,
+    /// Could not be checked from here (the cluster holding the answer could not be read).
+    Unknown,
+}
+
+/// One object a check looked at: the reference shape shared by explain, plan and lint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    /// Absent for cluster-scoped objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    /// `management`, or the name of the Region whose cluster holds the object.
+    pub cluster: String,
+}
+
+impl ObjectRef {
+    pub fn new(gvk: &Gvk, namespace: Option<&str>, name: &str, cluster: &Cluster) -> Self {
+        ObjectRef {
+            api_version: gvk.api_version(),
+            kind: gvk.kind.clone(),
+            namespace: namespace.filter(|n| !n.is_empty()).map(str::to_string),
+            name: name.to_string(),
+            cluster: cluster_name(cluster),
+        }
+    }
+
+    pub fn from_key(key: &ObjectKey, cluster: &Cluster) -> Self {
+        ObjectRef::new(&key.gvk, key.namespace.as_deref(), &key.name, cluster)
+    }
+}
+
+/// One step of a fix: what to do, and the command that does it when there is one. Commands are
+/// whole shell lines, meant to be pasted as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FixStep {
+    pub description: String,
+    pub command: Option<String>,
+}
+
+impl FixStep {
+    /// A step with no command (the operator decides how).
+    pub fn say(description: impl Into<String>) -> Self {
+        FixStep { description: description.into(), command: None }
+    }
+
+    /// A step done by one command.
+    pub fn run(description: impl Into<String>, command: impl Into<String>) -> Self {
+        FixStep { description: description.into(), command: Some(command.into()) }
+    }
 }
 
 /// One node of the readiness tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    /// What is checked: `Credential`, `identityRef`, `Region`, `Regional cluster`, `CRD`,
-    /// `ProviderInterface`, `Identity` (children: its references), `Copies` (children: one per
-    /// object), `ClusterDeployments`.
+    /// Stable identifier of what is checked, for scripts: `credential`, `condition`,
+    /// `identity-ref`, `region`, `regional-cluster`, `crd`, `provider-interface`, `identity`,
+    /// `reference`, `copies`, `copy`, `cluster-deployments`.
+    pub code: String,
+    /// What is checked, for people: `Credential`, `identityRef`, `Region`, `Regional cluster`,
+    /// `CRD`, `ProviderInterface`, `Identity` (children: its references), `Copies` (children: one
+    /// per object), `ClusterDeployments`; a condition's type; a referenced object's kind.
     pub name: String,
+    /// The outcome (`verdict` in JSON and YAML).
+    #[serde(rename = "verdict")]
     pub status: Status,
+    /// When what this check reads last changed (a condition's lastTransitionTime), as written.
+    pub since: Option<String>,
     /// One line: what was found.
     pub summary: String,
     /// Further lines: quoted KCM messages and their meaning, names of related objects.
     pub evidence: Vec<String>,
+    /// The objects this check read.
+    pub objects: Vec<ObjectRef>,
     pub children: Vec<Check>,
 }
 
 impl Check {
     fn new(name: impl Into<String>, status: Status, summary: impl Into<String>) -> Self {
-        Check { name: name.into(), status, summary: summary.into(), evidence: Vec::new(), children: Vec::new() }
+        let name = name.into();
+        Check {
+            code: code_of(&name).to_string(),
+            name,
+            status,
+            since: None,
+            summary: summary.into(),
+            evidence: Vec::new(),
+            objects: Vec::new(),
+            children: Vec::new(),
+        }
     }
     fn with_evidence(mut self, lines: impl IntoIterator<Item = String>) -> Self {
         self.evidence.extend(lines);
         self
+    }
+    fn with_code(mut self, code: &str) -> Self {
+        self.code = code.to_string();
+        self
+    }
+    fn with_object(mut self, object: ObjectRef) -> Self {
+        self.objects.push(object);
+        self
+    }
+}
+
+/// The code of a top-level check, from its name.
+fn code_of(name: &str) -> &'static str {
+    match name {
+        "Credential" => "credential",
+        "identityRef" => "identity-ref",
+        "Region" => "region",
+        "Regional cluster" => "regional-cluster",
+        "CRD" => "crd",
+        "ProviderInterface" => "provider-interface",
+        "Identity" => "identity",
+        "Copies" => "copies",
+        "ClusterDeployments" => "cluster-deployments",
+        _ => "reference",
     }
 }
 
@@ -66,14 +166,15 @@ impl Check {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
-    /// `namespace/name` of the Credential.
-    pub credential: String,
+    /// The Credential (namespace and name apart).
+    pub credential: ObjectRef,
     pub verdict: Verdict,
-    /// Why it is not ready (the first failing check); empty when ready.
+    /// Why it is not ready (the first definite failure), or, when nothing failed, what could not be
+    /// checked (the first unknown); empty when ready.
     pub root_cause: String,
     pub checks: Vec<Check>,
-    /// What to do, in order; the last line names the command to run again. Empty when ready.
-    pub fix: Vec<String>,
+    /// What to do, in order; the last step is the command to run again. Empty when ready.
+    pub fix: Vec<FixStep>,
 }
 
 /// How the estate was obtained, for wording only.
@@ -132,6 +233,7 @@ pub fn explain_with(
         checks: Vec::new(),
         cause: None,
         kcm_not_ready: None,
+        unknown: None,
         region: None,
         region_cluster: None,
     };
@@ -139,10 +241,10 @@ pub fn explain_with(
     Ok(ex.finish(&rerun))
 }
 
-/// The first failure: root cause and fix lines.
+/// The first failure (or unknown): root cause and fix steps.
 struct Cause {
     text: String,
-    fix: Vec<String>,
+    fix: Vec<FixStep>,
 }
 
 /// The reference of a Credential, once known to be complete.
@@ -161,6 +263,8 @@ struct Explainer<'a> {
     cause: Option<Cause>,
     /// Set when KCM does not report the Credential Ready: (root cause, fix) to use when no check fails.
     kcm_not_ready: Option<Cause>,
+    /// The first check that could not be made: the root cause when nothing failed.
+    unknown: Option<Cause>,
     /// `spec.region`, when set.
     region: Option<String>,
     /// The regional cluster, when the Region exists and the estate holds its state.
@@ -169,9 +273,16 @@ struct Explainer<'a> {
 
 impl Explainer<'_> {
     /// Records the root cause unless an earlier check already failed.
-    fn fail(&mut self, text: impl Into<String>, fix: Vec<String>) {
+    fn fail(&mut self, text: impl Into<String>, fix: Vec<FixStep>) {
         if self.cause.is_none() {
             self.cause = Some(Cause { text: text.into(), fix });
+        }
+    }
+
+    /// Records what could not be checked, unless something else already could not be.
+    fn unknown(&mut self, text: impl Into<String>, fix: Vec<FixStep>) {
+        if self.unknown.is_none() {
+            self.unknown = Some(Cause { text: text.into(), fix });
         }
     }
 
@@ -179,19 +290,29 @@ impl Explainer<'_> {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// `kubectl edit credential NAME -n NS`.
+    fn edit_credential(&self) -> String {
+        format!("kubectl edit credential {} -n {}", self.name, self.namespace)
+    }
+
+    fn credential_ref(&self) -> ObjectRef {
+        ObjectRef::new(&Gvk::credential(), Some(self.namespace), self.name, &Cluster::Management)
+    }
+
+    /// Live mode and the regional cluster could not be read: what it holds is unknown, not missing.
+    fn region_unreadable(&self) -> bool {
+        self.opts.source == Source::Live
+            && self.region_cluster.is_none()
+            && self.region.as_ref().is_some_and(|r| self.opts.unreachable_regions.contains_key(r))
+    }
+
     fn run(&mut self, obj: &Arc<Value>) {
         let cred = match model::from_value::<Credential>("Credential", obj) {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("Credential {} cannot be read: {}", self.key(), e.source);
-                self.checks.push(Check::new("Credential", Status::Fail, msg.clone()));
-                self.fail(
-                    msg,
-                    vec![format!(
-                        "fix the Credential's fields (kubectl edit credential {} -n {})",
-                        self.name, self.namespace
-                    )],
-                );
+                self.checks.push(Check::new("Credential", Status::Fail, msg.clone()).with_object(self.credential_ref()));
+                self.fail(msg, vec![FixStep::run("fix the Credential's fields", self.edit_credential())]);
                 return;
             }
         };
@@ -225,8 +346,12 @@ impl Explainer<'_> {
     }
 
     fn finish(mut self, rerun: &str) -> Report {
-        let cause = self.cause.take().or(self.kcm_not_ready.take());
-        let verdict = if cause.is_some() { Verdict::NotReady } else { Verdict::Ready };
+        // A definite failure (ours, then KCM's) outranks what could not be checked.
+        let (verdict, cause) = match (self.cause.take().or(self.kcm_not_ready.take()), self.unknown.take()) {
+            (Some(c), _) => (Verdict::NotReady, Some(c)),
+            (None, Some(u)) => (Verdict::Unknown, Some(u)),
+            (None, None) => (Verdict::Ready, None),
+        };
         if verdict == Verdict::NotReady
             && let Some(cds) = self.checks.iter_mut().find(|c| c.name == "ClusterDeployments" && !c.evidence.is_empty())
         {
@@ -235,12 +360,12 @@ impl Explainer<'_> {
         }
         let (root_cause, fix) = match cause {
             Some(Cause { text, mut fix }) => {
-                fix.push(format!("Then run `{rerun}` again."));
+                fix.push(FixStep::run("then run explain again", rerun));
                 (text, fix)
             }
             None => (String::new(), Vec::new()),
         };
-        Report { credential: self.key(), verdict, root_cause, checks: self.checks, fix }
+        Report { credential: self.credential_ref(), verdict, root_cause, checks: self.checks, fix }
     }
 
     // ---- 1. the Credential and KCM's condition -------------------------------------------------
@@ -248,13 +373,15 @@ impl Explainer<'_> {
     fn check_credential(&mut self, cred: &Credential) {
         let ready = cred.status.as_ref().is_some_and(|s| s.ready);
         let cond = cred.condition(labels::CREDENTIAL_READY_CONDITION);
+        let generation = cred.metadata.generation.unwrap_or(0);
         let mut summary = format!("READY={ready}");
         let mut evidence = Vec::new();
+        let mut stale = false;
         match cond {
             Some(c) => {
                 summary.push_str(&format!("  {}", condition_text(labels::CREDENTIAL_READY_CONDITION, c)));
-                let generation = cred.metadata.generation.unwrap_or(0);
                 if let Some(og) = c.observed_generation.filter(|og| *og < generation) {
+                    stale = true;
                     evidence.push(format!(
                         "the condition is stale: observedGeneration {og} < generation {generation} (KCM has not \
                          reconciled the latest spec)"
@@ -264,7 +391,8 @@ impl Explainer<'_> {
             None => summary.push_str("  no CredentialReady condition"),
         }
         let cond_true = cond.is_some_and(|c| c.status == "True");
-        let mut status = if ready && cond_true { Status::Pass } else { Status::Warn };
+        // A stale condition speaks for an older spec: a warning, even when it says ready.
+        let mut status = if ready && cond_true && !stale { Status::Pass } else { Status::Warn };
         if !(ready && cond_true) {
             let meaning = cond.and_then(|c| c.message.as_deref()).and_then(|m| self.translate(m));
             let text = match (&meaning, cond) {
@@ -286,28 +414,73 @@ impl Explainer<'_> {
             }
             self.kcm_not_ready = Some(Cause {
                 text,
-                fix: vec![format!(
-                    "wait for KCM to reconcile the Credential (it retries with backoff and every 15 minutes), \
-                     or check its events: kubectl describe credential {} -n {}",
-                    self.name, self.namespace
+                fix: vec![FixStep::run(
+                    "wait for KCM to reconcile the Credential (it retries with backoff and every 15 minutes), or \
+                     read its events",
+                    format!("kubectl describe credential {} -n {}", self.name, self.namespace),
                 )],
             });
         }
         if let Some(ts) = &cred.metadata.deletion_timestamp {
             status = Status::Fail;
             evidence.push(format!("deletionTimestamp {ts}"));
-            self.fail(
-                format!("Credential {} is being deleted", self.key()),
-                vec!["create a new Credential for new ClusterDeployments; this one is going away".to_string()],
-            );
+            let mut fix =
+                vec![FixStep::say("create a new Credential for new ClusterDeployments; this one is going away")];
+            if cred.metadata.finalizers.is_empty() {
+                evidence.push("no finalizers: it disappears as soon as the API server processes the deletion".into());
+            }
+            for f in &cred.metadata.finalizers {
+                let who = match f.as_str() {
+                    "k0rdent.mirantis.com/credential" => {
+                        "KCM removes it after releasing the cluster identities (it stays while their release fails)"
+                    }
+                    labels::DISTRIBUTION_FINALIZER => "credential-guard removes it after deleting the copies",
+                    _ => "its controller removes it when done",
+                };
+                evidence.push(format!("held by finalizer {f}: {who}"));
+            }
+            if !cred.metadata.finalizers.is_empty() {
+                fix.push(FixStep::run(
+                    "see why the finalizer stays (events of the Credential)",
+                    format!("kubectl describe credential {} -n {}", self.name, self.namespace),
+                ));
+            }
+            self.fail(format!("Credential {} is being deleted", self.key()), fix);
         }
-        let mut check = Check::new("Credential", status, summary);
+        let mut check = Check::new("Credential", status, summary).with_object(self.credential_ref());
+        check.since = cond.and_then(|c| c.last_transition_time.clone());
         if let Some(msg) = cond.and_then(|c| c.message.as_deref()).filter(|_| !cond_true) {
-            // Multi-line (errors.Join) messages become one line so the tree stays readable.
-            let one_line: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-            check.evidence.push(format!("KCM: \"{one_line}\""));
+            check.evidence.push(format!("KCM: \"{}\"", one_line(msg)));
         }
         check.evidence.extend(evidence);
+        // One row per condition (KCM's and ours), with when it last changed.
+        let conditions = cred.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+        for c in conditions {
+            let cond_stale = c.observed_generation.is_some_and(|og| og < generation);
+            let status = match c.status.as_str() {
+                "True" if !cond_stale => Status::Pass,
+                _ => Status::Warn,
+            };
+            let text = match c.reason.as_deref().filter(|r| !r.is_empty()) {
+                Some(r) => format!("{} ({r})", c.status),
+                None => c.status.clone(),
+            };
+            let mut row = Check::new(c.type_.clone(), status, text).with_code("condition");
+            row.since = c.last_transition_time.clone();
+            // CredentialReady's message is quoted above already.
+            if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty())
+                && !(c.type_ == labels::CREDENTIAL_READY_CONDITION && !cond_true)
+            {
+                row.evidence.push(format!("\"{}\"", one_line(m)));
+            }
+            if cond_stale {
+                row.evidence.push(format!(
+                    "stale: observedGeneration {} < generation {generation}",
+                    c.observed_generation.unwrap_or_default()
+                ));
+            }
+            check.children.push(row);
+        }
         self.checks.push(check);
     }
 
@@ -372,10 +545,9 @@ impl Explainer<'_> {
             self.checks.push(Check::new("identityRef", Status::Fail, summary.clone()));
             self.fail(
                 format!("{summary}: KCM cannot find the identity"),
-                vec![format!(
-                    "set spec.identityRef.{{apiVersion,kind,name}} to the cluster identity object: kubectl edit \
-                     credential {} -n {}",
-                    self.name, self.namespace
+                vec![FixStep::run(
+                    "set spec.identityRef.{apiVersion,kind,name} to the cluster identity object",
+                    self.edit_credential(),
                 )],
             );
             return None;
@@ -401,7 +573,6 @@ impl Explainer<'_> {
             }
             _ => {}
         }
-        self.checks.push(check);
         // Where the source is read, as identity::plan reads it: a namespaced identity without
         // identityRef.namespace lives in the Credential's namespace.
         let namespace = match self.estate.namespaced(&Cluster::Management, &gvk) {
@@ -409,6 +580,8 @@ impl Explainer<'_> {
             Some(true) => ns.or_else(|| Some(self.namespace.to_string())),
             None => ns,
         };
+        check.objects.push(ObjectRef::new(&gvk, namespace.as_deref(), &name, &Cluster::Management));
+        self.checks.push(check);
         Some(IdentityTarget { gvk, namespace, name })
     }
 
@@ -418,7 +591,8 @@ impl Explainer<'_> {
         let mgmt = Cluster::Management;
         let Some(obj) = self.estate.get(&mgmt, &Gvk::region(), None, region) else {
             let existing = names(&self.estate.list(&mgmt, &Gvk::region(), None));
-            let mut check = Check::new("Region", Status::Fail, format!("{region} does not exist"));
+            let mut check = Check::new("Region", Status::Fail, format!("{region} does not exist"))
+                .with_object(ObjectRef::new(&Gvk::region(), None, region, &mgmt));
             check.evidence.push(if existing.is_empty() {
                 "no Regions exist".to_string()
             } else {
@@ -428,21 +602,23 @@ impl Explainer<'_> {
             self.checks.push(Check::new("Regional cluster", Status::Skip, "not checked: the Region does not exist"));
             self.fail(
                 format!("Region {region} does not exist"),
-                vec![format!(
+                vec![FixStep::say(format!(
                     "create Region {region}, or create a new Credential whose spec.region names an existing \
                      Region (spec.region cannot be changed)"
-                )],
+                ))],
             );
             return;
         };
         let rgn: Region = model::from_value("Region", &obj).unwrap_or_default();
-        let mut problems: Vec<(String, Vec<String>)> = Vec::new();
+        let mut problems: Vec<(String, Vec<FixStep>)> = Vec::new();
         let mut evidence = Vec::new();
         if let Some(ts) = &rgn.metadata.deletion_timestamp {
             evidence.push(format!("deletionTimestamp {ts}"));
             problems.push((
                 format!("Region {region} is being deleted"),
-                vec![format!("create a new Credential in another Region; Region {region} is going away")],
+                vec![FixStep::say(format!(
+                    "create a new Credential in another Region; Region {region} is going away"
+                ))],
             ));
         }
         let ready_text = match rgn.ready_condition() {
@@ -452,12 +628,13 @@ impl Explainer<'_> {
                     evidence.push(format!("Ready={} ({}) {:?}", c.status, c.reason.as_deref().unwrap_or(""), why));
                     problems.push((
                         format!("Region {region} is not Ready: {why}"),
-                        vec![
+                        vec![FixStep::run(
                             format!(
-                                "see which components fail: kubectl get region {region} -o yaml (status.components)"
+                                "see which components fail (status.components) and wait for Region {region} to \
+                                 become Ready"
                             ),
-                            format!("wait for Region {region} to become Ready"),
-                        ],
+                            format!("kubectl get region {region} -o yaml"),
+                        )],
                     ));
                 }
                 format!("Ready={}", c.status)
@@ -465,16 +642,22 @@ impl Explainer<'_> {
             None => {
                 problems.push((
                     format!("Region {region} has no Ready condition yet"),
-                    vec![format!("wait for KCM to reconcile Region {region}: kubectl describe region {region}")],
+                    vec![FixStep::run(
+                        format!("wait for KCM to reconcile Region {region}, or read its events"),
+                        format!("kubectl describe region {region}"),
+                    )],
                 ));
                 "no Ready condition".to_string()
             }
         };
-        let kubeconfig = self.check_kubeconfig(region, &rgn, &mut problems);
+        let (kubeconfig, secret) = self.check_kubeconfig(region, &rgn, &mut problems);
         let status = if problems.is_empty() { Status::Pass } else { Status::Fail };
-        self.checks.push(
-            Check::new("Region", status, format!("{region}  {ready_text}  {kubeconfig}")).with_evidence(evidence),
-        );
+        let mut check = Check::new("Region", status, format!("{region}  {ready_text}  {kubeconfig}"))
+            .with_evidence(evidence)
+            .with_object(ObjectRef::new(&Gvk::region(), None, region, &mgmt));
+        check.objects.extend(secret);
+        check.since = rgn.ready_condition().and_then(|c| c.last_transition_time.clone());
+        self.checks.push(check);
         if let Some((text, fix)) = problems.into_iter().next() {
             self.fail(text, fix);
         }
@@ -490,21 +673,32 @@ impl Explainer<'_> {
             let (summary, fix) = match &self.opts.source {
                 Source::Files { dir } => (
                     format!("{region}: no files under {}", regional_dir(dir, region)),
-                    format!(
-                        "export the regional cluster's objects into {}: kubectl --kubeconfig <{region} kubeconfig> get \
-                         crd,providerinterfaces,secrets -A -o yaml (plus its identity kinds)",
-                        regional_dir(dir, region)
+                    FixStep::run(
+                        format!(
+                            "export the regional cluster's objects into {} (plus its identity kinds), with the \
+                             Region's kubeconfig",
+                            regional_dir(dir, region)
+                        ),
+                        format!(
+                            "mkdir -p {dir} && kubectl --kubeconfig {region}.kubeconfig get \
+                             crd,providerinterfaces,secrets -A -o yaml > {dir}objects.yaml",
+                            dir = regional_dir(dir, region)
+                        ),
                     ),
                 ),
                 Source::Live => {
                     let error = self.opts.unreachable_regions.get(region).map(String::as_str).unwrap_or("not read");
-                    let summary = format!("{region}: regional API unreachable: {error}");
-                    let fix = format!(
-                        "check that the kubeconfig Secret of Region {region} is valid and that its API server is \
-                         reachable from here"
+                    // Not a failure: KCM may reach what this machine cannot (a private Region).
+                    let summary = format!("{region}: not checked, regional API unreachable from here: {error}");
+                    let fix = FixStep::say(format!(
+                        "run explain where the API server of Region {region} is reachable, or check that the \
+                         kubeconfig Secret of Region {region} is valid"
+                    ));
+                    self.checks.push(Check::new("Regional cluster", Status::Unknown, summary));
+                    self.unknown(
+                        format!("Region {region}: the regional API is unreachable from here ({error})"),
+                        vec![fix],
                     );
-                    self.checks.push(Check::new("Regional cluster", Status::Fail, summary));
-                    self.fail(format!("Region {region}: regional API unreachable: {error}"), vec![fix]);
                     return;
                 }
             };
@@ -513,8 +707,13 @@ impl Explainer<'_> {
         }
     }
 
-    /// Checks the Region's kubeconfig Secret; returns the summary fragment.
-    fn check_kubeconfig(&self, region: &str, rgn: &Region, problems: &mut Vec<(String, Vec<String>)>) -> String {
+    /// Checks the Region's kubeconfig Secret; returns the summary fragment and the Secret.
+    fn check_kubeconfig(
+        &self,
+        region: &str,
+        rgn: &Region,
+        problems: &mut Vec<(String, Vec<FixStep>)>,
+    ) -> (String, Option<ObjectRef>) {
         let spec = rgn.spec.clone().unwrap_or_default();
         let (ns, secret, key) = if let Some(kc) = spec.kube_config.as_ref() {
             (
@@ -528,23 +727,30 @@ impl Explainer<'_> {
         } else {
             problems.push((
                 format!("Region {region} has neither spec.kubeConfig nor spec.clusterDeployment"),
-                vec![format!("recreate Region {region} with exactly one of spec.kubeConfig or spec.clusterDeployment")],
+                vec![FixStep::say(format!(
+                    "recreate Region {region} with exactly one of spec.kubeConfig or spec.clusterDeployment"
+                ))],
             ));
-            return "no kubeconfig reference".to_string();
+            return ("no kubeconfig reference".to_string(), None);
         };
         let label = format!("kubeconfig Secret {ns}/{secret}[{key}]");
+        let object = Some(ObjectRef::new(&Gvk::secret(), Some(&ns), &secret, &Cluster::Management));
         match self.estate.get(&Cluster::Management, &Gvk::secret(), Some(&ns), &secret) {
             None => problems.push((
                 format!("the kubeconfig Secret {ns}/{secret} of Region {region} does not exist"),
-                vec![format!("create Secret {ns}/{secret} with the regional cluster's kubeconfig under key {key:?}")],
+                vec![FixStep::say(format!(
+                    "create Secret {ns}/{secret} with the regional cluster's kubeconfig under key {key:?}"
+                ))],
             )),
             Some(s) if !secret_has_key(&s, &key) => problems.push((
                 format!("the kubeconfig Secret {ns}/{secret} of Region {region} has no data under key {key:?}"),
-                vec![format!("put the regional cluster's kubeconfig into Secret {ns}/{secret} under key {key:?}")],
+                vec![FixStep::say(format!(
+                    "put the regional cluster's kubeconfig into Secret {ns}/{secret} under key {key:?}"
+                ))],
             )),
-            Some(_) => return label,
+            Some(_) => return (label, object),
         }
-        format!("{label} (missing)")
+        (format!("{label} (missing)"), object)
     }
 
     // ---- 5. CRD --------------------------------------------------------------------------------
@@ -566,12 +772,14 @@ impl Explainer<'_> {
         let mut served_in = Vec::new();
         let mut unknown_in = Vec::new();
         let mut evidence = Vec::new();
-        let mut failure: Option<(String, String, Vec<String>)> = None; // (summary, cause, fix)
+        let mut failure: Option<(String, String, Vec<FixStep>)> = None; // (summary, cause, fix)
         let mut crd_name = default_crd_name(gvk);
+        let mut objects = Vec::new();
         for c in &clusters {
             let crd = find_crd(self.estate, c, gvk);
             if let Some((n, _)) = &crd {
                 crd_name = n.clone();
+                objects.push(ObjectRef::new(&Gvk::crd(), None, n, c));
             }
             match self.estate.served(c, gvk) {
                 Served::Yes => served_in.push(cluster_name(c)),
@@ -597,10 +805,13 @@ impl Explainer<'_> {
                                 where_(c),
                                 versions.join(", ")
                             ),
-                            vec![format!(
-                                "set spec.identityRef.apiVersion to a served version, e.g. {}/{}",
-                                gvk.group,
-                                versions.last().map(String::as_str).unwrap_or_default()
+                            vec![FixStep::run(
+                                format!(
+                                    "set spec.identityRef.apiVersion to a served version, e.g. {}/{}",
+                                    gvk.group,
+                                    versions.last().map(String::as_str).unwrap_or_default()
+                                ),
+                                self.edit_credential(),
                             )],
                         ),
                         _ => {
@@ -623,8 +834,11 @@ impl Explainer<'_> {
                 }
             }
         }
+        let unreadable = skipped_region.is_some() && self.region_unreadable();
         let status = if failure.is_some() {
             Status::Fail
+        } else if unreadable {
+            Status::Unknown
         } else if served_in.is_empty() {
             Status::Skip
         } else {
@@ -646,9 +860,15 @@ impl Explainer<'_> {
             evidence.push(format!("not checked in {}: no CRDs known for it", unknown_in.join(", ")));
         }
         if let Some(r) = skipped_region {
-            evidence.push(format!("not checked in {r}: its cluster is unknown"));
+            evidence.push(if unreadable {
+                format!("not checked in {r}: its API is unreachable from here")
+            } else {
+                format!("not checked in {r}: its cluster is unknown")
+            });
         }
-        self.checks.push(Check::new("CRD", status, summary).with_evidence(evidence));
+        let mut check = Check::new("CRD", status, summary).with_evidence(evidence);
+        check.objects = objects;
+        self.checks.push(check);
         if let Some((_, cause, fix)) = failure {
             self.fail(cause, fix);
         }
@@ -669,10 +889,15 @@ impl Explainer<'_> {
         let target = plan.target_cluster.clone().unwrap_or(Cluster::Management);
         let distributed = plan.target_cluster.is_some();
         if distributed && plan.problems.iter().any(|p| matches!(p, PlanProblem::TargetUnknown)) {
+            let (status, why) = if self.region_unreadable() {
+                (Status::Unknown, "its API is unreachable from here")
+            } else {
+                (Status::Skip, "its cluster is unknown")
+            };
             self.checks.push(Check::new(
                 "ProviderInterface",
-                Status::Skip,
-                format!("not checked: {} is unknown", cluster_name(&target)),
+                status,
+                format!("not checked in {}: {why}", cluster_name(&target)),
             ));
             return;
         }
@@ -691,11 +916,14 @@ impl Explainer<'_> {
                 .and_then(|p| pi_entry_refs(p, gvk))
                 .map(|n| format!(", {n} reference{}", if n == 1 { "" } else { "s" }))
                 .unwrap_or_default();
-            self.checks.push(Check::new(
-                "ProviderInterface",
-                Status::Pass,
-                format!("{pi} ({in_target}) declares {} {}{refs}", gvk.kind, gvk.version),
-            ));
+            self.checks.push(
+                Check::new(
+                    "ProviderInterface",
+                    Status::Pass,
+                    format!("{pi} ({in_target}) declares {} {}{refs}", gvk.kind, gvk.version),
+                )
+                .with_object(ObjectRef::new(&Gvk::provider_interface(), None, &pi, &target)),
+            );
             return;
         }
         let consequence = if distributed {
@@ -712,6 +940,7 @@ impl Explainer<'_> {
                         Status::Pass,
                         format!("{pi} in {in_target} declares {} (kind match)", gvk.kind),
                     )
+                    .with_object(ObjectRef::new(&Gvk::provider_interface(), None, &pi, &target))
                     .with_evidence([format!(
                         "it declares version {}, identityRef uses {}: matters only if the Credential is distributed",
                         declared_gvk.version, gvk.version
@@ -725,7 +954,10 @@ impl Explainer<'_> {
                 declared_gvk.api_version(),
                 gvk.api_version()
             );
-            self.checks.push(Check::new("ProviderInterface", Status::Fail, summary));
+            self.checks.push(
+                Check::new("ProviderInterface", Status::Fail, summary)
+                    .with_object(ObjectRef::new(&Gvk::provider_interface(), None, &pi, &target)),
+            );
             self.fail(
                 format!(
                     "ProviderInterface {pi} in {} declares {} at {}, not {}: {consequence}",
@@ -734,7 +966,10 @@ impl Explainer<'_> {
                     declared_gvk.api_version(),
                     gvk.api_version()
                 ),
-                vec![format!("set spec.identityRef.apiVersion to {}", declared_gvk.api_version())],
+                vec![FixStep::run(
+                    format!("set spec.identityRef.apiVersion to {}", declared_gvk.api_version()),
+                    self.edit_credential(),
+                )],
             );
             return;
         }
@@ -762,16 +997,23 @@ impl Explainer<'_> {
             .with_evidence(evidence),
         );
         let fix = match (&target, mgmt_declaring.first()) {
-            (Cluster::Region(r), Some(_)) => vec![format!(
-                "enable a provider that declares it on Region {r} (spec.providers: {}), or add a \
-                 clusterIdentities entry for {gvk} to a ProviderInterface in {r}",
-                mgmt_declaring.join(" or ")
+            (Cluster::Region(r), Some(_)) => vec![FixStep::run(
+                format!(
+                    "enable a provider that declares it on Region {r} (spec.providers: {}), or add a \
+                     clusterIdentities entry for {gvk} to a ProviderInterface in {r}",
+                    mgmt_declaring.join(" or ")
+                ),
+                format!("kubectl edit region {r}"),
             )],
             (Cluster::Region(r), None) => {
-                vec![format!("add a clusterIdentities entry for {gvk} to a ProviderInterface in Region {r}")]
+                vec![FixStep::say(format!(
+                    "add a clusterIdentities entry for {gvk} to a ProviderInterface in Region {r}"
+                ))]
             }
             (Cluster::Management, _) => {
-                vec![format!("add a clusterIdentities entry for {gvk} to the provider's ProviderInterface")]
+                vec![FixStep::say(format!(
+                    "add a clusterIdentities entry for {gvk} to the provider's ProviderInterface"
+                ))]
             }
         };
         self.fail(format!("no ProviderInterface in {} declares {gvk}: {consequence}", where_(&target)), fix);
@@ -795,22 +1037,23 @@ impl Explainer<'_> {
         let label = format!("{} {}", t.gvk.kind, key_name(&key));
         if self.estate.get(&Cluster::Management, &t.gvk, t.namespace.as_deref(), &t.name).is_none() {
             let others = names(&self.estate.list(&Cluster::Management, &t.gvk, None));
-            let mut check = Check::new("Identity", Status::Fail, format!("{label} does not exist in management"));
+            let mut check = Check::new("Identity", Status::Fail, format!("{label} does not exist in management"))
+                .with_object(ObjectRef::from_key(&key, &Cluster::Management));
             if !others.is_empty() {
                 check.evidence.push(format!("existing {} objects: {}", t.gvk.kind, others.join(", ")));
             }
             self.checks.push(check);
             self.fail(
                 format!("identity {label} does not exist in the management cluster"),
-                vec![format!(
-                    "create {label} in the management cluster, or point spec.identityRef at an existing one \
-                     (kubectl edit credential {} -n {})",
-                    self.name, self.namespace
+                vec![FixStep::run(
+                    format!("create {label} in the management cluster, or point spec.identityRef at an existing one"),
+                    self.edit_credential(),
                 )],
             );
             return;
         }
-        let mut check = Check::new("Identity", Status::Pass, format!("{label} (management)"));
+        let mut check = Check::new("Identity", Status::Pass, format!("{label} (management)"))
+            .with_object(ObjectRef::from_key(&key, &Cluster::Management));
         let mut causes = Vec::new();
         check.children = self.reference_children(plan, &key, &mut causes);
         if *via_management && !check.children.is_empty() {
@@ -828,7 +1071,7 @@ impl Explainer<'_> {
                             .join(" -> ")
                     );
                     check.children.push(Check::new("Reference", Status::Fail, text.clone()));
-                    causes.push((text, vec!["break the cycle in the identities' references".to_string()]));
+                    causes.push((text, vec![FixStep::say("break the cycle in the identities' references")]));
                 }
                 PlanProblem::TooDeep { at } => {
                     let text = format!(
@@ -838,7 +1081,7 @@ impl Explainer<'_> {
                         key_name(at)
                     );
                     check.children.push(Check::new("Reference", Status::Fail, text.clone()));
-                    causes.push((text, vec!["shorten the chain of identity references".to_string()]));
+                    causes.push((text, vec![FixStep::say("shorten the chain of identity references")]));
                 }
                 _ => {}
             }
@@ -857,7 +1100,7 @@ impl Explainer<'_> {
         &self,
         plan: &Plan,
         parent: &ObjectKey,
-        causes: &mut Vec<(String, Vec<String>)>,
+        causes: &mut Vec<(String, Vec<FixStep>)>,
     ) -> Vec<Check> {
         let mut out = Vec::new();
         for p in &plan.problems {
@@ -870,18 +1113,23 @@ impl Explainer<'_> {
                 let why = detail.rsplit("does not resolve: ").next().unwrap_or(detail);
                 out.push(
                     Check::new(kind.clone().unwrap_or_else(|| "Reference".into()), Status::Fail, why.to_string())
-                        .with_evidence([format!("the ProviderInterface reads the name at {path}")]),
+                        .with_code("reference")
+                        .with_evidence([format!("the ProviderInterface reads the name at {path}")])
+                        .with_object(ObjectRef::from_key(object, &Cluster::Management)),
                 );
                 causes.push((
                     match &kind {
                         Some(k) => format!("{owner} does not name its {k}: {why}"),
                         None => format!("{owner}: reference path {path} does not resolve: {why}"),
                     },
-                    vec![format!(
-                        "set {path} on {owner} (kubectl edit {} {}{})",
-                        object.gvk.kind.to_lowercase(),
-                        object.name,
-                        object.namespace.as_ref().map(|n| format!(" -n {n}")).unwrap_or_default()
+                    vec![FixStep::run(
+                        format!("set {path} on {owner}"),
+                        format!(
+                            "kubectl edit {} {}{}",
+                            resource_name(&object.gvk),
+                            object.name,
+                            object.namespace.as_ref().map(|n| format!(" -n {n}")).unwrap_or_default()
+                        ),
                     )],
                 ));
             }
@@ -892,6 +1140,8 @@ impl Explainer<'_> {
             let name = src.gvk.kind.clone();
             let mut check = if copy.object.is_some() {
                 Check::new(name, Status::Pass, format!("{}  via {}", key_name(src), via.name_field_path))
+                    .with_code("reference")
+                    .with_object(ObjectRef::from_key(src, &Cluster::Management))
             } else {
                 let owner = format!("{} {}", via.parent.gvk.kind, key_name(&via.parent));
                 causes.push((
@@ -901,18 +1151,20 @@ impl Explainer<'_> {
                         key_name(src),
                         via.name_field_path
                     ),
-                    vec![format!(
+                    vec![FixStep::say(format!(
                         "create {} {} in the management cluster, or correct {} of {owner}",
                         src.gvk.kind,
                         key_name(src),
                         via.name_field_path
-                    )],
+                    ))],
                 ));
                 Check::new(
                     name,
                     Status::Fail,
                     format!("{} does not exist (named by {})", key_name(src), via.name_field_path),
                 )
+                .with_code("reference")
+                .with_object(ObjectRef::from_key(src, &Cluster::Management))
             };
             if let Some(nsp) = &via.namespace_field_path {
                 check.evidence.push(format!("namespace from {nsp}"));
@@ -939,7 +1191,12 @@ impl Explainer<'_> {
         };
         let where_to = cluster_name(&target);
         if !self.estate.knows_cluster(&target) {
-            self.checks.push(Check::new("Copies", Status::Skip, format!("not checked: {where_to} is unknown")));
+            let check = if self.region_unreadable() {
+                Check::new("Copies", Status::Unknown, format!("not checked: the API of {where_to} is unreachable from here"))
+            } else {
+                Check::new("Copies", Status::Skip, format!("not checked: {where_to} is unknown"))
+            };
+            self.checks.push(check);
             return;
         }
         let copies: Vec<&PlannedCopy> =
@@ -960,16 +1217,20 @@ impl Explainer<'_> {
             let t = &copy.target;
             let label = format!("{} {}", t.gvk.kind, key_name(t));
             let Some(desired) = &copy.object else {
-                children.push(Check::new(
-                    t.gvk.kind.clone(),
-                    Status::Skip,
-                    format!("{} not checked: source missing", key_name(t)),
-                ));
+                children.push(
+                    Check::new(t.gvk.kind.clone(), Status::Skip, format!("{} not checked: source missing", key_name(t)))
+                        .with_code("copy")
+                        .with_object(ObjectRef::from_key(t, &target)),
+                );
                 continue;
             };
             expected += 1;
             let Some(actual) = self.estate.get(&target, &t.gvk, t.namespace.as_deref(), &t.name) else {
-                children.push(Check::new(t.gvk.kind.clone(), Status::Fail, format!("{} missing", key_name(t))));
+                children.push(
+                    Check::new(t.gvk.kind.clone(), Status::Fail, format!("{} missing", key_name(t)))
+                        .with_code("copy")
+                        .with_object(ObjectRef::from_key(t, &target)),
+                );
                 missing.push(label);
                 continue;
             };
@@ -1015,7 +1276,7 @@ impl Explainer<'_> {
                     check
                 }
             };
-            children.push(check);
+            children.push(check.with_code("copy").with_object(ObjectRef::from_key(t, &target)));
         }
         if expected == 0 {
             self.checks.push(Check::new("Copies", Status::Skip, "not checked: the objects to copy do not exist"));
@@ -1036,18 +1297,22 @@ impl Explainer<'_> {
         let mut check = Check::new("Copies", status, summary);
         check.children = children;
         self.checks.push(check);
-        let retrigger = format!(
-            "touch the Credential so that credential-guard distributes it again (it does on every admitted \
-             update): kubectl annotate credential {} -n {} credential-guard.k0rdent.mirantis.com/resync=\"$(date \
-             +%s)\" --overwrite",
-            self.name, self.namespace
+        let retrigger = FixStep::run(
+            "touch the Credential so that credential-guard distributes it again (it does on every admitted update)",
+            format!(
+                "kubectl annotate credential {} -n {} credential-guard.k0rdent.mirantis.com/resync=\"$(date +%s)\" \
+                 --overwrite",
+                self.name, self.namespace
+            ),
         );
         let from = match &self.opts.source {
             Source::Files { dir } => format!(" --from {dir}"),
             Source::Live => String::new(),
         };
-        let preview =
-            format!("preview what is copied: kubectl credential plan {} -n {}{from}", self.name, self.namespace);
+        let preview = FixStep::run(
+            "preview what is copied",
+            format!("kubectl credential plan {} -n {}{from}", self.name, self.namespace),
+        );
         if !missing.is_empty() {
             self.fail(
                 format!(
@@ -1062,10 +1327,10 @@ impl Explainer<'_> {
             let fix = if managed {
                 vec![retrigger, preview]
             } else {
-                vec![format!(
+                vec![FixStep::say(format!(
                     "{label} in {where_to} was not created by distribution: delete it there (distribution then \
                      recreates it) or mark it k0rdent.mirantis.com/managed=true"
-                )]
+                ))]
             };
             self.fail(format!("the copy of {label} in {} is stale: {diffs}", where_(&target)), fix);
         }
@@ -1081,6 +1346,10 @@ impl Explainer<'_> {
             .filter(|cd| cd.get("spec").and_then(|s| s.get("credential")).and_then(Value::as_str) == Some(self.name))
             .map(|cd| object_name(cd))
             .collect();
+        let objects = users
+            .iter()
+            .map(|u| ObjectRef::new(&Gvk::cluster_deployment(), Some(self.namespace), u, &Cluster::Management))
+            .collect();
         let mut check = if users.is_empty() {
             Check::new("ClusterDeployments", Status::Pass, "none use it")
         } else {
@@ -1091,6 +1360,7 @@ impl Explainer<'_> {
             )
         };
         check.evidence = users.iter().map(|u| format!("{}/{u}", self.namespace)).collect();
+        check.objects = objects;
         self.checks.push(check);
     }
 }
@@ -1120,20 +1390,26 @@ impl Provider {
     }
 }
 
-fn enable_provider_fix(provider: &Option<Provider>, gvk: &Gvk, cluster: &Cluster) -> Vec<String> {
+/// Enabling the provider: the Region (or Management) reconciles it, and the command run again
+/// shows when it is served; no step waits for a Ready the Region may already have.
+fn enable_provider_fix(provider: &Option<Provider>, gvk: &Gvk, cluster: &Cluster) -> Vec<FixStep> {
     match (provider, cluster) {
-        (Some(p), Cluster::Region(r)) => vec![
+        (Some(p), Cluster::Region(r)) => vec![FixStep::run(
             format!("enable the {} provider on Region {r} (spec.providers: {})", p.display, p.pi),
-            format!("wait for Region {r} to be Ready"),
-        ],
-        (Some(p), Cluster::Management) => {
-            vec![format!(
-                "enable the {} provider in the management cluster (Management kcm spec.providers: {})",
-                p.display, p.pi
-            )]
-        }
-        (None, c) => vec![format!("install the CAPI provider that serves {gvk} in {}", where_(c))],
+            format!("kubectl edit region {r}"),
+        )],
+        (Some(p), Cluster::Management) => vec![FixStep::run(
+            format!("enable the {} provider in the management cluster (spec.providers: {})", p.display, p.pi),
+            "kubectl edit management kcm",
+        )],
+        (None, c) => vec![FixStep::say(format!("install the CAPI provider that serves {gvk} in {}", where_(c)))],
     }
+}
+
+/// `kind.group` as kubectl takes it (`secret` for the core group).
+fn resource_name(gvk: &Gvk) -> String {
+    let kind = gvk.kind.to_lowercase();
+    if gvk.group.is_empty() { kind } else { format!("{kind}.{}", gvk.group) }
 }
 
 fn cluster_name(c: &Cluster) -> String {
@@ -1153,6 +1429,11 @@ fn where_(c: &Cluster) -> String {
 
 fn regional_dir(dir: &str, region: &str) -> String {
     format!("{}/regions/{region}/", dir.trim_end_matches('/'))
+}
+
+/// Multi-line (errors.Join) messages as one line, so the tree stays readable.
+fn one_line(msg: &str) -> String {
+    msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 fn condition_text(type_: &str, c: &Condition) -> String {
@@ -1495,7 +1776,7 @@ mod tests {
         assert_eq!(r.root_cause, "Region r1 is being deleted");
         let credential = &r.checks[0];
         assert!(credential.evidence.iter().any(|l| l == "means: Region r1 is being deleted"), "{credential:?}");
-        assert!(r.fix.last().unwrap().contains("kubectl credential explain c -n kcm-system"));
+        assert_eq!(r.fix.last().unwrap().command.as_deref(), Some("kubectl credential explain c -n kcm-system"));
     }
 
     #[test]
@@ -1511,6 +1792,7 @@ mod tests {
             checks: vec![],
             cause: None,
             kcm_not_ready: None,
+            unknown: None,
             region: Some("region1".into()),
             region_cluster: None,
         };
@@ -1547,10 +1829,10 @@ mod tests {
         assert_eq!(crd.status, Status::Skip);
     }
 
-    #[test]
-    fn unreachable_region_is_a_finding_with_the_error() {
+    /// A Region whose cluster this machine cannot read, with its kubeconfig Secret.
+    fn regional_estate(cred: Value) -> MemoryEstate {
         let mut e = MemoryEstate::default();
-        e.insert(&Cluster::Management, cred(Some("r1"), None));
+        e.insert(&Cluster::Management, cred);
         e.insert(
             &Cluster::Management,
             json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Region", "metadata": {"name": "r1"},
@@ -1562,18 +1844,114 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "kcm-system"},
                    "stringData": {"value": "x"}}),
         );
+        e
+    }
+
+    fn unreachable(region: &str, error: &str) -> ExplainOptions {
         let mut opts = ExplainOptions::default();
-        opts.unreachable_regions.insert("r1".into(), "connection refused".into());
-        let r = explain_with("kcm-system", "c", &e, &opts).unwrap();
-        assert_eq!(r.verdict, Verdict::NotReady);
-        assert_eq!(r.root_cause, "Region r1: regional API unreachable: connection refused");
+        opts.unreachable_regions.insert(region.into(), error.into());
+        opts
+    }
+
+    #[test]
+    fn unreachable_region_is_unknown_not_a_failure() {
+        let mut c = cred(Some("r1"), None);
+        c["status"]["conditions"] = json!([{"type": "CredentialReady", "status": "True", "reason": "Succeeded"}]);
+        let mut e = regional_estate(c);
+        e.insert(
+            &Cluster::Management,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "kcm-system"},
+                   "data": {"k": "eA=="}}),
+        );
+        let r = explain_with("kcm-system", "c", &e, &unreachable("r1", "connection refused")).unwrap();
+        assert_eq!(r.verdict, Verdict::Unknown, "{r:#?}");
+        assert_eq!(r.root_cause, "Region r1: the regional API is unreachable from here (connection refused)");
         let rc = r.checks.iter().find(|c| c.name == "Regional cluster").unwrap();
         assert_eq!(
             (rc.status, rc.summary.as_str()),
-            (Status::Fail, "r1: regional API unreachable: connection refused")
+            (Status::Unknown, "r1: not checked, regional API unreachable from here: connection refused")
         );
         let copies = r.checks.iter().find(|c| c.name == "Copies").unwrap();
-        assert_eq!(copies.status, Status::Skip);
+        assert_eq!(copies.status, Status::Unknown);
+        assert!(r.checks.iter().all(|c| c.status != Status::Fail), "{r:#?}");
+        // The last step runs explain again; no step waits for anything.
+        assert_eq!(r.fix.last().unwrap().command.as_deref(), Some("kubectl credential explain c -n kcm-system"));
+        assert!(r.fix.iter().all(|f| !f.description.contains("wait")), "{:?}", r.fix);
+    }
+
+    #[test]
+    fn a_definite_failure_outranks_an_unreachable_region() {
+        // The identity Secret does not exist: that is the root cause, not the unreachable Region.
+        let e = regional_estate(cred(Some("r1"), None));
+        let r = explain_with("kcm-system", "c", &e, &unreachable("r1", "403 Forbidden")).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+        assert_eq!(r.root_cause, "identity Secret kcm-system/s does not exist in the management cluster");
+        let rc = r.checks.iter().find(|c| c.name == "Regional cluster").unwrap();
+        assert_eq!(rc.status, Status::Unknown);
+        // KCM's own "not ready" is definite too.
+        let e = regional_estate(cred(Some("r1"), Some("something failed")));
+        let r = explain_with("kcm-system", "c", &e, &unreachable("r1", "timeout")).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+    }
+
+    #[test]
+    fn conditions_are_rows_with_since_and_stale_ones_warn() {
+        let mut c = cred(None, None);
+        c["metadata"]["generation"] = json!(3);
+        c["status"]["conditions"] = json!([
+            {"type": "CredentialReady", "status": "True", "reason": "Succeeded", "observedGeneration": 2,
+             "lastTransitionTime": "2025-01-01T00:00:00Z"},
+            {"type": "ClusterIdentitiesDistributed", "status": "True", "reason": "Distributed",
+             "message": "2 objects in r1", "lastTransitionTime": "2025-01-02T00:00:00Z"}
+        ]);
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, c);
+        let r = explain("kcm-system", "c", &e).unwrap();
+        let credential = &r.checks[0];
+        assert_eq!(credential.status, Status::Warn, "a stale condition is a warning: {credential:#?}");
+        assert_eq!(credential.since.as_deref(), Some("2025-01-01T00:00:00Z"));
+        let rows: Vec<(&str, &str, Status, Option<&str>)> = credential
+            .children
+            .iter()
+            .map(|c| (c.code.as_str(), c.name.as_str(), c.status, c.since.as_deref()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("condition", "CredentialReady", Status::Warn, Some("2025-01-01T00:00:00Z")),
+                ("condition", "ClusterIdentitiesDistributed", Status::Pass, Some("2025-01-02T00:00:00Z")),
+            ]
+        );
+        assert_eq!(credential.children[1].evidence, ["\"2 objects in r1\""]);
+        assert_eq!(
+            credential.objects,
+            [ObjectRef {
+                api_version: "k0rdent.mirantis.com/v1beta1".into(),
+                kind: "Credential".into(),
+                namespace: Some("kcm-system".into()),
+                name: "c".into(),
+                cluster: "management".into(),
+            }]
+        );
+        assert_eq!(r.credential, credential.objects[0]);
+    }
+
+    #[test]
+    fn a_deleting_credential_names_the_finalizers_that_hold_it() {
+        let mut c = cred(None, None);
+        c["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+        c["metadata"]["finalizers"] = json!(["k0rdent.mirantis.com/credential", labels::DISTRIBUTION_FINALIZER]);
+        let mut e = MemoryEstate::default();
+        e.insert(&Cluster::Management, c);
+        let r = explain("kcm-system", "c", &e).unwrap();
+        assert_eq!(r.root_cause, "Credential kcm-system/c is being deleted");
+        let ev = &r.checks[0].evidence;
+        assert!(ev.iter().any(|l| l.starts_with("held by finalizer k0rdent.mirantis.com/credential: KCM")), "{ev:?}");
+        assert!(
+            ev.iter().any(|l| l.starts_with(&format!("held by finalizer {}", labels::DISTRIBUTION_FINALIZER))),
+            "{ev:?}"
+        );
+        assert!(r.fix.iter().any(|f| f.command.as_deref() == Some("kubectl describe credential c -n kcm-system")));
     }
 
     #[test]

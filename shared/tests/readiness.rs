@@ -118,7 +118,11 @@ fn provider_not_enabled_in_region() {
         )),
         "{cred:?}"
     );
-    assert!(r.fix[0].contains("spec.providers: cluster-api-provider-azure"), "{:?}", r.fix);
+    assert!(r.fix[0].description.contains("spec.providers: cluster-api-provider-azure"), "{:?}", r.fix);
+    assert_eq!(r.fix[0].command.as_deref(), Some("kubectl edit region region1"));
+    // Enabling the provider is followed by the re-run, not by a wait for a Ready the Region already has.
+    assert_eq!(r.fix.len(), 2, "{:?}", r.fix);
+    assert!(r.fix.iter().all(|f| !f.description.contains("wait")), "{:?}", r.fix);
     // The ClusterDeployment that uses it is flagged as blocked.
     let cds = check(&r, "ClusterDeployments");
     assert_eq!(cds.status, Status::Warn);
@@ -135,7 +139,7 @@ fn no_provider_interface_entry_in_region() {
     assert_eq!(first_fail(&r), Some("ProviderInterface"));
     assert_eq!(check(&r, "CRD").status, Status::Pass, "Secret is built in");
     assert_eq!(check(&r, "Copies").status, Status::Skip);
-    assert!(r.fix[0].contains("cluster-api-provider-gcp"), "{:?}", r.fix);
+    assert!(r.fix[0].description.contains("cluster-api-provider-gcp"), "{:?}", r.fix);
 }
 
 #[test]
@@ -196,8 +200,14 @@ fn every_not_ready_report_ends_with_the_rerun_command() {
         if r.verdict == Verdict::NotReady {
             assert!(!r.root_cause.is_empty());
             let last = r.fix.last().unwrap();
-            assert_eq!(last, &format!("Then run `kubectl credential explain {name} -n kcm-system` again."));
+            assert_eq!(last.command, Some(format!("kubectl credential explain {name} -n kcm-system")));
             assert!(r.fix.len() >= 2, "{name}: a fix says what to do before re-running: {:?}", r.fix);
+            for step in &r.fix {
+                // Commands are whole lines: no prose glued on, nothing to wrap inside.
+                let cmd = step.command.as_deref().unwrap_or("kubectl (none)");
+                assert!(cmd.starts_with("kubectl ") || cmd.starts_with("mkdir "), "{name}: {step:?}");
+                assert!(!cmd.contains('\n') && !step.description.contains("kubectl "), "{name}: {step:?}");
+            }
         }
     }
 }
@@ -215,10 +225,42 @@ fn json_shape() {
     let v = serde_json::to_value(report("azure-region1-cred")).unwrap();
     assert_eq!(v["verdict"], "NotReady");
     assert_eq!(v["rootCause"], "provider Azure is not enabled in Region region1");
-    assert_eq!(v["credential"], "kcm-system/azure-region1-cred");
+    assert_eq!(
+        v["credential"],
+        serde_json::json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+                           "namespace": "kcm-system", "name": "azure-region1-cred", "cluster": "management"})
+    );
     let crd = &v["checks"][4];
-    assert_eq!((crd["name"].as_str(), crd["status"].as_str()), (Some("CRD"), Some("fail")));
+    assert_eq!((crd["name"].as_str(), crd["verdict"].as_str()), (Some("CRD"), Some("fail")));
+    assert_eq!(crd["code"], "crd");
     assert!(crd["children"].is_array() && crd["evidence"].is_array());
+    // Every check, at every depth, carries code, verdict, since and objects of one shape.
+    fn walk(c: &serde_json::Value, seen: &mut usize) {
+        *seen += 1;
+        assert!(c["code"].is_string() && c["verdict"].is_string(), "{c}");
+        assert!(c.get("since").is_some_and(|s| s.is_null() || s.is_string()), "{c}");
+        for o in c["objects"].as_array().unwrap() {
+            let keys: Vec<&str> = o.as_object().unwrap().keys().map(String::as_str).collect();
+            for k in ["apiVersion", "kind", "name", "cluster"] {
+                assert!(keys.contains(&k), "{o}");
+            }
+            assert!(keys.iter().all(|k| ["apiVersion", "kind", "namespace", "name", "cluster"].contains(k)), "{o}");
+        }
+        for child in c["children"].as_array().unwrap() {
+            walk(child, seen);
+        }
+    }
+    let mut seen = 0;
+    for c in v["checks"].as_array().unwrap() {
+        walk(c, &mut seen);
+    }
+    assert!(seen > 9, "children were walked too");
+    let region = &v["checks"][2];
+    let kinds: Vec<&str> = region["objects"].as_array().unwrap().iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Region", "Secret"]);
+    for step in v["fix"].as_array().unwrap() {
+        assert!(step["description"].is_string() && step.get("command").is_some(), "{step}");
+    }
 }
 
 #[test]
@@ -267,7 +309,7 @@ fn kind_only_provider_interface_match_names_the_versions() {
          infrastructure.cluster.x-k8s.io/v1beta1, not infrastructure.cluster.x-k8s.io/v1beta2: identity \
          distribution will not happen"
     );
-    assert_eq!(r.fix[0], "set spec.identityRef.apiVersion to infrastructure.cluster.x-k8s.io/v1beta1");
+    assert_eq!(r.fix[0].description, "set spec.identityRef.apiVersion to infrastructure.cluster.x-k8s.io/v1beta1");
 }
 
 #[test]
@@ -281,7 +323,8 @@ fn kcm_not_ready_with_every_check_passing_is_still_not_ready() {
     assert_eq!(r.verdict, Verdict::NotReady);
     assert_eq!(first_fail(&r), None);
     assert_eq!(r.root_cause, "KCM reports it not ready: some transient error");
-    assert!(r.fix[0].starts_with("wait for KCM to reconcile the Credential"), "{:?}", r.fix);
+    assert!(r.fix[0].description.starts_with("wait for KCM to reconcile the Credential"), "{:?}", r.fix);
+    assert_eq!(r.fix[0].command.as_deref(), Some("kubectl describe credential aws-region1-cred -n kcm-system"));
 }
 
 #[test]
@@ -317,5 +360,5 @@ fn unmanaged_copies_warn_when_identical_and_conflict_when_different() {
     let r = explain("kcm-system", "aws-stale-cred", &estate_with(&region1, other)).unwrap();
     assert!(r.root_cause.ends_with("is stale: data differs (keys: SecretAccessKey)"), "{}", r.root_cause);
     assert!(check(&r, "Copies").children[0].summary.contains("conflict"), "{:?}", check(&r, "Copies"));
-    assert!(r.fix[0].contains("was not created by distribution"), "{:?}", r.fix);
+    assert!(r.fix[0].description.contains("was not created by distribution"), "{:?}", r.fix);
 }
