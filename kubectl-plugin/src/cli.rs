@@ -153,8 +153,9 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Manifest file or directory (repeatable). Directories are read recursively; their
-    /// regions/<name>/ subdirectories are regional clusters.
+    /// Manifest file or directory (repeatable); `-` reads standard input. Directories are read
+    /// recursively; their regions/<name>/ subdirectories are regional clusters. Empty files and
+    /// documents are skipped.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
     pub files: Vec<PathBuf>,
 
@@ -162,8 +163,10 @@ pub struct LintArgs {
     #[arg(long, value_name = "NAMESPACE", default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE)]
     pub system_namespace: String,
 
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Output format: text (`file:line: DENY ...`), json or yaml (findings and a summary), junit
+    /// (JUnit XML, one test case per object) or sarif (SARIF 2.1.0 for code scanning).
+    #[arg(short = 'o', long, value_enum, default_value_t = LintOutput::Text)]
+    pub output: LintOutput,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +210,16 @@ pub enum CompletionShell {
 pub enum Output {
     Text,
     Json,
+}
+
+/// Output of lint: for people, for scripts, and the report formats CI systems read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintOutput {
+    Text,
+    Json,
+    Yaml,
+    Junit,
+    Sarif,
 }
 
 /// Output of explain and plan: the text, or the same information as JSON or YAML.

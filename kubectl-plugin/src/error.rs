@@ -39,6 +39,15 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// The object asked for does not exist (exit status 1, as kubectl).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            CliError::NotFound { .. } => true,
+            CliError::Server { reason, .. } => reason == "NotFound",
+            _ => false,
+        }
+    }
+
     /// A second line to print after the error, telling what to do.
     pub fn hint(&self) -> Option<&str> {
         match self {

@@ -2,14 +2,16 @@
 //! Credential readiness, lints manifests with the admission webhook's rules and previews cluster
 //! identity distribution.
 //!
-//! Exit statuses: 0 ready / nothing denied / no problems, 1 not ready / denied / problems,
-//! 2 usage or input errors.
+//! Exit statuses: 0 ready / nothing denied / no problems, 1 not ready / denied / problems / the
+//! object does not exist, 2 usage, input and API errors (`list`: 1, as kubectl get), 3 unknown
+//! (explain: something could not be checked from here, nothing failed).
 
 mod cli;
 mod cmd;
 mod error;
 mod provider;
 mod style;
+mod term;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -89,7 +91,8 @@ fn main() -> ExitCode {
         Err(e) => {
             drop(out);
             report_error(&e);
-            ExitCode::from(error_exit)
+            // NotFound exits 1 in every command, as kubectl.
+            ExitCode::from(if e.is_not_found() { 1 } else { error_exit })
         }
     }
 }

@@ -35,6 +35,7 @@ impl Style {
             Status::Fail => ("✗", "[FAIL]", RED),
             Status::Warn => ("!", "[warn]", YELLOW),
             Status::Skip => ("-", "[skip]", DIM),
+            Status::Unknown => ("?", "[??]  ", YELLOW),
         };
         let text = if self.glyphs { glyph } else { ascii };
         self.paint(text, color)
@@ -103,7 +104,7 @@ mod tests {
     #[test]
     fn marks_have_the_declared_width() {
         for style in [Style::plain(), Style { glyphs: true, color: false }] {
-            for s in [Status::Pass, Status::Fail, Status::Warn, Status::Skip] {
+            for s in [Status::Pass, Status::Fail, Status::Warn, Status::Skip, Status::Unknown] {
                 assert_eq!(style.mark(s).chars().count(), style.mark_width());
             }
         }

@@ -28,14 +28,28 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Runs the binary from the workspace root (so `examples/estate` reads as in the README).
+/// Ages in the output are counted from this instant, so snapshots do not age.
+const NOW: &str = "2025-10-01T12:00:00Z";
+
+/// Runs the binary from the workspace root (so `examples/estate` reads as in the README), off a
+/// terminal and without COLUMNS (prose wraps at 120 columns).
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubectl-credential"))
-        .args(args)
+    run_env(args, &[])
+}
+
+/// [`run`] with extra environment variables.
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-credential"));
+    cmd.args(args)
         .current_dir(workspace())
         .env_remove("NO_COLOR")
-        .output()
-        .expect("the binary runs")
+        .env_remove("COLUMNS")
+        .env_remove("RUST_BACKTRACE")
+        .env("KUBECTL_CREDENTIAL_NOW", NOW);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -70,24 +84,61 @@ fn explain_text_for_every_example_credential() {
     }
 }
 
+/// Golden outputs at a narrow and a wide terminal: prose follows COLUMNS, commands never wrap.
+#[test]
+fn explain_text_follows_the_terminal_width() {
+    for name in ["aws-uncopied-cred", "azure-region1-cred", "aws-region1-cred"] {
+        for columns in [70usize, 200] {
+            let o =
+                run_env(&["explain", name, "--from", "examples/estate"], &[("COLUMNS", columns.to_string().as_str())]);
+            let out = stdout(&o);
+            let fix_at = out.find("\nFix:\n").map(|i| i + 1).unwrap_or(out.len());
+            let (tree, fix) = out.split_at(fix_at);
+            // Every tree line but the headline fits (a word longer than the column stands alone).
+            for line in tree.lines().skip(1) {
+                let longest_word = line.split(' ').map(|w| w.chars().count()).max().unwrap_or(0);
+                assert!(
+                    line.chars().count() <= columns || longest_word > columns / 3,
+                    "{name} at {columns}: {line:?} too wide:\n{out}"
+                );
+            }
+            // Each command is one line of its own, whole.
+            for line in fix.lines().filter(|l| l.trim_start().starts_with("kubectl ")) {
+                assert!(line.starts_with("       kubectl "), "{line:?}");
+            }
+            if columns == 70 {
+                assert!(
+                    fix.lines().any(|l| l.chars().count() > 70 && l.trim_start().starts_with("kubectl "))
+                        || fix.is_empty(),
+                    "{name}: a long command was wrapped:\n{fix}"
+                );
+            }
+            insta::assert_snapshot!(format!("explain_{name}_{columns}cols"), out);
+        }
+    }
+}
+
 #[test]
 fn explain_json_carries_the_same_tree() {
     for (name, expected) in CREDENTIALS {
         let o = run(&["explain", name, "--from", "examples/estate", "-o", "json"]);
         assert_eq!(code(&o), *expected, "{name}");
         let v: Value = serde_json::from_str(&stdout(&o)).expect("valid JSON");
-        assert_eq!(v["credential"], format!("kcm-system/{name}"));
+        assert_eq!(v["credential"]["namespace"], "kcm-system");
+        assert_eq!(v["credential"]["name"], *name);
+        assert_eq!(v["credential"]["kind"], "Credential");
         let ready = *expected == 0;
         assert_eq!(v["verdict"], if ready { "Ready" } else { "NotReady" });
         assert_eq!(v["rootCause"].as_str().unwrap().is_empty(), ready);
         let checks = v["checks"].as_array().unwrap();
         assert_eq!(checks.len(), 9);
         for c in checks {
-            assert!(c["name"].is_string() && c["summary"].is_string());
-            assert!(["pass", "fail", "warn", "skip"].contains(&c["status"].as_str().unwrap()), "{c}");
-            assert!(c["evidence"].is_array() && c["children"].is_array());
+            assert!(c["name"].is_string() && c["summary"].is_string() && c["code"].is_string());
+            assert!(["pass", "fail", "warn", "skip", "unknown"].contains(&c["verdict"].as_str().unwrap()), "{c}");
+            assert!(c["evidence"].is_array() && c["children"].is_array() && c["objects"].is_array());
+            assert!(c["since"].is_null() || c["since"].is_string(), "{c}");
         }
-        let fails = checks.iter().filter(|c| c["status"] == "fail").count();
+        let fails = checks.iter().filter(|c| c["verdict"] == "fail").count();
         if ready {
             assert_eq!(fails, 0, "{name}");
         }
@@ -97,7 +148,15 @@ fn explain_json_carries_the_same_tree() {
         if !ready {
             assert!(first.ends_with(&format!("is NOT READY: {}", v["rootCause"].as_str().unwrap())), "{first}");
             let fix = v["fix"].as_array().unwrap();
-            assert!(fix.last().unwrap().as_str().unwrap().contains("--from examples/estate"), "{fix:?}");
+            let last = fix.last().unwrap();
+            assert_eq!(
+                last["command"],
+                format!("kubectl credential explain {name} -n kcm-system --from examples/estate"),
+                "{fix:?}"
+            );
+            for step in fix {
+                assert!(step["description"].is_string() && (step["command"].is_null() || step["command"].is_string()));
+            }
         }
         assert_no_secrets(&stdout(&o));
     }
@@ -115,7 +174,7 @@ fn explain_colour_and_glyphs_on_request() {
 #[test]
 fn explain_unknown_credential_is_a_kubectl_style_not_found() {
     let o = run(&["explain", "nope", "-n", "kcm-system", "--from", "examples/estate"]);
-    assert_eq!(code(&o), 2);
+    assert_eq!(code(&o), 1, "NotFound exits 1, as kubectl");
     assert!(stdout(&o).is_empty());
     let err = stderr(&o);
     assert!(
@@ -126,9 +185,13 @@ fn explain_unknown_credential_is_a_kubectl_style_not_found() {
         "{err}"
     );
     assert!(err.contains("Credentials in namespace kcm-system: aws-bad-path-cred, "), "{err}");
+    // In another namespace: say where, and the flag to add.
     let o = run(&["explain", "aws-region1-cred", "-n", "other", "--from", "examples/estate"]);
-    assert_eq!(code(&o), 2);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).ends_with("\nfound in kcm-system: add -n kcm-system\n"), "{}", stderr(&o));
+    let o = run(&["explain", "nope", "-n", "other", "--from", "examples/estate"]);
     assert!(stderr(&o).contains("there are no Credentials in namespace other"), "{}", stderr(&o));
+    assert_eq!(code(&run(&["plan", "aws-region1-cred", "-n", "other", "--from", "examples/estate"])), 1);
 }
 
 #[test]
@@ -197,9 +260,14 @@ fn lint_bad_manifests_exit_1_with_json_findings() {
             assert_eq!(obj["apiVersion"], "k0rdent.mirantis.com/v1beta1");
             assert!(obj["kind"].is_string() && obj["name"].is_string(), "{obj}");
         }
-        // Text form: one DENY line per denial, summary last.
+        for f in findings {
+            // Every finding names its file, line and document.
+            assert_eq!(f["file"], *file, "{f}");
+            assert!(f["line"].as_u64().unwrap() >= 1 && f["document"].as_u64().unwrap() >= 1, "{f}");
+        }
+        // Text form: one `file:line: DENY` line per denial, summary last.
         let text = stdout(&run(&["lint", "-f", file]));
-        assert!(text.lines().any(|l| l.starts_with("DENY  ")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with(&format!("{file}:")) && l.contains(": DENY  ")), "{text}");
         assert!(text.trim_end().lines().last().unwrap().contains("denied"), "{text}");
     }
 }
@@ -209,7 +277,7 @@ fn lint_clean_manifests_exit_0() {
     let o = run(&["lint", "-f", "examples/manifests/ok", "-o", "json"]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v, serde_json::json!({"findings": []}));
+    assert_eq!(v, serde_json::json!({"findings": [], "summary": {"checked": 3, "denied": 0, "warned": 0}}));
     let text = stdout(&run(&["lint", "-f", "examples/manifests/ok"]));
     assert_eq!(text, "3 k0rdent objects checked: no problems found\n");
 }
@@ -257,8 +325,17 @@ fn plan_lists_copies_without_secret_values() {
     assert_eq!(v["providerInterface"], "cluster-api-provider-aws");
     let copies = v["copies"].as_array().unwrap();
     assert_eq!(copies.len(), 2);
-    let secret = copies.iter().find(|c| c["source"]["gvk"]["kind"] == "Secret").unwrap();
+    let secret = copies.iter().find(|c| c["source"]["kind"] == "Secret").unwrap();
     assert_eq!(secret["object"]["data"]["SecretAccessKey"], "<redacted>");
+    // One object-reference shape across explain, plan and lint.
+    assert_eq!(
+        secret["target"],
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "namespace": "kcm-system",
+                           "name": "aws-cluster-identity-secret", "cluster": "region1"})
+    );
+    assert_eq!(secret["source"]["cluster"], "management");
+    assert_eq!(v["credential"]["name"], "aws-region1-cred");
+    assert_eq!(v["credential"]["namespace"], "kcm-system");
 
     let o = run(&["plan", "aws-region1-cred", "--from", "examples/estate"]);
     let text = stdout(&o);
@@ -277,7 +354,7 @@ fn plan_lists_copies_without_secret_values() {
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("nothing to distribute"), "{}", stdout(&o));
 
-    assert_eq!(code(&run(&["plan", "nope", "--from", "examples/estate"])), 2);
+    assert_eq!(code(&run(&["plan", "nope", "--from", "examples/estate"])), 1);
 }
 
 /// Hostile input: every case exits 2 with a message naming the input, never a panic.
@@ -301,8 +378,6 @@ fn hostile_input_exits_2_with_a_clear_message() {
         p
     };
     let cases: Vec<(&str, PathBuf)> = vec![
-        ("empty file", write("empty.yaml", b"")),
-        ("comments only", write("comments.yaml", b"# nothing\n---\n")),
         ("not YAML", write("garbage.yaml", b"apiVersion: v1\nkind: [unclosed\n  : : :\n")),
         ("binary", write("binary.yaml", &[0xff, 0xfe, 0x00, 0x01, 0x80, 0x9f])),
         ("scalar document", write("scalar.yaml", b"just a string\n")),
@@ -402,7 +477,10 @@ fn explain_without_name_summarises_offline_too() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), CREDENTIALS.len() + 1, "{out}");
-    assert!(lines[1].contains("NOT READY") && lines.last().unwrap().contains("READY"), "{out}");
+    // One token per verdict: the second column splits on whitespace like any kubectl table.
+    let verdicts: Vec<&str> = lines[1..].iter().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(verdicts.iter().filter(|v| **v == "NotReady").count(), 8, "{out}");
+    assert_eq!(verdicts[8..], ["Ready", "Ready", "Ready"], "{out}");
     let o = run(&["explain", "-A", "--from", "examples/estate", "-o", "yaml"]);
     assert_eq!(code(&o), 1);
     assert!(stdout(&o).starts_with("credentials:\n"), "{}", stdout(&o));
@@ -426,7 +504,7 @@ fn plan_compares_with_the_regional_files() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["current"]["compared"], true);
     let changes = v["current"]["changes"].as_array().unwrap();
-    let secret = changes.iter().find(|c| c["target"]["gvk"]["kind"] == "Secret").unwrap();
+    let secret = changes.iter().find(|c| c["target"]["kind"] == "Secret").unwrap();
     assert_eq!(secret["action"], "update");
     assert_eq!(secret["differences"][0], "data differs (keys: SecretAccessKey)");
     assert_no_secrets(&stdout(&o));
@@ -491,4 +569,110 @@ fn krew_manifest_template_is_a_plugin_manifest() {
         assert!(bin.starts_with("kubectl-credential"), "{bin}");
         assert!(p["files"].as_array().unwrap().iter().any(|f| f["from"] == bin), "{p}");
     }
+}
+
+/// Runs the binary with `input` on standard input.
+fn run_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-credential"))
+        .args(args)
+        .current_dir(workspace())
+        .env_remove("COLUMNS")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+const TYPO_AND_UNKNOWN_REGION: &str = "# kustomize output\n---\n---\napiVersion: k0rdent.mirantis.com/v1beta1\n\
+    kind: Credentail\nmetadata: {name: typo, namespace: kcm-system}\n---\n\
+    apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {name: c, namespace: kcm-system}\n\
+    spec: {region: nowhere, identityRef: {apiVersion: v1, kind: Secret, name: s, namespace: kcm-system}}\n";
+
+#[test]
+fn lint_reads_stdin_and_names_file_line_and_document() {
+    let o = run_stdin(&["lint", "-f", "-", "-o", "json"], TYPO_AND_UNKNOWN_REGION);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let typo = findings.iter().find(|f| f["code"] == "LINT001").expect("unknown kind warns");
+    assert_eq!(typo["severity"], "warn");
+    assert_eq!(
+        (typo["file"].as_str(), typo["line"].as_u64(), typo["document"].as_u64()),
+        (Some("<stdin>"), Some(4), Some(1))
+    );
+    let region = findings.iter().find(|f| f["code"] == "CRED004").unwrap();
+    assert_eq!((region["line"].as_u64(), region["document"].as_u64()), (Some(8), Some(2)));
+    assert_eq!(region["object"]["namespace"], "kcm-system");
+    assert_eq!(region["object"]["cluster"], "management");
+    assert_eq!(v["summary"], serde_json::json!({"checked": 1, "denied": 1, "warned": 2}));
+    let o = run_stdin(&["lint", "-f", "-"], TYPO_AND_UNKNOWN_REGION);
+    assert!(
+        stdout(&o).contains("<stdin>:8: DENY  Credential kcm-system/c  spec.region  [CRED004]  (document 2)\n"),
+        "{}",
+        stdout(&o)
+    );
+    // Empty documents and files are skipped, as kubectl apply -f dir/ does; empty stdin too.
+    let o = run_stdin(&["lint", "-f", "-"], "");
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "0 k0rdent objects checked: no problems found\n"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty.yaml"), "").unwrap();
+    std::fs::write(dir.path().join("comments.yaml"), "# nothing\n---\n").unwrap();
+    let o = run(&["lint", "-f", dir.path().to_str().unwrap(), "-f", "examples/manifests/ok"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // yaml carries the same.
+    let o = run_stdin(&["lint", "-f", "-", "-o", "yaml"], TYPO_AND_UNKNOWN_REGION);
+    assert!(stdout(&o).contains("code: CRED004") && stdout(&o).contains("document: 2"), "{}", stdout(&o));
+}
+
+#[test]
+fn lint_writes_junit_and_sarif_for_ci() {
+    let o = run_stdin(&["lint", "-f", "-", "-o", "junit"], TYPO_AND_UNKNOWN_REGION);
+    assert_eq!(code(&o), 1);
+    let xml = stdout(&o);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "), "{xml}");
+    assert!(xml.contains("tests=\"1\" failures=\"1\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<testcase name=\"Credential kcm-system/c\" classname=\"&lt;stdin&gt;\" file=\"&lt;stdin&gt;\" line=\"8\">"
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<failure type=\"CRED004\" message=\"Credential kcm-system/c: spec.region names Region &quot;nowhere&quot;"
+        ),
+        "{xml}"
+    );
+    assert!(xml.contains("<system-out>&lt;stdin&gt;:4: WARN [LINT001] kind: Credentail is not a kind"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), xml.matches("</testcase>").count());
+
+    let o = run(&["lint", "-f", "examples/manifests/credential-unknown-region.yaml", "-o", "sarif"]);
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let run0 = &v["runs"][0];
+    assert_eq!(run0["tool"]["driver"]["name"], "kubectl-credential");
+    let results = run0["results"].as_array().unwrap();
+    let deny = results.iter().find(|r| r["ruleId"] == "CRED004").unwrap();
+    assert_eq!(deny["level"], "error");
+    let loc = &deny["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "examples/manifests/credential-unknown-region.yaml");
+    assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1);
+    let rules: Vec<&str> =
+        run0["tool"]["driver"]["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"CRED004"), "{rules:?}");
+    assert_eq!(results[deny["ruleIndex"].as_u64().unwrap() as usize]["ruleId"], "CRED004".to_string().as_str());
+    // Clean input: exit 0, no results.
+    let o = run(&["lint", "-f", "examples/manifests/ok", "-o", "sarif"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["runs"][0]["results"], serde_json::json!([]));
 }

@@ -47,7 +47,8 @@ fn no_command_format_or_colour_prints_secret_values() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|c| c["credential"].as_str()?.strip_prefix("kcm-system/").map(String::from))
+        .filter(|c| c["credential"]["namespace"] == "kcm-system")
+        .filter_map(|c| c["credential"]["name"].as_str().map(String::from))
         .collect();
     assert!(names.len() >= 5, "{names:?}");
     for fmt in ["text", "yaml"] {
@@ -65,7 +66,7 @@ fn no_command_format_or_colour_prints_secret_values() {
             outputs += 1;
         }
     }
-    for fmt in ["text", "json"] {
+    for fmt in ["text", "json", "yaml", "junit", "sarif"] {
         for target in ["examples/estate", "examples/manifests"] {
             check(&["lint", "-f", target, "-o", fmt]);
             outputs += 1;

@@ -14,7 +14,7 @@ mod load;
 mod refs;
 pub use load::{
     DocPos, LoadError, LoadOptions, LoadReport, LoadWarning, load_dir, load_dir_with_report, load_files,
-    load_files_with_report,
+    load_files_with_report, load_inputs_with_report,
 };
 pub use refs::RefIndex;
 

@@ -197,6 +197,9 @@ pub struct ExplainOptions {
     /// Regions whose cluster could not be reached, with the error (live mode). The estate does
     /// not know these clusters; the Regional cluster check names the error instead of guessing.
     pub unreachable_regions: std::collections::BTreeMap<String, String>,
+    /// Regions whose kubeconfig Secret holds no kubeconfig at all (live mode), with the error: KCM
+    /// cannot use it either, so this is a failure, not an unknown.
+    pub invalid_kubeconfigs: std::collections::BTreeMap<String, String>,
 }
 
 /// Why no report could be made.
@@ -311,7 +314,8 @@ impl Explainer<'_> {
             Ok(c) => c,
             Err(e) => {
                 let msg = format!("Credential {} cannot be read: {}", self.key(), e.source);
-                self.checks.push(Check::new("Credential", Status::Fail, msg.clone()).with_object(self.credential_ref()));
+                self.checks
+                    .push(Check::new("Credential", Status::Fail, msg.clone()).with_object(self.credential_ref()));
                 self.fail(msg, vec![FixStep::run("fix the Credential's fields", self.edit_credential())]);
                 return;
             }
@@ -469,7 +473,7 @@ impl Explainer<'_> {
             row.since = c.last_transition_time.clone();
             // CredentialReady's message is quoted above already.
             if let Some(m) = c.message.as_deref().filter(|m| !m.is_empty())
-                && !(c.type_ == labels::CREDENTIAL_READY_CONDITION && !cond_true)
+                && (c.type_ != labels::CREDENTIAL_READY_CONDITION || cond_true)
             {
                 row.evidence.push(format!("\"{}\"", one_line(m)));
             }
@@ -616,9 +620,7 @@ impl Explainer<'_> {
             evidence.push(format!("deletionTimestamp {ts}"));
             problems.push((
                 format!("Region {region} is being deleted"),
-                vec![FixStep::say(format!(
-                    "create a new Credential in another Region; Region {region} is going away"
-                ))],
+                vec![FixStep::say(format!("create a new Credential in another Region; Region {region} is going away"))],
             ));
         }
         let ready_text = match rgn.ready_condition() {
@@ -686,6 +688,18 @@ impl Explainer<'_> {
                         ),
                     ),
                 ),
+                Source::Live if self.opts.invalid_kubeconfigs.contains_key(region) => {
+                    let error = self.opts.invalid_kubeconfigs.get(region).map(String::as_str).unwrap_or_default();
+                    let summary = format!("{region}: {error}");
+                    self.checks.push(Check::new("Regional cluster", Status::Fail, summary));
+                    self.fail(
+                        format!("Region {region}: {error}"),
+                        vec![FixStep::say(format!(
+                            "put the regional cluster's kubeconfig into the kubeconfig Secret of Region {region}"
+                        ))],
+                    );
+                    return;
+                }
                 Source::Live => {
                     let error = self.opts.unreachable_regions.get(region).map(String::as_str).unwrap_or("not read");
                     // Not a failure: KCM may reach what this machine cannot (a private Region).
@@ -954,10 +968,12 @@ impl Explainer<'_> {
                 declared_gvk.api_version(),
                 gvk.api_version()
             );
-            self.checks.push(
-                Check::new("ProviderInterface", Status::Fail, summary)
-                    .with_object(ObjectRef::new(&Gvk::provider_interface(), None, &pi, &target)),
-            );
+            self.checks.push(Check::new("ProviderInterface", Status::Fail, summary).with_object(ObjectRef::new(
+                &Gvk::provider_interface(),
+                None,
+                &pi,
+                &target,
+            )));
             self.fail(
                 format!(
                     "ProviderInterface {pi} in {} declares {} at {}, not {}: {consequence}",
@@ -1192,7 +1208,11 @@ impl Explainer<'_> {
         let where_to = cluster_name(&target);
         if !self.estate.knows_cluster(&target) {
             let check = if self.region_unreadable() {
-                Check::new("Copies", Status::Unknown, format!("not checked: the API of {where_to} is unreachable from here"))
+                Check::new(
+                    "Copies",
+                    Status::Unknown,
+                    format!("not checked: the API of {where_to} is unreachable from here"),
+                )
             } else {
                 Check::new("Copies", Status::Skip, format!("not checked: {where_to} is unknown"))
             };
@@ -1218,9 +1238,13 @@ impl Explainer<'_> {
             let label = format!("{} {}", t.gvk.kind, key_name(t));
             let Some(desired) = &copy.object else {
                 children.push(
-                    Check::new(t.gvk.kind.clone(), Status::Skip, format!("{} not checked: source missing", key_name(t)))
-                        .with_code("copy")
-                        .with_object(ObjectRef::from_key(t, &target)),
+                    Check::new(
+                        t.gvk.kind.clone(),
+                        Status::Skip,
+                        format!("{} not checked: source missing", key_name(t)),
+                    )
+                    .with_code("copy")
+                    .with_object(ObjectRef::from_key(t, &target)),
                 );
                 continue;
             };
@@ -1892,6 +1916,21 @@ mod tests {
         let e = regional_estate(cred(Some("r1"), Some("something failed")));
         let r = explain_with("kcm-system", "c", &e, &unreachable("r1", "timeout")).unwrap();
         assert_eq!(r.verdict, Verdict::NotReady);
+    }
+
+    #[test]
+    fn a_kubeconfig_secret_without_a_kubeconfig_is_a_failure_not_unknown() {
+        let mut c = cred(Some("r1"), None);
+        c["status"]["conditions"] = json!([{"type": "CredentialReady", "status": "True"}]);
+        let e = regional_estate(c);
+        let mut opts = unreachable("r1", "Secret kcm-system/k[value] does not hold a valid kubeconfig");
+        opts.invalid_kubeconfigs
+            .insert("r1".into(), "Secret kcm-system/k[value] does not hold a valid kubeconfig".into());
+        let r = explain_with("kcm-system", "c", &e, &opts).unwrap();
+        assert_eq!(r.verdict, Verdict::NotReady);
+        assert_eq!(r.root_cause, "Region r1: Secret kcm-system/k[value] does not hold a valid kubeconfig");
+        let rc = r.checks.iter().find(|c| c.name == "Regional cluster").unwrap();
+        assert_eq!(rc.status, Status::Fail);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::{Exit, Loaded, Scope, credential_not_found, load_estate, write_struct
 use crate::cli::{ExplainArgs, ReportOutput};
 use crate::error::CliError;
 use crate::style::{Style, clean};
+use crate::term::{self, age, wrap};
 
 pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
     let scope = match (&args.name, args.all_namespaces) {
@@ -22,6 +23,7 @@ pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit
         rerun_command: Some(format!("kubectl credential explain {name} -n {namespace}{flags}")),
         source: loaded.source.clone(),
         unreachable_regions: loaded.unreachable.clone(),
+        invalid_kubeconfigs: loaded.invalid.clone(),
     };
     let Some(name) = &args.name else {
         return summary(&loaded, args, &opts, style, out);
@@ -30,15 +32,15 @@ pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit
     let report = match readiness::explain_with(namespace, name, &loaded.estate, &opts(namespace, name)) {
         Ok(r) => r,
         Err(ExplainError::NotFound { namespace, name, available }) => {
-            return Err(credential_not_found(&name, &namespace, "the estate", &available));
+            return Err(credential_not_found(&name, &namespace, "the estate", &available, &[]));
         }
     };
     match args.output {
         ReportOutput::Json => write_structured(out, &report, false)?,
         ReportOutput::Yaml => write_structured(out, &report, true)?,
-        ReportOutput::Text => out.write_all(render(&report, style).as_bytes())?,
+        ReportOutput::Text => out.write_all(render(&report, style, term::width(), term::now()).as_bytes())?,
     }
-    Ok(if report.verdict == Verdict::Ready { Exit::Ok } else { Exit::Problems })
+    Ok(Exit::of(report.verdict))
 }
 
 /// `explain` without NAME: every report, not-ready first.
@@ -70,9 +72,9 @@ fn summary(
         }
         return Ok(Exit::Ok);
     }
-    // Not ready first; then by namespace/name (the load order).
-    reports.sort_by_key(|(_, _, r)| r.verdict == Verdict::Ready);
-    let exit = if reports.iter().all(|(_, _, r)| r.verdict == Verdict::Ready) { Exit::Ok } else { Exit::Problems };
+    // Not ready first, then unknown; then by namespace/name (the load order).
+    reports.sort_by_key(|(_, _, r)| verdict_rank(r.verdict));
+    let exit = reports.iter().map(|(_, _, r)| Exit::of(r.verdict)).max_by_key(|e| exit_rank(*e)).unwrap_or(Exit::Ok);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {
             let s = Summary { credentials: reports.into_iter().map(|(_, _, r)| r).collect() };
@@ -84,26 +86,34 @@ fn summary(
                 header.insert(0, "NAMESPACE");
             }
             let mut rows: Vec<Vec<String>> = Vec::new();
-            let mut paint: Vec<bool> = Vec::new();
+            let mut verdicts: Vec<Verdict> = Vec::new();
             for (namespace, name, r) in &reports {
-                let ready = r.verdict == Verdict::Ready;
-                let mut row = vec![
-                    clean(name),
-                    if ready { "READY".to_string() } else { "NOT READY".to_string() },
-                    if ready { String::new() } else { clean(&r.root_cause) },
-                ];
+                // One token per verdict, as kubectl's STATUS columns: awk and sort see one field.
+                let mut row = vec![clean(name), verdict_word(r.verdict).to_string(), clean(&r.root_cause)];
                 if args.all_namespaces {
                     row.insert(0, clean(namespace));
                 }
                 rows.push(row);
-                paint.push(!ready);
+                verdicts.push(r.verdict);
             }
             let text = super::list::table(&header, &rows, false);
             for (i, line) in text.lines().enumerate() {
                 // Colour after alignment, so escape codes do not count as width.
-                let line = match i.checked_sub(1).map(|r| paint[r]) {
-                    Some(true) if style.color => line.replacen("NOT READY", &style.red("NOT READY"), 1),
-                    Some(false) if style.color => line.replacen("READY", &style.green("READY"), 1),
+                let line = match i.checked_sub(1).and_then(|r| verdicts.get(r)) {
+                    Some(v) if style.color => {
+                        let word = verdict_word(*v);
+                        let painted = match v {
+                            Verdict::Ready => style.green(word),
+                            Verdict::NotReady => style.red(word),
+                            Verdict::Unknown => style.yellow(word),
+                        };
+                        // The verdict column follows NAME (and NAMESPACE): replace that cell only.
+                        let at = line.find(&format!(" {word} ")).or_else(|| line.find(&format!(" {word}")));
+                        match at {
+                            Some(at) => format!("{} {painted}{}", &line[..at], &line[at + 1 + word.len()..]),
+                            None => line.to_string(),
+                        }
+                    }
                     _ => line.to_string(),
                 };
                 writeln!(out, "{line}")?;
@@ -113,10 +123,42 @@ fn summary(
     Ok(exit)
 }
 
-/// The text form: verdict line, tree of checks, fix lines.
-pub fn render(report: &Report, style: Style) -> String {
+/// The verdict as one table token.
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Ready => "Ready",
+        Verdict::NotReady => "NotReady",
+        Verdict::Unknown => "Unknown",
+    }
+}
+
+fn verdict_rank(v: Verdict) -> u8 {
+    match v {
+        Verdict::NotReady => 0,
+        Verdict::Unknown => 1,
+        Verdict::Ready => 2,
+    }
+}
+
+/// Several Credentials: not ready outranks unknown outranks ready.
+fn exit_rank(e: Exit) -> u8 {
+    match e {
+        Exit::Ok => 0,
+        Exit::Unknown => 1,
+        Exit::Problems => 2,
+    }
+}
+
+/// The text form: verdict line, tree of checks, fix steps. Prose wraps at `width` columns;
+/// commands are never wrapped and stand on lines of their own, ready to paste.
+pub fn render(report: &Report, style: Style, width: usize, now: jiff::Timestamp) -> String {
     let mut s = String::new();
-    let head = format!("Credential {}", clean(&report.credential));
+    let credential = &report.credential;
+    let head = format!(
+        "Credential {}/{}",
+        clean(credential.namespace.as_deref().unwrap_or_default()),
+        clean(&credential.name)
+    );
     match report.verdict {
         Verdict::Ready => s.push_str(&format!("{} is {}\n", style.bold(&head), style.green("READY"))),
         Verdict::NotReady => s.push_str(&format!(
@@ -125,39 +167,63 @@ pub fn render(report: &Report, style: Style) -> String {
             style.red("NOT READY"),
             style.bold(&clean(&report.root_cause))
         )),
+        Verdict::Unknown => s.push_str(&format!(
+            "{} is {}: {}\n",
+            style.bold(&head),
+            style.yellow("UNKNOWN"),
+            style.bold(&clean(&report.root_cause))
+        )),
     }
-    tree(&mut s, &report.checks, "", style);
+    tree(&mut s, &report.checks, "", style, width, now);
     if !report.fix.is_empty() {
         s.push_str(&format!("{}\n", style.bold("Fix:")));
-        for line in &report.fix {
-            let mut wrapped = wrap(&clean(line), WIDTH - 4).into_iter();
-            s.push_str(&format!("  - {}\n", wrapped.next().unwrap_or_default()));
-            for more in wrapped {
-                s.push_str(&format!("    {more}\n"));
+        let digits = report.fix.len().to_string().len();
+        for (i, step) in report.fix.iter().enumerate() {
+            let number = format!("{:>digits$}. ", i + 1);
+            let indent = " ".repeat(2 + number.len());
+            let text = match &step.command {
+                Some(_) => format!("{}:", clean(&step.description)),
+                None => clean(&step.description),
+            };
+            let mut lines = wrap(&text, width.saturating_sub(indent.len()).max(MIN_TEXT)).into_iter();
+            s.push_str(&format!("  {number}{}\n", lines.next().unwrap_or_default()));
+            for more in lines {
+                s.push_str(&format!("{indent}{more}\n"));
+            }
+            if let Some(cmd) = &step.command {
+                s.push_str(&format!("{indent}  {}\n", clean(cmd)));
             }
         }
     }
     s
 }
 
-/// Lines are wrapped to this many columns (continuations align under the summary).
-const WIDTH: usize = 120;
 /// Narrowest text column kept when the tree is deep.
-const MIN_TEXT: usize = 40;
+const MIN_TEXT: usize = 30;
 
-fn tree(s: &mut String, checks: &[Check], prefix: &str, style: Style) {
+fn tree(s: &mut String, checks: &[Check], prefix: &str, style: Style, width: usize, now: jiff::Timestamp) {
     let (branch, last_branch, cont, last_cont) = style.tree();
-    let width = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0);
+    let name_width = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0);
     for (i, c) in checks.iter().enumerate() {
         let last = i + 1 == checks.len();
         let (b, k) = if last { (last_branch, last_cont) } else { (branch, cont) };
-        let pad = width - c.name.chars().count();
+        let pad = name_width - c.name.chars().count();
         // Continuation lines sit under the summary; the child rail runs through them.
-        let column = style.mark_width() + 1 + width + 2;
-        let text_width = WIDTH.saturating_sub(prefix.chars().count() + 4 + column).max(MIN_TEXT);
+        let column = style.mark_width() + 1 + name_width + 2;
+        let text_width = width.saturating_sub(prefix.chars().count() + 4 + column).max(MIN_TEXT);
         let rail = if c.children.is_empty() { ' ' } else { cont.chars().next().unwrap_or(' ') };
         let under = format!("{prefix}{k}{rail}{}", " ".repeat(column - 1));
-        let mut summary = wrap(&clean(&c.summary), text_width).into_iter();
+        let mut text = clean(&c.summary);
+        // The Credential's own rows carry the time of each condition.
+        if c.code != "credential"
+            && let Some(since) = &c.since
+        {
+            match age(since, now) {
+                Some(age) => text.push_str(&format!("  since {} ({age} ago)", clean(since))),
+                None => text.push_str(&format!("  since {}", clean(since))),
+            }
+        }
+        let mut summary = wrap(&text, text_width).into_iter();
         let first = summary.next().unwrap_or_default();
         s.push_str(&format!("{prefix}{b}{} {}{}  {first}\n", style.mark(c.status), c.name, " ".repeat(pad)));
         for line in summary {
@@ -169,40 +235,42 @@ fn tree(s: &mut String, checks: &[Check], prefix: &str, style: Style) {
             }
         }
         let child_prefix = format!("{prefix}{k}");
-        tree(s, &c.children, &child_prefix, style);
+        tree(s, &c.children, &child_prefix, style, width, now);
     }
-}
-
-/// Greedy word wrap; a word longer than `width` gets a line of its own.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split(' ') {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        } else if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    lines.push(line);
-    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use credential_core::readiness::Status;
+    use credential_core::Cluster;
+    use credential_core::Gvk;
+    use credential_core::readiness::{FixStep, ObjectRef, Status};
 
     fn check(name: &str, status: Status, summary: &str) -> Check {
-        Check { name: name.into(), status, summary: summary.into(), evidence: vec![], children: vec![] }
+        Check {
+            code: "x".into(),
+            name: name.into(),
+            status,
+            since: None,
+            summary: summary.into(),
+            evidence: vec![],
+            objects: vec![],
+            children: vec![],
+        }
     }
 
-    #[test]
-    fn wrap_breaks_on_spaces_and_keeps_long_words() {
-        assert_eq!(wrap("aa bb cc", 5), vec!["aa bb", "cc"]);
-        assert_eq!(wrap("averyveryverylongword x", 5), vec!["averyveryverylongword", "x"]);
-        assert_eq!(wrap("", 5), vec![""]);
+    fn now() -> jiff::Timestamp {
+        "2025-01-06T03:00:00Z".parse().unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    fn report(checks: Vec<Check>, fix: Vec<FixStep>) -> Report {
+        Report {
+            credential: ObjectRef::new(&Gvk::credential(), Some("ns"), "c", &Cluster::Management),
+            verdict: Verdict::NotReady,
+            root_cause: "because".into(),
+            checks,
+            fix,
+        }
     }
 
     #[test]
@@ -210,29 +278,46 @@ mod tests {
         let mut parent = check("Identity", Status::Fail, "X x (management)");
         parent.evidence.push("note".into());
         parent.children.push(check("Secret", Status::Fail, "ns/s does not exist"));
-        let report = Report {
-            credential: "ns/c".into(),
-            verdict: Verdict::NotReady,
-            root_cause: "because".into(),
-            checks: vec![check("Credential", Status::Pass, "READY=true"), parent],
-            fix: vec!["do it".into(), "Then run `x` again.".into()],
-        };
-        let text = render(&report, Style::plain());
+        let mut cond = check("Ready", Status::Pass, "True");
+        cond.since = Some("2025-01-01T00:00:00Z".into());
+        let report = report(
+            vec![check("Credential", Status::Pass, "READY=true"), cond, parent],
+            vec![FixStep::say("do it"), FixStep::run("then run explain again", "kubectl x")],
+        );
+        let text = render(&report, Style::plain(), 120, now());
         let expected = "\
 Credential ns/c is NOT READY: because
 |-- [ok]   Credential  READY=true
+|-- [ok]   Ready       True  since 2025-01-01T00:00:00Z (5d3h ago)
 `-- [FAIL] Identity    X x (management)
     |                  note
     `-- [FAIL] Secret  ns/s does not exist
 Fix:
-  - do it
-  - Then run `x` again.
+  1. do it
+  2. then run explain again:
+       kubectl x
 ";
         assert_eq!(text, expected);
-        let fancy = render(&report, Style { glyphs: true, color: false });
+        let fancy = render(&report, Style { glyphs: true, color: false }, 120, now());
         assert!(
             fancy.contains("└── ✗ Identity    X x (management)\n    │             note\n    └── ✗ Secret"),
             "{fancy}"
         );
+    }
+
+    #[test]
+    fn commands_are_never_wrapped_and_prose_is() {
+        let long_cmd = format!("kubectl annotate credential c -n ns {}=x --overwrite", "a".repeat(80));
+        let report = report(
+            vec![],
+            vec![FixStep::run("touch the Credential so that distribution runs again for every Region", &long_cmd)],
+        );
+        let text = render(&report, Style::plain(), 40, now());
+        assert!(text.lines().any(|l| l.trim() == long_cmd), "{text}");
+        for line in text.lines().filter(|l| !l.contains("kubectl") && !l.starts_with("Credential")) {
+            assert!(line.chars().count() <= 40, "{line:?} wider than 40:\n{text}");
+        }
+        let unknown = Report { verdict: Verdict::Unknown, ..report };
+        assert!(render(&unknown, Style::plain(), 80, now()).starts_with("Credential ns/c is UNKNOWN: because\n"));
     }
 }

@@ -443,6 +443,8 @@ pub struct LiveEstate {
     pub estate: MemoryEstate,
     /// Regions whose cluster could not be read, with the error.
     pub unreachable: BTreeMap<String, String>,
+    /// Of those, the Regions whose kubeconfig Secret holds no kubeconfig (a definite failure).
+    pub invalid: BTreeMap<String, String>,
     /// The Credentials asked for, ordered by namespace/name.
     pub credentials: Vec<Arc<Value>>,
 }
@@ -543,6 +545,8 @@ struct RegionRead {
     /// The kubeconfig Secret (values redacted), when it exists.
     secret: Option<Value>,
     result: Result<(Reader, Vec<Value>), String>,
+    /// The Secret holds no kubeconfig: nobody, KCM included, can use it.
+    invalid: bool,
 }
 
 /// Reads one Region's kubeconfig Secret, then its ProviderInterfaces and discovery.
@@ -557,16 +561,27 @@ async fn read_region(
             region,
             secret: None,
             result: Err("the Region names no kubeconfig (neither spec.kubeConfig nor spec.clusterDeployment)".into()),
+            invalid: false,
         };
     };
     let secret = match mgmt.get(&path(&Gvk::secret(), "secrets", Some(&ns), Some(&name))).await {
         Ok(s) => s,
         Err(e) => {
-            return RegionRead { region, secret: None, result: Err(format!("cannot read Secret {ns}/{name}: {e}")) };
+            return RegionRead {
+                region,
+                secret: None,
+                result: Err(format!("cannot read Secret {ns}/{name}: {e}")),
+                invalid: false,
+            };
         }
     };
     let Some(secret) = secret else {
-        return RegionRead { region, secret: None, result: Err(format!("kubeconfig Secret {ns}/{name} not found")) };
+        return RegionRead {
+            region,
+            secret: None,
+            result: Err(format!("kubeconfig Secret {ns}/{name} not found")),
+            invalid: false,
+        };
     };
     let text = secret_value(&secret, &key);
     let secret = Some(redacted(secret));
@@ -575,18 +590,25 @@ async fn read_region(
             region,
             secret,
             result: Err(format!("Secret {ns}/{name} has no kubeconfig under {key:?}")),
+            invalid: false,
         };
     };
+    let invalid = std::cell::Cell::new(false);
     let result = async {
         // Checked before any client exists: whoever writes this Secret must not get a command run
         // or a file read on the operator's machine. The client is built from the checked value.
         // Errors say where, never what (the document holds credentials).
         let checked = parse_untrusted(&text, &format!("Secret {ns}/{name}[{key}]")).map_err(|e| match e {
-            UntrustedKubeconfig::Syntax(_) => format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig"),
+            UntrustedKubeconfig::Syntax(_) => {
+                invalid.set(true);
+                format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig")
+            }
             e => format!("kubeconfig in Secret {ns}/{name}[{key}] is rejected: {e}"),
         })?;
-        let kc: Kubeconfig = serde_json::from_value(checked)
-            .map_err(|_| format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig"))?;
+        let kc: Kubeconfig = serde_json::from_value(checked).map_err(|_| {
+            invalid.set(true);
+            format!("Secret {ns}/{name}[{key}] does not hold a valid kubeconfig")
+        })?;
         let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| format!("kubeconfig in Secret {ns}/{name}[{key}]: {}", error_text(&e)))?;
@@ -608,7 +630,7 @@ async fn read_region(
         Ok((reader, pis))
     }
     .await;
-    RegionRead { region, secret, result }
+    RegionRead { region, secret, result, invalid: invalid.get() }
 }
 
 /// Every group/version a ProviderInterface names (identities and references).
@@ -671,8 +693,8 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
     let creds = match creds {
         Ok(c) => c,
         Err(e) if e.is_not_found() => {
-            if let Wanted::One { namespace, .. } = wanted {
-                return Err(not_found(rest, e, namespace).await);
+            if let Wanted::One { namespace, name } = wanted {
+                return Err(not_found(rest, e, namespace, name).await);
             }
             return Err(CliError::Invalid(format!(
                 "the server doesn't have a resource type \"credentials\" (is k0rdent installed in the cluster at \
@@ -716,6 +738,7 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
     disc.map_err(|e| e.into_cli(&server))?;
 
     let mut unreachable = BTreeMap::new();
+    let mut invalid = BTreeMap::new();
     let mut readers: BTreeMap<Cluster, Reader> = BTreeMap::new();
     for read in region_reads {
         parts.add(&mgmt, read.secret);
@@ -726,6 +749,9 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
                 readers.insert(cluster, reader);
             }
             Err(e) => {
+                if read.invalid {
+                    invalid.insert(read.region.clone(), e.clone());
+                }
                 unreachable.insert(read.region, e);
             }
         }
@@ -795,7 +821,7 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
     let estate = parts.estate(system_namespace, &unreachable);
     let mut credentials: Vec<Arc<Value>> = creds.into_iter().map(Arc::new).collect();
     credentials.sort_by_key(|c| model::display_name(c));
-    Ok(LiveEstate { estate, unreachable, credentials })
+    Ok(LiveEstate { estate, unreachable, invalid, credentials })
 }
 
 /// The identity object itself, where readiness looks for it (also when no ProviderInterface
@@ -813,9 +839,22 @@ fn identity_key(cred: &Value, estate: &MemoryEstate) -> Option<ObjectKey> {
     Some(ObjectKey::new(gvk, namespace, name))
 }
 
-/// kubectl's NotFound, plus the Credentials that do exist in the namespace.
-async fn not_found(rest: &Rest, e: RestError, namespace: &str) -> CliError {
+/// kubectl's NotFound, plus where a Credential of that name does exist ("found in kcm-system: add
+/// -n kcm-system") or else the Credentials that exist in the namespace.
+async fn not_found(rest: &Rest, e: RestError, namespace: &str, name: &str) -> CliError {
     let RestError::Status { reason, message, .. } = e else { return e.into_cli(&rest.server) };
+    let elsewhere: Vec<String> = match rest.list(&Gvk::credential(), &credentials_path(None)).await {
+        Ok((items, _)) => items
+            .iter()
+            .filter(|c| c.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+            .filter_map(|c| c.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if let Some(first) = elsewhere.first() {
+        let hint = Some(format!("found in {}: add -n {first}", elsewhere.join(", ")));
+        return CliError::Server { reason, message, hint };
+    }
     let hint = match rest.list(&Gvk::credential(), &credentials_path(Some(namespace))).await {
         Ok((items, _)) if items.is_empty() => Some(format!("there are no Credentials in namespace {namespace}")),
         Ok((items, _)) => {

@@ -25,8 +25,22 @@ use crate::error::CliError;
 pub enum Exit {
     /// Ready / nothing denied / no problems.
     Ok = 0,
-    /// Not ready / something denied / problems found.
+    /// Not ready / something denied / problems found / not found.
     Problems = 1,
+    /// Unknown: no definite failure, but something could not be checked from here.
+    Unknown = 3,
+}
+
+impl Exit {
+    /// The exit status of an explain verdict.
+    pub fn of(verdict: credential_core::readiness::Verdict) -> Self {
+        use credential_core::readiness::Verdict;
+        match verdict {
+            Verdict::Ready => Exit::Ok,
+            Verdict::NotReady => Exit::Problems,
+            Verdict::Unknown => Exit::Unknown,
+        }
+    }
 }
 
 /// Which Credentials a command looks at.
@@ -44,6 +58,8 @@ pub struct Loaded {
     pub source: Source,
     /// Regions whose cluster could not be read (live only), with the error.
     pub unreachable: BTreeMap<String, String>,
+    /// Of those, the Regions whose kubeconfig Secret holds no kubeconfig (a definite failure).
+    pub invalid: BTreeMap<String, String>,
     /// The namespace used: `-n`, else the context's (live) or kcm-system (offline).
     pub namespace: String,
     /// The Credentials in scope, ordered by namespace/name.
@@ -103,13 +119,25 @@ pub fn load_estate(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>)
             None => {
                 let available: Vec<String> =
                     list_ns(Some(&namespace)).iter().map(|c| credential_core::model::display_name(c)).collect();
-                return Err(credential_not_found(name, &namespace, &dir, &available));
+                let elsewhere: Vec<String> = list_ns(None)
+                    .iter()
+                    .filter(|c| c.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
+                    .filter_map(|c| c.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+                    .collect();
+                return Err(credential_not_found(name, &namespace, &dir, &available, &elsewhere));
             }
         },
         Scope::Namespace => list_ns(Some(&namespace)),
         Scope::AllNamespaces => list_ns(None),
     };
-    Ok(Loaded { estate, source: Source::Files { dir }, unreachable: BTreeMap::new(), namespace, credentials })
+    Ok(Loaded {
+        estate,
+        source: Source::Files { dir },
+        unreachable: BTreeMap::new(),
+        invalid: BTreeMap::new(),
+        namespace,
+        credentials,
+    })
 }
 
 async fn load_live(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>) -> Result<Loaded, CliError> {
@@ -125,6 +153,7 @@ async fn load_live(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>)
         estate: live.estate,
         source: Source::Live,
         unreachable: live.unreachable,
+        invalid: live.invalid,
         namespace,
         credentials: live.credentials,
     })
@@ -137,9 +166,18 @@ fn display_dir(dir: &Path) -> String {
     if trimmed.is_empty() { s } else { trimmed.to_string() }
 }
 
-/// kubectl's NotFound error for a Credential, with where we looked and what exists there.
-pub fn credential_not_found(name: &str, namespace: &str, dir: &str, available: &[String]) -> CliError {
-    let hint = if available.is_empty() {
+/// kubectl's NotFound error for a Credential, with where we looked and what exists there. When a
+/// Credential of that name exists in other namespaces, the hint names them and the flag to add.
+pub fn credential_not_found(
+    name: &str,
+    namespace: &str,
+    dir: &str,
+    available: &[String],
+    elsewhere: &[String],
+) -> CliError {
+    let hint = if let Some(first) = elsewhere.first() {
+        format!("found in {}: add -n {first}", elsewhere.join(", "))
+    } else if available.is_empty() {
         format!("there are no Credentials in namespace {namespace} of {dir}")
     } else {
         let names: Vec<&str> = available.iter().map(|k| k.rsplit('/').next().unwrap_or(k)).take(20).collect();

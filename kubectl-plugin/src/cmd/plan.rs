@@ -3,9 +3,10 @@
 use std::io::Write;
 
 use credential_core::identity::{self, ObjectKey, Plan, PlannedCopy};
-use credential_core::readiness::{self, Source};
-use credential_core::{Cluster, Estate};
+use credential_core::readiness::{self, ObjectRef, Source};
+use credential_core::{Cluster, Estate, Gvk};
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{Exit, Loaded, Scope, load_estate, write_structured};
 use crate::cli::{PlanArgs, ReportOutput};
@@ -30,7 +31,7 @@ pub enum Action {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    pub target: ObjectKey,
+    pub target: ObjectRef,
     pub action: Action,
     /// Fields and keys that differ (never values).
     pub differences: Vec<String>,
@@ -49,17 +50,13 @@ pub struct Changes {
 pub fn run(args: &PlanArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
     let loaded = load_estate(&args.estate, args.namespace.as_deref(), Scope::One(&args.name))?;
     let Some(cred) = loaded.credentials.first() else {
-        return Err(super::credential_not_found(&args.name, &loaded.namespace, "the estate", &[]));
+        return Err(super::credential_not_found(&args.name, &loaded.namespace, "the estate", &[], &[]));
     };
     let plan = identity::plan(cred, &loaded.estate);
     let changes = changes(&plan, &loaded);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {
-            // The core redacts copies and in-place objects alike: plans never print Secret values.
-            let mut value = serde_json::to_value(plan.redacted())?;
-            if let Some(map) = value.as_object_mut() {
-                map.insert("current".to_string(), serde_json::to_value(&changes)?);
-            }
+            let value = structured(&plan, changes, &loaded.namespace, &args.name);
             write_structured(out, &value, args.output == ReportOutput::Yaml)?;
         }
         ReportOutput::Text => out.write_all(render(&plan, &changes, style).as_bytes())?,
@@ -101,9 +98,81 @@ fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
                 }
             }
         };
-        out.push(Change { target: t.clone(), action: action.0, differences: action.1 });
+        out.push(Change { target: ObjectRef::from_key(t, target), action: action.0, differences: action.1 });
     }
     Changes { compared: true, not_compared_because: None, changes: out }
+}
+
+/// `plan -o json|yaml`: objects named with the reference shape explain and lint use.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PlanOutput {
+    credential: ObjectRef,
+    target_cluster: Option<String>,
+    provider_interface: Option<String>,
+    copies: Vec<CopyOutput>,
+    in_place: Vec<CopyOutput>,
+    problems: Vec<ProblemOutput>,
+    current: Changes,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CopyOutput {
+    source: ObjectRef,
+    target: ObjectRef,
+    via: Option<ViaOutput>,
+    depth: usize,
+    /// The object to apply, Secret values redacted.
+    object: Option<Value>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ViaOutput {
+    parent: ObjectRef,
+    name_field_path: String,
+    namespace_field_path: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ProblemOutput {
+    message: String,
+    #[serde(flatten)]
+    detail: identity::PlanProblem,
+}
+
+fn structured(plan: &Plan, current: Changes, namespace: &str, name: &str) -> PlanOutput {
+    // The core redacts copies and in-place objects alike: plans never print Secret values.
+    let plan = plan.redacted();
+    let mgmt = Cluster::Management;
+    let target = plan.target_cluster.clone().unwrap_or(Cluster::Management);
+    let copy = |c: &PlannedCopy| CopyOutput {
+        source: ObjectRef::from_key(&c.source, &mgmt),
+        target: ObjectRef::from_key(&c.target, &target),
+        via: c.via.as_ref().map(|v| ViaOutput {
+            parent: ObjectRef::from_key(&v.parent, &mgmt),
+            name_field_path: v.name_field_path.clone(),
+            namespace_field_path: v.namespace_field_path.clone(),
+        }),
+        depth: c.depth,
+        object: c.object.clone(),
+    };
+    let messages = plan.problem_messages();
+    PlanOutput {
+        credential: ObjectRef::new(&Gvk::credential(), Some(namespace), name, &mgmt),
+        target_cluster: plan.target_cluster.as_ref().map(cluster),
+        provider_interface: plan.provider_interface.clone(),
+        copies: plan.copies.iter().map(copy).collect(),
+        in_place: plan.in_place.iter().map(copy).collect(),
+        problems: plan
+            .problems
+            .iter()
+            .zip(messages)
+            .map(|(p, message)| ProblemOutput { message, detail: p.clone() })
+            .collect(),
+        current,
+    }
 }
 
 fn key(k: &ObjectKey) -> String {
@@ -145,7 +214,8 @@ pub fn render(plan: &Plan, changes: &Changes, style: Style) -> String {
         } else {
             format!("{} {}", cluster(target), key(&c.target))
         };
-        let now = changes.changes.iter().find(|ch| ch.target == c.target).map(|ch| action_text(ch, style));
+        let target_ref = ObjectRef::from_key(&c.target, target);
+        let now = changes.changes.iter().find(|ch| ch.target == target_ref).map(|ch| action_text(ch, style));
         s.push_str(&format!(
             "  {}. {} -> {target_text}{}{missing}{}\n",
             i + 1,

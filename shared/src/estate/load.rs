@@ -39,6 +39,9 @@ pub struct LoadOptions {
     pub max_files: usize,
     /// Limits for each YAML stream.
     pub yaml: YamlLimits,
+    /// Skip empty files and files holding only comments, as `kubectl apply -f dir/` does (lint),
+    /// instead of rejecting them (an offline estate).
+    pub skip_empty: bool,
 }
 
 impl Default for LoadOptions {
@@ -48,6 +51,7 @@ impl Default for LoadOptions {
             max_file_bytes: 16 << 20,
             max_files: 10_000,
             yaml: YamlLimits::default(),
+            skip_empty: false,
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct LoadReport {
     /// Objects stored per cluster.
     pub objects: BTreeMap<Cluster, usize>,
     pub warnings: Vec<LoadWarning>,
+    /// Where each stored object came from (its first occurrence), by cluster and `Kind ns/name`.
+    pub origins: BTreeMap<(Cluster, String), (PathBuf, DocPos)>,
 }
 
 /// Loads `dir`: files under it (recursively) are the management cluster, except files under
@@ -181,7 +187,20 @@ pub fn load_dir_with_report(dir: &Path, opts: &LoadOptions) -> Result<(MemoryEst
 
 /// [`load_files`], also returning what was read and the warnings to print.
 pub fn load_files_with_report(files: &[PathBuf], opts: &LoadOptions) -> Result<(MemoryEstate, LoadReport), LoadError> {
+    load_inputs_with_report(files, &[], opts)
+}
+
+/// [`load_files_with_report`] plus streams already read (standard input), each named by the path
+/// given with it; all go to the management cluster, after the files.
+pub fn load_inputs_with_report(
+    files: &[PathBuf],
+    texts: &[(PathBuf, String)],
+    opts: &LoadOptions,
+) -> Result<(MemoryEstate, LoadReport), LoadError> {
     let mut loader = Loader::new(opts);
+    for (path, text) in texts {
+        loader.add_text(path, text, &Cluster::Management)?;
+    }
     for path in files {
         let meta = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
         if meta.is_dir() {
@@ -293,16 +312,29 @@ impl<'a> Loader<'a> {
             ));
         }
         let text = read_capped(path, self.opts.max_file_bytes)?;
+        self.add_text(path, &text, cluster)
+    }
+
+    fn add_text(&mut self, path: &Path, text: &str, cluster: &Cluster) -> Result<(), LoadError> {
+        if text.len() as u64 > self.opts.max_file_bytes {
+            return Err(LoadError::file(path, format!("is larger than {} bytes", self.opts.max_file_bytes)));
+        }
+        if self.opts.skip_empty && text.trim().is_empty() {
+            return Ok(());
+        }
         if text.trim().is_empty() {
             return Err(LoadError::file(path, "file is empty: add Kubernetes objects to it or remove it"));
         }
         let source = path.display().to_string();
         let is_json = path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("json"));
         let docs = if is_json {
-            yaml::parse_json_documents(&text, &source)?
+            yaml::parse_json_documents(text, &source)?
         } else {
-            yaml::parse_documents_with(&text, &source, &self.opts.yaml)?
+            yaml::parse_documents_with(text, &source, &self.opts.yaml)?
         };
+        if docs.is_empty() && self.opts.skip_empty {
+            return Ok(());
+        }
         if docs.is_empty() {
             return Err(LoadError::file(
                 path,
@@ -333,6 +365,7 @@ impl<'a> Loader<'a> {
             let Some(gvk) = Gvk::of(&value) else { continue };
             let object = normalise_scope(&self.estate, &cluster, &gvk, &mut value, &path, &pos, &mut self.report);
             let key = (cluster.clone(), object.clone());
+            self.report.origins.entry(key.clone()).or_insert_with(|| (path.clone(), pos.clone()));
             if let Some(first) = seen.insert(key, (path.clone(), pos.clone())) {
                 self.report.warnings.push(LoadWarning::Duplicate {
                     cluster: cluster.clone(),
