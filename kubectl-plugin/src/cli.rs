@@ -8,10 +8,32 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::jsonpath::Template;
+
 /// Explain k0rdent Credential readiness, list Credentials, lint manifests with the admission
 /// webhook's rules, and preview cluster identity distribution.
 #[derive(Debug, Parser)]
-#[command(name = "kubectl-credential", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "kubectl-credential",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = "Examples:
+  # Why is this Credential (not) ready? Root cause first, then the fix
+  kubectl credential explain aws-cred -n kcm-system
+
+  # Every Credential of every namespace, not ready first
+  kubectl credential explain -A
+
+  # List Credentials as kubectl get would
+  kubectl credential list -A
+
+  # Lint manifests in CI, with SARIF for code scanning
+  kustomize build . | kubectl credential lint -f - -o sarif > credential-lint.sarif
+
+Exit status: 0 ready / no problems, 1 not ready / denied / not found, 2 usage, input or API error
+(list: 1, as kubectl get), 3 unknown (explain: something could not be checked from here)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -26,29 +48,84 @@ pub enum Command {
     /// Explain why a Credential is (not) ready: ordered checks, root cause and fix. Without NAME,
     /// one summary line per Credential of the namespace (-A: of every namespace), not-ready first.
     ///
-    /// Exit status: 0 ready, 1 not ready, 2 error (e.g. the Credential does not exist).
+    /// Exit status: 0 ready, 1 not ready or not found, 2 usage or API error, 3 unknown (a check
+    /// could not be made from here, e.g. a regional API this machine cannot reach; nothing failed).
+    #[command(after_help = "Examples:
+  # Explain one Credential: verdict and root cause, the checks, the fix
+  kubectl credential explain aws-cred -n kcm-system
+
+  # The same from exported YAML files, without a cluster
+  kubectl credential explain aws-cred --from ./estate
+
+  # Summarise every Credential; the report as JSON for a script
+  kubectl credential explain -A -o json
+
+  # Explain every Credential a list prints
+  kubectl credential list -o name | xargs -n1 kubectl credential explain")]
     Explain(ExplainArgs),
     /// List Credentials with their readiness, Region, identity and distribution status.
     ///
-    /// Exit status: 0 listed (also when nothing matched), 1 error (as kubectl get).
-    #[command(visible_alias = "get")]
+    /// Exit status: 0 listed (also when nothing matched), 1 error or a NAME not found (as kubectl
+    /// get).
+    #[command(
+        visible_alias = "get",
+        after_help = "Examples:
+  # Credentials of the current namespace; of every namespace, with labels
+  kubectl credential list
+  kubectl credential get -A --show-labels
+
+  # Regional Credentials, oldest first
+  kubectl credential list -l k0rdent.mirantis.com/region=region1 --sort-by=.metadata.creationTimestamp
+
+  # Names and readiness for a script
+  kubectl credential list -o jsonpath='{range .items[*]}{.metadata.name}{\"\\t\"}{.status.ready}{\"\\n\"}{end}'
+  kubectl credential list -o custom-columns=NAME:.metadata.name,REGION:.spec.region
+
+  # From exported YAML files
+  kubectl credential list --from ./estate -A"
+    )]
     List(ListArgs),
     /// Check manifests with the webhook's admission rules, as if they were created together.
     ///
-    /// Exit status: 0 nothing denied, 1 something denied, 2 usage or input error.
+    /// Exit status: 0 nothing denied (warnings allowed), 1 something denied, 2 usage or input error.
+    #[command(after_help = "Examples:
+  # Lint a directory of manifests (regions/<name>/ subdirectories are regional clusters)
+  kubectl credential lint -f ./manifests
+
+  # Lint what kustomize renders, from standard input
+  kustomize build overlays/prod | kubectl credential lint -f -
+
+  # Reports for CI: SARIF for code scanning, JUnit XML for test reports
+  kubectl credential lint -f ./manifests -o sarif > credential-lint.sarif
+  kubectl credential lint -f ./manifests -o junit > credential-lint.xml")]
     Lint(LintArgs),
     /// Show what cluster identity distribution would copy for a Credential, where, and what
     /// differs from what is there now. Writes nothing.
     ///
-    /// Exit status: 0 no problems, 1 problems, 2 error.
+    /// Exit status: 0 no problems, 1 problems or not found, 2 usage or API error.
+    #[command(after_help = "Examples:
+  # What distribution would copy for a regional Credential, compared with the region
+  kubectl credential plan aws-cred -n kcm-system
+
+  # The plan as JSON (Secret values are never printed)
+  kubectl credential plan aws-cred -n kcm-system -o json")]
     Plan(PlanArgs),
     /// Validate kubelet CredentialProviderConfig files and show which image credential providers
     /// the kubelet runs for an image.
+    #[command(after_help = "Examples:
+  kubectl credential provider validate --config /etc/kubernetes/credential-providers.yaml
+  kubectl credential provider match nginx:1.25 --config /etc/kubernetes/credential-providers.yaml")]
     Provider(crate::provider::ProviderArgs),
     /// Print a shell completion script (bash, zsh or fish) for the standalone binary.
     ///
     /// Under kubectl (1.26+), completion goes through `kubectl_complete-credential` instead: link it
     /// to this binary (see the README).
+    #[command(after_help = "Examples:
+  # bash: load completion for the standalone binary in this shell
+  source <(kubectl-credential completion bash)
+
+  # zsh
+  kubectl-credential completion zsh > \"${fpath[1]}/_kubectl-credential\"")]
     Completion(CompletionArgs),
     /// Cobra-style completion protocol used by `kubectl_complete-credential`: the words typed so
     /// far, then the word being completed. Prints one candidate a line and `:<directive>`.
@@ -102,38 +179,53 @@ pub struct ExplainArgs {
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
 
-    /// Summarise the Credentials of every namespace.
-    #[arg(short = 'A', long, conflicts_with_all = ["name", "namespace"])]
+    /// Summarise the Credentials of every namespace (wins over -n, as in kubectl).
+    #[arg(short = 'A', long, conflicts_with = "name")]
     pub all_namespaces: bool,
 
     #[command(flatten)]
     pub estate: EstateArgs,
 
+    /// Output format: text (the tree), or the same report as json or yaml.
     #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
     pub output: ReportOutput,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Names of Credentials to show (default: all of the namespace).
+    /// Names of Credentials to show (default: all of the namespace); `credential/NAME` and the
+    /// output of `-o name` are accepted too.
     pub names: Vec<String>,
 
-    /// Namespace (default: the context's namespace).
+    /// Namespace (default: the context's namespace; kcm-system with --from).
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
 
-    /// List the Credentials of every namespace (NAMESPACE column first).
-    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    /// List the Credentials of every namespace (NAMESPACE column first); wins over -n.
+    #[arg(short = 'A', long)]
     pub all_namespaces: bool,
 
-    /// Label selector, e.g. `-l k0rdent.mirantis.com/region=region1`.
+    /// Label selector, e.g. `-l k0rdent.mirantis.com/region=region1` (=, ==, !=, in, notin, !key).
     #[arg(short = 'l', long, value_name = "SELECTOR")]
     pub selector: Option<String>,
 
-    /// Output format: a table by default; wide adds columns; json/yaml print the objects (a List
-    /// when several); name prints `credential.k0rdent.mirantis.com/<name>`.
-    #[arg(short = 'o', long, value_enum)]
-    pub output: Option<ListOutput>,
+    /// Output format: a table by default; wide adds columns; json|yaml print the objects (a List
+    /// when several); name prints `credential.k0rdent.mirantis.com/<name>`;
+    /// jsonpath=TEMPLATE and custom-columns=HEADER:PATH,... as kubectl.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ListFormatParser)]
+    pub output: Option<ListFormat>,
+
+    /// Sort by a JSONPath expression, e.g. `--sort-by=.metadata.creationTimestamp`.
+    #[arg(long, value_name = "JSONPATH")]
+    pub sort_by: Option<String>,
+
+    /// Add a LABELS column (the Credential's labels, k=v,...).
+    #[arg(long)]
+    pub show_labels: bool,
+
+    /// Read the Credentials from this directory of YAML files instead of a live cluster.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "context", "cluster", "user", "watch"])]
+    pub from: Option<PathBuf>,
 
     /// Do not print the header line of the table.
     #[arg(long)]
@@ -181,12 +273,14 @@ pub struct PlanArgs {
     #[command(flatten)]
     pub estate: EstateArgs,
 
+    /// Output format: text, or the plan as json or yaml (Secret values redacted).
     #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
     pub output: ReportOutput,
 }
 
 #[derive(Debug, Args)]
 pub struct CompletionArgs {
+    /// The shell to print the script for.
     #[arg(value_enum)]
     pub shell: CompletionShell,
 }
@@ -231,12 +325,81 @@ pub enum ReportOutput {
 }
 
 /// Output of list, as kubectl get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListOutput {
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListFormat {
     Wide,
     Json,
     Yaml,
     Name,
+    JsonPath(Template),
+    /// (header, path) per column.
+    CustomColumns(Vec<(String, Template)>),
+}
+
+/// Every `-o` list takes, for errors and completion.
+pub const LIST_FORMATS: &[&str] = &["wide", "json", "yaml", "name", "jsonpath=", "custom-columns="];
+
+/// Parses `-o` of list, and names the plain formats for help and completion.
+#[derive(Debug, Clone, Copy)]
+struct ListFormatParser;
+
+impl clap::builder::TypedValueParser for ListFormatParser {
+    type Value = ListFormat;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<ListFormat, clap::Error> {
+        let text = value.to_str().ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidUtf8).with_cmd(cmd))?;
+        parse_list_format(text).map_err(|e| {
+            let arg = arg.map(|a| a.to_string()).unwrap_or_else(|| "--output".to_string());
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("invalid value '{text}' for '{arg}': {e}\n"))
+                .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let plain = ["wide", "json", "yaml", "name"].into_iter().map(clap::builder::PossibleValue::new);
+        let with_arg =
+            ["jsonpath=", "custom-columns="].into_iter().map(|v| clap::builder::PossibleValue::new(v).hide(true));
+        Some(Box::new(plain.chain(with_arg)))
+    }
+}
+
+fn parse_list_format(s: &str) -> Result<ListFormat, String> {
+    let unsupported = || {
+        format!(
+            "unable to match a printer suitable for the output format {s:?}, allowed formats are: {}",
+            LIST_FORMATS.join(",")
+        )
+    };
+    let (name, arg) = match s.split_once('=') {
+        Some((n, a)) => (n, Some(a)),
+        None => (s, None),
+    };
+    match (name, arg) {
+        ("wide", None) => Ok(ListFormat::Wide),
+        ("json", None) => Ok(ListFormat::Json),
+        ("yaml", None) => Ok(ListFormat::Yaml),
+        ("name", None) => Ok(ListFormat::Name),
+        ("jsonpath", Some(t)) => Template::parse(t).map(ListFormat::JsonPath).map_err(|e| e.to_string()),
+        ("custom-columns", Some(spec)) => {
+            let mut columns = Vec::new();
+            for col in spec.split(',').filter(|c| !c.is_empty()) {
+                let (h, p) = col.split_once(':').ok_or_else(|| {
+                    format!("custom-columns format specified, but no path for column {col:?}: HEADER:PATH")
+                })?;
+                columns.push((h.to_string(), Template::parse(p).map_err(|e| e.to_string())?));
+            }
+            if columns.is_empty() {
+                return Err("custom-columns format specified but no custom columns given".to_string());
+            }
+            Ok(ListFormat::CustomColumns(columns))
+        }
+        _ => Err(unsupported()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

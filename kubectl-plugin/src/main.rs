@@ -9,6 +9,7 @@
 mod cli;
 mod cmd;
 mod error;
+mod jsonpath;
 mod provider;
 mod style;
 mod term;

@@ -39,11 +39,23 @@ pub enum ProviderCommand {
     /// Check a kubelet CredentialProviderConfig (file or directory) exactly as kubelet 1.34 does.
     ///
     /// Exit status: 0 valid, 1 invalid, 2 unreadable.
+    #[command(after_help = "Examples:
+  # Check the file the kubelet reads with --image-credential-provider-config
+  kubectl credential provider validate --config /etc/kubernetes/credential-providers.yaml
+
+  # The same for a directory of configs, as JSON for a script
+  kubectl credential provider validate --config /etc/kubernetes/providers.d/ -o json")]
     Validate(ValidateArgs),
     /// Show which credential providers the kubelet runs for an image, in the order it runs them.
     ///
     /// Exit status: 0 evaluated (whether or not a provider matched), 1 invalid config or image
     /// name, 2 unreadable config.
+    #[command(after_help = "Examples:
+  # Which providers the kubelet runs for an ECR image
+  kubectl credential provider match 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1 --config providers.yaml
+
+  # Match the image exactly as written (no docker.io/library normalisation)
+  kubectl credential provider match nginx:1.25 --config providers.yaml --raw")]
     Match(MatchArgs),
 }
 
@@ -54,6 +66,7 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "PATH")]
     pub config: PathBuf,
 
+    /// Output format: text, or json for scripts.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -72,6 +85,7 @@ pub struct MatchArgs {
     #[arg(long)]
     pub raw: bool,
 
+    /// Output format: text, or json for scripts.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }

@@ -676,3 +676,126 @@ fn lint_writes_junit_and_sarif_for_ci() {
     assert_eq!(code(&o), 0);
     assert_eq!(serde_json::from_str::<Value>(&stdout(&o)).unwrap()["runs"][0]["results"], serde_json::json!([]));
 }
+
+#[test]
+fn list_from_a_directory_matches_kubectl_get_conventions() {
+    let list = |args: &[&str]| run(&[&["list", "--from", "examples/estate"], args].concat());
+    // Table: kcm-system by default, READY as the Credential says.
+    let o = list(&[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("NAME "), "{out}");
+    assert_eq!(out.lines().count(), CREDENTIALS.len() + 1, "{out}");
+    // -A wins over -n (kubectl does the same), NAMESPACE first.
+    let o = list(&["-A", "-n", "nowhere"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("NAMESPACE "), "{}", stdout(&o));
+    // --show-labels adds LABELS last; --sort-by orders by a JSONPath.
+    let o = list(&["--show-labels", "--sort-by", ".spec.region", "--no-headers"]);
+    let lines: Vec<&str> =
+        stdout(&o).lines().map(str::to_string).collect::<Vec<_>>().leak().iter().map(String::as_str).collect();
+    assert!(
+        lines[0].starts_with("azure-cred ") && lines[0].ends_with("k0rdent.mirantis.com/component=kcm"),
+        "{lines:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("aws-region9-cred "), "{lines:?}");
+    // -o name, jsonpath, custom-columns.
+    let names = stdout(&list(&["-o", "name"]));
+    assert!(names.lines().all(|l| l.starts_with("credential.k0rdent.mirantis.com/")), "{names}");
+    let o = list(&["-o", "jsonpath={range .items[*]}{.metadata.name}={.status.ready}{\"\\n\"}{end}"]);
+    assert!(stdout(&o).contains("aws-region1-cred=true\naws-region2-cred=true\n"), "{}", stdout(&o));
+    let o = list(&["azure-cred", "-o", "jsonpath={.spec.identityRef.kind}"]);
+    assert_eq!(stdout(&o), "AzureClusterIdentity");
+    let o = list(&["-o", "custom-columns=NAME:.metadata.name,REGION:.spec.region", "aws-region9-cred", "azure-cred"]);
+    assert_eq!(stdout(&o), "NAME               REGION\naws-region9-cred   region9\nazure-cred         <none>\n");
+    // -l selects by label offline too.
+    let o = list(&["-l", "k0rdent.mirantis.com/component=kcm", "-o", "name"]);
+    assert_eq!(stdout(&o).lines().count(), CREDENTIALS.len());
+    assert_eq!(stdout(&list(&["-l", "k0rdent.mirantis.com/component!=kcm", "-o", "name"])), "");
+    // The output of -o name is accepted as names, by list and explain alike.
+    let first = names.lines().next().unwrap();
+    let o = run(&["explain", first, "--from", "examples/estate"]);
+    assert!(stdout(&o).starts_with("Credential kcm-system/aws-bad-path-cred is NOT READY"), "{}", stdout(&o));
+    assert_eq!(code(&list(&[first, "credential/azure-cred", "-o", "name"])), 0);
+    assert_eq!(code(&run(&["explain", "region/x", "--from", "examples/estate"])), 2);
+    // NAME with -l is an error; a NAME not found prints kubectl's line and exits 1.
+    let o = list(&["azure-cred", "-l", "a=b"]);
+    assert_eq!((code(&o), stderr(&o).as_str()), (1, "error: name cannot be provided when a selector is specified\n"));
+    let o = list(&["nope", "azure-cred"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(stderr(&o), "Error from server (NotFound): credentials.k0rdent.mirantis.com \"nope\" not found\n");
+    assert!(stdout(&o).contains("azure-cred "), "{}", stdout(&o));
+    // Formats kubectl has and this does not are rejected with the list of those it has.
+    let o = list(&["-o", "go-template={{.x}}"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("allowed formats are: wide,json,yaml,name,jsonpath=,custom-columns="),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn list_shows_none_when_kcm_wrote_no_status() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\nmetadata: {name: fresh, namespace: kcm-system}\n\
+         spec: {identityRef: {apiVersion: v1, kind: Secret, name: s, namespace: kcm-system}}\n",
+    )
+    .unwrap();
+    let o = run(&["list", "--from", dir.path().to_str().unwrap(), "--no-headers"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let cells: Vec<String> = stdout(&o).split_whitespace().map(str::to_string).collect();
+    assert_eq!(cells[..2], ["fresh".to_string(), "<none>".to_string()], "{}", stdout(&o));
+}
+
+#[test]
+fn every_help_has_examples_and_errors_carry_no_backtrace() {
+    for args in [
+        vec!["--help"],
+        vec!["explain", "--help"],
+        vec!["list", "--help"],
+        vec!["get", "--help"],
+        vec!["lint", "--help"],
+        vec!["plan", "--help"],
+        vec!["provider", "--help"],
+        vec!["provider", "validate", "--help"],
+        vec!["provider", "match", "--help"],
+        vec!["completion", "--help"],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 0, "{args:?}");
+        let help = stdout(&o);
+        let examples = help.find("\nExamples:\n").unwrap_or_else(|| panic!("{args:?}: no Examples:\n{help}"));
+        assert!(help[examples..].contains("  kubectl"), "{args:?}: {help}");
+        // Every flag has a description: no option line stands alone before the next one.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.trim_start().starts_with('-') && l.trim_end().ends_with('>') || l.trim() == "-o, --output" {
+                let next = lines.get(i + 1).map(|n| n.trim()).unwrap_or_default();
+                assert!(!next.is_empty() && !next.starts_with('-'), "{args:?}: {l:?} has no description:\n{help}");
+            }
+        }
+    }
+    // Ordinary errors: one message, no backtrace, whatever RUST_BACKTRACE says.
+    for args in [
+        vec!["explain", "x", "--from", "does/not/exist"],
+        vec!["lint", "-f", "does/not/exist.yaml"],
+        vec!["explain", "nope", "--from", "examples/estate"],
+    ] {
+        let o = run_env(&args, &[("RUST_BACKTRACE", "full")]);
+        assert!((1..=2).contains(&code(&o)), "{args:?}");
+        let err = stderr(&o);
+        assert!(!err.contains("backtrace") && !err.contains("panicked") && err.lines().count() <= 2, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn no_color_is_honoured_and_summary_verdicts_are_coloured_tokens() {
+    // Colour only on request; NO_COLOR leaves --color auto plain (and this is not a terminal).
+    let o = run_env(&["explain", "azure-region1-cred", "--from", "examples/estate"], &[("NO_COLOR", "1")]);
+    assert!(!stdout(&o).contains('\x1b'), "{}", stdout(&o));
+    let o = run(&["--color", "always", "explain", "--from", "examples/estate"]);
+    assert!(stdout(&o).contains("\x1b[1;31mNotReady\x1b[0m"), "{}", stdout(&o));
+}

@@ -12,7 +12,8 @@ use crate::style::{Style, clean};
 use crate::term::{self, age, wrap};
 
 pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let scope = match (&args.name, args.all_namespaces) {
+    let name = args.name.as_deref().map(super::credential_name).transpose()?;
+    let scope = match (&name, args.all_namespaces) {
         (Some(name), _) => Scope::One(name),
         (None, true) => Scope::AllNamespaces,
         (None, false) => Scope::Namespace,
@@ -25,7 +26,7 @@ pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit
         unreachable_regions: loaded.unreachable.clone(),
         invalid_kubeconfigs: loaded.invalid.clone(),
     };
-    let Some(name) = &args.name else {
+    let Some(name) = &name else {
         return summary(&loaded, args, &opts, style, out);
     };
     let namespace = loaded.namespace.as_str();

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::live::{self, Rest, RestError, credentials_path, encode};
 use super::{Exit, block_on, write_structured};
-use crate::cli::{ListArgs, ListOutput};
+use crate::cli::{ListArgs, ListFormat};
 use crate::error::CliError;
+use crate::jsonpath::Template;
 use crate::style::clean;
 
 /// cli-runtime's printer: tabwriter.NewWriter(out, 6, 4, 3, ' ', 0).
@@ -25,26 +26,87 @@ const PADDING: usize = 3;
 const NONE: &str = "<none>";
 
 pub fn run(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
-    block_on(run_live(args, out))?
-}
-
-async fn run_live(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     if args.all_namespaces && !args.names.is_empty() {
         return Err(CliError::Invalid("a resource cannot be retrieved by name across all namespaces".to_string()));
     }
+    if args.selector.is_some() && !args.names.is_empty() {
+        return Err(CliError::Invalid("name cannot be provided when a selector is specified".to_string()));
+    }
+    let names: Vec<String> = args.names.iter().map(|n| super::credential_name(n)).collect::<Result<_, _>>()?;
+    let sort_by =
+        args.sort_by.as_deref().map(Template::parse).transpose().map_err(|e| CliError::Invalid(e.to_string()))?;
+    match &args.from {
+        Some(dir) => run_offline(args, dir, &names, sort_by.as_ref(), out),
+        None => block_on(run_live(args, &names, sort_by.as_ref(), out))?,
+    }
+}
+
+/// `list --from DIR`: the Credentials of an offline estate, printed as live ones are.
+fn run_offline(
+    args: &ListArgs,
+    dir: &std::path::Path,
+    names: &[String],
+    sort_by: Option<&Template>,
+    out: &mut dyn Write,
+) -> Result<Exit, CliError> {
+    if args.watch {
+        return Err(CliError::Invalid("--watch needs a live cluster, not --from".to_string()));
+    }
+    if !dir.is_dir() {
+        return Err(CliError::BadPath {
+            path: dir.to_path_buf(),
+            message: "is not a directory: --from takes a directory of YAML files".to_string(),
+        });
+    }
+    let opts = credential_core::estate::LoadOptions::default();
+    let (estate, report) = credential_core::estate::load_dir_with_report(dir, &opts)?;
+    for w in report.warnings.iter().filter(|w| !matches!(w, credential_core::estate::LoadWarning::NoCrds { .. })) {
+        eprintln!("warning: {w}");
+    }
+    let namespace = args.namespace.clone().unwrap_or_else(|| credential_core::DEFAULT_SYSTEM_NAMESPACE.to_string());
+    let ns = (!args.all_namespaces).then_some(namespace.as_str());
+    let all = credential_core::Estate::list(&estate, &credential_core::Cluster::Management, &Gvk::credential(), ns);
+    let selector = args.selector.as_deref().map(Selector::parse).transpose()?;
+    let mut exit = Exit::Ok;
+    let items: Vec<Value> = if names.is_empty() {
+        all.iter().map(|c| (**c).clone()).filter(|c| selector.as_ref().is_none_or(|s| s.matches(c))).collect()
+    } else {
+        let mut found = Vec::new();
+        for name in names {
+            match all.iter().find(|c| key(c).1 == *name) {
+                Some(c) => found.push((**c).clone()),
+                None => {
+                    eprintln!("Error from server (NotFound): credentials.k0rdent.mirantis.com \"{name}\" not found");
+                    exit = Exit::Problems;
+                }
+            }
+        }
+        found
+    };
+    print(args, names, sort_by, ns, items, out)?;
+    Ok(exit)
+}
+
+async fn run_live(
+    args: &ListArgs,
+    names: &[String],
+    sort_by: Option<&Template>,
+    out: &mut dyn Write,
+) -> Result<Exit, CliError> {
     let conn = live::connect(&args.connect).await?;
     let rest = &conn.rest;
     let namespace = args.namespace.clone().unwrap_or_else(|| conn.namespace.clone());
+    // -A wins over -n, as in kubectl.
     let ns = (!args.all_namespaces).then_some(namespace.as_str());
     let mut exit = Exit::Ok;
-    let (mut items, rv) = if args.names.is_empty() {
+    let (items, rv) = if names.is_empty() {
         let mut path = credentials_path(ns);
         if let Some(sel) = &args.selector {
             path.push_str(&format!("?labelSelector={}", encode(sel)));
         }
         rest.list(&Gvk::credential(), &path).await.map_err(|e| e.into_cli(&rest.server))?
     } else {
-        let gets = args.names.iter().map(|name| {
+        let gets = names.iter().map(|name| {
             let path = live::path(&Gvk::credential(), "credentials", ns, Some(name));
             async move { rest.get_json(&path).await }
         });
@@ -61,7 +123,27 @@ async fn run_live(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError
         }
         (items, String::new())
     };
+    let shown = print(args, names, sort_by, ns, items, out)?;
+    if args.watch {
+        let header = header(args);
+        watch(rest, args, ns, rv, &header, &shown, out).await?;
+    }
+    Ok(exit)
+}
+
+/// Prints the Credentials in the format asked for; returns them as printed (sorted).
+fn print(
+    args: &ListArgs,
+    names: &[String],
+    sort_by: Option<&Template>,
+    ns: Option<&str>,
+    mut items: Vec<Value>,
+    out: &mut dyn Write,
+) -> Result<Vec<Value>, CliError> {
     items.sort_by_key(key);
+    if let Some(t) = sort_by {
+        items.sort_by(|a, b| compare(t.values(a).first().copied(), t.values(b).first().copied()));
+    }
     if !args.show_managed_fields {
         for i in &mut items {
             if let Some(m) = i.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -69,43 +151,77 @@ async fn run_live(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError
             }
         }
     }
-    if items.is_empty() && args.names.is_empty() {
+    if items.is_empty() && names.is_empty() {
         match ns {
             Some(ns) => eprintln!("No resources found in {ns} namespace."),
             None => eprintln!("No resources found"),
         }
     }
-    let now = jiff::Timestamp::now();
-    let wide = args.output == Some(ListOutput::Wide);
-    let header = header(args.all_namespaces, wide);
-    match args.output {
-        Some(ListOutput::Json) | Some(ListOutput::Yaml) => {
-            let yaml = args.output == Some(ListOutput::Yaml);
-            if args.names.len() == 1 && items.len() == 1 {
+    let now = crate::term::now();
+    let one = names.len() == 1 && items.len() == 1;
+    let as_list = || json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}});
+    match &args.output {
+        Some(ListFormat::Json) | Some(ListFormat::Yaml) => {
+            let yaml = args.output == Some(ListFormat::Yaml);
+            if one {
                 write_structured(out, &items[0], yaml)?;
-            } else if !items.is_empty() || args.names.is_empty() {
-                let list = json!({"apiVersion": "v1", "kind": "List", "items": items,
-                                  "metadata": {"resourceVersion": ""}});
-                write_structured(out, &list, yaml)?;
+            } else if !items.is_empty() || names.is_empty() {
+                write_structured(out, &as_list(), yaml)?;
             }
         }
-        Some(ListOutput::Name) => {
+        Some(ListFormat::JsonPath(t)) => {
+            let text = if one { t.render(&items[0]) } else { t.render(&as_list()) };
+            out.write_all(text.as_bytes())?;
+        }
+        Some(ListFormat::CustomColumns(columns)) => {
+            let header: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| {
+                    columns
+                        .iter()
+                        .map(|(_, t)| {
+                            let v = t.values(i);
+                            if v.is_empty() {
+                                NONE.to_string()
+                            } else {
+                                clean(&v.into_iter().map(crate::jsonpath::print).collect::<Vec<_>>().join(","))
+                            }
+                        })
+                        .collect()
+                })
+                .collect();
+            if !items.is_empty() {
+                out.write_all(table(&header, &rows, args.no_headers).as_bytes())?;
+            }
+        }
+        Some(ListFormat::Name) => {
             for i in &items {
                 writeln!(out, "credential.k0rdent.mirantis.com/{}", clean(&key(i).1))?;
             }
         }
-        None | Some(ListOutput::Wide) => {
+        None | Some(ListFormat::Wide) => {
             if !items.is_empty() {
-                let rows: Vec<Vec<String>> = items.iter().map(|i| row(i, args.all_namespaces, wide, now)).collect();
-                out.write_all(table(&header, &rows, args.no_headers).as_bytes())?;
+                let rows: Vec<Vec<String>> = items.iter().map(|i| row(i, args, now)).collect();
+                out.write_all(table(&header(args), &rows, args.no_headers).as_bytes())?;
             }
         }
     }
     out.flush()?;
-    if args.watch {
-        watch(rest, args, ns, rv, &header, &items, out).await?;
+    Ok(items)
+}
+
+/// `--sort-by` order: absent first, numbers by value, everything else by its printed text.
+fn compare(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(Value::Number(x)), Some(Value::Number(y))) => {
+            x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0))
+        }
+        (Some(x), Some(y)) => crate::jsonpath::print(x).cmp(&crate::jsonpath::print(y)),
     }
-    Ok(exit)
 }
 
 /// Prints a line per change until interrupted; restarts the watch where it ended.
@@ -122,7 +238,7 @@ async fn watch(
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     let now = jiff::Timestamp::now();
     for i in shown {
-        for (w, c) in widths.iter_mut().zip(row(i, args.all_namespaces, args.output == Some(ListOutput::Wide), now)) {
+        for (w, c) in widths.iter_mut().zip(row(i, args, now)) {
             *w = (*w).max(c.chars().count());
         }
     }
@@ -178,13 +294,27 @@ async fn watch(
             if let Some(v) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                 rv = v.to_string();
             }
-            let wide = args.output == Some(ListOutput::Wide);
-            match args.output {
-                Some(ListOutput::Json) | Some(ListOutput::Yaml) => {
-                    write_structured(out, &obj, args.output == Some(ListOutput::Yaml))?
+            match &args.output {
+                Some(ListFormat::Json) | Some(ListFormat::Yaml) => {
+                    write_structured(out, &obj, args.output == Some(ListFormat::Yaml))?
                 }
-                Some(ListOutput::Name) => writeln!(out, "credential.k0rdent.mirantis.com/{}", clean(&key(&obj).1))?,
-                None | Some(ListOutput::Wide) => {
+                Some(ListFormat::Name) => writeln!(out, "credential.k0rdent.mirantis.com/{}", clean(&key(&obj).1))?,
+                Some(ListFormat::JsonPath(t)) => out.write_all(t.render(&obj).as_bytes())?,
+                Some(ListFormat::CustomColumns(columns)) => {
+                    let cells: Vec<String> = columns
+                        .iter()
+                        .map(|(_, t)| {
+                            let v = t.values(&obj);
+                            if v.is_empty() {
+                                NONE.to_string()
+                            } else {
+                                clean(&v.into_iter().map(crate::jsonpath::print).collect::<Vec<_>>().join(","))
+                            }
+                        })
+                        .collect();
+                    writeln!(out, "{}", cells.join("   "))?;
+                }
+                None | Some(ListFormat::Wide) => {
                     if !printed_header {
                         writeln!(
                             out,
@@ -193,7 +323,7 @@ async fn watch(
                         )?;
                         printed_header = true;
                     }
-                    let r = row(&obj, args.all_namespaces, wide, jiff::Timestamp::now());
+                    let r = row(&obj, args, crate::term::now());
                     // A cell wider than what was printed so far widens its column from here on.
                     for (w, c) in widths.iter_mut().zip(&r) {
                         *w = (*w).max(c.chars().count());
@@ -211,22 +341,41 @@ fn key(obj: &Value) -> (String, String) {
     (m("namespace"), m("name"))
 }
 
-fn header(all_namespaces: bool, wide: bool) -> Vec<&'static str> {
+fn header(args: &ListArgs) -> Vec<&'static str> {
     let mut h = vec!["NAME", "READY", "REGION", "IDENTITY", "DISTRIBUTED", "AGE"];
-    if wide {
+    if args.output == Some(ListFormat::Wide) {
         h.extend(["IDENTITY-API", "DESCRIPTION"]);
     }
-    if all_namespaces {
+    if args.show_labels {
+        h.push("LABELS");
+    }
+    if args.all_namespaces {
         h.insert(0, "NAMESPACE");
     }
     h
 }
 
-/// One table row: what the Credential says, `<none>` for what is not set.
-pub fn row(obj: &Value, all_namespaces: bool, wide: bool, now: jiff::Timestamp) -> Vec<String> {
+/// One table row for the flags given.
+fn row(obj: &Value, args: &ListArgs, now: jiff::Timestamp) -> Vec<String> {
+    let mut r = columns(obj, args.all_namespaces, args.output == Some(ListFormat::Wide), now);
+    if args.show_labels {
+        let labels = obj
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|l| l.iter().map(|(k, v)| format!("{k}={}", crate::jsonpath::print(v))).collect::<Vec<_>>().join(","))
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| NONE.to_string());
+        r.push(clean(&labels));
+    }
+    r
+}
+
+/// One table row: what the Credential says, `<none>` for what is not set (READY too, until KCM
+/// writes a status).
+pub fn columns(obj: &Value, all_namespaces: bool, wide: bool, now: jiff::Timestamp) -> Vec<String> {
     let s = |p: &str| obj.pointer(p).and_then(Value::as_str).filter(|s| !s.is_empty()).map(clean);
     let (namespace, name) = key(obj);
-    let ready = obj.pointer("/status/ready").and_then(Value::as_bool).unwrap_or(false);
+    let ready = obj.pointer("/status/ready").and_then(Value::as_bool).map(|r| r.to_string());
     let identity = match (s("/spec/identityRef/kind"), s("/spec/identityRef/name")) {
         (Some(k), Some(n)) => format!("{k}/{n}"),
         (None, Some(n)) => n,
@@ -245,7 +394,7 @@ pub fn row(obj: &Value, all_namespaces: bool, wide: bool, now: jiff::Timestamp) 
         .unwrap_or_else(|| "<unknown>".to_string());
     let mut row = vec![
         clean(&name),
-        ready.to_string(),
+        ready.unwrap_or_else(|| NONE.to_string()),
         s("/spec/region").unwrap_or_else(|| NONE.to_string()),
         identity,
         distributed,
@@ -299,6 +448,78 @@ fn aligned(row: &[String], widths: &[usize]) -> String {
     s
 }
 
+/// A label selector as the API server reads it: `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`,
+/// `k notin (a,b)`, comma-separated (all must hold). For `--from`, where no server filters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector(Vec<Requirement>);
+
+#[derive(Debug, Clone, PartialEq)]
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Self, CliError> {
+        let bad = || CliError::Invalid(format!("unable to parse requirement: invalid label selector {text:?}"));
+        let mut parts = Vec::new();
+        let mut depth = 0usize;
+        let mut start = 0;
+        for (i, c) in text.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                ',' if depth == 0 => {
+                    parts.push(&text[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&text[start..]);
+        let mut reqs = Vec::new();
+        for p in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+            let set = |rest: &str| -> Option<Vec<String>> {
+                let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+                Some(inner.split(',').map(|v| v.trim().to_string()).collect())
+            };
+            let req = if let Some((k, v)) = p.split_once("!=") {
+                Requirement::NotEquals(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                Requirement::Equals(k.trim().into(), v.trim().into())
+            } else if let Some((k, rest)) = p.split_once(" notin ") {
+                Requirement::NotIn(k.trim().into(), set(rest).ok_or_else(bad)?)
+            } else if let Some((k, rest)) = p.split_once(" in ") {
+                Requirement::In(k.trim().into(), set(rest).ok_or_else(bad)?)
+            } else if let Some(k) = p.strip_prefix('!') {
+                Requirement::NotExists(k.trim().into())
+            } else if p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                Requirement::Exists(p.into())
+            } else {
+                return Err(bad());
+            };
+            reqs.push(req);
+        }
+        Ok(Selector(reqs))
+    }
+
+    pub fn matches(&self, obj: &Value) -> bool {
+        let label = |k: &str| obj.pointer("/metadata/labels").and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Equals(k, v) => label(k) == Some(v),
+            Requirement::NotEquals(k, v) => label(k) != Some(v),
+            Requirement::Exists(k) => label(k).is_some(),
+            Requirement::NotExists(k) => label(k).is_none(),
+            Requirement::In(k, vs) => label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => label(k).is_none_or(|l| vs.iter().all(|v| v != l)),
+        })
+    }
+}
+
 /// kubectl's AGE (apimachinery's HumanDuration): `45s`, `5m3s`, `3h10m`, `5d3h`, `2y10d`.
 pub fn human_duration(seconds: i64) -> String {
     if seconds < -1 {
@@ -345,6 +566,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn selectors_match_like_the_api_server() {
+        let c = json!({"metadata": {"labels": {"team": "a", "k0rdent.mirantis.com/region": "r1"}}});
+        let m = |s: &str| Selector::parse(s).map(|s| s.matches(&c)).unwrap_or(false);
+        assert!(m("team=a") && m("team==a") && m("team!=b") && m("team") && m("!other"));
+        assert!(m("k0rdent.mirantis.com/region in (r1, r2),team"));
+        assert!(m("team notin (b)") && !m("team notin (a)") && !m("team=b") && !m("!team"));
+        assert!(Selector::parse("team in a").is_err());
+    }
+
+    #[test]
     fn ages_read_like_kubectl() {
         let cases = [
             (-5, "<invalid>"),
@@ -380,11 +611,12 @@ mod tests {
                        "spec": {"identityRef": {"kind": "Secret", "name": "s"}},
                        "status": {"ready": true, "conditions": [{"type": "ClusterIdentitiesDistributed", "status": "False"}]}});
         let now: jiff::Timestamp = "2025-01-06T03:00:00Z".parse().unwrap();
-        assert_eq!(row(&c, true, false, now), ["ns", "c", "true", "<none>", "Secret/s", "False", "5d3h"]);
+        assert_eq!(columns(&c, true, false, now), ["ns", "c", "true", "<none>", "Secret/s", "False", "5d3h"]);
+        // No status yet: READY is <none>, not false (KCM has not said anything).
         let bare = json!({"metadata": {"name": "b"}});
         assert_eq!(
-            row(&bare, false, true, now),
-            ["b", "false", "<none>", "<none>", "<none>", "<unknown>", "<none>", "<none>"]
+            columns(&bare, false, true, now),
+            ["b", "<none>", "<none>", "<none>", "<none>", "<unknown>", "<none>", "<none>"]
         );
     }
 }

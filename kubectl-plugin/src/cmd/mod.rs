@@ -85,6 +85,22 @@ impl Loaded {
     }
 }
 
+/// A Credential name as given: `NAME`, `credential/NAME`, `credentials/NAME` or the output of
+/// `-o name` (`credential.k0rdent.mirantis.com/NAME`), so that `list -o name | xargs ...` works.
+pub fn credential_name(given: &str) -> Result<String, CliError> {
+    let Some((kind, name)) = given.split_once('/') else { return Ok(given.to_string()) };
+    let kind = kind.to_ascii_lowercase();
+    let group = kind.split_once('.').map(|(_, g)| g);
+    let resource = kind.split('.').next().unwrap_or_default();
+    let group_ok = group.is_none_or(|g| g == credential_core::K0RDENT_GROUP || g == "v1beta1.k0rdent.mirantis.com");
+    if matches!(resource, "credential" | "credentials") && group_ok && !name.is_empty() && !name.contains('/') {
+        return Ok(name.to_string());
+    }
+    Err(CliError::Invalid(format!(
+        "{given:?} is not a Credential: this command takes NAME, credential/NAME or credential.k0rdent.mirantis.com/NAME"
+    )))
+}
+
 /// Runs a future to completion on a small runtime: live commands are I/O-bound and short.
 pub fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, CliError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -48,15 +48,16 @@ pub struct Changes {
 }
 
 pub fn run(args: &PlanArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let loaded = load_estate(&args.estate, args.namespace.as_deref(), Scope::One(&args.name))?;
+    let name = super::credential_name(&args.name)?;
+    let loaded = load_estate(&args.estate, args.namespace.as_deref(), Scope::One(&name))?;
     let Some(cred) = loaded.credentials.first() else {
-        return Err(super::credential_not_found(&args.name, &loaded.namespace, "the estate", &[], &[]));
+        return Err(super::credential_not_found(&name, &loaded.namespace, "the estate", &[], &[]));
     };
     let plan = identity::plan(cred, &loaded.estate);
     let changes = changes(&plan, &loaded);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {
-            let value = structured(&plan, changes, &loaded.namespace, &args.name);
+            let value = structured(&plan, changes, &loaded.namespace, &name);
             write_structured(out, &value, args.output == ReportOutput::Yaml)?;
         }
         ReportOutput::Text => out.write_all(render(&plan, &changes, style).as_bytes())?,
