@@ -799,3 +799,49 @@ fn no_color_is_honoured_and_summary_verdicts_are_coloured_tokens() {
     let o = run(&["--color", "always", "explain", "--from", "examples/estate"]);
     assert!(stdout(&o).contains("\x1b[1;31mNotReady\x1b[0m"), "{}", stdout(&o));
 }
+
+#[test]
+fn explain_shows_our_condition_ages_stale_conditions_and_finalizers() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cred.yaml"),
+        "apiVersion: k0rdent.mirantis.com/v1beta1\nkind: Credential\n\
+         metadata: {name: c, namespace: kcm-system, generation: 3, deletionTimestamp: \"2025-10-01T11:00:00Z\",\n\
+           finalizers: [k0rdent.mirantis.com/credential]}\n\
+         spec: {identityRef: {apiVersion: v1, kind: Secret, name: s, namespace: kcm-system}}\n\
+         status:\n  ready: true\n  conditions:\n\
+         \x20 - {type: CredentialReady, status: \"True\", reason: Succeeded, observedGeneration: 2, lastTransitionTime: \"2025-09-30T12:00:00Z\"}\n\
+         \x20 - {type: ClusterIdentitiesDistributed, status: \"False\", reason: TargetUnreachable, message: region1 unreachable, lastTransitionTime: \"2025-10-01T11:55:00Z\"}\n\
+         ---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: kcm-system}\ndata: {k: eA==}\n",
+    )
+    .unwrap();
+    let o = run(&["explain", "c", "--from", dir.path().to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 1, "{out}{}", stderr(&o));
+    assert!(
+        out.starts_with("Credential kcm-system/c is NOT READY: Credential kcm-system/c is being deleted\n"),
+        "{out}"
+    );
+    assert!(out.contains("[FAIL] Credential "), "{out}");
+    assert!(out.contains("held by finalizer k0rdent.mirantis.com/credential: KCM removes it"), "{out}");
+    // Each condition row: status, reason, since when (age from KUBECTL_CREDENTIAL_NOW).
+    assert!(
+        out.contains("[warn] CredentialReady               True (Succeeded)  since 2025-09-30T12:00:00Z (24h ago)"),
+        "{out}"
+    );
+    assert!(out.contains("stale: observedGeneration 2 < generation 3"), "{out}");
+    assert!(
+        out.contains(
+            "[warn] ClusterIdentitiesDistributed  False (TargetUnreachable)  since 2025-10-01T11:55:00Z (5m ago)"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("\"region1 unreachable\""), "{out}");
+    let v: Value =
+        serde_json::from_str(&stdout(&run(&["explain", "c", "--from", dir.path().to_str().unwrap(), "-o", "json"])))
+            .unwrap();
+    let rows = v["checks"][0]["children"].as_array().unwrap();
+    assert_eq!(rows[1]["code"], "condition");
+    assert_eq!(rows[1]["name"], "ClusterIdentitiesDistributed");
+    assert_eq!(rows[1]["since"], "2025-10-01T11:55:00Z");
+}
