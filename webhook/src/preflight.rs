@@ -55,7 +55,7 @@ pub fn needs(webhook_ns: &str, system_ns: &str) -> Vec<(Option<String>, &'static
         v.push((Some(system_ns.to_string()), "", "secrets", verb));
         v.push((None, "infrastructure.cluster.x-k8s.io", "awsclusterstaticidentities", verb));
     }
-    // The orphaned-copies record (server-side apply of one ConfigMap in the system namespace).
+    // The orphaned-copies record (one ConfigMap in the system namespace: merge patch, created on first use).
     for verb in ["create", "get", "patch"] {
         v.push((Some(system_ns.to_string()), "", "configmaps", verb));
     }

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use super::DistributionConfig;
 use super::cluster::{ClusterConn, OnCopyEvent, classify, known_resource, to_value};
 use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, release_copy};
-use super::error::{DistributionError, is_connect_error, is_not_found};
+use super::error::{DistributionError, is_conflict, is_connect_error, is_not_found};
 use super::estate::{FetchedEstate, Miss};
 use super::metrics::DistributionMetrics;
 use super::queue::WorkQueue;
@@ -1249,18 +1249,36 @@ impl Engine {
             "reason": why,
             "since": k8s_openapi::jiff::Timestamp::now().to_string(),
         });
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": ORPHANED_COPIES, "namespace": self.config.system_namespace},
-            "data": {format!("{cluster}.{}.{}", key.namespace, key.name): entry.to_string()},
-        });
+        // One key per (cluster, Credential), added with a JSON merge patch: a server-side apply of
+        // only the new key by the same field manager would remove every key it applied before.
+        let data_key = format!("{cluster}.{}.{}", key.namespace, key.name);
         let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.mgmt.clone(), &self.config.system_namespace);
-        api.patch(ORPHANED_COPIES, &PatchParams::apply(labels::FIELD_MANAGER), &Patch::Apply(&body))
-            .await
-            .map_err(|e| DistributionError::api(format!("record orphaned copies in ConfigMap {ORPHANED_COPIES}"), e))?;
-        Ok(())
+        let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.to_string()), ..PatchParams::default() };
+        let fail = |e| DistributionError::api(format!("record orphaned copies in ConfigMap {ORPHANED_COPIES}"), e);
+        let merge = Patch::Merge(json!({ "data": { data_key.as_str(): entry.to_string() } }));
+        match api.patch(ORPHANED_COPIES, &params, &merge).await {
+            Err(e) if is_not_found(&e) => {}
+            other => return other.map(drop).map_err(fail),
+        }
+        let created = k8s_openapi::api::core::v1::ConfigMap {
+            metadata: kube::api::ObjectMeta {
+                name: Some(ORPHANED_COPIES.to_string()),
+                namespace: Some(self.config.system_namespace.clone()),
+                ..kube::api::ObjectMeta::default()
+            },
+            data: Some([(data_key, entry.to_string())].into_iter().collect()),
+            ..k8s_openapi::api::core::v1::ConfigMap::default()
+        };
+        let post = kube::api::PostParams {
+            field_manager: Some(labels::FIELD_MANAGER.to_string()),
+            ..kube::api::PostParams::default()
+        };
+        match api.create(&post, &created).await {
+            // Created by another release in between: add to it.
+            Err(e) if is_conflict(&e) => api.patch(ORPHANED_COPIES, &params, &merge).await.map(drop).map_err(fail),
+            other => other.map(drop).map_err(fail),
+        }
     }
 
     async fn release_all(
