@@ -10,17 +10,18 @@ use std::time::Duration;
 use credential_core::model::labels;
 use credential_e2e::cluster::shipped_rbac_yaml;
 use credential_e2e::{ClusterOptions, KubeCluster};
-use credential_webhook::distribution::{Backoff, DistributionConfig, Distributor, ORPHANED_COPIES};
+use credential_webhook::distribution::{Distributor, ORPHANED_COPIES};
 use serde_json::Value;
+use support::lifecycle::{AZURE_PROVIDER_INTERFACE, fast_distribution_config};
 use support::{SYS, b64, eventually_async};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
 const INFRA: &str = "infrastructure.cluster.x-k8s.io";
 const WAIT: Duration = Duration::from_secs(60);
 
-/// ProviderInterfaces of the regional cluster: AWS (static identity -> Secret; role identity ->
-/// controller identity), Azure (identity -> Secret through name and namespace paths) and a
-/// Secret used directly as the identity (as GCP and Docker declare it).
+/// ProviderInterfaces of the regional cluster besides Azure's ([`AZURE_PROVIDER_INTERFACE`]): AWS
+/// (static identity -> Secret; role identity -> controller identity) and a Secret used directly as
+/// the identity (as GCP and Docker declare it).
 const REGIONAL_PIS: &str = r#"
 apiVersion: k0rdent.mirantis.com/v1beta1
 kind: ProviderInterface
@@ -33,15 +34,6 @@ spec:
      references: [{group: infrastructure.cluster.x-k8s.io, version: v1beta2, kind: AWSClusterControllerIdentity,
                    nameFieldPath: spec.sourceIdentityRef.name}]}
   - {group: infrastructure.cluster.x-k8s.io, version: v1beta2, kind: AWSClusterControllerIdentity}
----
-apiVersion: k0rdent.mirantis.com/v1beta1
-kind: ProviderInterface
-metadata: {name: cluster-api-provider-azure}
-spec:
-  clusterIdentities:
-  - {group: infrastructure.cluster.x-k8s.io, version: v1beta1, kind: AzureClusterIdentity,
-     references: [{group: "", version: v1, kind: Secret, nameFieldPath: spec.clientSecret.name,
-                   namespaceFieldPath: spec.clientSecret.namespace}]}
 ---
 apiVersion: k0rdent.mirantis.com/v1beta1
 kind: ProviderInterface
@@ -67,22 +59,6 @@ fn region_yaml(region: &KubeCluster) -> String {
     )
 }
 
-fn config() -> DistributionConfig {
-    DistributionConfig {
-        workers: 4,
-        leader_election: None,
-        credential_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(5),
-        convergence_timeout: Duration::from_secs(20),
-        release_timeout: Duration::from_secs(10),
-        instance: "lifecycle".to_string(),
-        ..DistributionConfig::default()
-    }
-}
-
 async fn estate(name: &str) -> Estate {
     let (mgmt, region) = tokio::join!(
         KubeCluster::start(ClusterOptions {
@@ -95,10 +71,10 @@ async fn estate(name: &str) -> Estate {
     mgmt.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYS}}}\n")).await.unwrap();
     mgmt.apply(&shipped_rbac_yaml().await.unwrap()).await.unwrap();
     mgmt.apply(&region_yaml(&region)).await.unwrap();
-    region.apply(REGIONAL_PIS).await.unwrap();
+    region.apply(&format!("{REGIONAL_PIS}---\n{AZURE_PROVIDER_INTERFACE}")).await.unwrap();
     let token = mgmt.service_account_token(SYS, "credential-webhook").await.unwrap();
     let client = mgmt.client_for_token(&token).await.unwrap();
-    let distributor = Distributor::start(config(), client);
+    let distributor = Distributor::start(fast_distribution_config("lifecycle", Duration::from_secs(10)), client);
     Estate { mgmt, region, distributor: Some(distributor) }
 }
 
