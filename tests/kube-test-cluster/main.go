@@ -213,6 +213,10 @@ func runControllerManager(args []string) error {
 		"--service-account-private-key-file=" + p("sa.key"),
 		"--root-ca-file=" + p("ca.crt"),
 		"--leader-elect=false",
+		// Each controller acts as its own ServiceAccount (system:serviceaccount:kube-system:<name>),
+		// as in production clusters, so webhooks and RBAC see the namespace controller, the garbage
+		// collector, ... by name, not as the admin.
+		"--use-service-account-credentials=true",
 		"--bind-address=127.0.0.1",
 		"--secure-port=0",
 	})

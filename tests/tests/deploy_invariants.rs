@@ -279,7 +279,11 @@ fn webhook_rules_name_only_kinds_and_operations_the_server_handles() {
                 assert!(wh.get("namespaceSelector").is_none_or(|s| s == &serde_json::json!({})), "{what}");
                 let user = format!("system:serviceaccount:{}:{SA_NAME}", r.namespace());
                 let conditions = wh["matchConditions"].as_array().unwrap();
-                assert_eq!(conditions.len(), 2, "{what}: the ServiceAccount exemption and the spec-change filter");
+                assert_eq!(
+                    conditions.len(),
+                    3,
+                    "{what}: the webhook's ServiceAccount exemption, the namespace controller's, the spec-change filter"
+                );
                 assert_eq!(
                     str_of(&conditions[0]["expression"]),
                     format!("request.userInfo.username != '{user}'"),

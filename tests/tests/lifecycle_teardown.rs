@@ -221,9 +221,6 @@ async fn webhook_down_metadata_updates_complete_and_spec_changes_are_refused() {
 /// Webhook down: deleting a namespace that holds Credentials completes (the namespace controller's
 /// DELETEs of its contents are not held by a webhook nobody serves).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the shipped ValidatingWebhookConfiguration judges every DELETE (failurePolicy Fail), and the \
-            namespace controller's per-object DELETEs of a namespace's Credentials are refused while no replica \
-            answers: the namespace stays Terminating (ContentDeletionFailed: failed calling webhook)"]
 async fn webhook_down_namespace_deletion_completes() {
     let (c, hook) = stopped_webhook_cluster("down-ns").await;
     let ns = "team-c";
