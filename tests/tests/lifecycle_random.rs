@@ -18,10 +18,9 @@ use credential_core::model::labels;
 use credential_webhook::distribution::{Backoff, DistributionConfig, ORPHANED_COPIES};
 use credential_webhook::distribution::leader::LeaderElection;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 use support::random::{Replica, Rng, VersionLog, leaks, seed_from_env, usize_from_env};
-use support::real::WEBHOOK_SA;
 use support::regional::{CRED_AV, Real};
 use support::{PROVIDER_INTERFACE, SYS, b64, eventually_async};
 
@@ -262,4 +261,352 @@ async fn the_standby_replica_takes_over_a_crashed_leader_within_the_lease() {
     let rewritten = log.snapshot().values().filter(|v| v.len() > 1).count();
     eprintln!("{} copies watched, {rewritten} written more than once (same content)", log.len());
     b.shutdown().await;
+}
+
+const SECRETS: usize = 4;
+const IDENTITIES: usize = 3;
+const TENANTS: [&str; 2] = ["rt-a", "rt-b"];
+const CREDENTIAL_NAMES: [&str; 3] = ["c0", "c1", "c2"];
+/// How long the invariants may take to hold again after a step (a crash waits out the lease; a
+/// release the Region cannot take waits out the release timeout; namespace deletion is the
+/// controller-manager's).
+const SETTLE: Duration = Duration::from_secs(60);
+const RANDOM_LEASE: Duration = Duration::from_secs(3);
+
+fn secret_name(i: usize) -> String {
+    format!("rs-{i}")
+}
+
+fn identity_name(i: usize) -> String {
+    format!("rid-{i}")
+}
+
+/// What the management cluster holds, as the test made it.
+#[derive(Debug, Default)]
+struct Model {
+    /// Secret index -> the AccessKeyID it holds now.
+    secrets: BTreeMap<usize, String>,
+    /// Identity index -> the Secret index its secretRef names.
+    identities: BTreeMap<usize, usize>,
+    /// `namespace/name` -> identity index.
+    credentials: BTreeMap<String, usize>,
+    /// Tenant namespaces that exist.
+    namespaces: BTreeSet<String>,
+    region: bool,
+    /// Every Secret value ever written (none may show up outside Secrets).
+    values: Vec<String>,
+}
+
+impl Model {
+    /// The copies a Credential's identity needs in the region, `None` while a source is missing
+    /// (then nothing is copied and what was copied before stays).
+    fn wanted(&self, identity: usize) -> Option<BTreeSet<(String, String)>> {
+        let secret = *self.identities.get(&identity)?;
+        self.secrets.get(&secret)?;
+        Some(BTreeSet::from([
+            (STATIC_ID.to_string(), identity_name(identity)),
+            ("Secret".to_string(), format!("{SYS}/{}", secret_name(secret))),
+        ]))
+    }
+}
+
+/// One step of the sequence, applied to the clusters and the model. Returns what it did.
+async fn step(e: &Estate, m: &mut Model, rng: &mut Rng, replica: &mut Option<Replica>, n: usize, seed: u64) -> String {
+    // put secret, delete secret, put identity, delete identity, put credential, delete credential,
+    // create namespace, delete namespace, toggle Region, relabel Region, restart, crash.
+    let op = rng.weighted(&[14, 5, 12, 4, 18, 8, 4, 3, 4, 2, 3, 3]);
+    match op {
+        0 => {
+            let i = rng.below(SECRETS);
+            let value = format!("AKIA-{seed}-{n}");
+            m.values.push(value.clone());
+            let verb = if m.secrets.insert(i, value.clone()).is_some() { "rotate" } else { "create" };
+            e.mgmt.seed(secret_body(&secret_name(i), &value)).await;
+            format!("{verb} Secret {}", secret_name(i))
+        }
+        1 => {
+            let i = rng.below(SECRETS);
+            m.secrets.remove(&i);
+            e.delete("v1", "Secret", Some(SYS), &secret_name(i)).await;
+            format!("delete Secret {}", secret_name(i))
+        }
+        2 => {
+            let (i, s) = (rng.below(IDENTITIES), rng.below(SECRETS));
+            let verb = if m.identities.insert(i, s).is_some() { "update" } else { "create" };
+            e.mgmt.seed(identity_body(&identity_name(i), &secret_name(s))).await;
+            format!("{verb} {STATIC_ID} {} -> {}", identity_name(i), secret_name(s))
+        }
+        3 => {
+            let i = rng.below(IDENTITIES);
+            m.identities.remove(&i);
+            e.delete(INFRA_AV, STATIC_ID, None, &identity_name(i)).await;
+            format!("delete {STATIC_ID} {}", identity_name(i))
+        }
+        4 => {
+            let ns = *rng.pick(&[SYS, TENANTS[0], TENANTS[1]]);
+            let (name, id) = (*rng.pick(&CREDENTIAL_NAMES), rng.below(IDENTITIES));
+            if ns != SYS && !m.namespaces.contains(ns) {
+                m.namespaces.insert(ns.to_string());
+                e.mgmt.ensure_namespace(ns).await;
+                return format!("create Namespace {ns}");
+            }
+            let verb = if m.credentials.insert(format!("{ns}/{name}"), id).is_some() { "update" } else { "create" };
+            e.mgmt.seed(credential_body(ns, name, &identity_name(id))).await;
+            format!("{verb} Credential {ns}/{name} -> {}", identity_name(id))
+        }
+        5 => {
+            let Some(key) = m.credentials.keys().nth(rng.below(m.credentials.len().max(1))).cloned() else {
+                return "delete Credential: none exists".to_string();
+            };
+            m.credentials.remove(&key);
+            let (ns, name) = key.split_once('/').unwrap();
+            e.delete(CRED_AV, "Credential", Some(ns), name).await;
+            format!("delete Credential {key}")
+        }
+        6 => {
+            let ns = *rng.pick(&TENANTS);
+            m.namespaces.insert(ns.to_string());
+            e.mgmt.ensure_namespace(ns).await;
+            format!("create Namespace {ns}")
+        }
+        7 => {
+            let ns = *rng.pick(&TENANTS);
+            if !m.namespaces.remove(ns) {
+                return format!("delete Namespace {ns}: absent");
+            }
+            m.credentials.retain(|k, _| !k.starts_with(&format!("{ns}/")));
+            e.delete("v1", "Namespace", None, ns).await;
+            format!("delete Namespace {ns} (and its Credentials)")
+        }
+        8 => {
+            m.region = !m.region;
+            if m.region {
+                e.create_region().await;
+                "create Region r1".to_string()
+            } else {
+                e.delete(CRED_AV, "Region", None, "r1").await;
+                "delete Region r1".to_string()
+            }
+        }
+        9 => {
+            if !m.region {
+                return "relabel Region r1: absent".to_string();
+            }
+            let mut body = region_body();
+            body["metadata"]["labels"] = json!({"step": n.to_string()});
+            e.mgmt.seed(body).await;
+            "relabel Region r1".to_string()
+        }
+        10 | 11 => {
+            let instance = format!("replica-{n}");
+            let old = replica.take().unwrap();
+            let how = if op == 10 {
+                old.shutdown().await;
+                "restart"
+            } else {
+                tokio::task::spawn_blocking(move || old.crash()).await.unwrap();
+                "crash and replace"
+            };
+            let new = Replica::start(replica_config(&instance, RANDOM_LEASE), &e.sa_kubeconfig);
+            if !leaderless_changes() {
+                // A change that reaches a Credential before a new leader converged it once is lost
+                // today (see `a_change_made_while_no_replica_leads_releases_the_old_copy`): wait
+                // until the new leader is done with its first round.
+                new.settled(RANDOM_LEASE + Duration::from_secs(30)).await;
+            }
+            *replica = Some(new);
+            format!("{how} the distributor (now {instance})")
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// `LIFECYCLE_LEADERLESS=1`: the next step may come while no replica leads yet (after a crash
+/// the Lease has to expire first) or before the new leader converged every Credential once. Off by default until the bug shown by
+/// `a_change_made_while_no_replica_leads_releases_the_old_copy` is fixed.
+fn leaderless_changes() -> bool {
+    std::env::var("LIFECYCLE_LEADERLESS").is_ok_and(|v| v == "1")
+}
+
+/// The invariants once the estate settled; `Err` names what does not hold (yet).
+async fn invariants(e: &Estate, m: &Model) -> Result<(), String> {
+    // Nothing Terminating (the bound is the caller's wait).
+    let credentials = e.credentials().await;
+    let mut stuck: Vec<String> = credentials.iter().filter(|c| terminating(c)).map(ns_name).collect();
+    for ns in TENANTS {
+        if e.mgmt.get("v1", "Namespace", None, ns).await.is_some_and(|n| terminating(&n)) {
+            stuck.push(format!("Namespace {ns}"));
+        }
+    }
+    if e.mgmt.get(CRED_AV, "Region", None, "r1").await.is_some_and(|r| terminating(&r)) {
+        stuck.push("Region r1".to_string());
+    }
+    if !stuck.is_empty() {
+        return Err(format!("Terminating: {stuck:?}"));
+    }
+    let stored: BTreeMap<String, &Value> = credentials.iter().map(|c| (ns_name(c), c)).collect();
+    if stored.keys().collect::<Vec<_>>() != m.credentials.keys().collect::<Vec<_>>() {
+        return Err(format!("Credentials {:?}, expected {:?}", stored.keys(), m.credentials.keys()));
+    }
+    if !m.region {
+        return Ok(()); // nothing can be copied or released; the Region's return is checked then
+    }
+    let orphaned: BTreeSet<String> = e
+        .mgmt
+        .get("v1", "ConfigMap", Some(SYS), ORPHANED_COPIES)
+        .await
+        .and_then(|cm| cm["data"].as_object().map(|d| d.keys().cloned().collect()))
+        .unwrap_or_default();
+    let copies = e.regional_copies().await;
+    let mut wanted_by: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    // Every Credential whose sources all exist is distributed and its copies equal the sources;
+    // one with a source missing says so.
+    for (key, &identity) in &m.credentials {
+        let cond = distributed(stored[key]).cloned().unwrap_or(Value::Null);
+        let Some(wanted) = m.wanted(identity) else {
+            if cond["status"] != "False" {
+                return Err(format!("{key}: a source is missing but the condition is {cond}"));
+            }
+            continue;
+        };
+        if cond["status"] != "True" {
+            return Err(format!("{key}: condition {cond}"));
+        }
+        for k in wanted {
+            let Some(copy) = copies.get(&k) else { return Err(format!("{key}: no copy of {k:?}")) };
+            let want = if k.0 == "Secret" {
+                json!({"AccessKeyID": b64(&m.secrets[&m.identities[&identity]])})
+            } else {
+                json!({"secretRef": secret_name(m.identities[&identity])})
+            };
+            if content(copy) != want {
+                return Err(format!("copy {k:?} is {} but its source is {want}", content(copy)));
+            }
+            wanted_by.entry(k).or_default().push(key.clone());
+        }
+    }
+    // Every copy is owned by Credentials that exist and want it (or recorded as orphaned).
+    for (k, copy) in &copies {
+        let owners = credential_core::identity::owners_of(copy);
+        if owners.is_empty() {
+            return Err(format!("copy {k:?} has no owner"));
+        }
+        for owner in &owners {
+            let (ns, name) = owner.split_once('/').unwrap_or_default();
+            if orphaned.contains(&format!("region.r1.{ns}.{name}")) {
+                continue;
+            }
+            let Some(&identity) = m.credentials.get(owner) else {
+                return Err(format!("copy {k:?} owned by {owner}, which does not exist and is not recorded"));
+            };
+            if m.wanted(identity).is_some() && !wanted_by.get(k).is_some_and(|w| w.contains(owner)) {
+                return Err(format!("copy {k:?} owned by {owner}, which no longer uses it"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Secret values in Events, conditions, Regions, ConfigMaps (the orphan record), Leases, and the
+/// regional identities and Events: none may be there.
+async fn secret_leaks(e: &Estate, values: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (cluster, what) in [
+        (&e.mgmt, "events,credentials.k0rdent.mirantis.com,regions.k0rdent.mirantis.com,configmaps,leases"),
+        (&e.region, "events,configmaps,awsclusterstaticidentities.infrastructure.cluster.x-k8s.io"),
+    ] {
+        let dump = cluster.kubectl_ok(&["get", what, "-A", "-o", "json"], None).await.unwrap();
+        found.extend(leaks(&format!("{} {what}", cluster.name()), &dump, values));
+    }
+    found
+}
+
+/// A seeded random lifecycle on the real apiserver; after every step the invariants hold within
+/// [`SETTLE`]. Replay a failure with `LIFECYCLE_SEED=<seed printed>`; `LIFECYCLE_STEPS` sets the
+/// length (40 by default).
+#[tokio::test]
+async fn a_random_lifecycle_keeps_the_invariants() {
+    let seed = seed_from_env("LIFECYCLE_SEED");
+    let steps = usize_from_env("LIFECYCLE_STEPS", 40);
+    let mut rng = Rng::new(seed);
+    let e = estate("random", true).await;
+    let mut m = Model { region: true, ..Model::default() };
+    let mut replica = Some(Replica::start(replica_config("replica-0", RANDOM_LEASE), &e.sa_kubeconfig));
+    let started = Instant::now();
+    let mut done: Vec<String> = Vec::new();
+    let mut slowest = (Duration::ZERO, String::new());
+    for n in 1..=steps {
+        let what = step(&e, &mut m, &mut rng, &mut replica, n, seed).await;
+        done.push(format!("{n:>3}. {what}"));
+        let t = Instant::now();
+        loop {
+            let last = match invariants(&e, &m).await {
+                Ok(()) => break,
+                Err(why) => why,
+            };
+            if t.elapsed() > SETTLE {
+                panic!(
+                    "LIFECYCLE_SEED={seed}: after step {n} the invariants did not hold within {SETTLE:?}: {last}\n\
+                     steps:\n{}\nmodel: {m:#?}",
+                    done.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if t.elapsed() > slowest.0 {
+            slowest = (t.elapsed(), what);
+        }
+        if n % 10 == 0 || n == steps {
+            let found = secret_leaks(&e, &m.values).await;
+            assert!(found.is_empty(), "LIFECYCLE_SEED={seed}: Secret data outside Secrets after step {n}: {found:?}");
+        }
+    }
+    eprintln!(
+        "LIFECYCLE_SEED={seed}: {steps} steps in {:.1} s, slowest to settle {:.1} s ({})\n{}",
+        started.elapsed().as_secs_f64(),
+        slowest.0.as_secs_f64(),
+        slowest.1,
+        done.join("\n")
+    );
+    replica.take().unwrap().shutdown().await;
+}
+
+/// A change made while no replica leads (between a replica stopping and the next taking the
+/// Lease: any restart, even a clean rolling update), or after the new leader took the Lease but
+/// before it converged that Credential once, is never fully carried out: an identity whose
+/// secretRef moved from one Secret to another gets the new Secret copied, but the copy of the old
+/// one stays in the region, owned by the Credential forever. Which copies a Credential made is
+/// remembered only in the leader's memory (`Footprint::copies` in distribution/engine.rs); a new
+/// leader knows only what the current plan wants, so it never releases what an earlier term wrote.
+/// The same holds for a Credential whose identityRef changes, or one deleted after such a change.
+#[tokio::test]
+#[ignore = "bug: copies an earlier leader wrote are not released when the change happened while no replica led \
+            (footprints are in memory only; webhook/src/distribution/engine.rs `previous_copies`)"]
+async fn a_change_made_while_no_replica_leads_releases_the_old_copy() {
+    let e = estate("handover", false).await;
+    let first = Replica::start(replica_config("replica-0", RANDOM_LEASE), &e.sa_kubeconfig);
+    for o in [
+        secret_body("old", "AKIA-old"),
+        secret_body("new", "AKIA-new"),
+        identity_body("id", "old"),
+        credential_body(SYS, "c", "id"),
+    ] {
+        e.mgmt.seed(o).await;
+    }
+    eventually_async("the old Secret is copied", SETTLE, || async {
+        e.region.get("v1", "Secret", Some(SYS), "old").await
+    })
+    .await;
+    first.shutdown().await; // a clean stop: the Lease is released
+    e.mgmt.seed(identity_body("id", "new")).await;
+    let second = Replica::start(replica_config("replica-1", RANDOM_LEASE), &e.sa_kubeconfig);
+    eventually_async("the new Secret is copied", SETTLE, || async {
+        e.region.get("v1", "Secret", Some(SYS), "new").await
+    })
+    .await;
+    eventually_async("the copy of the Secret nobody uses any more is released", SETTLE, || async {
+        e.region.absent("v1", "Secret", Some(SYS), "old").await.then_some(())
+    })
+    .await;
+    second.shutdown().await;
 }

@@ -142,6 +142,30 @@ impl Replica {
         self.alive.load(Ordering::SeqCst) && self.handle.is_leader()
     }
 
+    /// Credentials waiting or in progress in this replica's queue.
+    pub fn pending(&self) -> usize {
+        self.handle.pending()
+    }
+
+    /// Waits (at most `limit`, failing the test) until this replica leads and its queue stayed
+    /// empty for a second: the first convergence of every Credential of its term is done.
+    pub async fn settled(&self, limit: Duration) {
+        let start = std::time::Instant::now();
+        let mut idle_since: Option<std::time::Instant> = None;
+        loop {
+            if self.is_leader() && self.pending() == 0 {
+                let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= Duration::from_secs(1) {
+                    return;
+                }
+            } else {
+                idle_since = None;
+            }
+            assert!(start.elapsed() < limit, "{} did not lead with an idle queue within {limit:?}", self.instance);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn stop_with(&mut self, how: Stop) {
         self.alive.store(false, Ordering::SeqCst);
         if let Some(tx) = self.stop.take() {
