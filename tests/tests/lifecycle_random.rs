@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use credential_core::model::labels;
-use credential_webhook::distribution::{Backoff, DistributionConfig, ORPHANED_COPIES};
 use credential_webhook::distribution::leader::LeaderElection;
+use credential_webhook::distribution::{Backoff, DistributionConfig, ORPHANED_COPIES};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
@@ -153,7 +153,9 @@ impl Estate {
         let mut out = BTreeMap::new();
         for (av, kind) in [("v1", "Secret"), (INFRA_AV, STATIC_ID)] {
             for o in self.region.list(av, kind, None).await {
-                if o.pointer(&format!("/metadata/labels/{}", labels::MANAGED.replace('/', "~1"))) == Some(&json!("true")) {
+                if o.pointer(&format!("/metadata/labels/{}", labels::MANAGED.replace('/', "~1")))
+                    == Some(&json!("true"))
+                {
                     let key = if kind == "Secret" { ns_name(&o) } else { name_of(&o) };
                     out.insert((kind.to_string(), key), o);
                 }
@@ -192,7 +194,10 @@ async fn the_standby_replica_takes_over_a_crashed_leader_within_the_lease() {
     let mut sources = String::new();
     let mut credentials = String::new();
     for i in 0..N {
-        for o in [secret_body(&format!("aws-{i:03}"), &format!("AKIA-takeover-{i:03}")), identity_body(&format!("id-{i:03}"), &format!("aws-{i:03}"))] {
+        for o in [
+            secret_body(&format!("aws-{i:03}"), &format!("AKIA-takeover-{i:03}")),
+            identity_body(&format!("id-{i:03}"), &format!("aws-{i:03}")),
+        ] {
             sources.push_str(&format!("---\n{o}\n"));
         }
         credentials.push_str(&format!("---\n{}\n", credential_body(SYS, &format!("c-{i:03}"), &format!("id-{i:03}"))));
@@ -236,10 +241,14 @@ async fn the_standby_replica_takes_over_a_crashed_leader_within_the_lease() {
     creating.await.unwrap();
 
     // Nothing lost: every Credential distributed, every copy equal to its source.
-    let done = eventually_async(&format!("all {N} Credentials {}=True", labels::DISTRIBUTED_CONDITION), Duration::from_secs(120), || async {
-        let all = e.credentials().await;
-        (all.len() == N && all.iter().all(is_true)).then_some(all)
-    })
+    let done = eventually_async(
+        &format!("all {N} Credentials {}=True", labels::DISTRIBUTED_CONDITION),
+        Duration::from_secs(120),
+        || async {
+            let all = e.credentials().await;
+            (all.len() == N && all.iter().all(is_true)).then_some(all)
+        },
+    )
     .await;
     assert_eq!(done.len(), N);
     let copies = e.regional_copies().await;

@@ -63,8 +63,10 @@ impl Rng {
 pub fn seed_from_env(var: &str) -> u64 {
     let seed = match std::env::var(var) {
         Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("{var}={s} is not a number")),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-            % 1_000_000_007,
+        Err(_) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+                % 1_000_000_007
+        }
     };
     eprintln!("{var}={seed}");
     seed
@@ -128,13 +130,7 @@ impl Replica {
             })
             .unwrap();
         let handle = handle_rx.recv_timeout(Duration::from_secs(30)).expect("replica started within 30 s");
-        Replica {
-            instance,
-            handle,
-            alive: Arc::new(AtomicBool::new(true)),
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
+        Replica { instance, handle, alive: Arc::new(AtomicBool::new(true)), stop: Some(stop_tx), thread: Some(thread) }
     }
 
     /// Whether this replica is alive and distributing (holds the Lease).
@@ -193,11 +189,14 @@ impl Drop for Replica {
     }
 }
 
+/// Object name -> (resourceVersion, content) of every version seen, oldest first.
+pub type Versions = BTreeMap<String, Vec<(String, Value)>>;
+
 /// Every version of each object a watch saw: `name` (or `namespace/name`) -> (resourceVersion,
 /// content) in the order seen. Content is what `content` extracts (e.g. a Secret's `data`).
 #[derive(Clone, Default)]
 pub struct VersionLog {
-    seen: Arc<Mutex<BTreeMap<String, Vec<(String, Value)>>>>,
+    seen: Arc<Mutex<Versions>>,
 }
 
 impl VersionLog {
@@ -237,7 +236,7 @@ impl VersionLog {
         self.seen.lock().unwrap().len()
     }
 
-    pub fn snapshot(&self) -> BTreeMap<String, Vec<(String, Value)>> {
+    pub fn snapshot(&self) -> Versions {
         self.seen.lock().unwrap().clone()
     }
 
