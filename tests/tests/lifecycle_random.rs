@@ -623,3 +623,35 @@ async fn a_change_made_while_no_replica_leads_releases_the_old_copy() {
     .await;
     second.shutdown().await;
 }
+
+/// Found by the randomized lifecycle: the orphaned-copies record kept only the last Credential
+/// whose release was given up (each entry was server-side applied alone under the same field
+/// manager, which drops the entries applied before). Every abandoned release keeps its entry.
+#[tokio::test]
+async fn every_abandoned_release_keeps_its_orphan_record() {
+    let e = estate("orphans", false).await;
+    let replica = Replica::start(replica_config("replica-0", RANDOM_LEASE), &e.sa_kubeconfig);
+    e.mgmt.seed(secret_body("s", "AKIA-orphans")).await;
+    e.mgmt.seed(identity_body("id", "s")).await;
+    for name in ["c0", "c1"] {
+        e.mgmt.seed(credential_body(SYS, name, "id")).await;
+    }
+    eventually_async("both Credentials distributed", SETTLE, || async {
+        let all = e.credentials().await;
+        (all.len() == 2 && all.iter().all(is_true)).then_some(())
+    })
+    .await;
+    e.delete(CRED_AV, "Region", None, "r1").await;
+    for name in ["c0", "c1"] {
+        e.delete(CRED_AV, "Credential", Some(SYS), name).await;
+        eventually_async(&format!("{name} let go"), SETTLE, || async {
+            e.mgmt.absent(CRED_AV, "Credential", Some(SYS), name).await.then_some(())
+        })
+        .await;
+    }
+    let record = e.mgmt.get("v1", "ConfigMap", Some(SYS), ORPHANED_COPIES).await.expect("orphaned-copies record");
+    let keys: Vec<&String> = record["data"].as_object().map(|d| d.keys().collect()).unwrap_or_default();
+    assert_eq!(keys, ["region.r1.kcm-system.c0", "region.r1.kcm-system.c1"], "{record}");
+    assert!(leaks("the record", &record.to_string(), &["AKIA-orphans".to_string()]).is_empty());
+    replica.shutdown().await;
+}
