@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use credential_core::model::labels;
 use credential_webhook::distribution::leader::LeaderElection;
-use credential_webhook::distribution::{Backoff, DistributionConfig, ORPHANED_COPIES};
+use credential_webhook::distribution::{DistributionConfig, ORPHANED_COPIES};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
@@ -42,18 +42,10 @@ fn leader_election(lease: Duration) -> LeaderElection {
 
 fn replica_config(instance: &str, lease: Duration) -> DistributionConfig {
     DistributionConfig {
-        workers: 4,
         per_cluster_concurrency: 2,
         leader_election: Some(leader_election(lease)),
-        credential_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(5),
-        convergence_timeout: Duration::from_secs(20),
         release_timeout: Duration::from_secs(8),
-        instance: instance.to_string(),
-        ..DistributionConfig::default()
+        ..support::random::test_config(instance)
     }
 }
 
