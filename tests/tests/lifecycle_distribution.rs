@@ -110,6 +110,21 @@ impl Estate {
         .await
     }
 
+    /// The AWS static identity with its Secret and Credential kcm-system/aws, distributed.
+    async fn distributed_aws_credential(&self) {
+        self.mgmt.apply(&aws_static(true)).await.unwrap();
+        self.mgmt
+            .apply(&credential_yaml(
+                SYS,
+                "aws",
+                (&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id"),
+                "",
+            ))
+            .await
+            .unwrap();
+        self.wait_condition(SYS, "aws", "True", Some("Distributed")).await;
+    }
+
     async fn stop(mut self) {
         if let Some(d) = self.distributor.take() {
             d.shutdown().await;
@@ -177,12 +192,7 @@ async fn nothing_copied_and_no_finalizer_until_the_whole_identity_resolves() {
     e.mgmt.kubectl_ok(&["delete", "credential", "aws", "-n", SYS, "--wait=true", "--timeout=20s"], None).await.unwrap();
 
     // The whole identity: copies, then the finalizer.
-    e.mgmt.apply(&aws_static(true)).await.unwrap();
-    e.mgmt
-        .apply(&credential_yaml(SYS, "aws", (&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id"), ""))
-        .await
-        .unwrap();
-    e.wait_condition(SYS, "aws", "True", Some("Distributed")).await;
+    e.distributed_aws_credential().await;
     assert!(has_finalizer(&e.credential(SYS, "aws").await.unwrap()));
     let copy = e.get(&e.region, "secret", Some(SYS), "aws-secret").await.expect("Secret copied");
     assert_eq!(copy["data"]["AccessKeyID"], b64("AKIAEXAMPLE"));
@@ -236,12 +246,7 @@ async fn deleting_region_and_credential_together_leaves_nothing_terminating() {
 #[tokio::test]
 async fn release_against_an_unreachable_region_is_bounded() {
     let e = estate("bounded").await;
-    e.mgmt.apply(&aws_static(true)).await.unwrap();
-    e.mgmt
-        .apply(&credential_yaml(SYS, "aws", (&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id"), ""))
-        .await
-        .unwrap();
-    e.wait_condition(SYS, "aws", "True", Some("Distributed")).await;
+    e.distributed_aws_credential().await;
     e.region.stop().await;
     e.mgmt.kubectl_ok(&["delete", "credential", "aws", "-n", SYS, "--wait=false"], None).await.unwrap();
     let cond = e.wait_condition(SYS, "aws", "False", Some("ReleasePending")).await;
@@ -377,12 +382,7 @@ async fn an_unmanaged_identical_object_is_success_and_a_different_one_a_conflict
 #[tokio::test]
 async fn a_regional_copy_deleted_or_edited_is_repaired_within_seconds() {
     let e = estate("repair").await;
-    e.mgmt.apply(&aws_static(true)).await.unwrap();
-    e.mgmt
-        .apply(&credential_yaml(SYS, "aws", (&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", "aws-id"), ""))
-        .await
-        .unwrap();
-    e.wait_condition(SYS, "aws", "True", Some("Distributed")).await;
+    e.distributed_aws_credential().await;
     let repaired = Duration::from_secs(20);
 
     e.region.kubectl_ok(&["delete", "secret", "aws-secret", "-n", SYS], None).await.unwrap();

@@ -44,8 +44,7 @@ fn replica_config(instance: &str, lease: Duration) -> DistributionConfig {
     DistributionConfig {
         per_cluster_concurrency: 2,
         leader_election: Some(leader_election(lease)),
-        release_timeout: Duration::from_secs(8),
-        ..support::random::test_config(instance)
+        ..support::lifecycle::fast_distribution_config(instance, Duration::from_secs(8))
     }
 }
 

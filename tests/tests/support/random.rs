@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use credential_webhook::distribution::{Backoff, DistributionConfig, Distributor, DistributorHandle};
+use credential_webhook::distribution::{DistributionConfig, Distributor, DistributorHandle};
 use futures_util::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::watcher;
@@ -75,24 +75,6 @@ pub fn seed_from_env(var: &str) -> u64 {
 /// `$var` as a number, or `default`.
 pub fn usize_from_env(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(default)
-}
-
-/// Distributor settings for tests on real clusters: 4 workers, backoffs capped at 2 s, short
-/// timeouts (a 10 s release timeout), no leader election, replica `instance`.
-pub fn test_config(instance: &str) -> DistributionConfig {
-    DistributionConfig {
-        workers: 4,
-        leader_election: None,
-        credential_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-        cluster_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(5),
-        convergence_timeout: Duration::from_secs(20),
-        release_timeout: Duration::from_secs(10),
-        instance: instance.to_string(),
-        ..DistributionConfig::default()
-    }
 }
 
 enum Stop {
