@@ -50,7 +50,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::estate::{Cluster, Estate};
@@ -62,7 +62,7 @@ use crate::model::{self, ClusterIdentity, Credential, ProviderInterface, labels}
 pub const MAX_DEPTH: usize = 8;
 
 /// Identifies one object in one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectKey {
     pub gvk: Gvk,
     pub namespace: Option<String>,
@@ -609,6 +609,41 @@ pub fn sanitize(source: &Value, owners: &[String]) -> Value {
         }
     }
     copy
+}
+
+/// The copies a Credential holds in `cluster`, as recorded on the Credential by
+/// [`copies_annotation_value`] (empty when the record is missing, unreadable or for another
+/// cluster). The record outlives the process that wrote the copies, so a new leader releases what
+/// an earlier one wrote.
+pub fn recorded_copies(credential: &Value, cluster: &Cluster) -> Vec<ObjectKey> {
+    #[derive(Deserialize)]
+    struct Record {
+        cluster: String,
+        copies: Vec<ObjectKey>,
+    }
+    credential
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(labels::COPIES_ANNOTATION))
+        .and_then(Value::as_str)
+        .and_then(|raw| serde_json::from_str::<Record>(raw).ok())
+        .filter(|r| r.cluster == cluster_record_name(cluster))
+        .map(|r| r.copies)
+        .unwrap_or_default()
+}
+
+/// The record of the copies a Credential holds in `cluster` (see [`recorded_copies`]): names only.
+pub fn copies_annotation_value(cluster: &Cluster, copies: &[ObjectKey]) -> String {
+    let mut sorted: Vec<&ObjectKey> = copies.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    serde_json::json!({"cluster": cluster_record_name(cluster), "copies": sorted}).to_string()
+}
+
+fn cluster_record_name(cluster: &Cluster) -> String {
+    match cluster {
+        Cluster::Management => String::new(),
+        Cluster::Region(r) => r.clone(),
+    }
 }
 
 /// The Credentials (`namespace/name`) recorded as owners of a copy, sorted and deduped.

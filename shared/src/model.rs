@@ -313,6 +313,9 @@ pub mod labels {
     /// Annotation on copies listing the owning Credentials (`ns/name` per line, sorted); works for
     /// names of any length, unlike KCM's per-Credential label keys.
     pub const OWNERS_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/owners";
+    /// Annotation on a Credential recording the copies it holds (JSON: the target cluster and the
+    /// object keys, names only), so releases survive a restart or a change of leader.
+    pub const COPIES_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/copies";
     /// Our field manager for server-side apply.
     pub const FIELD_MANAGER: &str = "credential-guard";
 }

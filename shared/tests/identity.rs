@@ -733,3 +733,22 @@ fn managed_regional_credential_puts_the_identity_in_its_namespace_in_the_region(
     assert_eq!(keys(&p.copies), ["Secret team-d/azure-secret", "AzureClusterIdentity team-d/azure-id"]);
     assert_eq!(p.copies[1].source.namespace.as_deref(), Some("kcm-system"));
 }
+
+#[test]
+fn the_copies_record_round_trips_for_its_cluster_only() {
+    let keys = vec![
+        ObjectKey::new(Gvk::secret(), Some("kcm-system".into()), "aws-secret"),
+        ObjectKey::new(Gvk::new(INFRA, "v1beta2", "AWSClusterStaticIdentity"), None, "aws-id"),
+    ];
+    let value = credential_core::identity::copies_annotation_value(&region("region1"), &keys);
+    let mut cred = credential("kcm-system", "aws", Some("region1"), aws_ref());
+    cred["metadata"]["annotations"] = json!({labels::COPIES_ANNOTATION: value});
+    let mut back = credential_core::identity::recorded_copies(&cred, &region("region1"));
+    back.sort();
+    let mut want = keys.clone();
+    want.sort();
+    assert_eq!(back, want);
+    assert!(credential_core::identity::recorded_copies(&cred, &region("region2")).is_empty());
+    cred["metadata"]["annotations"][labels::COPIES_ANNOTATION] = json!("not json");
+    assert!(credential_core::identity::recorded_copies(&cred, &region("region1")).is_empty());
+}

@@ -1031,7 +1031,14 @@ impl Engine {
         let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
         self.cluster_ok(target);
         let plan = self.plan(credential, target, &conn, pis, false).await?;
-        let previous_copies = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        // What this Credential holds there: remembered by this process, and recorded on the
+        // Credential by whichever replica wrote it (a change made while no replica led).
+        let mut previous_copies = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        for k in identity::recorded_copies(credential, target) {
+            if !previous_copies.contains(&k) {
+                previous_copies.push(k);
+            }
+        }
         self.remember(key, target, &plan);
 
         let owner = key.to_string();
@@ -1101,11 +1108,22 @@ impl Engine {
                 }
             }
         }
-        if !blocked {
-            // Every stale copy was released: what this Credential holds is what the plan wants.
-            if let Some(f) = lock(&self.footprints).get_mut(key) {
-                f.copies = plan.copies.iter().filter(|c| c.object.is_some()).map(|c| c.target.clone()).collect();
-            }
+        // What this Credential now holds: recorded on it (so a restart or a new leader can release
+        // it), and remembered. While the plan is blocked, the old copies stay held.
+        let held: Vec<ObjectKey> = if blocked {
+            previous_copies.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect()
+        } else {
+            plan.copies
+                .iter()
+                .filter(|c| c.object.is_some())
+                .map(|c| c.target.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        self.record_copies(key, credential, target, &held).await?;
+        if !blocked && let Some(f) = lock(&self.footprints).get_mut(key) {
+            f.copies = held.clone();
         }
         let sources = lock(&self.footprints).get(key).map(|f| f.sources.clone()).unwrap_or_default();
         let mut note = self.unwatched(&sources).join("; ");
@@ -1192,6 +1210,32 @@ impl Engine {
         }
     }
 
+    /// Records on the Credential the copies it holds in `target` (annotation
+    /// [`labels::COPIES_ANNOTATION`], names only), when that differs from what it carries. An
+    /// empty set with no record writes nothing.
+    async fn record_copies(
+        &self,
+        key: &CredentialKey,
+        credential: &Value,
+        target: &Cluster,
+        held: &[ObjectKey],
+    ) -> Result<(), DistributionError> {
+        let current = credential.pointer("/metadata/annotations").and_then(|a| a.get(labels::COPIES_ANNOTATION));
+        let wanted = identity::copies_annotation_value(target, held);
+        let value = match (current.and_then(Value::as_str), held.is_empty()) {
+            (None, true) => return Ok(()),
+            (Some(c), _) if c == wanted => return Ok(()),
+            (Some(_), true) => Value::Null,
+            _ => Value::String(wanted),
+        };
+        let patch = json!({"metadata": {"annotations": {labels::COPIES_ANNOTATION: value}}});
+        self.credential_api(&key.namespace)
+            .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| DistributionError::api(format!("record the copies of Credential {key}"), e))?;
+        Ok(())
+    }
+
     /// Gives up a release that cannot be carried out: records what may remain where (ConfigMap
     /// [`ORPHANED_COPIES`] in the system namespace), says so in a Warning Event and a metric, and
     /// removes the finalizer, so the Credential is never held forever.
@@ -1204,7 +1248,12 @@ impl Engine {
         finalizers: &[String],
         why: &str,
     ) -> Result<Outcome, DistributionError> {
-        let remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        let mut remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        for k in identity::recorded_copies(credential, target) {
+            if !remembered.contains(&k) {
+                remembered.push(k);
+            }
+        }
         let objects: Vec<String> = if remembered.is_empty() {
             let iref = credential.pointer("/spec/identityRef");
             let field = |f: &str| iref.and_then(|r| r.get(f)).and_then(Value::as_str).unwrap_or("?").to_string();
@@ -1299,7 +1348,8 @@ impl Engine {
         }
         let plan = self.plan(&plan_credential, target, &conn, pis, true).await?;
         let mut keys: Vec<ObjectKey> = plan.copies.iter().map(|c| c.target.clone()).collect();
-        for k in lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default() {
+        let remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        for k in remembered.into_iter().chain(identity::recorded_copies(credential, target)) {
             if !keys.contains(&k) {
                 keys.push(k);
             }
