@@ -69,6 +69,9 @@ pub struct ClusterConn {
     /// One label-selected watch per copied kind (regional clusters only): a copy deleted or
     /// edited there is noticed in seconds, not at the resync.
     copy_watches: Mutex<HashMap<Gvk, JoinHandle<()>>>,
+    /// Versions of copies this process just wrote: their watch events are our own echo, not a
+    /// change to repair, so they enqueue nothing.
+    own_writes: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Drop for ClusterConn {
@@ -118,6 +121,7 @@ impl ClusterConn {
             watch_client: watch_client.clone(),
             watch_backoff,
             copy_watches: Mutex::default(),
+            own_writes: Arc::default(),
         };
         let (pi_ar, _) = known_resource(&Gvk::provider_interface()).unwrap_or_else(unreachable_pi);
         let api: Api<DynamicObject> = Api::all_with(watch_client, &pi_ar);
@@ -163,14 +167,28 @@ impl ClusterConn {
         }
         let api: Api<DynamicObject> = Api::all_with(self.watch_client.clone(), ar);
         let selector = format!("{}=true", credential_core::model::labels::MANAGED);
-        let (cluster, on_event) = (self.cluster.clone(), Arc::clone(on_event));
+        let (cluster, on_event, own) = (self.cluster.clone(), Arc::clone(on_event), Arc::clone(&self.own_writes));
+        let group = gvk.group.clone();
         let task =
             spawn_watch(
                 api,
                 watcher::Config::default().labels(&selector),
                 self.watch_backoff,
                 move |item| match item {
-                    WatchItem::Apply { obj, initial: false } | WatchItem::Delete(obj) => {
+                    WatchItem::Apply { obj, initial: false } => {
+                        let kind = obj.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+                        let version = written_version(
+                            &group,
+                            &kind,
+                            obj.metadata.namespace.as_deref(),
+                            obj.metadata.name.as_deref().unwrap_or_default(),
+                            obj.metadata.resource_version.as_deref().unwrap_or_default(),
+                        );
+                        if !lock(&own).remove(&version) {
+                            on_event(&cluster, credential_core::identity::owners_of(&to_value(&obj)));
+                        }
+                    }
+                    WatchItem::Delete(obj) => {
                         on_event(&cluster, credential_core::identity::owners_of(&to_value(&obj)));
                     }
                     WatchItem::Error(e) => tracing::debug!(cluster = %cluster, error = %e, "copy watch retrying"),
@@ -178,6 +196,17 @@ impl ClusterConn {
                 },
             );
         watches.insert(gvk.clone(), task);
+    }
+
+    /// Notes that this process wrote `resource_version` of the copy at `key` (its watch event is
+    /// then ignored). Bounded: a burst of writes whose events never came is forgotten.
+    pub fn note_own_write(&self, key: &credential_core::identity::ObjectKey, resource_version: Option<&str>) {
+        let Some(rv) = resource_version else { return };
+        let mut own = lock(&self.own_writes);
+        if own.len() > 10_000 {
+            own.clear();
+        }
+        own.insert(written_version(&key.gvk.group, &key.gvk.kind, key.namespace.as_deref(), &key.name, rv));
     }
 
     /// The cluster's ProviderInterfaces, waiting up to `timeout` for the first list. An error
@@ -270,6 +299,10 @@ impl ClusterConn {
         lock(&self.namespaces).insert(namespace.to_string());
         Ok(())
     }
+}
+
+fn written_version(group: &str, kind: &str, namespace: Option<&str>, name: &str, rv: &str) -> String {
+    format!("{group}/{kind}/{}/{name}@{rv}", namespace.unwrap_or_default())
 }
 
 /// Maps a transport failure to `Unreachable` (so the cluster backs off), anything else to `Api`.

@@ -155,9 +155,11 @@ pub async fn apply_copy(
     // force only when the object is ours already; a create never needs it.
     let mut params = PatchParams::apply(labels::FIELD_MANAGER);
     params.force = existing.is_some();
-    api.patch(&target.name, &params, &Patch::Apply(&body))
+    let written = api
+        .patch(&target.name, &params, &Patch::Apply(&body))
         .await
         .map_err(|e| classify(&conn.cluster, format!("apply {}", what()), e))?;
+    conn.note_own_write(target, written.metadata.resource_version.as_deref());
     Ok(if existing.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
 }
 
@@ -206,7 +208,10 @@ pub async fn release_copy(
     let patch = release_patch(rv, &owners);
     let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.to_string()), ..PatchParams::default() };
     match api.patch(&target.name, &params, &Patch::Merge(&patch)).await {
-        Ok(_) => Ok(ReleaseOutcome::Released),
+        Ok(written) => {
+            conn.note_own_write(target, written.metadata.resource_version.as_deref());
+            Ok(ReleaseOutcome::Released)
+        }
         Err(e) if is_not_found(&e) => Ok(ReleaseOutcome::Untouched),
         Err(e) => Err(classify(&conn.cluster, format!("release {}", what()), e)),
     }
