@@ -10,15 +10,15 @@ mod support;
 use std::time::Duration;
 
 use credential_core::model::labels;
-use credential_e2e::cluster::{metric_sum, shipped_rbac_yaml, shipped_webhook_configurations};
+use credential_e2e::cluster::metric_sum;
 use credential_e2e::{ClusterOptions, KubeCluster};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
+use support::real::{WEBHOOK_SA, register_shipped_webhook, shipped_webhook_token, start_shipped_webhook};
 use support::{SYS, eventually_async};
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
-const WEBHOOK_SA: &str = "credential-webhook";
 
 fn credential_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("k0rdent.mirantis.com", "v1beta1", "Credential"))
@@ -38,11 +38,8 @@ async fn cluster(name: &str) -> KubeCluster {
 }
 
 /// The shipped ServiceAccount and RBAC in kcm-system, and a kube client holding a real token of it.
-async fn shipped_webhook_identity(c: &KubeCluster) -> (kube::Client, String) {
-    c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYS}}}\n")).await.unwrap();
-    c.apply(&shipped_rbac_yaml().await.unwrap()).await.unwrap();
-    let token = c.service_account_token(SYS, WEBHOOK_SA).await.unwrap();
-    (c.client_for_token(&token).await.unwrap(), token)
+async fn shipped_webhook_identity(c: &KubeCluster) -> kube::Client {
+    c.client_for_token(&shipped_webhook_token(c).await).await.unwrap()
 }
 
 #[tokio::test]
@@ -110,7 +107,7 @@ async fn namespace_stays_terminating_while_our_finalizer_holds_a_credential() {
 #[tokio::test]
 async fn kcm_credential_ready_survives_our_condition_and_ours_survives_kcm() {
     let c = cluster("ssa").await;
-    let (webhook_client, _) = shipped_webhook_identity(&c).await;
+    let webhook_client = shipped_webhook_identity(&c).await;
     c.apply(&credential(SYS, "aws").to_string()).await.unwrap();
     // KCM's controller writes its condition with its own field manager.
     let kcm_status = |status: &str| {
@@ -193,7 +190,7 @@ async fn kcm_credential_ready_survives_our_condition_and_ours_survives_kcm() {
 async fn writes_the_shipped_rbac_does_not_grant_are_forbidden() {
     let c =
         KubeCluster::start(ClusterOptions { controller_manager: false, ..ClusterOptions::new("rbac") }).await.unwrap();
-    let (client, _) = shipped_webhook_identity(&c).await;
+    let client = shipped_webhook_identity(&c).await;
     c.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n").await.unwrap();
     c.apply(&credential(SYS, "aws").to_string()).await.unwrap();
 
@@ -234,9 +231,8 @@ async fn writes_the_shipped_rbac_does_not_grant_are_forbidden() {
 
 /// The webhook running live against the cluster with the shipped identity and configurations.
 async fn webhook_on(c: &KubeCluster) -> support::LiveWebhook {
-    let (_, token) = shipped_webhook_identity(c).await;
-    let hook = support::start_live_webhook(&c.kubeconfig_yaml_for_token(&token)).await;
-    c.apply(&shipped_webhook_configurations(&hook.base_url(), &hook.ca_pem).await.unwrap()).await.unwrap();
+    let hook = start_shipped_webhook(c).await;
+    register_shipped_webhook(c, &hook).await;
     hook
 }
 

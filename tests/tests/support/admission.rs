@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use credential_e2e::cluster::{shipped_rbac_yaml, shipped_webhook_configurations};
+use credential_e2e::cluster::shipped_webhook_configurations;
 use credential_e2e::{KubeCluster, KubectlOutput};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -15,24 +15,13 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 
-use super::{LiveWebhook, SYS, eventually_async, start_live_webhook};
+use super::{LiveWebhook, SYS, eventually_async};
 
 pub const API: &str = "k0rdent.mirantis.com/v1beta1";
-pub const WEBHOOK_SA: &str = "credential-webhook";
-
-/// The shipped ServiceAccount and RBAC in kcm-system; a real token of that ServiceAccount.
-pub async fn shipped_webhook_token(c: &KubeCluster) -> String {
-    c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {SYS}}}\n")).await.unwrap();
-    c.apply(&shipped_rbac_yaml().await.unwrap()).await.unwrap();
-    c.service_account_token(SYS, WEBHOOK_SA).await.unwrap()
-}
 
 /// The webhook running live with the shipped identity, not registered yet (objects the webhook
 /// would refuse can still be made first).
-pub async fn webhook_unregistered(c: &KubeCluster) -> LiveWebhook {
-    let token = shipped_webhook_token(c).await;
-    start_live_webhook(&c.kubeconfig_yaml_for_token(&token)).await
-}
+pub use super::real::start_shipped_webhook as webhook_unregistered;
 
 /// Registers the shipped webhook configurations for `hook` and waits until it judges requests
 /// (its caches synced): a server-side dry run of a valid Credential passes.
