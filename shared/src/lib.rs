@@ -3,6 +3,7 @@
 //! Everything here is a function of its inputs: no network, no clock, no global state. The
 //! webhook and the kubectl plugin feed it cluster state through the [`estate::Estate`] trait.
 
+pub mod distribution;
 pub mod estate;
 pub mod fieldpath;
 pub mod finding;

@@ -316,6 +316,15 @@ pub mod labels {
     /// Annotation on a Credential recording the copies it holds (JSON: the target cluster and the
     /// object keys, names only), so releases survive a restart or a change of leader.
     pub const COPIES_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/copies";
+    /// Annotation on a Credential in trigger mode: a digest of its source objects' versions
+    /// ([`crate::distribution::trigger_digest`]). Changing it makes KCM's Credential controller
+    /// reconcile (and copy) now; the same sources never change it twice.
+    pub const TRIGGER_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/sources-digest";
+    /// Annotations on the distribution Lease ([`crate::distribution::DISTRIBUTION_LEASE`]): the
+    /// [`crate::distribution::Mode`] in force and why, written by the replica that leads, so
+    /// `kubectl credential` can say who copies.
+    pub const MODE_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/distribution-mode";
+    pub const MODE_REASON_ANNOTATION: &str = "credential-guard.k0rdent.mirantis.com/distribution-mode-reason";
     /// Our field manager for server-side apply.
     pub const FIELD_MANAGER: &str = "credential-guard";
 }
