@@ -181,10 +181,10 @@ pub fn detect_kcm(management: Option<&Value>, release: Option<&Value>) -> KcmDet
             ),
         };
     };
-    if let Some(release) = release.filter(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(name)) {
-        if let Some(v) = release.pointer("/spec/version").and_then(Value::as_str).and_then(KcmVersion::parse) {
-            return KcmDetection::Found { version: v, source: format!("Release {name}") };
-        }
+    let named = release.filter(|r| r.pointer("/metadata/name").and_then(Value::as_str) == Some(name));
+    if let Some(v) = named.and_then(|r| r.pointer("/spec/version")).and_then(Value::as_str).and_then(KcmVersion::parse)
+    {
+        return KcmDetection::Found { version: v, source: format!("Release {name}") };
     }
     match KcmVersion::parse(name) {
         Some(version) => KcmDetection::Found { version, source: format!("the name of Release {name}") },
@@ -304,13 +304,11 @@ pub fn verify_copy(planned: &PlannedCopy, actual: Option<&Value>) -> CopyState {
 pub fn kcm_copy_defects(target: &ObjectKey, actual: &Value) -> Vec<String> {
     let mut out = Vec::new();
     let annotations = actual.pointer("/metadata/annotations").and_then(Value::as_object);
-    if let Some(a) = annotations {
-        if a.contains_key(labels::LAST_APPLIED) {
-            out.push(format!(
-                "{target} carries annotation {} copied from its source (for a Secret it holds the data in clear text): remove it from the source, or apply the source server-side",
-                labels::LAST_APPLIED
-            ));
-        }
+    if annotations.is_some_and(|a| a.contains_key(labels::LAST_APPLIED)) {
+        out.push(format!(
+            "{target} carries annotation {} copied from its source (for a Secret it holds the data in clear text): remove it from the source, or apply the source server-side",
+            labels::LAST_APPLIED
+        ));
     }
     out
 }
