@@ -26,6 +26,11 @@ pub const KCM_DISTRIBUTES_SINCE: KcmVersion = KcmVersion { major: 1, minor: 5, p
 /// ([`labels::MODE_ANNOTATION`]).
 pub const DISTRIBUTION_LEASE: &str = "credential-guard-distribution";
 
+/// ConfigMap, in the webhook's namespace, recording copies that may remain in a cluster with no
+/// distributor left to release them (a release given up, an uninstall): one key per (cluster,
+/// Credential) ([`orphan_key`]), an [`OrphanRecord`] as JSON each. Names only, never contents.
+pub const ORPHANED_COPIES: &str = "credential-guard-orphaned-copies";
+
 /// The Management object KCM runs the management cluster from (a singleton).
 pub const MANAGEMENT_NAME: &str = "kcm";
 
@@ -313,6 +318,51 @@ pub fn kcm_copy_defects(target: &ObjectKey, actual: &Value) -> Vec<String> {
     out
 }
 
+/// The Credential an [`OrphanRecord`] is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct OrphanOwner {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One entry of [`ORPHANED_COPIES`]: what may remain where, and why nobody released it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct OrphanRecord {
+    pub credential: OrphanOwner,
+    /// The cluster as [`crate::Cluster`] displays it (`region eu`).
+    pub cluster: String,
+    /// `Kind namespace/name` of each object that may remain.
+    pub objects: Vec<String>,
+    /// Why it was not released (a sentence).
+    pub reason: String,
+    /// When it was recorded (RFC 3339), as the writer's clock said.
+    pub since: String,
+}
+
+/// The ConfigMap key of the record for a Credential's copies in `cluster` (a valid ConfigMap key:
+/// `region.<name>.<namespace>.<credential>` or `management.<namespace>.<credential>`).
+pub fn orphan_key(cluster: &crate::Cluster, namespace: &str, name: &str) -> String {
+    match cluster {
+        crate::Cluster::Management => format!("management.{namespace}.{name}"),
+        crate::Cluster::Region(r) => format!("region.{r}.{namespace}.{name}"),
+    }
+}
+
+/// Reads the records of an [`ORPHANED_COPIES`] ConfigMap's `data`, sorted by key; an entry that is
+/// not a record is returned as the key and why, so a reader can say which one is broken.
+pub fn orphan_records(data: &serde_json::Map<String, Value>) -> Vec<Result<(String, OrphanRecord), (String, String)>> {
+    let mut keys: Vec<&String> = data.keys().collect();
+    keys.sort();
+    keys.into_iter()
+        .map(|k| {
+            let raw = data.get(k).and_then(Value::as_str).unwrap_or_default();
+            serde_json::from_str::<OrphanRecord>(raw)
+                .map(|r| (k.clone(), r))
+                .map_err(|e| (k.clone(), format!("entry {k} is not a record of orphaned copies: {e}")))
+        })
+        .collect()
+}
+
 /// The condition reasons of [`labels::DISTRIBUTED_CONDITION`] in trigger mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum VerifyReason {
@@ -416,6 +466,25 @@ mod tests {
 
     fn release(name: &str, version: &str) -> Value {
         json!({"metadata": {"name": name}, "spec": {"version": version}})
+    }
+
+    #[test]
+    fn orphan_records_round_trip_and_name_broken_entries() {
+        let rec = OrphanRecord {
+            credential: OrphanOwner { namespace: "team".into(), name: "aws".into() },
+            cluster: Cluster::Region("eu".into()).to_string(),
+            objects: vec!["Secret kcm-system/aws".into()],
+            reason: "the Region is gone".into(),
+            since: "2026-12-01T00:00:00Z".into(),
+        };
+        let key = orphan_key(&Cluster::Region("eu".into()), "team", "aws");
+        assert_eq!(key, "region.eu.team.aws");
+        let mut data = serde_json::Map::new();
+        data.insert(key.clone(), Value::String(serde_json::to_string(&rec).unwrap()));
+        data.insert("junk".into(), Value::String("{".into()));
+        let got = orphan_records(&data);
+        assert!(matches!(&got[0], Err((k, why)) if k == "junk" && why.contains("entry junk")));
+        assert_eq!(got[1], Ok((key, rec)));
     }
 
     #[test]
