@@ -10,8 +10,10 @@ use serde_json::Value;
 
 use crate::gvk::{Gvk, builtin_scope};
 
+#[cfg(feature = "fs")]
 mod load;
 mod refs;
+#[cfg(feature = "fs")]
 pub use load::{
     DocPos, LoadError, LoadOptions, LoadReport, LoadWarning, load_dir, load_dir_with_report, load_files,
     load_files_with_report, load_inputs_with_report,
