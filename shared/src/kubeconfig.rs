@@ -16,7 +16,82 @@
 
 use serde_json::{Map, Value};
 
+use crate::model::{self, Region};
 use crate::yaml::{self, YamlError};
+
+/// Where a Region's kubeconfig lives: a Secret and the data key holding the kubeconfig.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KubeconfigRef {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for KubeconfigRef {
+    /// `Secret ns/name[key]`: names only, never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret {}/{}[{}]", self.namespace, self.name, self.key)
+    }
+}
+
+/// Why a Region names no usable kubeconfig Secret; each message names the Region, the field and
+/// the fix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeconfigRefError {
+    #[error("Region {region} cannot be read: {detail}")]
+    Invalid { region: String, detail: String },
+    #[error("Region {region} has neither spec.kubeConfig nor spec.clusterDeployment; set exactly one")]
+    NoSource { region: String },
+    #[error("Region {region}: {field} is empty; {fix}")]
+    Empty { region: String, field: &'static str, fix: &'static str },
+}
+
+impl KubeconfigRefError {
+    /// The fix, as a step: both reference fields are immutable (KCM's CEL rules), so it is a
+    /// recreate.
+    pub fn fix(&self) -> String {
+        match self {
+            KubeconfigRefError::Invalid { region, .. } | KubeconfigRefError::NoSource { region } => format!(
+                "recreate Region {region} with exactly one of spec.kubeConfig {{name, key}} or spec.clusterDeployment {{name, namespace}}"
+            ),
+            KubeconfigRefError::Empty { region, field, .. } => {
+                format!("recreate Region {region} with {field} set (the reference is immutable)")
+            }
+        }
+    }
+}
+
+/// The one answer to "where is this Region's kubeconfig", as KCM's `GetRegionalClient` reads it:
+/// `spec.kubeConfig` is Secret `name` in the system namespace, data key `key` (KCM has no default
+/// key: an empty one fails there too); `spec.clusterDeployment` is CAPI's Secret `<name>-kubeconfig`
+/// in the ClusterDeployment's namespace, data key `value`.
+pub fn region_kubeconfig_ref(region: &Region, system_namespace: &str) -> Result<KubeconfigRef, KubeconfigRefError> {
+    let region_name = || region.metadata.name.clone().unwrap_or_else(|| "<unnamed>".into());
+    let empty = |field, fix| KubeconfigRefError::Empty { region: region_name(), field, fix };
+    let set = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
+    let spec = region.spec.as_ref();
+    if let Some(kc) = spec.and_then(|s| s.kube_config.as_ref()) {
+        let name = set(&kc.name).ok_or_else(|| empty("spec.kubeConfig.name", "name the kubeconfig Secret"))?;
+        let key = set(&kc.key).ok_or_else(|| {
+            empty("spec.kubeConfig.key", "KCM reads the kubeconfig from that data key (often `value`); set it")
+        })?;
+        return Ok(KubeconfigRef { namespace: system_namespace.to_string(), name, key });
+    }
+    if let Some(cd) = spec.and_then(|s| s.cluster_deployment.as_ref()) {
+        let name = set(&cd.name).ok_or_else(|| empty("spec.clusterDeployment.name", "name the ClusterDeployment"))?;
+        let namespace = set(&cd.namespace)
+            .ok_or_else(|| empty("spec.clusterDeployment.namespace", "set the ClusterDeployment's namespace"))?;
+        return Ok(KubeconfigRef { namespace, name: format!("{name}-kubeconfig"), key: "value".to_string() });
+    }
+    Err(KubeconfigRefError::NoSource { region: region_name() })
+}
+
+/// [`region_kubeconfig_ref`] of a Region as JSON.
+pub fn region_kubeconfig_ref_of(region: &Value, system_namespace: &str) -> Result<KubeconfigRef, KubeconfigRefError> {
+    let typed: Region = model::from_value("Region", region)
+        .map_err(|e| KubeconfigRefError::Invalid { region: model::display_name(region), detail: e.to_string() })?;
+    region_kubeconfig_ref(&typed, system_namespace)
+}
 
 /// Fields of `users[].user` a Secret-supplied kubeconfig must not set, and why.
 pub const FORBIDDEN_USER_FIELDS: &[(&str, &str)] = &[
@@ -112,6 +187,28 @@ fn shape(field: &str, found: &Value, expected: &'static str) -> UntrustedKubecon
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn region_kubeconfig_ref_of_both_forms_and_every_gap() {
+        use super::{KubeconfigRef, region_kubeconfig_ref_of};
+        use serde_json::json;
+        let r = |spec: Value| json!({"metadata": {"name": "eu"}, "spec": spec});
+        assert_eq!(
+            region_kubeconfig_ref_of(&r(json!({"kubeConfig": {"name": "eu-kc", "key": "cfg"}})), "kcm-system"),
+            Ok(KubeconfigRef { namespace: "kcm-system".into(), name: "eu-kc".into(), key: "cfg".into() })
+        );
+        let cd = region_kubeconfig_ref_of(&r(json!({"clusterDeployment": {"name": "eu", "namespace": "t"}})), "x");
+        assert_eq!(cd.map(|k| k.to_string()), Ok("Secret t/eu-kubeconfig[value]".to_string()));
+        let no_key = region_kubeconfig_ref_of(&r(json!({"kubeConfig": {"name": "eu-kc"}})), "kcm-system");
+        let msg = no_key.unwrap_err().to_string();
+        assert!(msg.starts_with("Region eu: spec.kubeConfig.key is empty;"), "{msg}");
+        let no_ns = region_kubeconfig_ref_of(&r(json!({"clusterDeployment": {"name": "eu"}})), "kcm-system");
+        assert!(no_ns.unwrap_err().to_string().contains("spec.clusterDeployment.namespace is empty"));
+        let none = region_kubeconfig_ref_of(&r(json!({})), "kcm-system").unwrap_err().to_string();
+        assert!(none.contains("neither spec.kubeConfig nor spec.clusterDeployment"), "{none}");
+        let bad = region_kubeconfig_ref_of(&r(json!({"kubeConfig": "x"})), "kcm-system").unwrap_err().to_string();
+        assert!(bad.starts_with("Region eu cannot be read"), "{bad}");
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -17,6 +17,7 @@ use serde_json::Value;
 use crate::estate::{Cluster, Estate, Served};
 use crate::gvk::{Gvk, builtin_scope};
 use crate::identity::{self, ObjectKey, Plan, PlanProblem, PlannedCopy};
+use crate::kubeconfig::region_kubeconfig_ref;
 use crate::model::{self, Condition, Credential, Region, labels};
 
 /// The overall answer.
@@ -728,24 +729,12 @@ impl Explainer<'_> {
         rgn: &Region,
         problems: &mut Vec<(String, Vec<FixStep>)>,
     ) -> (String, Option<ObjectRef>) {
-        let spec = rgn.spec.clone().unwrap_or_default();
-        let (ns, secret, key) = if let Some(kc) = spec.kube_config.as_ref() {
-            (
-                self.estate.system_namespace().to_string(),
-                kc.name.clone().unwrap_or_default(),
-                kc.key.clone().unwrap_or_default(),
-            )
-        } else if let Some(cd) = spec.cluster_deployment.as_ref() {
-            let name = cd.name.clone().unwrap_or_default();
-            (cd.namespace.clone().unwrap_or_default(), format!("{name}-kubeconfig"), "value".to_string())
-        } else {
-            problems.push((
-                format!("Region {region} has neither spec.kubeConfig nor spec.clusterDeployment"),
-                vec![FixStep::say(format!(
-                    "recreate Region {region} with exactly one of spec.kubeConfig or spec.clusterDeployment"
-                ))],
-            ));
-            return ("no kubeconfig reference".to_string(), None);
+        let (ns, secret, key) = match region_kubeconfig_ref(rgn, self.estate.system_namespace()) {
+            Ok(r) => (r.namespace, r.name, r.key),
+            Err(e) => {
+                problems.push((e.to_string(), vec![FixStep::say(e.fix())]));
+                return ("no usable kubeconfig reference".to_string(), None);
+            }
         };
         let label = format!("kubeconfig Secret {ns}/{secret}[{key}]");
         let object = Some(ObjectRef::new(&Gvk::secret(), Some(&ns), &secret, &Cluster::Management));

@@ -436,19 +436,6 @@ async fn permissions(client: &kube::Client, opts: &PreflightOptions) -> Check {
     }
 }
 
-/// Where a Region's kubeconfig lives: `spec.kubeConfig` (a Secret in the system namespace, key
-/// default `value`) or `spec.clusterDeployment` (CAPI's `<name>-kubeconfig`, key `value`).
-fn kubeconfig_secret(region: &Value, system_namespace: &str) -> Option<(String, String, String)> {
-    let spec = region.get("spec")?;
-    if let Some(kc) = spec.get("kubeConfig") {
-        let key = kc.get("key").and_then(Value::as_str).unwrap_or("value");
-        return Some((system_namespace.into(), kc.get("name")?.as_str()?.into(), key.into()));
-    }
-    let cd = spec.get("clusterDeployment")?;
-    let ns = cd.get("namespace").and_then(Value::as_str).unwrap_or(system_namespace);
-    Some((ns.into(), format!("{}-kubeconfig", cd.get("name")?.as_str()?), "value".into()))
-}
-
 async fn regions(client: &kube::Client, opts: &PreflightOptions) -> Vec<Check> {
     let region_ar = ApiResource {
         group: K0RDENT_GROUP.into(),
@@ -486,11 +473,10 @@ async fn region_reachable(
     region: &Value,
     opts: &PreflightOptions,
 ) -> Result<String, (String, String)> {
-    let Some((ns, secret, key)) = kubeconfig_secret(region, &opts.system_namespace) else {
-        return Err((
-            "neither spec.kubeConfig nor spec.clusterDeployment is set".into(),
-            "set spec.kubeConfig {name, key} to a kubeconfig Secret in the system namespace".into(),
-        ));
+    let (ns, secret, key) = match credential_core::kubeconfig::region_kubeconfig_ref_of(region, &opts.system_namespace)
+    {
+        Ok(r) => (r.namespace, r.name, r.key),
+        Err(e) => return Err((e.to_string(), e.fix())),
     };
     let fix_secret = format!("create Secret {ns}/{secret} with key {key:?} holding the regional cluster's kubeconfig");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
@@ -550,15 +536,6 @@ mod tests {
         let text = r.render();
         assert!(text.contains("[FAIL] c: broken\n       fix: repair it\n"), "{text}");
         assert!(text.contains("1 problem(s)"), "{text}");
-    }
-
-    #[test]
-    fn kubeconfig_secret_of_both_region_forms() {
-        let r = serde_json::json!({"spec": {"kubeConfig": {"name": "r1-kc"}}});
-        assert_eq!(kubeconfig_secret(&r, "kcm"), Some(("kcm".into(), "r1-kc".into(), "value".into())));
-        let r = serde_json::json!({"spec": {"clusterDeployment": {"name": "cd", "namespace": "ns"}}});
-        assert_eq!(kubeconfig_secret(&r, "kcm"), Some(("ns".into(), "cd-kubeconfig".into(), "value".into())));
-        assert_eq!(kubeconfig_secret(&serde_json::json!({"spec": {}}), "kcm"), None);
     }
 
     #[test]

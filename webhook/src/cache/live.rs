@@ -702,31 +702,12 @@ async fn identity_manager(
 
 // --- regional clusters -----------------------------------------------------------------------------
 
-/// Where a Region's kubeconfig lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct KubeconfigSource {
-    namespace: String,
-    name: String,
-    key: String,
-}
+/// Where a Region's kubeconfig lives: the core's one answer (a Region without a usable reference
+/// gets no regional cache; admission reports it through the Region rules).
+type KubeconfigSource = credential_core::kubeconfig::KubeconfigRef;
 
-/// `spec.kubeConfig` (Secret in the system namespace, key default `value`) or
-/// `spec.clusterDeployment` (CAPI's `<name>-kubeconfig` Secret, key `value`, in the CD's namespace).
 fn kubeconfig_source(region: &Value, system_namespace: &str) -> Option<KubeconfigSource> {
-    let spec = region.get("spec")?;
-    if let Some(kc) = spec.get("kubeConfig") {
-        return Some(KubeconfigSource {
-            namespace: system_namespace.to_string(),
-            name: kc.get("name")?.as_str()?.to_string(),
-            key: kc.get("key").and_then(Value::as_str).unwrap_or("value").to_string(),
-        });
-    }
-    let cd = spec.get("clusterDeployment")?;
-    Some(KubeconfigSource {
-        namespace: cd.get("namespace").and_then(Value::as_str).unwrap_or(system_namespace).to_string(),
-        name: format!("{}-kubeconfig", cd.get("name")?.as_str()?),
-        key: "value".into(),
-    })
+    credential_core::kubeconfig::region_kubeconfig_ref_of(region, system_namespace).ok()
 }
 
 /// Kubeconfig Secrets outside the system namespace (`<cd>-kubeconfig`) are not cached; their
@@ -1047,21 +1028,6 @@ mod tests {
         assert!(client_outdated(Some("5"), &Seen::Gone), "Secret deleted");
         assert!(!client_outdated(Some("5"), &Seen::Unknown), "not read yet: keep");
         assert!(!client_outdated(None, &Seen::At("6".into())), "no client yet: its next attempt reads the Secret");
-    }
-
-    #[test]
-    fn sources_of_regions() {
-        let r = json!({"spec": {"kubeConfig": {"name": "r1-kc", "key": "kubeconfig"}}});
-        assert_eq!(
-            kubeconfig_source(&r, "kcm-system"),
-            Some(KubeconfigSource { namespace: "kcm-system".into(), name: "r1-kc".into(), key: "kubeconfig".into() })
-        );
-        let r = json!({"spec": {"clusterDeployment": {"name": "cd1", "namespace": "ns1"}}});
-        assert_eq!(
-            kubeconfig_source(&r, "kcm-system"),
-            Some(KubeconfigSource { namespace: "ns1".into(), name: "cd1-kubeconfig".into(), key: "value".into() })
-        );
-        assert_eq!(kubeconfig_source(&json!({}), "kcm-system"), None);
     }
 
     #[test]
