@@ -82,24 +82,95 @@ impl fmt::Display for Gvk {
     }
 }
 
-/// Built-in kinds every cluster serves (so a "served" check needs no CRD for them), with their scope.
-pub const BUILTIN_KINDS: &[(&str, &str, &str, bool)] = &[
-    // (group, version, kind, namespaced)
-    ("", "v1", "Secret", true),
-    ("", "v1", "ConfigMap", true),
-    ("", "v1", "Namespace", false),
-    ("", "v1", "ServiceAccount", true),
-    ("", "v1", "Event", true),
-    ("coordination.k8s.io", "v1", "Lease", true),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", false),
-    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", false),
-    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", false),
+/// A kind this project reads or writes by name, with what an API path needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    /// The resource name in API paths, RBAC and webhook rules.
+    pub plural: &'static str,
+    pub namespaced: bool,
+    /// Served by every cluster (no CRD needed).
+    pub builtin: bool,
+}
+
+const fn known(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    builtin: bool,
+) -> KnownKind {
+    KnownKind { group, version, kind, plural, namespaced, builtin }
+}
+
+/// The one kinds table: plural and scope of every kind used without discovery (the webhook's
+/// caches and distributor, the plugin's reads, the rules' resource names).
+pub const KNOWN_KINDS: &[KnownKind] = &[
+    known("", "v1", "Secret", "secrets", true, true),
+    known("", "v1", "ConfigMap", "configmaps", true, true),
+    known("", "v1", "Namespace", "namespaces", false, true),
+    known("", "v1", "ServiceAccount", "serviceaccounts", true, true),
+    known("", "v1", "Event", "events", true, true),
+    known("events.k8s.io", "v1", "Event", "events", true, true),
+    known("coordination.k8s.io", "v1", "Lease", "leases", true, true),
+    known("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, true),
+    known(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+        true,
+    ),
+    known(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        false,
+        true,
+    ),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "Credential", "credentials", true, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "Region", "regions", false, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "ProviderInterface", "providerinterfaces", false, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "ClusterDeployment", "clusterdeployments", true, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "AccessManagement", "accessmanagements", false, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "Management", "managements", false, false),
+    known(crate::K0RDENT_GROUP, crate::K0RDENT_VERSION, "Release", "releases", false, false),
 ];
+
+/// The [`KNOWN_KINDS`] entry of a GVK (exact group, version and kind).
+pub fn known_kind(gvk: &Gvk) -> Option<&'static KnownKind> {
+    KNOWN_KINDS.iter().find(|k| k.group == gvk.group && k.version == gvk.version && k.kind == gvk.kind)
+}
 
 /// `Some(namespaced)` when the GVK is a built-in kind.
 pub fn builtin_scope(gvk: &Gvk) -> Option<bool> {
-    BUILTIN_KINDS
-        .iter()
-        .find(|(g, v, k, _)| *g == gvk.group && *v == gvk.version && *k == gvk.kind)
-        .map(|(_, _, _, namespaced)| *namespaced)
+    known_kind(gvk).filter(|k| k.builtin).map(|k| k.namespaced)
+}
+
+#[cfg(test)]
+mod known_kinds_tests {
+    use super::*;
+
+    #[test]
+    fn every_admitted_kind_is_in_the_table_once() {
+        for rk in crate::rules::ResourceKind::ALL {
+            let k = known_kind(&rk.gvk()).map(|k| k.plural);
+            assert_eq!(k, Some(rk.plural()), "{rk:?}");
+            assert!(!rk.plural().is_empty());
+        }
+        for (i, a) in KNOWN_KINDS.iter().enumerate() {
+            assert!(
+                KNOWN_KINDS[i + 1..].iter().all(|b| (a.group, a.version, a.kind) != (b.group, b.version, b.kind)),
+                "{a:?} twice"
+            );
+            assert_eq!(a.plural, a.plural.to_ascii_lowercase());
+        }
+        assert_eq!(builtin_scope(&Gvk::secret()), Some(true));
+        assert_eq!(builtin_scope(&Gvk::credential()), None, "k0rdent kinds need their CRDs");
+    }
 }

@@ -65,12 +65,7 @@ impl ResourceKind {
 
     /// The resource name (plural) used in webhook rules and RBAC.
     pub fn plural(&self) -> &'static str {
-        match self {
-            ResourceKind::Credential => "credentials",
-            ResourceKind::Region => "regions",
-            ResourceKind::ProviderInterface => "providerinterfaces",
-            ResourceKind::ClusterDeployment => "clusterdeployments",
-        }
+        crate::gvk::known_kind(&self.gvk()).map(|k| k.plural).unwrap_or_default()
     }
 
     /// Group+kind match (any version).
