@@ -110,7 +110,7 @@ w("ring, TLS 1.3, ALPN h2/http1.1, TCP_NODELAY, hyper-util auto builder, axum ro
 w("AdmissionReview and answers a constant \"allowed\". The webhook runs with its defaults (JSON logs at `info`,")
 w("one admission log line per request, written to a file) on an estate of 10 Credentials and 1 Region.")
 w("`loadgen` (tests/src/bin/loadgen.rs) replays five reviews round-robin: Credential CREATE to /mutate and")
-w("/validate, Credential UPDATE, ProviderInterface UPDATE, Region DELETE (bench/support/fixtures.rs).")
+w("/validate, Credential UPDATE, ProviderInterface UPDATE, Region DELETE (tests/src/fixtures.rs).")
 w("Runs are interleaved bare, webhook, bare, webhook; each row is the mean of the rounds (per-round")
 w("requests/s in brackets). Latency is per request, client side, over keep-alive connections opened")
 w("before measuring.")

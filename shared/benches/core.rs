@@ -11,8 +11,7 @@ use credential_core::{identity, kubelet, mutate, rules};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::Value;
 
-#[path = "../../bench/support/fixtures.rs"]
-mod fixtures;
+use credential_e2e::fixtures;
 
 fn estate(credentials: usize, regions: usize) -> MemoryEstate {
     let mut e = MemoryEstate::new(fixtures::SYS);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use credential_core::estate::{Cluster, Estate};
 use credential_core::gvk::Gvk;
+use credential_e2e::manifests;
 use credential_webhook::cache::ServingEstate;
 use serde_json::json;
 use support::real::{
@@ -31,61 +32,12 @@ fn k0rdent_crds_yaml() -> String {
 }
 
 fn management_seed(regional_kubeconfig: &str) -> String {
-    format!(
+    let own = format!(
         r#"
-apiVersion: v1
-kind: Namespace
-metadata: {{name: kcm-system}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: team}}
----
 apiVersion: v1
 kind: Secret
 metadata: {{name: aws-secret, namespace: kcm-system}}
 data: {{AccessKeyID: QUtJQQ==, SecretAccessKey: c2VjcmV0}}
----
-apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
-kind: AWSClusterStaticIdentity
-metadata: {{name: aws-id}}
-spec: {{secretRef: aws-secret}}
----
-apiVersion: {API}
-kind: ProviderInterface
-metadata: {{name: cluster-api-provider-aws}}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {{group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}}
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: r1-kubeconfig, namespace: kcm-system}}
-data: {{value: {kc}}}
----
-apiVersion: {API}
-kind: Region
-metadata: {{name: r1}}
-spec:
-  kubeConfig: {{name: r1-kubeconfig, key: value}}
-status:
-  ready: true
-  conditions: [{{type: Ready, status: "True", reason: Succeeded, message: ok, lastTransitionTime: "2026-01-01T00:00:00Z"}}]
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: down-kubeconfig, namespace: kcm-system}}
-data: {{value: {down}}}
----
-apiVersion: {API}
-kind: Region
-metadata: {{name: down}}
-spec:
-  kubeConfig: {{name: down-kubeconfig, key: value}}
 ---
 apiVersion: {API}
 kind: Credential
@@ -98,10 +50,19 @@ apiVersion: {API}
 kind: ClusterDeployment
 metadata: {{name: prod-cluster, namespace: team}}
 spec: {{credential: used, template: aws-standalone-cp-1-0-0}}
-"#,
-        kc = b64(regional_kubeconfig),
-        down = b64(&unreachable_kubeconfig()),
-    )
+"#
+    );
+    manifests::stream(&[
+        manifests::namespace("kcm-system"),
+        manifests::namespace("team"),
+        manifests::aws_static_identity("aws-id", "aws-secret"),
+        manifests::AWS_PROVIDER_INTERFACE.to_string(),
+        manifests::kubeconfig_secret("r1", &b64(regional_kubeconfig)),
+        manifests::region("r1", true),
+        manifests::kubeconfig_secret("down", &b64(&unreachable_kubeconfig())),
+        manifests::region("down", false),
+        own,
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,7 @@ use credential_webhook::metrics::Metrics;
 use credential_webhook::sink::NoopSink;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
-#[path = "../../bench/support/fixtures.rs"]
-mod fixtures;
+use credential_e2e::fixtures;
 
 fn estate(credentials: usize, regions: usize) -> MemoryEstate {
     let mut e = MemoryEstate::new(fixtures::SYS);

@@ -22,8 +22,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-#[path = "../../../bench/support/fixtures.rs"]
-mod fixtures;
+use credential_e2e::fixtures;
 
 #[derive(Parser)]
 #[command(name = "loadgen", about = "Load generator for credential-webhook benchmarks (see BENCHMARKS.md)")]

@@ -25,19 +25,7 @@ pub mod real;
 
 pub const SYS: &str = "kcm-system";
 
-/// The AWS ProviderInterface as KCM ships it (static identities referencing their Secret).
-pub const PROVIDER_INTERFACE: &str = r#"
-apiVersion: k0rdent.mirantis.com/v1beta1
-kind: ProviderInterface
-metadata: {name: cluster-api-provider-aws}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}
-"#;
+pub use credential_e2e::manifests::AWS_PROVIDER_INTERFACE as PROVIDER_INTERFACE;
 
 pub fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)

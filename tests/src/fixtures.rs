@@ -1,13 +1,10 @@
 //! Benchmark fixtures shared by the load generator (`tests/src/bin/loadgen.rs`) and the criterion
-//! benches (`shared/benches`, `webhook/benches`), included with `#[path]` so every measurement
-//! replays the same objects. Depends on `serde_json` only.
+//! benches (`shared/benches`, `webhook/benches`), so every measurement replays the same objects.
 //!
 //! The estate: `credentials` Credentials `cred-<i>` in `kcm-system`, each with its own
 //! cluster-scoped AWSClusterStaticIdentity `aws-id-<i>`, spread round-robin over `regions` Ready
 //! Regions `region-<j>` (each with its kubeconfig Secret and a regional cluster serving the AWS
 //! identity kinds), one ProviderInterface, and the identity CRDs in every cluster.
-
-#![allow(dead_code)]
 
 use serde_json::{Value, json};
 
