@@ -136,6 +136,7 @@ fn directory_duplicates_name_both_files() {
 fn decode_errors_and_unreadable_paths_keep_their_exit_codes() {
     let j = json(&validate("examples/kubelet/invalid/unknown-field.yaml", "json"));
     assert_eq!(codes(&j, "errors"), ["KCP002"]);
+    assert_eq!(j["errors"][0]["field"], "providers[0].matchImage");
     assert!(j["errors"][0]["hint"].as_str().unwrap().contains("camelCase"));
     let r = validate("examples/kubelet/does-not-exist.yaml", "json");
     assert_eq!(r.code, 2);

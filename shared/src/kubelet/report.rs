@@ -224,10 +224,12 @@ pub fn check_files(files: &[(String, Vec<u8>)], options: &ValidationOptions) -> 
             }
             Err(e) => {
                 all_decoded = false;
+                let message = e.to_string();
                 findings.push(ConfigFinding {
                     file: path.clone(),
-                    message: e.to_string(),
-                    hint: decode_hint(&e.to_string()),
+                    field: strict_error_field(&message).to_string(),
+                    hint: decode_hint(&message),
+                    message,
                     ..ConfigFinding::bare(KCP_DECODE, "")
                 });
             }
@@ -276,6 +278,16 @@ pub fn check_files(files: &[(String, Vec<u8>)], options: &ValidationOptions) -> 
         findings.extend(provider_warnings(p));
     }
     ConfigReport { config, kubelet_message, findings }
+}
+
+/// The field a strict decoding error names first (`unknown field "providers[0].matchImage"`).
+fn strict_error_field(message: &str) -> &str {
+    ["unknown field \"", "duplicate field \""]
+        .iter()
+        .filter_map(|m| message.find(m).map(|i| &message[i + m.len()..]))
+        .min_by_key(|rest| message.len() - rest.len())
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
 }
 
 /// What to do about a decoding error, where the message alone does not say.
