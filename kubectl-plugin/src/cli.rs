@@ -299,13 +299,6 @@ pub enum CompletionShell {
     Fish,
 }
 
-/// Output of lint and provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
-
 /// Output of lint: for people, for scripts, and the report formats CI systems read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LintOutput {

@@ -3,8 +3,11 @@
 //! kubelet runs for an image. The rules live in `credential_core::kubelet`; this module only
 //! reads files and renders.
 //!
-//! Exit status: 0 valid / matched or not, 1 the kubelet would reject the config (or the image
-//! name), 2 the input could not be read.
+//! Every problem is reported once, naming its file and provider (name and `providers[i]`), with a
+//! stable code: errors (`KCP0xx`, the kubelet would refuse the config) and lint-level warnings
+//! (`KCP1xx`/`KCP2xx`, it accepts a config that does not do what it seems to). Warnings never
+//! change the exit status: 0 valid / evaluated, 1 the kubelet would reject the config (or the
+//! image name), 2 the input could not be read.
 
 use std::fmt::Write as _;
 use std::io::Read;
@@ -12,13 +15,17 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use credential_core::kubelet::config::MAX_CONFIG_FILE_BYTES;
+use credential_core::kubelet::gofmt::quote;
+use credential_core::kubelet::lint::image_argument_warning;
+use credential_core::kubelet::report::KCP_UNREADABLE;
 use credential_core::kubelet::{
-    CredentialProviderConfig, LoadError, MatchReport, ValidationOptions, Verdict, config_files_in_dir, decode_files,
-    providers_for, verdict,
+    ConfigFinding, ConfigReport, CredentialProviderConfig, LoadError, MatchReport, ValidationOptions, check_files,
+    config_files_in_dir, providers_for,
 };
+use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::Output;
+use crate::cli::ReportOutput;
 
 /// Exit status: the config is valid (validate) or was evaluated (match).
 pub const EXIT_OK: u8 = 0;
@@ -36,14 +43,15 @@ pub struct ProviderArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ProviderCommand {
-    /// Check a kubelet CredentialProviderConfig (file or directory) exactly as kubelet 1.34 does.
+    /// Check a kubelet CredentialProviderConfig (file or directory) exactly as kubelet 1.34 does,
+    /// and warn about matchImages entries that never match what they seem to.
     ///
-    /// Exit status: 0 valid, 1 invalid, 2 unreadable.
+    /// Exit status: 0 valid (warnings allowed), 1 invalid, 2 unreadable.
     #[command(after_help = "Examples:
   # Check the file the kubelet reads with --image-credential-provider-config
   kubectl credential provider validate --config /etc/kubernetes/credential-providers.yaml
 
-  # The same for a directory of configs, as JSON for a script
+  # The same for a directory of configs, as JSON for a script (errors and warnings with codes)
   kubectl credential provider validate --config /etc/kubernetes/providers.d/ -o json")]
     Validate(ValidateArgs),
     /// Show which credential providers the kubelet runs for an image, in the order it runs them.
@@ -66,9 +74,9 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "PATH")]
     pub config: PathBuf,
 
-    /// Output format: text, or json for scripts.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Output format: text, or json|yaml for scripts (`valid`, `errors`, `warnings`).
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
+    pub output: ReportOutput,
 }
 
 #[derive(Debug, Args)]
@@ -85,9 +93,9 @@ pub struct MatchArgs {
     #[arg(long)]
     pub raw: bool,
 
-    /// Output format: text, or json for scripts.
-    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
+    /// Output format: text, or json|yaml for scripts.
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
+    pub output: ReportOutput,
 }
 
 /// What a provider command prints and how it exits. The caller writes `stdout` and `stderr`.
@@ -106,84 +114,110 @@ pub fn run(args: &ProviderArgs) -> Outcome {
     }
 }
 
-/// `provider validate --config PATH`: JSON `{"valid": bool, "errors": [...]}`.
-pub fn run_validate(config: &Path, output: Output) -> Outcome {
-    let label = config.to_string_lossy();
-    match load(config) {
-        Err(e) if e.is_unreadable() => {
-            failure(output, json!({"valid": false, "errors": [e.to_string()]}), &e.to_string(), EXIT_UNREADABLE)
+/// `validate -o json|yaml`: `{"valid", "kubeletMessage", "errors": [finding], "warnings": [finding]}`,
+/// a finding being `{"code", "severity", "file", "provider": {"name", "index", "file"}, "field",
+/// "message", "hint", "firstDeclared"}` (empty parts left out).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ValidateBody<'a> {
+    valid: bool,
+    /// The one line the kubelet logs when it refuses the config.
+    kubelet_message: Option<&'a str>,
+    errors: Vec<&'a ConfigFinding>,
+    warnings: Vec<&'a ConfigFinding>,
+}
+
+impl<'a> ValidateBody<'a> {
+    fn of(report: &'a ConfigReport) -> Self {
+        ValidateBody {
+            valid: report.valid(),
+            kubelet_message: report.kubelet_message.as_deref(),
+            errors: report.errors().collect(),
+            warnings: report.warnings().collect(),
         }
-        loaded => match verdict(loaded, &ValidationOptions::default()) {
-            Verdict::Valid(c) => {
-                let stdout = match output {
-                    Output::Json => pretty(&json!({"valid": true, "errors": []})),
-                    Output::Text => valid_text(&label, &c),
-                };
-                Outcome { stdout, stderr: String::new(), exit: EXIT_OK }
-            }
-            Verdict::Invalid { errors, message } => {
-                let stdout = match output {
-                    Output::Json => pretty(&json!({"valid": false, "errors": errors})),
-                    Output::Text => invalid_text(&label, &errors, &message),
-                };
-                Outcome { stdout, stderr: String::new(), exit: EXIT_INVALID }
+    }
+}
+
+/// `provider validate --config PATH`.
+pub fn run_validate(config: &Path, output: ReportOutput) -> Outcome {
+    let label = config.to_string_lossy();
+    let report = match check(config) {
+        Ok(r) => r,
+        Err(e) => return unreadable(output, &e),
+    };
+    let stdout = match output {
+        ReportOutput::Text => validate_text(&label, &report),
+        ReportOutput::Json | ReportOutput::Yaml => structured(&ValidateBody::of(&report), output),
+    };
+    Outcome { stdout, stderr: String::new(), exit: if report.valid() { EXIT_OK } else { EXIT_INVALID } }
+}
+
+/// `provider match IMAGE --config PATH [--raw]`: JSON
+/// `{"image", "normalized", "providers": [{"name", "matched", "matchImage"}], "warnings"}` in
+/// config order. An invalid config prints the validate output; an invalid image name prints
+/// `{"image", "normalized": null, "providers": [], "error"}`.
+pub fn run_match(image: &str, config: &Path, raw: bool, output: ReportOutput) -> Outcome {
+    let label = config.to_string_lossy();
+    let report = match check(config) {
+        Ok(r) => r,
+        Err(e) => return unreadable(output, &e),
+    };
+    if !report.valid() {
+        let stdout = match output {
+            ReportOutput::Text => validate_text(&label, &report),
+            ReportOutput::Json | ReportOutput::Yaml => structured(&ValidateBody::of(&report), output),
+        };
+        return Outcome { stdout, stderr: String::new(), exit: EXIT_INVALID };
+    }
+    // The image argument first: it is what this command was asked about.
+    let mut warnings: Vec<ConfigFinding> = if raw { None } else { image_argument_warning(image) }.into_iter().collect();
+    warnings.extend(report.warnings().cloned());
+    match providers_for(&report.config, image, raw) {
+        Ok(matched) => {
+            let (stdout, stderr) = match output {
+                ReportOutput::Text => (match_text(&matched, &report.config), findings_text(&warnings)),
+                ReportOutput::Json | ReportOutput::Yaml => {
+                    #[derive(Serialize)]
+                    struct Body<'a> {
+                        #[serde(flatten)]
+                        matched: &'a MatchReport,
+                        warnings: &'a [ConfigFinding],
+                    }
+                    (structured(&Body { matched: &matched, warnings: &warnings }, output), String::new())
+                }
+            };
+            Outcome { stdout, stderr, exit: EXIT_OK }
+        }
+        Err(e) => match output {
+            ReportOutput::Text => Outcome {
+                stdout: String::new(),
+                stderr: format!(
+                    "error: {e}\nThe kubelet fails this pull with InvalidImageName before any credential provider \
+                     runs.\n"
+                ),
+                exit: EXIT_INVALID,
+            },
+            ReportOutput::Json | ReportOutput::Yaml => {
+                let body = json!({"image": image, "normalized": null, "providers": [], "error": e.to_string()});
+                Outcome { stdout: structured(&body, output), stderr: String::new(), exit: EXIT_INVALID }
             }
         },
     }
 }
 
-/// `provider match IMAGE --config PATH [--raw]`: JSON
-/// `{"image", "normalized", "providers": [{"name", "matched", "matchImage"}]}` in config order.
-/// An invalid config prints the validate JSON; an invalid image name prints
-/// `{"image", "normalized": null, "providers": [], "error"}`.
-pub fn run_match(image: &str, config: &Path, raw: bool, output: Output) -> Outcome {
-    let label = config.to_string_lossy();
-    let loaded = match load(config) {
-        Err(e) if e.is_unreadable() => {
-            return failure(
-                output,
-                json!({"valid": false, "errors": [e.to_string()]}),
-                &e.to_string(),
-                EXIT_UNREADABLE,
-            );
-        }
-        loaded => loaded,
-    };
-    let config = match verdict(loaded, &ValidationOptions::default()) {
-        Verdict::Valid(c) => c,
-        Verdict::Invalid { errors, message } => {
-            let stdout = match output {
-                Output::Json => pretty(&json!({"valid": false, "errors": errors})),
-                Output::Text => invalid_text(&label, &errors, &message),
-            };
-            return Outcome { stdout, stderr: String::new(), exit: EXIT_INVALID };
-        }
-    };
-    match providers_for(&config, image, raw) {
-        Ok(report) => {
-            let stdout = match output {
-                Output::Json => pretty(&serde_json::to_value(&report).unwrap_or_default()),
-                Output::Text => match_text(&report, &config),
-            };
-            Outcome { stdout, stderr: String::new(), exit: EXIT_OK }
-        }
-        Err(e) => {
-            let body = json!({"image": image, "normalized": null, "providers": [], "error": e.to_string()});
-            let text = format!(
-                "{e}\nThe kubelet fails this pull with InvalidImageName before any credential provider runs.\n"
-            );
-            match output {
-                Output::Json => Outcome { stdout: pretty(&body), stderr: String::new(), exit: EXIT_INVALID },
-                Output::Text => Outcome { stdout: String::new(), stderr: text, exit: EXIT_INVALID },
-            }
-        }
+/// Reads and checks the config at `path`; `Err` only when it cannot be read at all.
+pub fn check(path: &Path) -> Result<ConfigReport, LoadError> {
+    match read_config_files(path) {
+        Ok(files) => Ok(check_files(&files, &ValidationOptions::default())),
+        Err(e) if e.is_unreadable() => Err(e),
+        Err(e) => Ok(ConfigReport::from_load_error(&e)),
     }
 }
 
-/// Reads `path` the way the kubelet's readCredentialProviderConfig does (stat, then the file or
-/// the directory's config files in sorted order) and decodes it; duplicates across files are
-/// rejected here. Validation is separate ([`credential_core::kubelet::validate`]).
-pub fn load(path: &Path) -> Result<CredentialProviderConfig, LoadError> {
+/// Reads `path` the way the kubelet's readCredentialProviderConfig does: stat, then the file or
+/// the directory's config files in sorted order, as `(path, contents)`. Decoding and validation
+/// are the core's ([`check_files`]).
+fn read_config_files(path: &Path) -> Result<Vec<(String, Vec<u8>)>, LoadError> {
     let label = path.to_string_lossy().into_owned();
     if label.is_empty() {
         return Err(LoadError::EmptyPath);
@@ -213,7 +247,7 @@ pub fn load(path: &Path) -> Result<CredentialProviderConfig, LoadError> {
         let data = read_limited(Path::new(&file))?;
         contents.push((file, data));
     }
-    decode_files(&contents)
+    Ok(contents)
 }
 
 /// Reads at most [`MAX_CONFIG_FILE_BYTES`]; a larger file is refused rather than loaded.
@@ -249,50 +283,92 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
-fn failure(output: Output, body: serde_json::Value, message: &str, exit: u8) -> Outcome {
+/// The path cannot be read: text on stderr, or the validate shape with one `KCP000` error.
+fn unreadable(output: ReportOutput, e: &LoadError) -> Outcome {
+    let message = e.to_string();
     match output {
-        Output::Json => Outcome { stdout: pretty(&body), stderr: String::new(), exit },
-        Output::Text => Outcome { stdout: String::new(), stderr: format!("error: {message}\n"), exit },
-    }
-}
-
-fn pretty(value: &serde_json::Value) -> String {
-    let mut s = serde_json::to_string_pretty(value).unwrap_or_default();
-    s.push('\n');
-    s
-}
-
-fn valid_text(label: &str, config: &CredentialProviderConfig) -> String {
-    let mut s = String::new();
-    let n = config.providers.len();
-    let _ = writeln!(s, "{label}: valid ({n} provider{})", if n == 1 { "" } else { "s" });
-    if config.files.len() > 1 || config.files.first().is_some_and(|(f, _)| f != label) {
-        for (file, version) in &config.files {
-            let _ = writeln!(s, "  file {file} ({})", version.api_version());
+        ReportOutput::Text => {
+            Outcome { stdout: String::new(), stderr: format!("error: {message}\n"), exit: EXIT_UNREADABLE }
+        }
+        ReportOutput::Json | ReportOutput::Yaml => {
+            let finding = ConfigFinding { message: message.clone(), ..ConfigFinding::bare(KCP_UNREADABLE, "") };
+            let body = ValidateBody {
+                valid: false,
+                kubelet_message: Some(&message),
+                errors: vec![&finding],
+                warnings: vec![],
+            };
+            Outcome { stdout: structured(&body, output), stderr: String::new(), exit: EXIT_UNREADABLE }
         }
     }
-    for p in &config.providers {
+}
+
+fn structured(value: &impl Serialize, output: ReportOutput) -> String {
+    let mut buf = Vec::new();
+    match crate::cmd::write_structured(&mut buf, value, output == ReportOutput::Yaml) {
+        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+        Err(e) => format!("error: {e}\n"),
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+fn validate_text(label: &str, report: &ConfigReport) -> String {
+    let mut s = String::new();
+    let (errors, warnings) = (report.errors().count(), report.warnings().count());
+    let warned = if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() };
+    if report.valid() {
+        let config = &report.config;
+        let _ = writeln!(s, "{label}: valid ({}){warned}", plural(config.providers.len(), "provider"));
+        if config.files.len() > 1 || config.files.first().is_some_and(|(f, _)| f != label) {
+            for (file, version) in &config.files {
+                let _ = writeln!(s, "  file {file} ({})", version.api_version());
+            }
+        }
+        for p in &config.providers {
+            let _ = writeln!(
+                s,
+                "  {}  matchImages: {}  defaultCacheDuration: {}",
+                p.name,
+                p.match_images.join(", "),
+                p.default_cache_duration.map(|d| d.to_string()).unwrap_or_default()
+            );
+        }
+        s.push_str(&findings_text(&report.findings));
         let _ = writeln!(
             s,
-            "  {}  matchImages: {}  defaultCacheDuration: {}",
-            p.name,
-            p.match_images.join(", "),
-            p.default_cache_duration.map(|d| d.to_string()).unwrap_or_default()
+            "Each provider's binary must exist as <--image-credential-provider-bin-dir>/<name> on every node."
         );
+    } else {
+        let _ =
+            writeln!(s, "{label}: INVALID: the kubelet would refuse to start ({}{warned})", plural(errors, "error"));
+        s.push_str(&findings_text(&report.findings));
     }
-    let _ =
-        writeln!(s, "Each provider's binary must exist as <--image-credential-provider-bin-dir>/<name> on every node.");
     s
 }
 
-fn invalid_text(label: &str, errors: &[String], message: &str) -> String {
+/// One block per finding, like `lint`'s text:
+/// `FILE: ERROR  provider "NAME"  FIELD  [CODE]`, the message, the hint.
+fn findings_text<'a>(findings: impl IntoIterator<Item = &'a ConfigFinding>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{label}: INVALID: the kubelet would refuse to start with:");
-    let _ = writeln!(s, "  {message}");
-    if errors.len() > 1 {
-        let _ = writeln!(s, "Errors ({}):", errors.len());
-        for e in errors {
-            let _ = writeln!(s, "  - {e}");
+    for f in findings {
+        let mut head = String::new();
+        if !f.file.is_empty() {
+            let _ = write!(head, "{}: ", f.file);
+        }
+        head.push_str(if f.is_error() { "ERROR" } else { "WARN" });
+        if let Some(p) = &f.provider {
+            let _ = write!(head, "  provider {}", quote(&p.name));
+        }
+        if !f.field.is_empty() {
+            let _ = write!(head, "  {}", f.field);
+        }
+        let _ = writeln!(s, "{head}  [{}]", f.code);
+        let _ = writeln!(s, "    {}", f.message);
+        if !f.hint.is_empty() {
+            let _ = writeln!(s, "    hint: {}", f.hint);
         }
     }
     s
@@ -370,36 +446,48 @@ mod tests {
         serde_json::from_str(&o.stdout).unwrap()
     }
 
+    fn messages(v: &serde_json::Value, key: &str) -> Vec<String> {
+        v[key].as_array().unwrap().iter().map(|f| f["message"].as_str().unwrap().to_string()).collect()
+    }
+
     #[test]
     fn validate_valid_file_and_directory() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "config.yaml", VALID.as_bytes());
-        let o = run_validate(&file, Output::Json);
-        assert_eq!((o.exit, json_of(&o)), (EXIT_OK, json!({"valid": true, "errors": []})));
-        let text = run_validate(&file, Output::Text);
+        let o = run_validate(&file, ReportOutput::Json);
+        assert_eq!(
+            (o.exit, json_of(&o)),
+            (EXIT_OK, json!({"valid": true, "kubeletMessage": null, "errors": [], "warnings": []}))
+        );
+        let text = run_validate(&file, ReportOutput::Text);
         assert_eq!(text.exit, EXIT_OK);
-        assert!(text.stdout.contains(": valid (2 providers)"), "{}", text.stdout);
+        assert!(text.stdout.contains(": valid (2 providers)\n"), "{}", text.stdout);
 
         let d = dir.path().join("conf.d");
         std::fs::create_dir(&d).unwrap();
         write(&d, "10-hub.yaml", VALID.replace("- name: private", "- name: other").as_bytes());
         write(&d, "README.md", b"not read");
-        let o = run_validate(&d, Output::Json);
+        let o = run_validate(&d, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_OK, "{}", o.stdout);
-        // A second file repeating a provider name.
-        write(
+        // A second file repeating a provider name: both files are named.
+        let dup = write(
             &d,
             "20-dup.json",
             serde_json::to_string(&serde_json::json!({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "CredentialProviderConfig",
-            "providers": [{"name": "hub", "matchImages": ["x"], "defaultCacheDuration": "1m",
+            "providers": [{"name": "hub", "matchImages": ["x.io"], "defaultCacheDuration": "1m",
                            "apiVersion": "credentialprovider.kubelet.k8s.io/v1"}]}))
             .unwrap()
             .as_bytes(),
         );
-        let o = run_validate(&d, Output::Json);
+        let o = run_validate(&d, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
-        assert_eq!(json_of(&o)["errors"][0], r#"duplicate provider name "hub" found in configuration file(s)"#);
+        let v = json_of(&o);
+        assert_eq!(v["kubeletMessage"], r#"duplicate provider name "hub" found in configuration file(s)"#);
+        assert_eq!(v["errors"][0]["code"], "KCP003");
+        assert_eq!(v["errors"][0]["file"], dup.to_str().unwrap());
+        assert_eq!(v["errors"][0]["provider"], json!({"name": "hub", "index": 0, "file": dup.to_str().unwrap()}));
+        assert_eq!(v["errors"][0]["firstDeclared"]["file"], d.join("10-hub.yaml").to_str().unwrap());
     }
 
     #[test]
@@ -407,47 +495,56 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bad =
             write(dir.path(), "bad.yaml", VALID.replace("1h", "-1m").replace("name: private", "name: a/b").as_bytes());
-        let o = run_validate(&bad, Output::Json);
+        let o = run_validate(&bad, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
+        let v = json_of(&o);
         assert_eq!(
-            json_of(&o)["errors"],
-            json!([
+            messages(&v, "errors"),
+            vec![
                 r#"providers.defaultCacheDuration: Invalid value: "-1m0s": must be greater than or equal to 0"#,
                 r#"providers.name: Invalid value: "a/b": provider name cannot contain '/'"#,
-            ])
+            ]
         );
-        let text = run_validate(&bad, Output::Text);
-        assert!(text.stdout.contains("failed to validate credential provider config: ["), "{}", text.stdout);
+        assert_eq!(v["errors"][0]["provider"]["name"], "hub");
+        assert_eq!(v["errors"][0]["field"], "providers[0].defaultCacheDuration");
+        assert_eq!(v["errors"][1]["provider"]["index"], 1);
+        assert!(v["kubeletMessage"].as_str().unwrap().starts_with("failed to validate credential provider config: ["));
+        // Text: each error once (the kubelet's aggregated line is not repeated).
+        let text = run_validate(&bad, ReportOutput::Text);
+        assert_eq!(text.stdout.matches("provider name cannot contain '/'").count(), 1, "{}", text.stdout);
+        assert!(text.stdout.contains("INVALID: the kubelet would refuse to start (2 errors)"), "{}", text.stdout);
 
         let missing = dir.path().join("missing.yaml");
-        let o = run_validate(&missing, Output::Json);
+        let o = run_validate(&missing, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_UNREADABLE);
         let want = format!("unable to access path \"{0}\": stat {0}: no such file or directory", missing.display());
-        assert_eq!(json_of(&o)["errors"][0], want.as_str());
-        let text = run_validate(&missing, Output::Text);
+        assert_eq!(json_of(&o)["errors"][0]["message"], want.as_str());
+        assert_eq!(json_of(&o)["errors"][0]["code"], "KCP000");
+        let text = run_validate(&missing, ReportOutput::Text);
         assert_eq!((text.exit, text.stdout.as_str()), (EXIT_UNREADABLE, ""));
         assert!(text.stderr.contains("unable to access path"));
 
-        assert_eq!(run_validate(Path::new(""), Output::Json).exit, EXIT_UNREADABLE);
+        assert_eq!(run_validate(Path::new(""), ReportOutput::Json).exit, EXIT_UNREADABLE);
         let empty_dir = tempfile::tempdir().unwrap();
-        let o = run_validate(empty_dir.path(), Output::Json);
+        let o = run_validate(empty_dir.path(), ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
-        assert!(json_of(&o)["errors"][0].as_str().unwrap().starts_with("no configuration files found in directory"));
+        assert_eq!(json_of(&o)["errors"][0]["code"], "KCP001");
+        assert!(messages(&json_of(&o), "errors")[0].starts_with("no configuration files found in directory"));
 
         let garbage = write(dir.path(), "garbage.yaml", &[0xff, 0x00, 0x13, 0x37]);
-        let o = run_validate(&garbage, Output::Json);
+        let o = run_validate(&garbage, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
-        assert!(json_of(&o)["errors"][0].as_str().unwrap().starts_with("error decoding config"));
+        assert!(messages(&json_of(&o), "errors")[0].starts_with("error decoding config"));
 
         let huge = write(dir.path(), "huge.yaml", &vec![b'#'; MAX_CONFIG_FILE_BYTES + 10]);
-        assert_eq!(run_validate(&huge, Output::Json).exit, EXIT_UNREADABLE);
+        assert_eq!(run_validate(&huge, ReportOutput::Json).exit, EXIT_UNREADABLE);
     }
 
     #[test]
     fn match_reports_providers_in_config_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = write(dir.path(), "config.yaml", VALID.as_bytes());
-        let o = run_match("nginx:1.25", &file, false, Output::Json);
+        let o = run_match("nginx:1.25", &file, false, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_OK);
         assert_eq!(
             json_of(&o),
@@ -458,16 +555,18 @@ mod tests {
                     {"name": "hub", "matched": true, "matchImage": "docker.io"},
                     {"name": "private", "matched": false, "matchImage": null},
                 ],
+                "warnings": [],
             })
         );
-        let o = run_match("registry.example.com:5000/team/app:v1", &file, false, Output::Text);
+        let o = run_match("registry.example.com:5000/team/app:v1", &file, false, ReportOutput::Text);
         assert!(o.stdout.contains("The kubelet runs, in this order: private."), "{}", o.stdout);
+        assert_eq!(o.stderr, "");
         let token = write(dir.path(), "token.yaml", VALID.replace(
             "defaultCacheDuration: 10m\n",
             "defaultCacheDuration: 10m\n  tokenAttributes: {serviceAccountTokenAudience: aud, cacheType: Token, \
              requireServiceAccount: true, requiredServiceAccountAnnotationKeys: [example.com/role]}\n",
         ).as_bytes());
-        let o = run_match("registry.example.com:5000/app", &token, false, Output::Text);
+        let o = run_match("registry.example.com:5000/app", &token, false, ReportOutput::Text);
         assert_eq!(o.exit, EXIT_OK, "{}", o.stdout);
         assert!(
             o.stdout.contains(
@@ -477,22 +576,29 @@ mod tests {
             "{}",
             o.stdout
         );
-        let o = run_match("quay.io/x", &file, false, Output::Text);
+        let o = run_match("quay.io/x", &file, false, ReportOutput::Text);
         assert!(o.stdout.contains("No provider runs for quay.io/x"), "{}", o.stdout);
-        // --raw: verbatim.
-        let o = run_match("docker.io", &file, true, Output::Json);
+        // --raw: verbatim, and no warning about the image argument.
+        let o = run_match("docker.io", &file, true, ReportOutput::Json);
         assert_eq!(json_of(&o)["providers"][0]["matched"], true);
         assert_eq!(json_of(&o)["normalized"], "docker.io");
+        let o = run_match("registry:5000", &file, true, ReportOutput::Json);
+        assert_eq!(json_of(&o)["warnings"], json!([]));
+        // Without --raw, host:port is an image with a tag: said so.
+        let o = run_match("registry:5000", &file, false, ReportOutput::Yaml);
+        assert_eq!(o.exit, EXIT_OK);
+        assert!(o.stdout.contains("normalized: docker.io/library/registry\n"), "{}", o.stdout);
+        assert!(o.stdout.contains("code: KCP201\n"), "{}", o.stdout);
         // Invalid image name.
-        let o = run_match("Nginx", &file, false, Output::Json);
+        let o = run_match("Nginx", &file, false, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
         assert_eq!(json_of(&o)["normalized"], serde_json::Value::Null);
         assert!(json_of(&o)["error"].as_str().unwrap().contains("must be lowercase"));
         // Unreadable / invalid config.
-        assert_eq!(run_match("nginx", &dir.path().join("nope"), false, Output::Json).exit, EXIT_UNREADABLE);
+        assert_eq!(run_match("nginx", &dir.path().join("nope"), false, ReportOutput::Json).exit, EXIT_UNREADABLE);
         let bad =
             write(dir.path(), "bad.yaml", b"apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n");
-        let o = run_match("nginx", &bad, false, Output::Json);
+        let o = run_match("nginx", &bad, false, ReportOutput::Json);
         assert_eq!(o.exit, EXIT_INVALID);
         assert_eq!(json_of(&o)["valid"], false);
     }

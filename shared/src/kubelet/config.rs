@@ -3,7 +3,7 @@
 //! of `--image-credential-provider-config` (1.34+). No file system access here: callers pass the
 //! bytes and the directory listing in, so the same code serves the plugin, tests and the webhook.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::duration::GoDuration;
@@ -74,6 +74,8 @@ pub struct CredentialProvider {
     pub token_attributes: Option<TokenAttributes>,
     /// Path (as given) of the file that declared this provider.
     pub source: String,
+    /// Position in its file's `providers` list (`providers[index]`), for messages.
+    pub index: usize,
 }
 
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -189,13 +191,26 @@ pub fn decode_files(files: &[(String, Vec<u8>)]) -> Result<CredentialProviderCon
 }
 
 fn check_duplicate_names(config: &CredentialProviderConfig) -> Result<(), LoadError> {
-    let mut seen = HashSet::new();
-    for p in &config.providers {
-        if !seen.insert(p.name.as_str()) {
-            return Err(LoadError::DuplicateProvider { name: p.name.clone() });
+    match duplicate_names(&config.providers).first() {
+        Some(&(_, again)) => Err(LoadError::DuplicateProvider { name: config.providers[again].name.clone() }),
+        None => Ok(()),
+    }
+}
+
+/// Every repeated provider name as `(first, again)` positions in `providers`, in the order the
+/// repeats appear (the kubelet stops at the first).
+pub fn duplicate_names(providers: &[CredentialProvider]) -> Vec<(usize, usize)> {
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    let mut repeats = Vec::new();
+    for (i, p) in providers.iter().enumerate() {
+        match first_seen.get(p.name.as_str()) {
+            Some(&first) => repeats.push((first, i)),
+            None => {
+                first_seen.insert(p.name.as_str(), i);
+            }
         }
     }
-    Ok(())
+    repeats
 }
 
 /// Go `filepath.Ext`: the suffix from the last `.` of the final element.
@@ -312,7 +327,7 @@ impl Decoder {
                 .enumerate()
                 .map(|(i, item)| match item {
                     Node::Map(entries) => self.provider(entries, i),
-                    Node::Null => CredentialProvider::default(),
+                    Node::Null => CredentialProvider { index: i, ..CredentialProvider::default() },
                     other => {
                         let t = format!("{pkg}.CredentialProvider");
                         self.type_error(other, "CredentialProviderConfig", "providers", &t);
@@ -330,7 +345,7 @@ impl Decoder {
 
     fn provider(&mut self, entries: &[(String, Node)], index: usize) -> CredentialProvider {
         const S: &str = "CredentialProvider";
-        let mut p = CredentialProvider::default();
+        let mut p = CredentialProvider { index, ..CredentialProvider::default() };
         let json_path = format!("providers[{index}]");
         let allow_token_attributes = self.version == ConfigVersion::V1;
         self.object(entries, &json_path, |d, key, value| {

@@ -7,6 +7,9 @@
 //! - [`image`]: the normalised image name the kubelet matches (`nginx` -> `docker.io/library/nginx`).
 //! - [`url`]: `URLsMatchStr` and the Go `net/url` / `filepath.Match` behaviour it depends on.
 //! - [`matching`]: which providers run for an image, and the order their credentials are tried.
+//! - [`report`]: every error and warning of a config at once, each naming its file and provider,
+//!   with stable codes; [`lint`]: the warnings (entries the kubelet accepts that never match what
+//!   their author meant).
 //!
 //! Order of attempts for a pull (reference §7): pull-secret credentials first, then the node's
 //! docker config, then credentials from providers. The kubelet executes every provider whose
@@ -20,21 +23,24 @@ pub mod config;
 pub mod duration;
 pub mod gofmt;
 pub mod image;
+pub mod lint;
 pub mod matching;
 mod node;
+pub mod report;
 pub mod url;
 pub mod validate;
 
 pub use config::{
     ConfigVersion, CredentialProvider, CredentialProviderConfig, ExecEnvVar, LoadError, TokenAttributes,
-    config_files_in_dir, decode_config, decode_files,
+    config_files_in_dir, decode_config, decode_files, duplicate_names,
 };
 pub use duration::GoDuration;
 pub use gofmt::FieldError;
 pub use image::{ImageError, normalize_image};
 pub use matching::{CredentialAttempt, MatchReport, ProviderMatch, credential_attempt_order, providers_for};
+pub use report::{ConfigFinding, ConfigReport, ProviderRef, check_files};
 pub use url::{matches, urls_match_str};
-pub use validate::{ValidationOptions, validate, validation_message};
+pub use validate::{ValidationOptions, validate, validate_located, validation_message};
 
 /// Outcome of loading and validating a config: what `kubectl credential provider validate` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,87 +25,133 @@ pub const CACHE_TYPES: [&str; 2] = ["ServiceAccount", "Token"];
 
 /// Every validation error, in the order the kubelet emits them.
 pub fn validate(config: &CredentialProviderConfig, options: &ValidationOptions) -> Vec<FieldError> {
-    let mut errs = Vec::new();
+    validate_located(config, options).into_iter().map(|e| e.error).collect()
+}
+
+/// A validation error with where it comes from, which the kubelet's message leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocatedError {
+    /// Position in `config.providers` (`None` for the config-level `providers` error).
+    pub provider: Option<usize>,
+    /// The field with indexes, within the provider's file: `providers[1].matchImages[0]`.
+    pub path: String,
+    pub error: FieldError,
+}
+
+/// [`validate`], each error with its provider and indexed field path.
+pub fn validate_located(config: &CredentialProviderConfig, options: &ValidationOptions) -> Vec<LocatedError> {
+    let mut out = Vec::new();
     if config.providers.is_empty() {
-        errs.push(FieldError::required("providers", "at least 1 item in plugins is required"));
+        let error = FieldError::required("providers", "at least 1 item in plugins is required");
+        out.push(LocatedError { provider: None, path: "providers".into(), error });
     }
     let mut seen_names = HashSet::new();
-    for p in &config.providers {
+    for (i, p) in config.providers.iter().enumerate() {
+        // (error, index of the list item it is about, e.g. which matchImages entry)
+        let mut errs: Vec<(FieldError, Option<usize>)> = Vec::new();
         let name = p.name.as_str();
         if name.contains('/') {
-            errs.push(FieldError::invalid("providers.name", name, "provider name cannot contain '/'"));
+            errs.push((FieldError::invalid("providers.name", name, "provider name cannot contain '/'"), None));
         }
         if name.contains(' ') {
-            errs.push(FieldError::invalid("providers.name", name, "provider name cannot contain spaces"));
+            errs.push((FieldError::invalid("providers.name", name, "provider name cannot contain spaces"), None));
         }
         if name == "." {
-            errs.push(FieldError::invalid("providers.name", name, "provider name cannot be '.'"));
+            errs.push((FieldError::invalid("providers.name", name, "provider name cannot be '.'"), None));
         }
         if name == ".." {
-            errs.push(FieldError::invalid("providers.name", name, "provider name cannot be '..'"));
+            errs.push((FieldError::invalid("providers.name", name, "provider name cannot be '..'"), None));
         }
         if !seen_names.insert(name) {
-            errs.push(FieldError::duplicate("providers.name", name));
+            errs.push((FieldError::duplicate("providers.name", name), None));
         }
         if p.api_version.is_empty() {
-            errs.push(FieldError::required("providers.apiVersion", ""));
+            errs.push((FieldError::required("providers.apiVersion", ""), None));
         } else if !EXEC_API_VERSIONS.contains(&p.api_version.as_str()) {
-            errs.push(FieldError::unsupported("providers.apiVersion", &p.api_version, &EXEC_API_VERSIONS));
+            errs.push((FieldError::unsupported("providers.apiVersion", &p.api_version, &EXEC_API_VERSIONS), None));
         }
         if p.match_images.is_empty() {
-            errs.push(FieldError::required("providers.matchImages", "at least 1 item in matchImages is required"));
+            errs.push((
+                FieldError::required("providers.matchImages", "at least 1 item in matchImages is required"),
+                None,
+            ));
         }
-        for image in &p.match_images {
+        for (j, image) in p.match_images.iter().enumerate() {
             if let Err(e) = parse_schemeless_url(image) {
-                errs.push(FieldError::invalid("providers.matchImages", image, &format!("match image is invalid: {e}")));
+                let detail = format!("match image is invalid: {e}");
+                errs.push((FieldError::invalid("providers.matchImages", image, &detail), Some(j)));
             }
         }
         match p.default_cache_duration {
-            None => errs.push(FieldError::required("providers.defaultCacheDuration", "")),
-            Some(d) if d.is_negative() => errs.push(FieldError::invalid(
-                "providers.defaultCacheDuration",
-                &d.to_string(),
-                "must be greater than or equal to 0",
+            None => errs.push((FieldError::required("providers.defaultCacheDuration", ""), None)),
+            Some(d) if d.is_negative() => errs.push((
+                FieldError::invalid(
+                    "providers.defaultCacheDuration",
+                    &d.to_string(),
+                    "must be greater than or equal to 0",
+                ),
+                None,
             )),
             Some(_) => {}
         }
         if let Some(t) = &p.token_attributes {
             validate_token_attributes(t, &p.api_version, options, &mut errs);
         }
+        out.extend(errs.into_iter().map(|(error, item)| LocatedError {
+            provider: Some(i),
+            path: indexed_path(&error.field, p.index, item),
+            error,
+        }));
     }
-    errs
+    out
+}
+
+/// `providers.matchImages` of provider 1, entry 0 -> `providers[1].matchImages[0]`.
+fn indexed_path(field: &str, provider_index: usize, item: Option<usize>) -> String {
+    let rest = field.strip_prefix("providers").unwrap_or(field);
+    let mut path = format!("providers[{provider_index}]{rest}");
+    if let Some(j) = item {
+        path.push_str(&format!("[{j}]"));
+    }
+    path
 }
 
 fn validate_token_attributes(
     t: &TokenAttributes,
     exec_api_version: &str,
     options: &ValidationOptions,
-    errs: &mut Vec<FieldError>,
+    errs: &mut Vec<(FieldError, Option<usize>)>,
 ) {
     const F: &str = "providers.tokenAttributes";
     if !options.service_account_token_gate {
-        errs.push(FieldError::forbidden(
-            F,
-            "tokenAttributes is not supported when KubeletServiceAccountTokenForCredentialProviders feature gate \
-             is disabled",
+        errs.push((
+            FieldError::forbidden(
+                F,
+                "tokenAttributes is not supported when KubeletServiceAccountTokenForCredentialProviders feature \
+                 gate is disabled",
+            ),
+            None,
         ));
     }
     if t.service_account_token_audience.is_empty() {
-        errs.push(FieldError::required(&format!("{F}.serviceAccountTokenAudience"), ""));
+        errs.push((FieldError::required(&format!("{F}.serviceAccountTokenAudience"), ""), None));
     }
     if t.require_service_account.is_none() {
-        errs.push(FieldError::required(&format!("{F}.requireServiceAccount"), ""));
+        errs.push((FieldError::required(&format!("{F}.requireServiceAccount"), ""), None));
     }
     if exec_api_version != EXEC_API_V1 {
-        errs.push(FieldError::forbidden(
-            F,
-            &format!("tokenAttributes is only supported for {EXEC_API_V1} API version"),
+        errs.push((
+            FieldError::forbidden(F, &format!("tokenAttributes is only supported for {EXEC_API_V1} API version")),
+            None,
         ));
     }
     if t.require_service_account == Some(false) && !t.required_service_account_annotation_keys.is_empty() {
-        errs.push(FieldError::forbidden(
-            &format!("{F}.requiredServiceAccountAnnotationKeys"),
-            "requireServiceAccount cannot be false when requiredServiceAccountAnnotationKeys is set",
+        errs.push((
+            FieldError::forbidden(
+                &format!("{F}.requiredServiceAccountAnnotationKeys"),
+                "requireServiceAccount cannot be false when requiredServiceAccountAnnotationKeys is set",
+            ),
+            None,
         ));
     }
     annotation_keys(
@@ -124,18 +170,24 @@ fn validate_token_attributes(
     if !both.is_empty() {
         // Since 1.34 non-string values render as JSON.
         let rendered = go_json_escape(&serde_json::to_string(&both).unwrap_or_default());
-        errs.push(FieldError::invalid_rendered(F, rendered, "annotation keys cannot be both required and optional"));
+        errs.push((
+            FieldError::invalid_rendered(F, rendered, "annotation keys cannot be both required and optional"),
+            None,
+        ));
     }
     if t.cache_type.is_empty() {
-        errs.push(FieldError::required(
-            &format!("{F}.cacheType"),
-            &format!(
-                "cacheType is required to be set when tokenAttributes is specified. Supported values are: {}",
-                CACHE_TYPES.join(", ")
+        errs.push((
+            FieldError::required(
+                &format!("{F}.cacheType"),
+                &format!(
+                    "cacheType is required to be set when tokenAttributes is specified. Supported values are: {}",
+                    CACHE_TYPES.join(", ")
+                ),
             ),
+            None,
         ));
     } else if !CACHE_TYPES.contains(&t.cache_type.as_str()) {
-        errs.push(FieldError::unsupported(&format!("{F}.cacheType"), &t.cache_type, &CACHE_TYPES));
+        errs.push((FieldError::unsupported(&format!("{F}.cacheType"), &t.cache_type, &CACHE_TYPES), None));
     }
 }
 
@@ -156,15 +208,15 @@ fn go_json_escape(json: &str) -> String {
     out
 }
 
-fn annotation_keys(field: &str, keys: &[String], errs: &mut Vec<FieldError>) {
+fn annotation_keys(field: &str, keys: &[String], errs: &mut Vec<(FieldError, Option<usize>)>) {
     let mut seen = HashSet::new();
-    for k in keys {
+    for (j, k) in keys.iter().enumerate() {
         // Annotation keys are qualified names compared case-insensitively.
         for msg in is_qualified_name(&k.to_lowercase()) {
-            errs.push(FieldError::invalid(field, k, &msg));
+            errs.push((FieldError::invalid(field, k, &msg), Some(j)));
         }
         if !seen.insert(k.as_str()) {
-            errs.push(FieldError::duplicate(field, k));
+            errs.push((FieldError::duplicate(field, k), Some(j)));
         }
     }
 }
