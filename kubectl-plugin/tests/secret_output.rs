@@ -83,6 +83,7 @@ fn managed_credentials_print_no_secret_values() {
     const VALUE: &str = "TUFOQUdFRC1TRUNSRVQtVkFMVUU="; // base64 of MANAGED-SECRET-VALUE
     const CLEAR: &str = "MANAGED-SECRET-VALUE";
     let dir = tempfile::tempdir().unwrap();
+    let pi = credential_e2e::manifests::AWS_PROVIDER_INTERFACE.trim();
     let estate = format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -92,16 +93,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {{name: team-a}}
 ---
-apiVersion: k0rdent.mirantis.com/v1beta1
-kind: ProviderInterface
-metadata: {{name: cluster-api-provider-aws}}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {{group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}}
+{pi}
   - {{group: "", version: v1, kind: Secret}}
 ---
 apiVersion: infrastructure.cluster.x-k8s.io/v1beta2

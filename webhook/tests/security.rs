@@ -81,16 +81,7 @@ kind: AWSClusterStaticIdentity
 metadata: {{name: aws-id}}
 spec: {{secretRef: aws-secret}}
 ---
-apiVersion: {API}
-kind: ProviderInterface
-metadata: {{name: aws}}
-spec:
-  clusterIdentities:
-  - group: infrastructure.cluster.x-k8s.io
-    version: v1beta2
-    kind: AWSClusterStaticIdentity
-    references:
-    - {{group: "", version: v1, kind: Secret, nameFieldPath: spec.secretRef}}
+{pi}
 ---
 apiVersion: {API}
 kind: Region
@@ -113,6 +104,7 @@ spec: {{credential: used, template: t}}
         sk = b64(SECRETS[1]),
         plain = SECRETS[1],
         kc = b64(&kubeconfig()),
+        pi = credential_e2e::manifests::AWS_PROVIDER_INTERFACE.trim(),
     );
     std::fs::write(dir.path().join("estate.yaml"), yaml).unwrap();
     dir
