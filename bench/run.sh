@@ -61,6 +61,7 @@ cargo build --release -p kubectl-credential --bins || PLUGIN_BUILT=0
 exe() { grep -o "target/release/deps/$1-[0-9a-f]*" | tail -1; }
 CORE_BENCH=$(cargo bench -p credential-core --bench core --no-run 2>&1 | tee /dev/stderr | exe core)
 ADMISSION_BENCH=$(cargo bench -p credential-webhook --bench admission --no-run 2>&1 | tee /dev/stderr | exe admission)
+KUBELET_BENCH=$(cargo bench -p kubelet-providers --bench matching --no-run 2>&1 | tee /dev/stderr | exe matching)
 DIST_TEST=
 if [[ $MODE == full ]] && [[ -f tests/tests/distribution_e2e.rs ]]; then
   DIST_TEST=$(cargo test -p credential-e2e --release --test distribution_e2e --no-run 2>&1 | tee /dev/stderr |
@@ -96,6 +97,8 @@ if [[ ${BENCH_SKIP_CRITERION:-} != 1 ]]; then
     tee "$OUT/criterion-core.txt" >&2
   (cd "$ROOT" && CRITERION_HOME="$ROOT/target/criterion" "$ROOT/$ADMISSION_BENCH" --bench "${CRIT[@]}") 2>&1 |
     tee "$OUT/criterion-admission.txt" >&2
+  (cd "$ROOT" && CRITERION_HOME="$ROOT/target/criterion" "$ROOT/$KUBELET_BENCH" --bench "${CRIT[@]}") 2>&1 |
+    tee "$OUT/criterion-kubelet.txt" >&2
 else
   echo "criterion=skipped (BENCH_SKIP_CRITERION=1): the microbenchmark table is from an earlier run" >>"$OUT/machine.env"
 fi

@@ -4,8 +4,8 @@
 //! that name and no tag or digest; a provider reported as matched names a glob that matches.
 #![no_main]
 
-use credential_core::kubelet::image::parse_reference;
-use credential_core::kubelet::{decode_config, matches, normalize_image, providers_for, urls_match_str};
+use kubelet_providers::image::parse_reference;
+use kubelet_providers::{decode_config, matches, normalize_image, providers_for, urls_match_str};
 use libfuzzer_sys::arbitrary::{self, Unstructured};
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! yields a verdict whose message is non-empty when invalid.
 #![no_main]
 
-use credential_core::kubelet::{ValidationOptions, Verdict, decode_config, decode_files, verdict};
+use kubelet_providers::{ValidationOptions, Verdict, decode_config, decode_files, verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! `kubectl credential provider ...`: validate kubelet `CredentialProviderConfig` files (a file or,
 //! as kubelet 1.34 reads it, a directory) and explain which image credential providers the
-//! kubelet runs for an image. The rules live in `credential_core::kubelet`; this module only
+//! kubelet runs for an image. The rules live in `kubelet_providers`; this module only
 //! reads files and renders.
 //!
 //! Every problem is reported once, naming its file and provider (name and `providers[i]`), with a
@@ -14,11 +14,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use credential_core::kubelet::config::MAX_CONFIG_FILE_BYTES;
-use credential_core::kubelet::gofmt::quote;
-use credential_core::kubelet::lint::image_argument_warning;
-use credential_core::kubelet::report::KCP_UNREADABLE;
-use credential_core::kubelet::{
+use kubelet_providers::config::MAX_CONFIG_FILE_BYTES;
+use kubelet_providers::gofmt::quote;
+use kubelet_providers::lint::image_argument_warning;
+use kubelet_providers::report::KCP_UNREADABLE;
+use kubelet_providers::{
     ConfigFinding, ConfigReport, CredentialProviderConfig, LoadError, MatchReport, ValidationOptions, check_files,
     config_files_in_dir, providers_for,
 };

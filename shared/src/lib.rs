@@ -10,7 +10,6 @@ pub mod finding;
 pub mod gvk;
 pub mod identity;
 pub mod kubeconfig;
-pub mod kubelet;
 pub mod model;
 pub mod mutate;
 pub mod readiness;

@@ -2,8 +2,8 @@
 //! image strings, as the kubelet's keyring.go does them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use credential_core::kubelet::url::{glob_match, parse_schemeless_url, split_host_port};
-use credential_core::kubelet::{matches, urls_match_str};
+use kubelet_providers::url::{glob_match, parse_schemeless_url, split_host_port};
+use kubelet_providers::{matches, urls_match_str};
 
 fn check(table: &[(&str, &str, bool)]) {
     let mut failures = Vec::new();
@@ -133,16 +133,16 @@ fn character_classes_in_labels() {
     // The glob primitive itself.
     assert_eq!(glob_match(b"reg[^0-9]", b"regx"), Ok(true));
     assert_eq!(glob_match(b"reg[^0-9]", b"reg1"), Ok(false));
-    assert_eq!(glob_match(b"reg[", b"reg1"), Err(credential_core::kubelet::url::BadPattern));
+    assert_eq!(glob_match(b"reg[", b"reg1"), Err(kubelet_providers::url::BadPattern));
     assert_eq!(glob_match(b"a*", b"abc"), Ok(true));
     assert_eq!(glob_match(b"a*", b"a/c"), Ok(false));
     assert_eq!(glob_match(b"a?c", b"abc"), Ok(true));
     assert_eq!(glob_match(b"a?c", b"a/c"), Ok(false));
     assert_eq!(glob_match(b"a\\*c", b"a*c"), Ok(true));
-    assert_eq!(glob_match(b"a\\", b"a"), Err(credential_core::kubelet::url::BadPattern));
+    assert_eq!(glob_match(b"a\\", b"a"), Err(kubelet_providers::url::BadPattern));
     assert_eq!(glob_match(b"[\xc3\xa9]", "é".as_bytes()), Ok(true));
     // A pattern that fails to match early is still checked to its end.
-    assert_eq!(glob_match(b"x[", b"y"), Err(credential_core::kubelet::url::BadPattern));
+    assert_eq!(glob_match(b"x[", b"y"), Err(kubelet_providers::url::BadPattern));
     assert!(urls_match_str("reg[.io", "reg1.io").is_err());
 }
 

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use credential_core::kubelet::lint::image_argument_warning;
-use credential_core::kubelet::report::{CODES, Severity};
-use credential_core::kubelet::{ConfigReport, ValidationOptions, check_files, matches, normalize_image};
+use kubelet_providers::lint::image_argument_warning;
+use kubelet_providers::report::{CODES, Severity};
+use kubelet_providers::{ConfigReport, ValidationOptions, check_files, matches, normalize_image};
 
 fn provider(name: &str, match_images: &[&str]) -> String {
     format!(

@@ -2,10 +2,8 @@
 //! kubelet's messages; hostile input must give a clear error and never panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use credential_core::kubelet::config::{MAX_CONFIG_FILE_BYTES, go_clean, go_join};
-use credential_core::kubelet::{
-    ConfigVersion, GoDuration, LoadError, config_files_in_dir, decode_config, decode_files,
-};
+use kubelet_providers::config::{MAX_CONFIG_FILE_BYTES, go_clean, go_join};
+use kubelet_providers::{ConfigVersion, GoDuration, LoadError, config_files_in_dir, decode_config, decode_files};
 
 const VALID_V1: &str = r#"
 apiVersion: kubelet.config.k8s.io/v1

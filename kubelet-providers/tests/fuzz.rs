@@ -1,8 +1,8 @@
 //! Arbitrary input through every kubelet entry point: errors are fine, panics are not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use credential_core::kubelet::url::{glob_match, parse_schemeless_url};
-use credential_core::kubelet::{GoDuration, decode_config, normalize_image, urls_match_str};
+use kubelet_providers::url::{glob_match, parse_schemeless_url};
+use kubelet_providers::{GoDuration, decode_config, normalize_image, urls_match_str};
 
 /// xorshift64*: deterministic, so a failure reproduces.
 struct Rng(u64);

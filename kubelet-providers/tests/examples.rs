@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use credential_core::kubelet::{
+use kubelet_providers::{
     ValidationOptions, Verdict, config_files_in_dir, decode_files, normalize_image, providers_for, verdict,
 };
 

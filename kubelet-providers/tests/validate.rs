@@ -2,8 +2,8 @@
 //! its exact message and the emission order, on whole config documents.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use credential_core::kubelet::validate::is_qualified_name;
-use credential_core::kubelet::{
+use kubelet_providers::validate::is_qualified_name;
+use kubelet_providers::{
     CredentialProvider, CredentialProviderConfig, ValidationOptions, Verdict, decode_config, validate,
     validation_message, verdict,
 };
@@ -295,7 +295,7 @@ fn duplicate_names_in_the_validator() {
     let p = CredentialProvider {
         name: "foobar".into(),
         match_images: vec!["x".into()],
-        default_cache_duration: Some(credential_core::kubelet::GoDuration(0)),
+        default_cache_duration: Some(kubelet_providers::GoDuration(0)),
         api_version: "credentialprovider.kubelet.k8s.io/v1".into(),
         ..Default::default()
     };
@@ -304,7 +304,7 @@ fn duplicate_names_in_the_validator() {
     assert_eq!(got, vec![r#"providers.name: Duplicate value: "foobar""#]);
     // Through the loader the wording differs; both contain "uplicate".
     let doc = serde_json::to_vec(&config(vec![provider(), provider()])).unwrap();
-    let loaded = credential_core::kubelet::decode_files(&[("dup.json".into(), doc)]);
+    let loaded = kubelet_providers::decode_files(&[("dup.json".into(), doc)]);
     match verdict(loaded, &ValidationOptions::default()) {
         Verdict::Invalid { message, errors } => {
             assert_eq!(message, r#"duplicate provider name "test" found in configuration file(s)"#);

@@ -2,11 +2,9 @@
 //! order in which provider credentials are tried.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use credential_core::kubelet::image::is_default_registry_match;
-use credential_core::kubelet::matching::keyring_key;
-use credential_core::kubelet::{
-    ProviderMatch, credential_attempt_order, decode_config, normalize_image, providers_for,
-};
+use kubelet_providers::image::is_default_registry_match;
+use kubelet_providers::matching::keyring_key;
+use kubelet_providers::{ProviderMatch, credential_attempt_order, decode_config, normalize_image, providers_for};
 
 const SHA: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
