@@ -597,3 +597,35 @@ pub enum ColorMode {
     Always,
     Never,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        hoist_global_flags(args).into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn global_flags_before_the_subcommand_move_after_it() {
+        assert_eq!(hoisted(&["k", "-n", "team", "list", "x"]), ["k", "list", "-n", "team", "x"]);
+        assert_eq!(
+            hoisted(&["k", "--context=c", "-A", "-nteam", "--color", "never", "explain"]),
+            ["k", "explain", "--context=c", "-A", "-nteam", "--color", "never"]
+        );
+        // Without a subcommand nothing moves (clap names what was typed).
+        assert_eq!(hoisted(&["k", "-n", "team"]), ["k", "-n", "team"]);
+        assert_eq!(hoisted(&["k", "--help"]), ["k", "--help"]);
+    }
+
+    #[test]
+    fn durations_read_like_kubectl() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err() && parse_duration("").is_err() && parse_duration("5x").is_err());
+    }
+}

@@ -64,6 +64,9 @@ pub async fn connect(args: &ConnectArgs) -> Result<Connection, CliError> {
         })?),
         None => read_default_kubeconfig()?,
     };
+    if let Some(kc) = &kubeconfig {
+        names_exist(kc, args)?;
+    }
     let config = match kubeconfig {
         Some(kc) => kube::Config::from_custom_kubeconfig(kc, &opts)
             .await
@@ -78,6 +81,28 @@ pub async fn connect(args: &ConnectArgs) -> Result<Connection, CliError> {
     };
     let namespace = config.default_namespace.clone();
     Ok(Connection { rest: Rest::new(config)?, namespace })
+}
+
+/// `--context`, `--cluster` and `--user` name entries of the kubeconfig: kubectl's errors when not.
+fn names_exist(kc: &Kubeconfig, args: &ConnectArgs) -> Result<(), CliError> {
+    if let Some(c) = &args.context
+        && !kc.contexts.iter().any(|x| &x.name == c)
+    {
+        return Err(CliError::Kubeconfig(format!(
+            "Error in configuration: context was not found for specified context: {c}"
+        )));
+    }
+    if let Some(c) = &args.cluster
+        && !kc.clusters.iter().any(|x| &x.name == c)
+    {
+        return Err(CliError::Kubeconfig(format!("no server found for cluster \"{c}\"")));
+    }
+    if let Some(u) = &args.user
+        && !kc.auth_infos.iter().any(|x| &x.name == u)
+    {
+        return Err(CliError::Kubeconfig(format!("auth info \"{u}\" does not exist")));
+    }
+    Ok(())
 }
 
 /// `KUBECONFIG` (a path list, merged; missing files skipped as kubectl does) or `~/.kube/config`.
