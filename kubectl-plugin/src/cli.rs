@@ -574,6 +574,13 @@ fn parse_list_format(s: &str) -> Result<ListFormat, String> {
         ("yaml", None) => Ok(ListFormat::Yaml),
         ("name", None) => Ok(ListFormat::Name),
         ("jsonpath", Some(t)) => Template::parse(t).map(ListFormat::JsonPath).map_err(|e| e.to_string()),
+        // Go's text/template (its printing of maps and numbers, pipelines, functions) cannot be
+        // reproduced faithfully here; a partial copy would print different text than kubectl.
+        ("go-template" | "go-template-file" | "template" | "templatefile", _) => Err(format!(
+            "output format {name:?} is not supported by kubectl credential: use -o jsonpath=TEMPLATE (e.g. \
+             -o jsonpath='{{range .items[*]}}{{.metadata.name}}{{\"\\n\"}}{{end}}') or -o custom-columns=HEADER:PATH,..., \
+             or pipe -o json into a template tool"
+        )),
         ("custom-columns", Some(spec)) => {
             let mut columns = Vec::new();
             for col in spec.split(',').filter(|c| !c.is_empty()) {
@@ -617,6 +624,14 @@ mod tests {
         // Without a subcommand nothing moves (clap names what was typed).
         assert_eq!(hoisted(&["k", "-n", "team"]), ["k", "-n", "team"]);
         assert_eq!(hoisted(&["k", "--help"]), ["k", "--help"]);
+    }
+
+    #[test]
+    fn go_templates_are_refused_naming_the_alternatives() {
+        for f in ["go-template={{.metadata.name}}", "go-template-file=t.tmpl", "template={{.x}}"] {
+            let e = parse_list_format(f).unwrap_err();
+            assert!(e.contains("-o jsonpath=TEMPLATE") && e.contains("custom-columns"), "{e}");
+        }
     }
 
     #[test]

@@ -222,6 +222,10 @@ async fn verdicts_exit_codes_and_get_conventions_on_a_real_apiserver() {
         let run = cli.kubectl(&["credential", "list", flag, "nope"]).await;
         assert_eq!((run.code, run.stderr.as_str()), (1, message), "{flag}: list exits 1 as kubectl get");
     }
+    // go-template is refused, naming the formats that do the job.
+    let run = cli.kubectl(&["credential", "list", "-o", "go-template={{.metadata.name}}"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("use -o jsonpath=TEMPLATE") && run.stderr.contains("custom-columns"), "{}", run.stderr);
     // --color exists only where there is colour.
     let run = cli.kubectl(&["credential", "list", "--color=always"]).await;
     assert_eq!(run.code, 2, "{run:?}");
