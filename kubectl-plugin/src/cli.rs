@@ -2,7 +2,9 @@
 //!
 //! kubectl does not forward its global flags to plugins (`kubectl --context x credential` is an
 //! error), so the connection flags (`--kubeconfig`, `--context`, `--cluster`, `--user`, `-n`,
-//! `-A`) are the plugin's own and come after the plugin name.
+//! `-A`) are the plugin's own and come after the plugin name, before or after the subcommand
+//! (`kubectl credential -n team list`, as kubectl takes `kubectl -n team get`): see
+//! [`hoist_global_flags`].
 
 use std::path::PathBuf;
 
@@ -37,10 +39,64 @@ Exit status: 0 ready / no problems, 1 not ready / denied / not found, 2 usage, i
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
 
+/// `--color`, on the commands that print colour (explain, plan, lint).
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ColorArgs {
     /// When to use colour and tree glyphs: auto = only on a terminal and without NO_COLOR.
-    #[arg(long, global = true, value_enum, default_value_t = ColorMode::Auto)]
+    #[arg(long, value_enum, default_value_t = ColorMode::Auto)]
     pub color: ColorMode,
+}
+
+/// Flags kubectl users put before the verb (`kubectl -n team get ...`): with a value, and without.
+const GLOBAL_VALUE_FLAGS: &[&str] = &[
+    "-n",
+    "--namespace",
+    "--kubeconfig",
+    "--context",
+    "--cluster",
+    "--user",
+    "--color",
+    "--system-namespace",
+    "--webhook-namespace",
+];
+const GLOBAL_SWITCHES: &[&str] = &["-A", "--all-namespaces"];
+
+/// Moves the global flags written before the subcommand (`kubectl credential -n team list`) to
+/// just after it, where clap reads them. A flag the subcommand does not take is then reported by
+/// clap as usual. Anything else before the subcommand (`--help`, `--version`) stays in place.
+pub fn hoist_global_flags(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let original = args.clone();
+    let mut iter = args.into_iter();
+    let mut out: Vec<std::ffi::OsString> = iter.next().into_iter().collect();
+    let mut hoisted: Vec<std::ffi::OsString> = Vec::new();
+    let mut kept: Vec<std::ffi::OsString> = Vec::new();
+    while let Some(arg) = iter.next() {
+        let text = arg.to_string_lossy().into_owned();
+        let flag = text.split_once('=').map_or(text.as_str(), |(f, _)| f);
+        let attached_short = text.len() > 2 && text.starts_with("-n") && !text.starts_with("--");
+        if GLOBAL_VALUE_FLAGS.contains(&flag) {
+            let inline = text.contains('=') || attached_short;
+            hoisted.push(arg);
+            if !inline && let Some(value) = iter.next() {
+                hoisted.push(value);
+            }
+        } else if attached_short || GLOBAL_SWITCHES.contains(&flag) {
+            hoisted.push(arg);
+        } else if text.starts_with('-') {
+            kept.push(arg);
+        } else {
+            // The subcommand: the hoisted flags go right after it.
+            out.extend(kept);
+            out.push(arg);
+            out.extend(hoisted);
+            out.extend(iter);
+            return out;
+        }
+    }
+    // No subcommand: leave everything as written, so clap's error names what was typed.
+    original
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +166,31 @@ pub enum Command {
   # The plan as JSON (Secret values are never printed)
   kubectl credential plan aws-cred -n kcm-system -o json")]
     Plan(PlanArgs),
+    /// Wait until Credentials are ready, or until every target cluster holds the current content
+    /// of their cluster identities (kubectl wait's idiom).
+    ///
+    /// Exit status: 0 the condition is met for every NAME, 1 timed out (each lagging Credential,
+    /// Region and object is named on stderr) or not found, 2 usage or API error.
+    #[command(after_help = "Examples:
+  # Rotate a source Secret, then wait until every region holds the new content
+  kubectl -n kcm-system patch secret aws-credentials --type=merge -p '{\"stringData\":{\"SecretAccessKey\":\"...\"}}'
+  kubectl credential wait aws-cred -n kcm-system --for=distributed --timeout=2m
+
+  # Wait until KCM reports two Credentials ready (explain's verdict READY)
+  kubectl credential wait aws-cred azure-cred -n kcm-system --for=ready")]
+    Wait(WaitArgs),
+    /// List the records of copies that may remain in a cluster with nobody left to release them
+    /// (a release given up because the Region is gone or unreadable, an uninstall).
+    ///
+    /// Exit status: 0 no records, 1 records listed (something may remain to clean up), 2 usage or
+    /// API error.
+    #[command(after_help = "Examples:
+  # What may remain where, and why
+  kubectl credential orphans
+
+  # The records as JSON, for a cleanup script
+  kubectl credential orphans -o json")]
+    Orphans(OrphansArgs),
     /// Validate kubelet CredentialProviderConfig files and show which image credential providers
     /// the kubelet runs for an image.
     #[command(after_help = "Examples:
@@ -166,8 +247,21 @@ pub struct EstateArgs {
     #[arg(long, value_name = "NAMESPACE", default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE)]
     pub system_namespace: String,
 
+    /// The namespace credential-guard's webhook runs in, where its distribution leader publishes
+    /// the distribution mode (Lease credential-guard-distribution) and records orphaned copies
+    /// (default: the system namespace).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub webhook_namespace: Option<String>,
+
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+impl EstateArgs {
+    /// `--webhook-namespace`, else the system namespace (where deploy/ installs the webhook).
+    pub fn webhook_namespace(&self) -> &str {
+        self.webhook_namespace.as_deref().unwrap_or(&self.system_namespace)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +283,95 @@ pub struct ExplainArgs {
     /// Output format: text (the tree), or the same report as json or yaml.
     #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
     pub output: ReportOutput,
+
+    /// Show only the checks that did not pass (failed, warned or unknown) and the rows above them;
+    /// without NAME, only the Credentials that are not ready.
+    #[arg(long)]
+    pub show_only_failing: bool,
+
+    /// Wait until the Credential is READY (as `wait --for=ready`), then print the report.
+    #[arg(short = 'w', long, requires = "name")]
+    pub watch: bool,
+
+    /// With --watch: how long to wait (kubectl durations: 30s, 5m, 1h30m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", requires = "watch", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub color: ColorArgs,
+}
+
+/// What `wait --for` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFor {
+    /// explain's verdict is READY.
+    Ready,
+    /// Every target cluster holds the current content of every planned copy (any distribution mode).
+    Distributed,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Names of the Credentials (`credential/NAME` and the output of `-o name` are accepted too).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+
+    /// Namespace of the Credentials (default: the context's namespace; kcm-system with --from).
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+
+    /// The condition to wait for.
+    #[arg(long = "for", value_enum, value_name = "CONDITION")]
+    pub for_: WaitFor,
+
+    /// How long to wait before giving up (kubectl durations: 30s, 5m, 1h30m; 0 checks once).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    #[command(flatten)]
+    pub estate: EstateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OrphansArgs {
+    #[command(flatten)]
+    pub estate: EstateArgs,
+
+    /// Output format: a table, or the records as json or yaml.
+    #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
+    pub output: ReportOutput,
+
+    /// Do not print the header line of the table.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// A kubectl duration: `30s`, `5m`, `1h30m`, `500ms`, a bare number of seconds; `0` checks once.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?}: use e.g. 30s, 5m or 1h30m");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit_end = rest[digits..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| digits + i);
+        let unit = match &rest[digits..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += std::time::Duration::from_secs_f64(number * unit);
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +442,9 @@ pub struct LintArgs {
     /// (JUnit XML, one test case per object) or sarif (SARIF 2.1.0 for code scanning).
     #[arg(short = 'o', long, value_enum, default_value_t = LintOutput::Text)]
     pub output: LintOutput,
+
+    #[command(flatten)]
+    pub color: ColorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +462,9 @@ pub struct PlanArgs {
     /// Output format: text, or the plan as json or yaml (Secret values redacted).
     #[arg(short = 'o', long, value_enum, default_value_t = ReportOutput::Text)]
     pub output: ReportOutput,
+
+    #[command(flatten)]
+    pub color: ColorArgs,
 }
 
 #[derive(Debug, Args)]
@@ -378,6 +567,13 @@ fn parse_list_format(s: &str) -> Result<ListFormat, String> {
         ("yaml", None) => Ok(ListFormat::Yaml),
         ("name", None) => Ok(ListFormat::Name),
         ("jsonpath", Some(t)) => Template::parse(t).map(ListFormat::JsonPath).map_err(|e| e.to_string()),
+        // Go's text/template (its printing of maps and numbers, pipelines, functions) cannot be
+        // reproduced faithfully here; a partial copy would print different text than kubectl.
+        ("go-template" | "go-template-file" | "template" | "templatefile", _) => Err(format!(
+            "output format {name:?} is not supported by kubectl credential: use -o jsonpath=TEMPLATE (e.g. \
+             -o jsonpath='{{range .items[*]}}{{.metadata.name}}{{\"\\n\"}}{{end}}') or -o custom-columns=HEADER:PATH,..., \
+             or pipe -o json into a template tool"
+        )),
         ("custom-columns", Some(spec)) => {
             let mut columns = Vec::new();
             for col in spec.split(',').filter(|c| !c.is_empty()) {
@@ -400,4 +596,44 @@ pub enum ColorMode {
     Auto,
     Always,
     Never,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoisted(args: &[&str]) -> Vec<String> {
+        let args = args.iter().map(std::ffi::OsString::from).collect();
+        hoist_global_flags(args).into_iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn global_flags_before_the_subcommand_move_after_it() {
+        assert_eq!(hoisted(&["k", "-n", "team", "list", "x"]), ["k", "list", "-n", "team", "x"]);
+        assert_eq!(
+            hoisted(&["k", "--context=c", "-A", "-nteam", "--color", "never", "explain"]),
+            ["k", "explain", "--context=c", "-A", "-nteam", "--color", "never"]
+        );
+        // Without a subcommand nothing moves (clap names what was typed).
+        assert_eq!(hoisted(&["k", "-n", "team"]), ["k", "-n", "team"]);
+        assert_eq!(hoisted(&["k", "--help"]), ["k", "--help"]);
+    }
+
+    #[test]
+    fn go_templates_are_refused_naming_the_alternatives() {
+        for f in ["go-template={{.metadata.name}}", "go-template-file=t.tmpl", "template={{.x}}"] {
+            let e = parse_list_format(f).unwrap_err();
+            assert!(e.contains("-o jsonpath=TEMPLATE") && e.contains("custom-columns"), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_read_like_kubectl() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("soon").is_err() && parse_duration("").is_err() && parse_duration("5x").is_err());
+    }
 }

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     if invoked_as_plugin(args.first()) {
         command = command.bin_name("kubectl credential");
     }
+    let args = cli::hoist_global_flags(args);
     let cli = match command.try_get_matches_from(&args).and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(cli) => cli,
         Err(e) => {
@@ -72,16 +73,20 @@ fn main() -> ExitCode {
         _ => {}
     }
     // kubectl get exits 1 on errors; explain, plan and lint keep 1 for "not ready/problems".
-    let error_exit = if matches!(cli.command, Command::List(_)) { 1 } else { EXIT_ERROR };
+    // kubectl get and wait exit 1 on errors; explain, plan and lint keep 1 for "not ready/problems".
+    let error_exit = if matches!(cli.command, Command::List(_) | Command::Wait(_)) { 1 } else { EXIT_ERROR };
     let stdout = std::io::stdout();
-    let style =
-        Style::detect(cli.color, stdout.is_terminal(), std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()));
+    let tty = stdout.is_terminal();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let style = |c: &cli::ColorArgs| Style::detect(c.color, tty, no_color);
     let mut out = std::io::BufWriter::new(stdout.lock());
     let result = match &cli.command {
-        Command::Explain(a) => cmd::explain::run(a, style, &mut out),
-        Command::Lint(a) => cmd::lint::run(a, style, &mut out),
-        Command::Plan(a) => cmd::plan::run(a, style, &mut out),
+        Command::Explain(a) => cmd::explain::run(a, style(&a.color), &mut out),
+        Command::Lint(a) => cmd::lint::run(a, style(&a.color), &mut out),
+        Command::Plan(a) => cmd::plan::run(a, style(&a.color), &mut out),
         Command::List(a) => cmd::list::run(a, &mut out),
+        Command::Wait(a) => cmd::wait::run(a, &mut out),
+        Command::Orphans(a) => cmd::orphans::run(a, &mut out),
         // handled above
         Command::Provider(_) | Command::Complete(_) | Command::Completion(_) => return ExitCode::from(EXIT_ERROR),
     };

@@ -131,7 +131,9 @@ fn explain_json_carries_the_same_tree() {
         assert_eq!(v["verdict"], if ready { "Ready" } else { "NotReady" });
         assert_eq!(v["rootCause"].as_str().unwrap().is_empty(), ready);
         let checks = v["checks"].as_array().unwrap();
-        assert_eq!(checks.len(), 9);
+        // The core's nine checks, plus the Events and the Distribution mode.
+        assert_eq!(checks.len(), 11);
+        assert!(v["distribution"]["lease"]["name"] == "credential-guard-distribution", "{}", v["distribution"]);
         for c in checks {
             assert!(c["name"].is_string() && c["summary"].is_string() && c["code"].is_string());
             assert!(["pass", "fail", "warn", "skip", "unknown"].contains(&c["verdict"].as_str().unwrap()), "{c}");
@@ -226,7 +228,7 @@ fn usage_errors_exit_2_and_help_exits_0() {
     let o = run(&[]);
     assert_eq!(code(&o), 2);
     // The binary is named kubectl-credential, so usage reads like the kubectl plugin.
-    assert!(stderr(&o).contains("Usage: kubectl credential [OPTIONS] <COMMAND>"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Usage: kubectl credential <COMMAND>"), "{}", stderr(&o));
     assert_eq!(code(&run(&["explain"])), 2);
     assert_eq!(code(&run(&["lint"])), 2);
     assert_eq!(code(&run(&["explain", "x", "-o", "xml", "--from", "examples/estate"])), 2);

@@ -204,6 +204,35 @@ async fn verdicts_exit_codes_and_get_conventions_on_a_real_apiserver() {
     let run = cli.kubectl(&["credential", "list", "private-cred", "-l", "tier=a"]).await;
     assert_eq!((run.code, run.stderr.as_str()), (1, "error: name cannot be provided when a selector is specified\n"));
 
+    // Global flags before the subcommand, as `kubectl -n team get`.
+    let run = cli.kubectl(&["credential", "-n", "team-a", "list", "--no-headers", "-o", "name"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (0, "credential.k0rdent.mirantis.com/team-cred\n"), "{run:?}");
+    let run = cli.kubectl(&["credential", "--namespace=team-a", "-A", "explain", "--show-only-failing"]).await;
+    assert!(run.stdout.lines().next().is_some_and(|l| l.starts_with("NAMESPACE ")), "{run:?}");
+    let run = cli.kubectl(&["credential", "-nteam-a", "explain", "team-cred", "-o", "json"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    // --context, --cluster and --user that the kubeconfig does not have: kubectl's words.
+    for (flag, message) in [
+        ("--context", "Error in configuration: context was not found for specified context: nope\n"),
+        ("--cluster", "error: no server found for cluster \"nope\"\n"),
+        ("--user", "error: auth info \"nope\" does not exist\n"),
+    ] {
+        let run = cli.kubectl(&["credential", flag, "nope", "explain", "team-cred"]).await;
+        assert_eq!((run.code, run.stderr.as_str()), (2, message), "{flag}");
+        let run = cli.kubectl(&["credential", "list", flag, "nope"]).await;
+        assert_eq!((run.code, run.stderr.as_str()), (1, message), "{flag}: list exits 1 as kubectl get");
+    }
+    // go-template is refused, naming the formats that do the job.
+    let run = cli.kubectl(&["credential", "list", "-o", "go-template={{.metadata.name}}"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("use -o jsonpath=TEMPLATE") && run.stderr.contains("custom-columns"), "{}", run.stderr);
+    // --color exists only where there is colour.
+    let run = cli.kubectl(&["credential", "list", "--color=always"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("unexpected argument '--color'"), "{}", run.stderr);
+    let run = cli.kubectl(&["credential", "--color=never", "explain", "team-cred", "-n", "team-a"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+
     // NotFound exits 1 and says where the Credential is.
     let run = cli.kubectl(&["credential", "explain", "team-cred", "-n", sys]).await;
     assert_eq!(run.code, 1, "{run:?}");

@@ -2,17 +2,31 @@
 
 use std::io::Write;
 
-use credential_core::readiness::{self, Check, ExplainError, ExplainOptions, Report, Verdict};
+use credential_core::distribution::{Mode, VerifyReason};
+use credential_core::model::labels;
+use credential_core::readiness::{
+    self, Check, ExplainError, ExplainOptions, ObjectRef, Report, Source, Status, Verdict,
+};
+use credential_core::{Cluster, Estate, Gvk};
 use serde::Serialize;
+use serde_json::Value;
 
+use super::distribution::ModeView;
 use super::{Exit, Loaded, Scope, credential_not_found, load_estate, write_structured};
-use crate::cli::{ExplainArgs, ReportOutput};
+use crate::cli::{ExplainArgs, ReportOutput, WaitFor};
 use crate::error::CliError;
 use crate::style::{Style, clean};
 use crate::term::{self, age, wrap};
 
 pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit, CliError> {
     let name = args.name.as_deref().map(super::credential_name).transpose()?;
+    if let (true, Some(name)) = (args.watch, &name) {
+        // -w: wait for READY (or the timeout), then the report says where it stands.
+        let names = [name.clone()];
+        super::wait::until(&args.estate, args.namespace.as_deref(), &names, WaitFor::Ready, args.timeout, &mut |_| {
+            Ok(())
+        })?;
+    }
     let scope = match (&name, args.all_namespaces) {
         (Some(name), _) => Scope::One(name),
         (None, true) => Scope::AllNamespaces,
@@ -30,18 +44,296 @@ pub fn run(args: &ExplainArgs, style: Style, out: &mut dyn Write) -> Result<Exit
         return summary(&loaded, args, &opts, style, out);
     };
     let namespace = loaded.namespace.as_str();
-    let report = match readiness::explain_with(namespace, name, &loaded.estate, &opts(namespace, name)) {
+    let mut report = match readiness::explain_with(namespace, name, &loaded.estate, &opts(namespace, name)) {
         Ok(r) => r,
         Err(ExplainError::NotFound { namespace, name, available }) => {
             return Err(credential_not_found(&name, &namespace, "the estate", &available, &[]));
         }
     };
+    let exit = Exit::of(report.verdict);
+    let extras = match loaded.credentials.first() {
+        Some(cred) => augment(&mut report, &loaded, cred),
+        None => Extras::default(),
+    };
+    if args.show_only_failing {
+        report.checks = only_failing(std::mem::take(&mut report.checks));
+    }
     match args.output {
-        ReportOutput::Json => write_structured(out, &report, false)?,
-        ReportOutput::Yaml => write_structured(out, &report, true)?,
+        ReportOutput::Json | ReportOutput::Yaml => {
+            let value = Explained { report: &report, distribution: extras.mode, regional_server: extras.server };
+            write_structured(out, &value, args.output == ReportOutput::Yaml)?;
+        }
         ReportOutput::Text => out.write_all(render(&report, style, term::width(), term::now()).as_bytes())?,
     }
-    Ok(Exit::of(report.verdict))
+    Ok(exit)
+}
+
+/// `explain -o json|yaml`: the report, the distribution mode and the regional API server.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Explained<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    distribution: Option<ModeView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    regional_server: Option<RegionalServerView>,
+}
+
+/// The regional API server of a regional Credential.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RegionalServerView {
+    region: String,
+    url: Option<String>,
+    /// Its `/version`, or `UNKNOWN` when it did not answer.
+    version: String,
+}
+
+/// What [`augment`] adds to the structured output.
+#[derive(Debug, Default)]
+struct Extras {
+    mode: Option<ModeView>,
+    server: Option<RegionalServerView>,
+}
+
+/// The checks that did not pass, with the rows above them (a passing parent of a failing child
+/// stays, so the tree still reads).
+pub fn only_failing(checks: Vec<Check>) -> Vec<Check> {
+    checks
+        .into_iter()
+        .filter_map(|mut c| {
+            c.children = only_failing(std::mem::take(&mut c.children));
+            let failing = matches!(c.status, Status::Fail | Status::Warn | Status::Unknown);
+            (failing || !c.children.is_empty()).then_some(c)
+        })
+        .collect()
+}
+
+/// Adds what the core's checks do not read: the Warning Events, the distribution mode and who
+/// copies next, orphan records, the regional server and its version, and each ClusterDeployment's
+/// readiness.
+fn augment(report: &mut Report, loaded: &Loaded, cred: &Value) -> Extras {
+    let (namespace, name) = (report.credential.namespace.clone().unwrap_or_default(), report.credential.name.clone());
+    let at = |checks: &[Check], code: &str| checks.iter().position(|c| c.code == code);
+
+    let events = events_check(loaded, &namespace, &name);
+    let after_credential = at(&report.checks, "credential").map_or(0, |i| i + 1);
+    report.checks.insert(after_credential, events);
+
+    let mode =
+        super::distribution::mode(&loaded.estate, &loaded.webhook_namespace, &loaded.side_errors, &loaded.source);
+    let plan = credential_core::identity::plan(cred, &loaded.estate);
+    let row = distribution_check(&mode, &plan, cred);
+    let before_copies = at(&report.checks, "copies").unwrap_or(report.checks.len());
+    report.checks.insert(before_copies, row);
+
+    let (records, _) = super::distribution::orphans(&loaded.estate, &loaded.webhook_namespace);
+    let mine: Vec<_> =
+        records.iter().filter(|r| r.credential.namespace == namespace && r.credential.name == name).collect();
+    if !mine.is_empty() {
+        let n = mine.len();
+        let mut row = Check {
+            code: "orphaned-copies".into(),
+            name: "Orphaned copies".into(),
+            status: Status::Warn,
+            since: mine.iter().map(|r| r.since.clone()).max(),
+            summary: format!(
+                "{n} record{} of copies that may remain with nobody to release them (kubectl credential orphans)",
+                if n == 1 { "" } else { "s" }
+            ),
+            evidence: mine.iter().map(|r| format!("{}: {} ({})", r.cluster, r.objects.join(", "), r.reason)).collect(),
+            objects: vec![ObjectRef::new(
+                &super::distribution::configmap_gvk(),
+                Some(&loaded.webhook_namespace),
+                credential_core::distribution::ORPHANED_COPIES,
+                &Cluster::Management,
+            )],
+            children: vec![],
+        };
+        row.evidence.sort();
+        let after_copies = at(&report.checks, "copies").map_or(report.checks.len(), |i| i + 1);
+        report.checks.insert(after_copies, row);
+    }
+
+    let region = cred.pointer("/spec/region").and_then(Value::as_str).filter(|r| !r.is_empty());
+    let server = region.filter(|_| loaded.source == Source::Live).map(|r| {
+        let s = loaded.servers.get(r).cloned().unwrap_or_default();
+        RegionalServerView {
+            region: r.to_string(),
+            url: s.url,
+            version: s.version.unwrap_or_else(|| "UNKNOWN".to_string()),
+        }
+    });
+    if let (Some(s), Some(i)) = (&server, at(&report.checks, "regional-cluster")) {
+        let url = s.url.as_deref().unwrap_or("unknown (the Region's kubeconfig could not be read)");
+        report.checks[i].evidence.push(format!("server {url}, version {}", s.version));
+    }
+
+    if let Some(i) = at(&report.checks, "cluster-deployments") {
+        cluster_deployment_rows(&mut report.checks[i], loaded);
+    }
+    Extras { mode: Some(mode), server }
+}
+
+fn events_check(loaded: &Loaded, namespace: &str, name: &str) -> Check {
+    let mut row = Check {
+        code: "events".into(),
+        name: "Events".into(),
+        status: Status::Pass,
+        since: None,
+        summary: String::new(),
+        evidence: vec![],
+        objects: vec![],
+        children: vec![],
+    };
+    if let Some(e) = loaded.side_errors.get(super::distribution::EVENTS_READ) {
+        row.status = Status::Unknown;
+        row.summary = format!("cannot read the Events of the Credential: {e}");
+        return row;
+    }
+    let events = super::distribution::warning_events(&loaded.estate, namespace, name);
+    let Some(last) = events.last() else {
+        row.summary = "no Warning Events".to_string();
+        return row;
+    };
+    row.status = Status::Warn;
+    row.since = Some(last.last_seen.clone());
+    row.summary = match events.len() {
+        1 => format!("1 Warning Event: {}", last.reason),
+        n => format!("last {n} Warning Events, the latest: {}", last.reason),
+    };
+    // Newest first, as an operator scans them.
+    row.evidence = events
+        .iter()
+        .rev()
+        .map(|e| {
+            let times = if e.count > 1 { format!(" (x{})", e.count) } else { String::new() };
+            format!("{}  {}{times}: {}", e.last_seen, e.reason, e.message)
+        })
+        .collect();
+    row
+}
+
+fn distribution_check(mode: &ModeView, plan: &credential_core::identity::Plan, cred: &Value) -> Check {
+    let mut row = Check {
+        code: "distribution".into(),
+        name: "Distribution".into(),
+        status: Status::Pass,
+        since: None,
+        summary: String::new(),
+        evidence: vec![],
+        objects: vec![mode.lease.clone()],
+        children: vec![],
+    };
+    let Some(target) = &plan.target_cluster else {
+        row.status = Status::Skip;
+        row.summary = format!("none needed (mode {})", mode.headline());
+        return row;
+    };
+    match (mode.mode, &mode.auto_would_choose) {
+        (Some(m), _) => {
+            row.summary = format!("mode {m}: {}", mode.who_copies.unwrap_or_default());
+            if !mode.reason.is_empty() {
+                row.evidence.push(format!("published by the distribution leader: {}", mode.reason));
+            }
+            if m == Mode::Off {
+                row.status = Status::Warn;
+                row.evidence.push(format!("nothing copies into {target}: KCM before 1.5, or a KCM whose distribution is off, leaves the copies to be made by hand"));
+            }
+            if m == Mode::Trigger {
+                trigger_evidence(&mut row, cred, target);
+            }
+        }
+        (None, auto) => {
+            row.status = Status::Warn;
+            row.summary = format!("mode unknown: {}", mode.reason);
+            if let Some(d) = auto {
+                let why = d.reason.strip_prefix("auto: ").unwrap_or(&d.reason);
+                row.evidence.push(format!("auto would choose {}: {why}", d.mode));
+            }
+        }
+    }
+    row
+}
+
+/// Trigger mode: our verification condition (InSync, Drifted, Missing, NotVerifiable) and the
+/// sources-digest annotation that makes KCM reconcile.
+fn trigger_evidence(row: &mut Check, cred: &Value, target: &Cluster) {
+    let condition = cred.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| {
+        cs.iter().find(|c| c.get("type").and_then(Value::as_str) == Some(labels::DISTRIBUTED_CONDITION))
+    });
+    let s = |c: &Value, f: &str| c.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
+    match condition {
+        Some(c) => {
+            let reason = s(c, "reason");
+            row.since = c.get("lastTransitionTime").and_then(Value::as_str).map(str::to_string);
+            if reason != VerifyReason::InSync.as_str() {
+                row.status = Status::Warn;
+            }
+            row.evidence.push(format!(
+                "KCM's copies in {target}: {reason} (condition {}): {}",
+                labels::DISTRIBUTED_CONDITION,
+                s(c, "message")
+            ));
+        }
+        None => {
+            row.status = Status::Warn;
+            row.evidence.push(format!(
+                "KCM's copies in {target} are not verified yet (no condition {})",
+                labels::DISTRIBUTED_CONDITION
+            ));
+        }
+    }
+    match cred.pointer("/metadata/annotations").and_then(|a| a.get(labels::TRIGGER_ANNOTATION)).and_then(Value::as_str) {
+        Some(d) => row.evidence.push(format!(
+            "last trigger: annotation {}={d} (KCM reconciles when it changes)",
+            labels::TRIGGER_ANNOTATION
+        )),
+        None => row.evidence.push(format!(
+            "not triggered yet: no annotation {} (KCM copies on its own next reconcile, at the latest its 15-minute resync)",
+            labels::TRIGGER_ANNOTATION
+        )),
+    }
+}
+
+/// One child row per ClusterDeployment that uses the Credential, with its Ready condition.
+fn cluster_deployment_rows(check: &mut Check, loaded: &Loaded) {
+    let gvk = Gvk::cluster_deployment();
+    for o in &check.objects {
+        let cd = loaded.estate.get(&Cluster::Management, &gvk, o.namespace.as_deref(), &o.name);
+        let ready = cd.as_deref().and_then(|cd| {
+            cd.pointer("/status/conditions")
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                .cloned()
+        });
+        let s = |c: &Value, f: &str| c.get(f).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let key = format!("{}/{}", o.namespace.as_deref().unwrap_or_default(), o.name);
+        let (status, summary, since) = match &ready {
+            Some(c) if s(c, "status").as_deref() == Some("True") => {
+                (Status::Pass, format!("{key}  Ready=True"), s(c, "lastTransitionTime"))
+            }
+            Some(c) => {
+                let why = s(c, "message").or_else(|| s(c, "reason")).unwrap_or_default();
+                let st = s(c, "status").unwrap_or_else(|| "Unknown".into());
+                (Status::Warn, format!("{key}  Ready={st}: {why}"), s(c, "lastTransitionTime"))
+            }
+            None => (Status::Warn, format!("{key}  no Ready condition yet"), None),
+        };
+        check.children.push(Check {
+            code: "cluster-deployment".into(),
+            name: "ClusterDeployment".into(),
+            status,
+            since,
+            summary,
+            evidence: vec![],
+            objects: vec![o.clone()],
+            children: vec![],
+        });
+    }
+    // The rows name them now.
+    check.evidence.clear();
 }
 
 /// `explain` without NAME: every report, not-ready first.
@@ -75,6 +367,9 @@ fn summary(
     }
     // Not ready first, then unknown; then by namespace/name (the load order).
     reports.sort_by_key(|(_, _, r)| verdict_rank(r.verdict));
+    if args.show_only_failing {
+        reports.retain(|(_, _, r)| r.verdict != Verdict::Ready);
+    }
     let exit = reports.iter().map(|(_, _, r)| Exit::of(r.verdict)).max_by_key(|e| exit_rank(*e)).unwrap_or(Exit::Ok);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {

@@ -64,6 +64,9 @@ pub async fn connect(args: &ConnectArgs) -> Result<Connection, CliError> {
         })?),
         None => read_default_kubeconfig()?,
     };
+    if let Some(kc) = &kubeconfig {
+        names_exist(kc, args)?;
+    }
     let config = match kubeconfig {
         Some(kc) => kube::Config::from_custom_kubeconfig(kc, &opts)
             .await
@@ -78,6 +81,28 @@ pub async fn connect(args: &ConnectArgs) -> Result<Connection, CliError> {
     };
     let namespace = config.default_namespace.clone();
     Ok(Connection { rest: Rest::new(config)?, namespace })
+}
+
+/// `--context`, `--cluster` and `--user` name entries of the kubeconfig: kubectl's errors when not.
+fn names_exist(kc: &Kubeconfig, args: &ConnectArgs) -> Result<(), CliError> {
+    if let Some(c) = &args.context
+        && !kc.contexts.iter().any(|x| &x.name == c)
+    {
+        return Err(CliError::Kubeconfig(format!(
+            "Error in configuration: context was not found for specified context: {c}"
+        )));
+    }
+    if let Some(c) = &args.cluster
+        && !kc.clusters.iter().any(|x| &x.name == c)
+    {
+        return Err(CliError::Kubeconfig(format!("no server found for cluster \"{c}\"")));
+    }
+    if let Some(u) = &args.user
+        && !kc.auth_infos.iter().any(|x| &x.name == u)
+    {
+        return Err(CliError::Kubeconfig(format!("auth info \"{u}\" does not exist")));
+    }
+    Ok(())
 }
 
 /// `KUBECONFIG` (a path list, merged; missing files skipped as kubectl does) or `~/.kube/config`.
@@ -441,6 +466,11 @@ pub enum Wanted<'a> {
 /// What live mode read.
 pub struct LiveEstate {
     pub estate: MemoryEstate,
+    /// What could not be read besides the clusters (the webhook's Lease, the orphan records, the
+    /// Events, KCM's Management), keyed as in [`super::distribution`], with the error.
+    pub side_errors: BTreeMap<String, String>,
+    /// The API server of each Region read, with its version.
+    pub servers: BTreeMap<String, RegionalServer>,
     /// Regions whose cluster could not be read, with the error.
     pub unreachable: BTreeMap<String, String>,
     /// Of those, the Regions whose kubeconfig Secret holds no kubeconfig (a definite failure).
@@ -547,6 +577,18 @@ struct RegionRead {
     result: Result<(Reader, Vec<Value>), String>,
     /// The Secret holds no kubeconfig: nobody, KCM included, can use it.
     invalid: bool,
+    /// The regional API server and its version, as far as they could be learnt.
+    server: RegionalServer,
+}
+
+/// A regional API server: its URL (from the Region's kubeconfig) and version (its `/version`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionalServer {
+    /// `None` when the Region's kubeconfig could not be read.
+    pub url: Option<String>,
+    /// `gitVersion` of `/version`; `None` when the server did not answer (UNKNOWN).
+    pub version: Option<String>,
 }
 
 /// Reads one Region's kubeconfig Secret, then its ProviderInterfaces and discovery.
@@ -562,6 +604,7 @@ async fn read_region(
             secret: None,
             result: Err("the Region names no kubeconfig (neither spec.kubeConfig nor spec.clusterDeployment)".into()),
             invalid: false,
+            server: RegionalServer::default(),
         };
     };
     let secret = match mgmt.get(&path(&Gvk::secret(), "secrets", Some(&ns), Some(&name))).await {
@@ -572,6 +615,7 @@ async fn read_region(
                 secret: None,
                 result: Err(format!("cannot read Secret {ns}/{name}: {e}")),
                 invalid: false,
+                server: RegionalServer::default(),
             };
         }
     };
@@ -581,6 +625,7 @@ async fn read_region(
             secret: None,
             result: Err(format!("kubeconfig Secret {ns}/{name} not found")),
             invalid: false,
+            server: RegionalServer::default(),
         };
     };
     let text = secret_value(&secret, &key);
@@ -591,9 +636,11 @@ async fn read_region(
             secret,
             result: Err(format!("Secret {ns}/{name} has no kubeconfig under {key:?}")),
             invalid: false,
+            server: RegionalServer::default(),
         };
     };
     let invalid = std::cell::Cell::new(false);
+    let server = std::cell::RefCell::new(RegionalServer::default());
     let result = async {
         // Checked before any client exists: whoever writes this Secret must not get a command run
         // or a file read on the operator's machine. The client is built from the checked value.
@@ -613,14 +660,21 @@ async fn read_region(
             .await
             .map_err(|e| format!("kubeconfig in Secret {ns}/{name}[{key}]: {}", error_text(&e)))?;
         let rest = Rest::new(config).map_err(|e| e.to_string())?;
+        server.borrow_mut().url = Some(rest.server.clone());
         let mut reader = Reader::new(rest);
         let pi_path = path(&Gvk::provider_interface(), "providerinterfaces", None, None);
-        let server = reader.rest.server.clone();
-        let (pis, disc) = {
+        let server_url = reader.rest.server.clone();
+        let (pis, disc, version) = {
             let rest = reader.rest.clone();
+            let version_rest = reader.rest.clone();
             let list = async move { rest.list_if_served(&Gvk::provider_interface(), &pi_path).await };
-            tokio::join!(list, reader.discover(gvs))
+            // `/version` is not a resource request: it costs the regional apiserver nothing it counts.
+            let version = async move { version_rest.get_json("/version").await };
+            tokio::join!(list, reader.discover(gvs), version)
         };
+        server.borrow_mut().version =
+            version.ok().and_then(|v| v.get("gitVersion").and_then(Value::as_str).map(str::to_string));
+        let server = server_url;
         disc.map_err(|e| format!("{server}: {e}"))?;
         let pis = pis.map_err(|e| format!("{server}: {e}"))?;
         // Reference kinds the regional ProviderInterfaces name: discovered now, so that plans
@@ -630,7 +684,7 @@ async fn read_region(
         Ok((reader, pis))
     }
     .await;
-    RegionRead { region, secret, result, invalid: invalid.get() }
+    RegionRead { region, secret, result, invalid: invalid.get(), server: server.into_inner() }
 }
 
 /// Every group/version a ProviderInterface names (identities and references).
@@ -656,8 +710,73 @@ fn identity_gv(cred: &Value) -> Option<String> {
     (av != "v1").then(|| av.to_string())
 }
 
+/// The objects beside the readiness checks (see [`super::distribution`]): the webhook's Lease, the
+/// orphan records, the Warning Events of one wanted Credential, and, when the Lease does not tell
+/// the mode, KCM's Management and the Release it names. What cannot be read is recorded, never fatal.
+pub async fn read_extras(rest: &Rest, webhook_ns: &str, wanted: Wanted<'_>) -> (Vec<Value>, BTreeMap<String, String>) {
+    use super::distribution::{self as d, EVENTS_READ, KCM_READ, LEASE_READ, ORPHANS_READ};
+    let mut objects = Vec::new();
+    let mut errors = BTreeMap::new();
+    let lease_path =
+        path(&d::lease_gvk(), "leases", Some(webhook_ns), Some(credential_core::distribution::DISTRIBUTION_LEASE));
+    let orphans_path =
+        path(&d::configmap_gvk(), "configmaps", Some(webhook_ns), Some(credential_core::distribution::ORPHANED_COPIES));
+    let events = async {
+        let Wanted::One { namespace, name } = wanted else { return Ok(Vec::new()) };
+        let selector = format!("involvedObject.kind=Credential,involvedObject.name={name},type=Warning");
+        let p =
+            format!("{}?fieldSelector={}", path(&d::event_gvk(), "events", Some(namespace), None), encode(&selector));
+        rest.list(&d::event_gvk(), &p).await.map(|l| l.0)
+    };
+    let (lease, orphans, events) = tokio::join!(rest.get(&lease_path), rest.get(&orphans_path), events);
+    let mut lease_tells = false;
+    for (key, result) in [(LEASE_READ, lease), (ORPHANS_READ, orphans)] {
+        match result {
+            Ok(Some(o)) => {
+                lease_tells |= key == LEASE_READ && d::lease_mode(&o).is_ok();
+                objects.push(o);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors.insert(key.to_string(), e.to_string());
+            }
+        }
+    }
+    match events {
+        Ok(list) => objects.extend(list),
+        Err(e) => {
+            errors.insert(EVENTS_READ.to_string(), e.to_string());
+        }
+    }
+    if !lease_tells {
+        let management_path =
+            path(&d::management_gvk(), "managements", None, Some(credential_core::distribution::MANAGEMENT_NAME));
+        match rest.get(&management_path).await {
+            Ok(Some(m)) => {
+                if let Some(release) = credential_core::distribution::release_name(&m) {
+                    // A Release that cannot be read leaves its name to parse (detect_kcm does).
+                    if let Ok(Some(r)) = rest.get(&path(&d::release_gvk(), "releases", None, Some(release))).await {
+                        objects.push(r);
+                    }
+                }
+                objects.push(m);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors.insert(KCM_READ.to_string(), e.to_string());
+            }
+        }
+    }
+    (objects, errors)
+}
+
 /// Reads everything `explain`/`plan` look at for the wanted Credentials.
-pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>) -> Result<LiveEstate, CliError> {
+pub async fn load(
+    conn: &Connection,
+    system_namespace: &str,
+    webhook_ns: &str,
+    wanted: Wanted<'_>,
+) -> Result<LiveEstate, CliError> {
     let rest = &conn.rest;
     let server = rest.server.clone();
     let mgmt = Cluster::Management;
@@ -733,15 +852,21 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
         let kc = kubeconfig_ref(obj, system_namespace);
         Some(read_region(rest, region, kc, gvs))
     });
-    let (disc, region_reads) =
-        tokio::join!(mgmt_reader.discover(mgmt_gvs), futures_util::future::join_all(region_reads));
+    let (disc, region_reads, (extras, side_errors)) = tokio::join!(
+        mgmt_reader.discover(mgmt_gvs),
+        futures_util::future::join_all(region_reads),
+        read_extras(rest, webhook_ns, wanted)
+    );
     disc.map_err(|e| e.into_cli(&server))?;
+    parts.add(&mgmt, extras);
 
     let mut unreachable = BTreeMap::new();
     let mut invalid = BTreeMap::new();
+    let mut servers = BTreeMap::new();
     let mut readers: BTreeMap<Cluster, Reader> = BTreeMap::new();
     for read in region_reads {
         parts.add(&mgmt, read.secret);
+        servers.insert(read.region.clone(), read.server);
         let cluster = Cluster::Region(read.region.clone());
         match read.result {
             Ok((reader, pis)) => {
@@ -821,7 +946,7 @@ pub async fn load(conn: &Connection, system_namespace: &str, wanted: Wanted<'_>)
     let estate = parts.estate(system_namespace, &unreachable);
     let mut credentials: Vec<Arc<Value>> = creds.into_iter().map(Arc::new).collect();
     credentials.sort_by_key(|c| model::display_name(c));
-    Ok(LiveEstate { estate, unreachable, invalid, credentials })
+    Ok(LiveEstate { estate, side_errors, servers, unreachable, invalid, credentials })
 }
 
 /// The identity object itself, where readiness looks for it (also when no ProviderInterface

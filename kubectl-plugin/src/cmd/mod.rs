@@ -2,11 +2,14 @@
 //! (`list` with 1, as kubectl get).
 
 pub mod complete;
+pub mod distribution;
 pub mod explain;
 pub mod lint;
 pub mod list;
 pub mod live;
+pub mod orphans;
 pub mod plan;
+pub mod wait;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,9 +67,29 @@ pub struct Loaded {
     pub namespace: String,
     /// The Credentials in scope, ordered by namespace/name.
     pub credentials: Vec<Arc<Value>>,
+    /// What could not be read besides the clusters (live only; see [`distribution`]).
+    pub side_errors: BTreeMap<String, String>,
+    /// The API server of each Region read, with its version (live only).
+    pub servers: BTreeMap<String, live::RegionalServer>,
+    /// The namespace of credential-guard's webhook (its Lease and orphan records).
+    pub webhook_namespace: String,
 }
 
 impl Loaded {
+    /// Why the estate holds nothing of `cluster` (a Region's API unreachable, no files for it).
+    pub fn why_not_read(&self, cluster: &Cluster) -> String {
+        match (cluster, &self.source) {
+            (Cluster::Region(r), Source::Live) => format!(
+                "regional API unreachable: {}",
+                self.unreachable.get(r).map(String::as_str).unwrap_or("not read")
+            ),
+            (Cluster::Region(r), Source::Files { dir }) => {
+                format!("no files under {}/regions/{r}/", dir.trim_end_matches('/'))
+            }
+            (Cluster::Management, _) => "the management cluster is not known".to_string(),
+        }
+    }
+
     /// What to add to a command line so it reads the same state again.
     pub fn rerun_flags(&self, args: &EstateArgs) -> String {
         match &self.source {
@@ -153,6 +176,9 @@ pub fn load_estate(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>)
         invalid: BTreeMap::new(),
         namespace,
         credentials,
+        side_errors: BTreeMap::new(),
+        servers: BTreeMap::new(),
+        webhook_namespace: args.webhook_namespace().to_string(),
     })
 }
 
@@ -164,7 +190,7 @@ async fn load_live(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>)
         Scope::Namespace => live::Wanted::Namespace(&namespace),
         Scope::AllNamespaces => live::Wanted::All,
     };
-    let live = live::load(&conn, &args.system_namespace, wanted).await?;
+    let live = live::load(&conn, &args.system_namespace, args.webhook_namespace(), wanted).await?;
     Ok(Loaded {
         estate: live.estate,
         source: Source::Live,
@@ -172,6 +198,9 @@ async fn load_live(args: &EstateArgs, namespace: Option<&str>, scope: Scope<'_>)
         invalid: live.invalid,
         namespace,
         credentials: live.credentials,
+        side_errors: live.side_errors,
+        servers: live.servers,
+        webhook_namespace: args.webhook_namespace().to_string(),
     })
 }
 

@@ -2,12 +2,15 @@
 
 use std::io::Write;
 
+use credential_core::distribution::{self, CopyState, Mode};
 use credential_core::identity::{self, ObjectKey, Plan, PlannedCopy};
-use credential_core::readiness::{self, ObjectRef, Source};
+use credential_core::model::labels;
+use credential_core::readiness::{self, ObjectRef};
 use credential_core::{Cluster, Estate, Gvk};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::distribution::{ModeView, kcm_labels};
 use super::{Exit, Loaded, Scope, load_estate, write_structured};
 use crate::cli::{PlanArgs, ReportOutput};
 use crate::error::CliError;
@@ -54,38 +57,40 @@ pub fn run(args: &PlanArgs, style: Style, out: &mut dyn Write) -> Result<Exit, C
         return Err(super::credential_not_found(&name, &loaded.namespace, "the estate", &[], &[]));
     };
     let plan = identity::plan(cred, &loaded.estate);
-    let changes = changes(&plan, &loaded);
+    let mode =
+        super::distribution::mode(&loaded.estate, &loaded.webhook_namespace, &loaded.side_errors, &loaded.source);
+    let trigger = mode.mode == Some(Mode::Trigger);
+    let changes = changes(&plan, &loaded, trigger);
     match args.output {
         ReportOutput::Json | ReportOutput::Yaml => {
-            let value = structured(&plan, changes, &loaded.namespace, &name);
+            let value = structured(&plan, changes, &loaded.namespace, &name, mode);
             write_structured(out, &value, args.output == ReportOutput::Yaml)?;
         }
-        ReportOutput::Text => out.write_all(render(&plan, &changes, style).as_bytes())?,
+        ReportOutput::Text => out.write_all(render(&plan, &changes, &mode, style).as_bytes())?,
     }
     Ok(if plan.problems.is_empty() { Exit::Ok } else { Exit::Problems })
 }
 
-/// Compares every planned copy with what the target cluster holds now.
-fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
+/// Compares every planned copy with what the target cluster holds now. In trigger mode KCM writes
+/// the copies with its own labels and overwrites whatever is there: content alone is compared
+/// ([`distribution::verify_copy`]), and there is no conflict.
+fn changes(plan: &Plan, loaded: &Loaded, trigger: bool) -> Changes {
     let Some(target) = &plan.target_cluster else { return Changes::default() };
     if !loaded.estate.knows_cluster(target) {
-        let why = match (target, &loaded.source) {
-            (Cluster::Region(r), Source::Live) => format!(
-                "regional API unreachable: {}",
-                loaded.unreachable.get(r).map(String::as_str).unwrap_or("not read")
-            ),
-            (Cluster::Region(r), Source::Files { dir }) => {
-                format!("no files under {}/regions/{r}/", dir.trim_end_matches('/'))
-            }
-            (Cluster::Management, _) => "the management cluster is not known".to_string(),
-        };
+        let why = loaded.why_not_read(target);
         return Changes { compared: false, not_compared_because: Some(why), changes: Vec::new() };
     }
     let mut out = Vec::new();
     for copy in &plan.copies {
         let Some(desired) = &copy.object else { continue };
         let t = &copy.target;
-        let action = match loaded.estate.get(target, &t.gvk, t.namespace.as_deref(), &t.name) {
+        let actual = loaded.estate.get(target, &t.gvk, t.namespace.as_deref(), &t.name);
+        let action = match actual {
+            _ if trigger => match distribution::verify_copy(copy, actual.as_deref()) {
+                CopyState::Missing => (Action::Create, Vec::new()),
+                CopyState::Drifted { differences } => (Action::Update, differences),
+                CopyState::InSync => (Action::Unchanged, Vec::new()),
+            },
             None => (Action::Create, Vec::new()),
             Some(actual) => {
                 // The distributor's own comparison: "unchanged" here means it writes nothing.
@@ -109,6 +114,11 @@ fn changes(plan: &Plan, loaded: &Loaded) -> Changes {
 #[serde(rename_all = "camelCase")]
 struct PlanOutput {
     credential: ObjectRef,
+    /// The mode in force and who writes the copies.
+    distribution: ModeView,
+    /// Who writes these copies: `kcm` (trigger mode), `credential-guard` (write mode), `nobody`
+    /// (off), `unknown`.
+    writer: &'static str,
     target_cluster: Option<String>,
     provider_interface: Option<String>,
     copies: Vec<CopyOutput>,
@@ -143,9 +153,17 @@ struct ProblemOutput {
     detail: identity::PlanProblem,
 }
 
-fn structured(plan: &Plan, current: Changes, namespace: &str, name: &str) -> PlanOutput {
+fn structured(plan: &Plan, current: Changes, namespace: &str, name: &str, mode: ModeView) -> PlanOutput {
     // The core redacts copies and in-place objects alike: plans never print Secret values.
-    let plan = plan.redacted();
+    let mut plan = plan.redacted();
+    if mode.mode == Some(Mode::Trigger) {
+        // What KCM writes: its two labels in place of the source's, annotations kept.
+        for c in &mut plan.copies {
+            if let Some(meta) = c.object.as_mut().and_then(|o| o.get_mut("metadata")).and_then(Value::as_object_mut) {
+                meta.insert("labels".into(), Value::Object(kcm_labels(namespace, name)));
+            }
+        }
+    }
     let mgmt = Cluster::Management;
     let target = plan.target_cluster.clone().unwrap_or(Cluster::Management);
     let copy = |c: &PlannedCopy| CopyOutput {
@@ -162,6 +180,8 @@ fn structured(plan: &Plan, current: Changes, namespace: &str, name: &str) -> Pla
     let messages = plan.problem_messages();
     PlanOutput {
         credential: ObjectRef::new(&Gvk::credential(), Some(namespace), name, &mgmt),
+        writer: writer(&mode),
+        distribution: mode,
         target_cluster: plan.target_cluster.as_ref().map(cluster),
         provider_interface: plan.provider_interface.clone(),
         copies: plan.copies.iter().map(copy).collect(),
@@ -190,7 +210,34 @@ fn cluster(c: &Cluster) -> String {
     }
 }
 
-pub fn render(plan: &Plan, changes: &Changes, style: Style) -> String {
+fn writer(mode: &ModeView) -> &'static str {
+    match mode.mode {
+        Some(Mode::Trigger) => "kcm",
+        Some(Mode::Write) => "credential-guard",
+        Some(Mode::Off) => "nobody",
+        None => "unknown",
+    }
+}
+
+/// Who writes the copies below, and when.
+fn mode_line(mode: &ModeView, credential: &str) -> String {
+    let (ns, name) = credential.split_once('/').unwrap_or(("", credential));
+    match mode.mode {
+        Some(Mode::Trigger) => format!(
+            "Distribution mode trigger: KCM writes these copies on its next reconcile, which credential-guard \
+             triggers; KCM replaces their labels with {}=true and {}.{ns}.{name}=true and keeps their annotations",
+            labels::MANAGED,
+            labels::CREDENTIAL_PREFIX
+        ),
+        Some(Mode::Write) => {
+            "Distribution mode write: credential-guard writes these copies on every source change".to_string()
+        }
+        Some(Mode::Off) => "Distribution mode off: nobody writes these copies (admission only)".to_string(),
+        None => format!("Distribution mode {}: {}", mode.headline(), mode.reason),
+    }
+}
+
+pub fn render(plan: &Plan, changes: &Changes, mode: &ModeView, style: Style) -> String {
     let mut s = String::new();
     let Some(target) = &plan.target_cluster else {
         s.push_str(&format!(
@@ -208,6 +255,7 @@ pub fn render(plan: &Plan, changes: &Changes, style: Style) -> String {
         cluster(target),
         if n == 1 { "" } else { "s" }
     ));
+    s.push_str(&format!("{}\n", clean(&mode_line(mode, &plan.credential))));
     for (i, c) in plan.copies.iter().enumerate() {
         let missing = if c.object.is_none() { style.red("  (source missing)") } else { String::new() };
         let target_text = if c.target == c.source {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod admission;
 pub mod lifecycle;
+pub mod plugin;
 pub mod random;
 pub mod real;
 
