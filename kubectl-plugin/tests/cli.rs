@@ -727,8 +727,16 @@ fn list_from_a_directory_matches_kubectl_get_conventions() {
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o), "Error from server (NotFound): credentials.k0rdent.mirantis.com \"nope\" not found\n");
     assert!(stdout(&o).contains("azure-cred "), "{}", stdout(&o));
-    // Formats kubectl has and this does not are rejected with the list of those it has.
+    // go-template (kubectl has it, this does not) is refused naming the formats that do the job.
     let o = list(&["-o", "go-template={{.x}}"]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("\"go-template\" is not supported") && stderr(&o).contains("-o custom-columns="),
+        "{}",
+        stderr(&o)
+    );
+    // Any other unknown format gets the list of those it has.
+    let o = list(&["-o", "toml"]);
     assert_eq!(code(&o), 2);
     assert!(
         stderr(&o).contains("allowed formats are: wide,json,yaml,name,jsonpath=,custom-columns="),
