@@ -16,7 +16,7 @@ use std::time::Duration;
 use credential_core::gvk::builtin_scope;
 use credential_core::identity::{self, ObjectKey, PlanProblem};
 use credential_core::kubeconfig::{UntrustedKubeconfig, parse_untrusted};
-use credential_core::model::{self, Region};
+use credential_core::model;
 use credential_core::{Cluster, Estate, Gvk, MemoryEstate};
 use futures_util::{StreamExt, stream};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -312,20 +312,7 @@ struct Resource {
 
 /// The kinds this plugin always reads: no discovery needed.
 fn well_known(gvk: &Gvk) -> Option<Resource> {
-    let r = |plural: &str, namespaced: bool| Some(Resource { plural: plural.to_string(), namespaced });
-    match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
-        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, kind) => match kind {
-            "Credential" => r("credentials", true),
-            "Region" => r("regions", false),
-            "ProviderInterface" => r("providerinterfaces", false),
-            "ClusterDeployment" => r("clusterdeployments", true),
-            _ => None,
-        },
-        ("", "v1", "Secret") => r("secrets", true),
-        ("", "v1", "Namespace") => r("namespaces", false),
-        ("", "v1", "ConfigMap") => r("configmaps", true),
-        _ => None,
-    }
+    credential_core::gvk::known_kind(gvk).map(|k| Resource { plural: k.plural.to_string(), namespaced: k.namespaced })
 }
 
 /// The collection path of the Credentials of a namespace (`None`: all).
@@ -507,15 +494,11 @@ impl Parts {
     }
 }
 
-/// The kubeconfig Secret a Region names: (namespace, name, key), as readiness checks it.
+/// The kubeconfig Secret a Region names: (namespace, name, key), the core's one answer.
 fn kubeconfig_ref(region: &Value, system_namespace: &str) -> Option<(String, String, String)> {
-    let rgn: Region = model::from_value("Region", region).ok()?;
-    let spec = rgn.spec?;
-    if let Some(kc) = spec.kube_config {
-        return Some((system_namespace.to_string(), kc.name?, kc.key?));
-    }
-    let cd = spec.cluster_deployment?;
-    Some((cd.namespace?, format!("{}-kubeconfig", cd.name?), "value".to_string()))
+    credential_core::kubeconfig::region_kubeconfig_ref_of(region, system_namespace)
+        .ok()
+        .map(|r| (r.namespace, r.name, r.key))
 }
 
 /// Secret values are not kept: readiness only asks whether the key holds something.
@@ -1030,14 +1013,5 @@ mod tests {
         assert_eq!(config.read_timeout, Some(READ_TIMEOUT));
         let rest = Rest::new(config).unwrap();
         assert!(rest.watch_client.get().is_none(), "built on first watch only");
-    }
-
-    #[test]
-    fn kubeconfig_reference_of_both_region_forms() {
-        let kc = json!({"metadata": {"name": "r"}, "spec": {"kubeConfig": {"name": "s", "key": "k"}}});
-        assert_eq!(kubeconfig_ref(&kc, "sys"), Some(("sys".into(), "s".into(), "k".into())));
-        let cd = json!({"metadata": {"name": "r"}, "spec": {"clusterDeployment": {"name": "cd", "namespace": "ns"}}});
-        assert_eq!(kubeconfig_ref(&cd, "sys"), Some(("ns".into(), "cd-kubeconfig".into(), "value".into())));
-        assert_eq!(kubeconfig_ref(&json!({"spec": {}}), "sys"), None);
     }
 }
