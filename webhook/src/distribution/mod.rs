@@ -29,6 +29,7 @@ mod error;
 mod estate;
 pub mod leader;
 mod metrics;
+pub mod mode;
 mod queue;
 mod status;
 mod watch;
@@ -44,10 +45,12 @@ use kube::runtime::watcher;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use engine::{CredentialKey, ORPHANED_COPIES, kubeconfig_ref, problem_reason};
+pub use credential_core::distribution::ORPHANED_COPIES;
+pub use engine::{CredentialKey, REASON_OFF, kubeconfig_ref, problem_reason};
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::DistributionMetrics;
+pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
 pub use status::{DesiredCondition, apply_condition};
 
@@ -90,6 +93,10 @@ pub struct DistributionConfig {
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity (Lease holder, Event reporting instance).
     pub instance: String,
+    /// The distribution mode in force (follows KCM's version under `auto`).
+    pub mode: ModeHandle,
+    /// Trigger mode: how often copies not in sync are read again besides their watch events.
+    pub verify_interval: Duration,
 }
 
 impl Default for DistributionConfig {
@@ -111,6 +118,8 @@ impl Default for DistributionConfig {
             release_timeout: Duration::from_secs(300),
             leader_election: Some(LeaderElection::default()),
             instance,
+            mode: ModeHandle::default(),
+            verify_interval: Duration::from_secs(60),
         }
     }
 }
@@ -175,7 +184,8 @@ impl Distributor {
 
 /// Starts distribution for `credential-webhook serve` with the default release timeout.
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    start_for_serve_with(mgmt, serve_config(system_namespace, DistributionConfig::default().release_timeout), metrics)
+    let config = serve_config(system_namespace, DistributionConfig::default().release_timeout);
+    start_for_serve_with(mgmt, config, DistributionMetrics::default(), metrics)
 }
 
 /// The distributor settings of `credential-webhook serve`: the system namespace, the release
@@ -191,15 +201,17 @@ pub fn serve_config(system_namespace: &str, release_timeout: Duration) -> Distri
     }
 }
 
-/// Starts distribution with `config`, its metrics in the server's registry.
+/// Starts distribution with `config`, its metrics (`distribution`) in the server's registry.
 pub fn start_for_serve_with(
     mgmt: kube::Client,
     config: DistributionConfig,
+    distribution: DistributionMetrics,
     metrics: &crate::metrics::Metrics,
 ) -> Distributor {
-    let d = Distributor::start(config, mgmt);
+    let mode = config.mode.current();
+    let d = Distributor::start_with_metrics(config, mgmt, distribution);
     metrics.register_with(|r| d.metrics().register(r));
-    tracing::info!("identity distribution on (leader election through a Lease)");
+    tracing::info!(mode = %mode.mode(), "identity distribution running (leader election through a Lease)");
     d
 }
 
@@ -361,6 +373,28 @@ async fn run_term(
         tick.tick().await; // the first tick is immediate; the initial list already enqueued all
         loop {
             tick.tick().await;
+            let Some(e) = weak.upgrade() else { return };
+            e.resync();
+        }
+    })));
+
+    // The mode in force: published on the Lease at the start of the term and on every change; a
+    // change re-checks every Credential (a Credential written in write mode is handed over).
+    let weak = Arc::downgrade(&engine);
+    let (mgmt2, le, instance, mut mode) =
+        (mgmt.clone(), config.leader_election.clone(), config.instance.clone(), config.mode.clone());
+    watches.push(AbortOnDrop(tokio::spawn(async move {
+        let mut state = mode.current();
+        loop {
+            if let Some(le) = &le {
+                let (m, reason) = (state.mode().as_str(), state.decision.reason.as_str());
+                if let Err(e) = leader::publish_mode(&mgmt2, le, &instance, m, reason).await {
+                    tracing::warn!(error = %e, "distribution mode not published on the Lease");
+                }
+            }
+            let Some(next) = mode.changed().await else { return };
+            tracing::info!(mode = %next.mode(), reason = %next.decision.reason, "distribution mode changed");
+            state = next;
             let Some(e) = weak.upgrade() else { return };
             e.resync();
         }
