@@ -49,7 +49,7 @@ pub use credential_core::distribution::ORPHANED_COPIES;
 pub use engine::{CredentialKey, REASON_OFF, kubeconfig_ref, problem_reason};
 pub use error::DistributionError;
 pub use leader::LeaderElection;
-pub use metrics::DistributionMetrics;
+pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
 pub use status::{DesiredCondition, apply_condition};
