@@ -1568,7 +1568,8 @@ mod tests {
         ];
         let mut reasons: Vec<&str> = problems.iter().map(problem_reason).collect();
         reasons.extend(errors.iter().map(DistributionError::reason));
-        reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending"]);
+        reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending", REASON_OFF]);
+        reasons.extend(credential_core::distribution::VerifyReason::ALL.map(|r| r.as_str()));
         assert!(reasons.contains(&"ApiError") && reasons.contains(&"LeaderElection"));
         for r in reasons {
             assert!(
