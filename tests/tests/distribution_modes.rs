@@ -353,3 +353,69 @@ async fn off_mode_hands_over_and_writes_nothing_regional() {
     );
     d.shutdown().await;
 }
+
+/// Polls `f` every 2 ms until it holds (the resolution of the latencies measured with it).
+async fn until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < WAIT, "{what} not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
+    v.sort();
+    let at = |q: usize| v[((v.len() * q).div_ceil(100)).saturating_sub(1).min(v.len() - 1)];
+    (at(50), at(99), v[v.len() - 1])
+}
+
+/// Benchmark (run explicitly, numbers in webhook/src/distribution/BENCH.md): 100 rotations of the
+/// source Secret in trigger mode (source change to the Credential annotated; source change to the
+/// copy in sync, KCM's stand-in writing it), then KCM "downgraded" to 1.4 in the same run, so auto
+/// switches to write mode, and 100 rotations there (source change to the copy in sync, we writing it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly (see webhook/src/distribution/BENCH.md)"]
+async fn bench_trigger_latency_against_write_rotation() {
+    const N: usize = 100;
+    let e = estate("bench-modes", "1.5.0").await;
+    let metrics = DistributionMetrics::default();
+    let control = e.mode(ModeSetting::Auto, &metrics).await;
+    let kcm = e.stand_in();
+    let d = e.distributor(&control, &metrics, false);
+    credential(&e.mgmt, "aws").await;
+    e.reason("aws", "InSync").await;
+
+    let digest = async || annotation(&e.credential("aws").await.unwrap_or_default(), labels::TRIGGER_ANNOTATION);
+    let copy_is = async |key: &str| e.region_secret().await.is_some_and(|s| s["data"]["AccessKeyID"] == b64(key));
+    let (mut annotated, mut trigger_synced, mut write_synced) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..N {
+        let before = digest().await;
+        let key = format!("AKIA-T{i}");
+        let t0 = std::time::Instant::now();
+        rotate(&e.mgmt, &key).await;
+        until("annotated", async || digest().await != before).await;
+        annotated.push(t0.elapsed());
+        until("copy in sync", async || copy_is(&key).await).await;
+        trigger_synced.push(t0.elapsed());
+    }
+    drop(kcm);
+    set_kcm(&e.mgmt, "1.4.0").await;
+    until("auto switched to write", async || control.current().mode() == Mode::Write).await;
+    e.reason("aws", "Distributed").await;
+    for i in 0..N {
+        let key = format!("AKIA-W{i}");
+        let t0 = std::time::Instant::now();
+        rotate(&e.mgmt, &key).await;
+        until("copy written", async || copy_is(&key).await).await;
+        write_synced.push(t0.elapsed());
+    }
+    for (what, v) in [
+        ("trigger: source change -> Credential annotated", annotated),
+        ("trigger: source change -> copy in sync (KCM stand-in writes)", trigger_synced),
+        ("write: source change -> copy in sync (we write)", write_synced),
+    ] {
+        let (p50, p99, max) = percentiles(v);
+        println!("BENCH {what}: n={N} p50={p50:?} p99={p99:?} max={max:?}");
+    }
+    d.shutdown().await;
+}

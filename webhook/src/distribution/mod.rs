@@ -3,9 +3,10 @@
 //! copies in sync, and releases them when the Credential goes.
 //!
 //! How it runs:
-//! - A [`Distributor`] runs inside `credential-webhook` (on by default; `--distribution=false`
-//!   when KCM distributes). Only the holder of a coordination.k8s.io Lease distributes; every
-//!   replica serves admission.
+//! - A [`Distributor`] runs inside `credential-webhook` in the [`mode`] in force (`--distribution-mode`:
+//!   write, trigger — KCM writes, we trigger and verify (trigger.rs) — or off, detected from
+//!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
+//!   publishes the mode on it); every replica serves admission.
 //! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
 //!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by watches on
 //!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every

@@ -110,6 +110,14 @@ impl Engine {
         let mut defects = seen.defects;
         defects.extend(kcm_namespace_defect(credential, &plan));
         let v = verification(&plan, &seen.states, seen.unreadable.as_deref());
+        // Right after a trigger the copies lag by design (KCM at work): not reported as Drifted or
+        // Missing before `verify_interval` has passed; KCM's write comes back through the copy watch.
+        let since_trigger = lock(&self.triggered_at).get(key).map(Instant::elapsed);
+        if let Some(since) = since_trigger.filter(|s| *s < self.config.verify_interval)
+            && matches!(v.reason, VerifyReason::Drifted | VerifyReason::Missing)
+        {
+            return Ok(Outcome::Wait(self.config.verify_interval - since));
+        }
         let written = self.report_verification(api, credential, &v, &defects).await?;
         if written {
             match v.reason {
@@ -119,8 +127,7 @@ impl Engine {
                     }
                     self.event(credential, EventType::Warning, "Drifted", "Verify", &v.message).await;
                 }
-                // Missing right after our trigger is KCM at work; missing after KCM had its trigger
-                // is worth a warning.
+                // Missing when KCM had its trigger and its time is worth a warning.
                 VerifyReason::Missing if triggered_before => {
                     self.event(credential, EventType::Warning, "Missing", "Verify", &v.message).await;
                 }
