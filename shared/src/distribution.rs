@@ -318,6 +318,54 @@ pub fn kcm_copy_defects(target: &ObjectKey, actual: &Value) -> Vec<String> {
     out
 }
 
+/// KCM's label on the copies it writes for one Credential: `k0rdent.mirantis.com/credential.<ns>.<name>`.
+pub fn kcm_credential_label(namespace: &str, name: &str) -> String {
+    format!("{}.{namespace}.{name}", labels::CREDENTIAL_PREFIX)
+}
+
+/// The Credentials (`namespace/name`) a copy names through KCM's per-Credential labels, sorted. A
+/// namespace never holds a dot, so the first dot after the prefix separates it from the name.
+pub fn kcm_owners_of(obj: &Value) -> Vec<String> {
+    let prefix = format!("{}.", labels::CREDENTIAL_PREFIX);
+    let mut owners: Vec<String> = obj
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|l| l.keys())
+        .filter_map(|k| k.strip_prefix(&prefix)?.split_once('.'))
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners
+}
+
+/// Whether KCM has taken a copy over for a Credential: the copy carries KCM's label for it (KCM's
+/// update of a managed copy adds that label and keeps the other metadata, our owners annotation
+/// included).
+pub fn kcm_adopted(copy: &Value, namespace: &str, name: &str) -> bool {
+    copy.pointer("/metadata/labels").and_then(|l| l.get(kcm_credential_label(namespace, name))).and_then(Value::as_str)
+        == Some("true")
+}
+
+/// KCM puts a namespaced identity's copy into the Credential's own namespace, while
+/// ClusterDeployments read it from `spec.identityRef.namespace` (reference, step 4, "effective
+/// namespace invariant"). When the two differ, the copy sits where nothing reads it: a sentence
+/// saying so, or `None`.
+pub fn kcm_namespace_defect(credential: &Value, plan: &Plan) -> Option<String> {
+    let own = credential.pointer("/metadata/namespace").and_then(Value::as_str)?;
+    let wanted = credential.pointer("/spec/identityRef/namespace").and_then(Value::as_str).filter(|n| !n.is_empty())?;
+    let identity = plan.copies.iter().find(|c| c.depth == 0 && c.target.namespace.is_some())?;
+    (wanted != own).then(|| {
+        format!(
+            "KCM copies {} into namespace {own} (the Credential's), but ClusterDeployments read it from namespace \
+             {wanted} (spec.identityRef.namespace): set spec.identityRef.namespace to {own}",
+            identity.target
+        )
+    })
+}
+
 /// The Credential an [`OrphanRecord`] is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct OrphanOwner {
@@ -572,6 +620,38 @@ mod tests {
         assert!(!needs_trigger(&cred, &a));
         assert!(needs_trigger(&cred, "other"));
         assert!(needs_trigger(&json!({}), &a));
+    }
+
+    #[test]
+    fn kcm_labels_name_owners_and_adoption() {
+        let label = kcm_credential_label("team", "aws.eu");
+        assert_eq!(label, "k0rdent.mirantis.com/credential.team.aws.eu");
+        let copy = json!({"metadata": {"labels": {labels::MANAGED: "true", label.as_str(): "true",
+            "k0rdent.mirantis.com/credential.kcm-system.gcp": "true", "k0rdent.mirantis.com/credentialx": "y"}}});
+        assert_eq!(kcm_owners_of(&copy), ["kcm-system/gcp", "team/aws.eu"]);
+        assert!(kcm_adopted(&copy, "team", "aws.eu"));
+        assert!(!kcm_adopted(&copy, "team", "aws"));
+        assert!(kcm_owners_of(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn a_namespaced_identity_copied_where_cluster_deployments_do_not_read_it_is_a_defect() {
+        let mut plan = plan_with("c2VjcmV0");
+        plan.copies[0].target.namespace = Some("team".into());
+        let cred = |idns: &str| {
+            json!({"metadata": {"namespace": "team", "name": "aws"},
+            "spec": {"identityRef": {"name": "aws", "namespace": idns}}})
+        };
+        let defect = kcm_namespace_defect(&cred("kcm-system"), &plan).unwrap();
+        assert!(defect.contains("namespace team") && defect.contains("from namespace kcm-system"), "{defect}");
+        assert_eq!(kcm_namespace_defect(&cred("team"), &plan), None);
+        assert_eq!(kcm_namespace_defect(&cred(""), &plan), None);
+        plan.copies[0].target.namespace = None;
+        assert_eq!(
+            kcm_namespace_defect(&cred("kcm-system"), &plan),
+            None,
+            "cluster-scoped identities have no namespace"
+        );
     }
 
     #[test]

@@ -616,19 +616,33 @@ pub fn sanitize(source: &Value, owners: &[String]) -> Value {
 /// cluster). The record outlives the process that wrote the copies, so a new leader releases what
 /// an earlier one wrote.
 pub fn recorded_copies(credential: &Value, cluster: &Cluster) -> Vec<ObjectKey> {
-    #[derive(Deserialize)]
-    struct Record {
-        cluster: String,
-        copies: Vec<ObjectKey>,
-    }
+    copies_record(credential)
+        .filter(|r| r.cluster == cluster_record_name(cluster))
+        .map(|r| r.copies)
+        .unwrap_or_default()
+}
+
+/// The cluster a Credential's copies record names (see [`recorded_copies`]), if it has a readable one:
+/// where the copies are when the Credential no longer says (its region removed, say).
+pub fn recorded_cluster(credential: &Value) -> Option<Cluster> {
+    copies_record(credential).map(|r| match r.cluster.as_str() {
+        "" => Cluster::Management,
+        region => Cluster::Region(region.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+struct CopiesRecord {
+    cluster: String,
+    copies: Vec<ObjectKey>,
+}
+
+fn copies_record(credential: &Value) -> Option<CopiesRecord> {
     credential
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(labels::COPIES_ANNOTATION))
         .and_then(Value::as_str)
-        .and_then(|raw| serde_json::from_str::<Record>(raw).ok())
-        .filter(|r| r.cluster == cluster_record_name(cluster))
-        .map(|r| r.copies)
-        .unwrap_or_default()
+        .and_then(|raw| serde_json::from_str::<CopiesRecord>(raw).ok())
 }
 
 /// The record of the copies a Credential holds in `cluster` (see [`recorded_copies`]): names only.

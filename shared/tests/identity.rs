@@ -749,6 +749,12 @@ fn the_copies_record_round_trips_for_its_cluster_only() {
     want.sort();
     assert_eq!(back, want);
     assert!(credential_core::identity::recorded_copies(&cred, &region("region2")).is_empty());
+    assert_eq!(credential_core::identity::recorded_cluster(&cred), Some(region("region1")));
+    let managed = credential_core::identity::copies_annotation_value(&credential_core::Cluster::Management, &keys);
+    let mut in_management = cred.clone();
+    in_management["metadata"]["annotations"][labels::COPIES_ANNOTATION] = json!(managed);
+    assert_eq!(credential_core::identity::recorded_cluster(&in_management), Some(credential_core::Cluster::Management));
     cred["metadata"]["annotations"][labels::COPIES_ANNOTATION] = json!("not json");
+    assert_eq!(credential_core::identity::recorded_cluster(&cred), None);
     assert!(credential_core::identity::recorded_copies(&cred, &region("region1")).is_empty());
 }

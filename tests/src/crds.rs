@@ -15,6 +15,7 @@ pub const CRD_FILES: &[(&str, &str)] = &[
         include_str!("../crds/k0rdent.mirantis.com_clusterdeployments.yaml"),
     ),
     ("k0rdent.mirantis.com_managements.yaml", include_str!("../crds/k0rdent.mirantis.com_managements.yaml")),
+    ("k0rdent.mirantis.com_releases.yaml", include_str!("../crds/k0rdent.mirantis.com_releases.yaml")),
     (
         "infrastructure.cluster.x-k8s.io_awsclusterstaticidentities.yaml",
         include_str!("../crds/infrastructure.cluster.x-k8s.io_awsclusterstaticidentities.yaml"),

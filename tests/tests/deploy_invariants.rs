@@ -615,8 +615,10 @@ fn rbac_covers_what_the_code_calls_and_nothing_broader() {
                 let names = strings(&rule["resourceNames"]);
                 assert!(!names.is_empty(), "{n}: get/update on leases must name the Lease");
                 for lease in names {
+                    // The name lives in the core (the plugin reads the Lease too); the webhook uses it.
                     assert!(
-                        src.contains(&format!("\"{lease}\"")),
+                        lease == credential_core::distribution::DISTRIBUTION_LEASE
+                            && src.contains("DISTRIBUTION_LEASE"),
                         "{n}: Lease {lease} is not the one webhook/src uses"
                     );
                 }
@@ -758,6 +760,29 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
         expr: "region_ar",
         resources: &[(K0RDENT_GROUP, "regions")],
         verbs: &["get"],
+        guard: None,
+    },
+    // KCM's version for the distribution mode: Management `kcm` and the Release it names (one GET
+    // each per change), and the watches that notice a change.
+    ClusterWide {
+        file: "distribution/mode.rs",
+        expr: "management_ar",
+        resources: &[(K0RDENT_GROUP, "managements")],
+        verbs: &["get"],
+        guard: None,
+    },
+    ClusterWide {
+        file: "distribution/mode.rs",
+        expr: "release_ar",
+        resources: &[(K0RDENT_GROUP, "releases")],
+        verbs: &["get"],
+        guard: None,
+    },
+    ClusterWide {
+        file: "distribution/mode.rs",
+        expr: "kcm_ar",
+        resources: &[(K0RDENT_GROUP, "managements"), (K0RDENT_GROUP, "releases")],
+        verbs: &["list", "watch"],
         guard: None,
     },
     // Source watches of non-core kinds only (core kinds are watched per namespace: `watch_key`).

@@ -182,6 +182,7 @@ fn helm_lint_is_clean_and_the_schema_rejects_bad_values() {
         ("replicas=0", "replicas"),
         ("logFormat=xml", "logFormat"),
         ("distribution=maybe", "distribution"),
+        ("distribution.mode=both", "distribution/mode"),
         ("systemNamespace=KCM_System", "systemNamespace"),
         ("extraLabels.app\\.kubernetes\\.io/name=other", "app.kubernetes.io/name"),
         ("replica=3", "replica"),
@@ -232,7 +233,9 @@ fn values_reach_the_objects_they_name() {
         c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone()).unwrap_or_default()
     };
     assert_eq!(d["spec"]["replicas"], 3, "replicas");
-    assert_eq!(env("CREDENTIAL_WEBHOOK_DISTRIBUTION"), "false", "distribution");
+    // The boolean of charts before the modes still works: false is mode off.
+    assert_eq!(env("CREDENTIAL_WEBHOOK_DISTRIBUTION_MODE"), "off", "distribution=false (deprecated form)");
+    assert_eq!(env("CREDENTIAL_WEBHOOK_FORCE_WRITE_MODE"), Value::Null, "forceWriteMode is off unless set");
     assert_eq!(env("CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE"), "kcm", "systemNamespace");
     assert_eq!(env("CREDENTIAL_WEBHOOK_LOG_LEVEL"), "credential_webhook=debug", "logLevel");
     assert_eq!(env("CREDENTIAL_WEBHOOK_LOG_FORMAT"), "text", "logFormat");
@@ -258,6 +261,16 @@ fn values_reach_the_objects_they_name() {
     assert!(cond.contains("system:serviceaccount:guard:credential-webhook"), "exempted ServiceAccount: {cond}");
     // No namespace is ever rendered, whatever the values.
     assert!(objects.by_key.keys().all(|k| !k.starts_with("Namespace ")), "the chart must not render a Namespace");
+
+    // distribution.mode and forceWriteMode reach their variables.
+    let objects = helm.template("guard", &["distribution.mode=trigger", "distribution.forceWriteMode=true"]);
+    let d = objects.get("Deployment guard/credential-webhook");
+    let env = |name: &str| {
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone()).unwrap_or_default()
+    };
+    assert_eq!(env("CREDENTIAL_WEBHOOK_DISTRIBUTION_MODE"), "trigger", "distribution.mode");
+    assert_eq!(env("CREDENTIAL_WEBHOOK_FORCE_WRITE_MODE"), "true", "distribution.forceWriteMode");
 }
 
 /// Polls `check` (an error string while not yet true) for up to 60 s.
@@ -588,7 +601,11 @@ async fn helm_install_and_uninstall_on_a_real_apiserver() {
     let env: Value = serde_json::from_str(&env).unwrap();
     let value = |n: &str| env.as_array().unwrap().iter().find(|e| e["name"] == n).map(|e| e["value"].clone());
     assert_eq!(value("CREDENTIAL_WEBHOOK_LOG_LEVEL"), Some("debug".into()), "helm upgrade --set logLevel=debug");
-    assert_eq!(value("CREDENTIAL_WEBHOOK_DISTRIBUTION"), Some("false".into()), "helm upgrade --set distribution=false");
+    assert_eq!(
+        value("CREDENTIAL_WEBHOOK_DISTRIBUTION_MODE"),
+        Some("off".into()),
+        "helm upgrade --set distribution=false (the boolean of earlier charts) is mode off"
+    );
 
     // 6. Uninstall leaves nothing of ours (ReplicaSets and Pods go with the garbage collector), no
     //    release record, and KCM's namespace untouched.

@@ -75,18 +75,16 @@ async fn teardown_by_deleting_the_tenant_namespace() {
 }
 
 /// (d) Uninstall of the webhook while Credentials exist, as docs/src/operator/install.md says:
-/// webhook and distributor stopped, the shipped webhook configurations and RBAC deleted, our finalizer
-/// removed (step 2), then the estate deleted. Nothing may stay `Terminating`, and every copy left in
-/// the region must be owned or recorded.
+/// distribution mode off until no Credential holds our finalizer (each Credential's copies recorded
+/// in the orphaned-copies ConfigMap), then webhook and distributor stopped, the shipped webhook
+/// configurations and RBAC deleted, then the estate deleted. Nothing may stay `Terminating`, and
+/// every copy left in the region must be owned or recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the documented uninstall (install.md: stop, remove our finalizer, delete) leaves every regional \
-            copy (Secrets with their data included) in the region with no existing owner and no entry in \
-            credential-guard-orphaned-copies; without step 2 the Credentials stay Terminating forever instead"]
 async fn teardown_by_uninstalling_the_webhook_while_credentials_exist() {
     let mut e = Estate::up("td-uninstall").await;
+    e.distribution_off_until_released().await;
     e.stop_webhook().await;
     e.uninstall_configurations_and_rbac().await;
-    e.remove_our_finalizers().await;
     let out = e.delete_file(&[]).await;
     assert!(out.success(), "delete the estate after the uninstall: {}", out.stderr);
     e.assert_clean("after uninstall").await;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use credential_core::distribution::{Mode, ModeSetting};
 
 use crate::server::ServerConfig;
 use crate::tls::TlsFiles;
@@ -101,10 +102,20 @@ pub struct ServeArgs {
     /// Namespace KCM runs in (Region kubeconfig Secrets, default reference namespace).
     #[arg(long, default_value = credential_core::DEFAULT_SYSTEM_NAMESPACE, env = "CREDENTIAL_WEBHOOK_SYSTEM_NAMESPACE")]
     pub system_namespace: String,
-    /// Distribute cluster identities into regional clusters (`--distribution=false` when KCM
-    /// distributes). Needs a cluster: ignored with --estate.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "CREDENTIAL_WEBHOOK_DISTRIBUTION")]
-    pub distribution: bool,
+    /// Who writes the copies of cluster identities in regional clusters: `auto` (trigger when
+    /// the management cluster runs KCM 1.5 or later, which copies them itself; write otherwise;
+    /// re-decided when KCM is upgraded), `trigger` (KCM copies; we make it copy on every source
+    /// change and verify the copies, never writing to a regional cluster), `write` (we copy), or
+    /// `off` (admission only). Needs a cluster: ignored with --estate.
+    #[arg(long, value_parser = parse_mode_setting, env = "CREDENTIAL_WEBHOOK_DISTRIBUTION_MODE")]
+    pub distribution_mode: Option<ModeSetting>,
+    /// Run mode write even next to a KCM that copies cluster identities itself (only when KCM's
+    /// own distribution is disabled): two writers of the same copies fight.
+    #[arg(long, env = "CREDENTIAL_WEBHOOK_FORCE_WRITE_MODE")]
+    pub force_write_mode: bool,
+    /// Deprecated: use --distribution-mode. `false` is `--distribution-mode off`, `true` is `auto`.
+    #[arg(long, action = clap::ArgAction::Set, env = "CREDENTIAL_WEBHOOK_DISTRIBUTION")]
+    pub distribution: Option<bool>,
     /// How long a deleting Credential's release may keep failing (Region unreachable or
     /// unreadable) before its finalizer is removed anyway, with a Warning Event, a metric and a
     /// record of what may remain (ConfigMap credential-guard-orphaned-copies).
@@ -135,6 +146,29 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The distribution mode asked for, and a deprecation warning when it came from the old
+    /// `--distribution` flag. Contradicting flags are an error.
+    pub fn distribution_setting(&self) -> Result<(ModeSetting, Option<String>), String> {
+        const DEPRECATED: &str = "--distribution (CREDENTIAL_WEBHOOK_DISTRIBUTION) is deprecated";
+        match (self.distribution_mode, self.distribution) {
+            (Some(m), Some(false)) if m != ModeSetting::Fixed(Mode::Off) => Err(format!(
+                "--distribution=false (CREDENTIAL_WEBHOOK_DISTRIBUTION) contradicts --distribution-mode {m}: drop the \
+                 deprecated --distribution"
+            )),
+            (Some(m), None) => Ok((m, None)),
+            (Some(m), Some(_)) => Ok((m, Some(format!("{DEPRECATED} and ignored: --distribution-mode {m} is set")))),
+            (None, Some(false)) => Ok((
+                ModeSetting::Fixed(Mode::Off),
+                Some(format!("{DEPRECATED}: --distribution=false means --distribution-mode off; set that instead")),
+            )),
+            (None, Some(true)) => Ok((
+                ModeSetting::Auto,
+                Some(format!("{DEPRECATED}: --distribution=true means --distribution-mode auto; set that instead")),
+            )),
+            (None, None) => Ok((ModeSetting::Auto, None)),
+        }
+    }
+
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             listen: self.listen,
@@ -189,6 +223,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses `auto`, `trigger`, `write` or `off`.
+pub fn parse_mode_setting(s: &str) -> Result<ModeSetting, String> {
+    s.parse::<ModeSetting>().map_err(|e| e.to_string())
+}
+
 /// Like [`parse_duration`], for intervals and timeouts where zero makes no sense (a zero poll
 /// interval would stop certificate reloads; a zero timeout would refuse every request).
 pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
@@ -234,6 +273,31 @@ mod tests {
         let cli = Cli::try_parse_from(base.iter().copied().chain(["--shutdown-delay", "0s"])).unwrap();
         let Command::Serve(args) = cli.command else { panic!("serve expected") };
         assert_eq!(args.shutdown_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn distribution_mode_flags_and_the_deprecated_bool() {
+        let parse = |extra: &[&str]| {
+            let base = ["credential-webhook", "serve", "--tls-cert-file", "c", "--tls-key-file", "k"];
+            let cli = Cli::try_parse_from(base.iter().copied().chain(extra.iter().copied()))?;
+            let Command::Serve(args) = cli.command else { panic!("serve expected") };
+            Ok::<_, clap::Error>(args)
+        };
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.distribution_setting().unwrap(), (ModeSetting::Auto, None));
+        assert!(!args.force_write_mode);
+        let args = parse(&["--distribution-mode", "trigger"]).unwrap();
+        assert_eq!(args.distribution_setting().unwrap().0, ModeSetting::Fixed(Mode::Trigger));
+        let args = parse(&["--distribution=false"]).unwrap();
+        let (setting, warning) = args.distribution_setting().unwrap();
+        assert_eq!(setting, ModeSetting::Fixed(Mode::Off));
+        assert!(warning.unwrap().contains("deprecated"));
+        let err = parse(&["--distribution=false", "--distribution-mode", "write"]).unwrap().distribution_setting();
+        assert!(err.unwrap_err().contains("contradicts"));
+        let args = parse(&["--distribution-mode", "write", "--force-write-mode"]).unwrap();
+        assert!(args.force_write_mode);
+        let err = parse(&["--distribution-mode", "both"]).unwrap_err().to_string();
+        assert!(err.contains("--distribution-mode") && err.contains("auto, trigger, write, off"), "{err}");
     }
 
     #[test]

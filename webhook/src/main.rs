@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::cli::{Cli, Command, LogFormat, PreflightArgs, ServeArgs};
+use credential_webhook::distribution::{DistributionMetrics, ModeControl};
 use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ServerBuilder, shutdown_on_signals};
+use credential_webhook::server::{ReadinessDetail, ServerBuilder, shutdown_on_signals};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -71,16 +72,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     shutdown_on_signals(shutdown.clone());
 
+    let (setting, deprecated) = args.distribution_setting().map_err(anyhow::Error::msg)?;
+    if let Some(warning) = deprecated {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         source = if args.estate.is_some() { "offline estate" } else { "cluster" },
-        distribution = args.distribution && args.estate.is_none(),
+        distribution_mode = %setting,
         system_namespace = %args.system_namespace,
         listen = %args.listen,
         admin_listen = %args.admin_listen,
         "credential-webhook starting"
     );
     let mut distributor = None;
+    let mut readiness = None;
     let estate: Arc<dyn ServingEstate> = match &args.estate {
         Some(dir) => {
             let opts = credential_core::estate::LoadOptions {
@@ -95,12 +101,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
-            if args.distribution {
-                let config =
-                    credential_webhook::distribution::serve_config(&args.system_namespace, args.release_timeout);
-                distributor =
-                    Some(credential_webhook::distribution::start_for_serve_with(client.clone(), config, &metrics));
-            }
+            // Runs in every mode: in off mode it only hands over Credentials write mode left
+            // holding our finalizer.
+            let dmetrics = DistributionMetrics::default();
+            let control = ModeControl::start(&client, setting, args.force_write_mode, dmetrics.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let state = control.current();
+            tracing::info!(
+                mode = %state.mode(),
+                reason = %state.decision.reason,
+                who_copies = state.mode().who_copies(),
+                "distribution mode in force"
+            );
+            let mut config =
+                credential_webhook::distribution::serve_config(&args.system_namespace, args.release_timeout);
+            control.watch(client.clone(), config.cluster_backoff, shutdown.clone());
+            config.mode = control.handle();
+            let handle = control.handle();
+            readiness = Some(Arc::new(move || handle.current().summary()) as ReadinessDetail);
+            distributor = Some(credential_webhook::distribution::start_for_serve_with(
+                client.clone(),
+                config,
+                dmetrics,
+                &metrics,
+            ));
             credential_webhook::cache::live::start(client, &args.system_namespace, metrics.clone(), shutdown.clone())
         }
     };
@@ -109,6 +134,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut builder = ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown);
     if let Some(d) = &distributor {
         builder = builder.sink(Arc::new(d.handle()));
+    }
+    if let Some(detail) = readiness {
+        builder = builder.readiness_detail(detail);
     }
     let server = builder.start().await?;
     server.wait().await;

@@ -24,11 +24,10 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::Value;
 
-/// The only Lease the code reads and renews (get/update are limited to this name in the RBAC).
-pub const DISTRIBUTION_LEASE: &str = "credential-guard-distribution";
-
-/// The only ConfigMap the code reads and changes (the orphaned-copies record).
-pub const ORPHANED_COPIES: &str = crate::distribution::ORPHANED_COPIES;
+/// The only Lease the code reads and renews (get/update are limited to this name in the RBAC), and
+/// the only ConfigMap it reads and changes (the orphaned-copies record): named in the core, where
+/// the plugin reads them too.
+pub use credential_core::distribution::{DISTRIBUTION_LEASE, ORPHANED_COPIES};
 
 /// The CRDs cert-manager must have installed: the install creates an Issuer and a Certificate.
 pub const CERT_MANAGER_CRDS: [&str; 2] = ["certificates.cert-manager.io", "issuers.cert-manager.io"];
@@ -51,6 +50,9 @@ pub fn needs(webhook_ns: &str, system_ns: &str) -> Vec<(Option<String>, &'static
         }
     }
     for verb in ["get", "list", "watch"] {
+        // KCM's version (Management `kcm`, the Release it names) decides the distribution mode.
+        v.push((None, K0RDENT_GROUP, "managements", verb));
+        v.push((None, K0RDENT_GROUP, "releases", verb));
         v.push((None, "apiextensions.k8s.io", "customresourcedefinitions", verb));
         v.push((Some(system_ns.to_string()), "", "secrets", verb));
         v.push((None, "infrastructure.cluster.x-k8s.io", "awsclusterstaticidentities", verb));

@@ -86,7 +86,11 @@ struct App {
     shutting_down: AtomicBool,
     estate: Arc<dyn ServingEstate>,
     metrics: Arc<Metrics>,
+    readiness_detail: Option<ReadinessDetail>,
 }
+
+/// Extra lines for `/readyz` (e.g. the distribution mode in force and why).
+pub type ReadinessDetail = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Builds and starts a server.
 pub struct ServerBuilder {
@@ -95,6 +99,7 @@ pub struct ServerBuilder {
     sink: Arc<dyn AdmittedChangeSink>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    readiness_detail: Option<ReadinessDetail>,
 }
 
 impl ServerBuilder {
@@ -105,6 +110,7 @@ impl ServerBuilder {
             sink: Arc::new(NoopSink),
             metrics: Arc::new(Metrics::new()),
             shutdown: CancellationToken::new(),
+            readiness_detail: None,
         }
     }
 
@@ -120,6 +126,12 @@ impl ServerBuilder {
         self
     }
 
+    /// A line `/readyz` adds after `ok` (the distribution mode in force, say).
+    pub fn readiness_detail(mut self, detail: ReadinessDetail) -> Self {
+        self.readiness_detail = Some(detail);
+        self
+    }
+
     /// A token whose cancellation starts the graceful shutdown (e.g. cancelled on SIGTERM).
     pub fn shutdown_token(mut self, token: CancellationToken) -> Self {
         self.shutdown = token;
@@ -128,7 +140,7 @@ impl ServerBuilder {
 
     /// Loads the TLS pair, binds both listeners and starts serving.
     pub async fn start(self) -> Result<RunningServer, ServerError> {
-        let ServerBuilder { config, estate, sink, metrics, shutdown } = self;
+        let ServerBuilder { config, estate, sink, metrics, shutdown, readiness_detail } = self;
         let (reloader, pair) = CertReloader::load(config.tls.clone())?;
         if let Some(t) = pair.not_after {
             metrics.tls_not_after.set(t);
@@ -153,6 +165,7 @@ impl ServerBuilder {
             shutting_down: AtomicBool::new(false),
             estate,
             metrics: metrics.clone(),
+            readiness_detail,
         });
 
         let background = CancellationToken::new();
@@ -499,7 +512,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if !app.estate.synced() {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches not synced\n").into_response();
     }
-    (StatusCode::OK, "ok\n").into_response()
+    match &app.readiness_detail {
+        Some(detail) => (StatusCode::OK, format!("ok\n{}\n", detail())).into_response(),
+        None => (StatusCode::OK, "ok\n").into_response(),
+    }
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> Response {

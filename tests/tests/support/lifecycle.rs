@@ -9,11 +9,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use credential_core::distribution::Mode;
 use credential_core::identity::owners_of;
 use credential_core::model::labels;
 use credential_e2e::KubectlOutput;
 use credential_e2e::cluster::{shipped_rbac_yaml, shipped_webhook_configurations};
-use credential_webhook::distribution::{Backoff, DistributionConfig, Distributor, ORPHANED_COPIES};
+use credential_webhook::distribution::{Backoff, DistributionConfig, Distributor, ModeHandle, ORPHANED_COPIES};
 use serde_json::Value;
 
 use super::regional::{self, Real};
@@ -247,25 +248,35 @@ impl Estate {
         }
     }
 
-    /// Step 2 of the documented uninstall (docs/src/operator/install.md): our finalizer off every
-    /// Credential that has it, each patch guarded by a `test` of the entry it removes.
-    pub async fn remove_our_finalizers(&self) {
-        for c in items(&self.mgmt, "credentials.k0rdent.mirantis.com", &[]).await {
-            let finalizers = c["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-            let Some(i) = finalizers.iter().position(|f| f == labels::DISTRIBUTION_FINALIZER) else { continue };
-            let patch = format!(
-                r#"[{{"op":"test","path":"/metadata/finalizers/{i}","value":"{f}"}},{{"op":"remove","path":"/metadata/finalizers/{i}"}}]"#,
-                f = labels::DISTRIBUTION_FINALIZER
-            );
-            let (ns, name) = (c["metadata"]["namespace"].as_str().unwrap(), c["metadata"]["name"].as_str().unwrap());
-            self.mgmt
-                .kubectl_ok(
-                    &["patch", "credentials.k0rdent.mirantis.com", name, "-n", ns, "--type=json", "-p", &patch],
-                    None,
-                )
-                .await
-                .unwrap();
+    /// Step 1 of the documented uninstall (docs/src/operator/install.md, "Uninstall"): distribution
+    /// mode off (what `helm upgrade --set distribution.mode=off` rolls out: the distributor restarts
+    /// in mode off), then wait until no Credential holds our finalizer. Admission keeps serving.
+    pub async fn distribution_off_until_released(&mut self) {
+        if let Some(d) = self.distributor.take() {
+            d.shutdown().await;
         }
+        let token = self.mgmt.shipped_webhook_token().await;
+        let client = self.mgmt.client_for_token(&token).await.unwrap();
+        let config = DistributionConfig {
+            mode: ModeHandle::fixed(Mode::Off, "mode off set"),
+            ..fast_distribution_config("uninstall", RELEASE_TIMEOUT)
+        };
+        let off = Distributor::start(config, client);
+        eventually_async("no Credential holds our finalizer", LIMIT, || async {
+            let held: Vec<String> = items(&self.mgmt, "credentials.k0rdent.mirantis.com", &[])
+                .await
+                .iter()
+                .filter(|c| {
+                    c["metadata"]["finalizers"]
+                        .as_array()
+                        .is_some_and(|f| f.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER))
+                })
+                .map(describe)
+                .collect();
+            held.is_empty().then_some(())
+        })
+        .await;
+        self.distributor = Some(off);
     }
 
     /// `kubectl delete -f` of the whole estate file (`extra` appended), without waiting for finalizers.

@@ -19,6 +19,7 @@ use credential_webhook::tls::TlsFiles;
 use tokio_util::sync::CancellationToken;
 
 pub mod admission;
+pub mod kcm;
 pub mod lifecycle;
 pub mod plugin;
 pub mod random;

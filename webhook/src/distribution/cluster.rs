@@ -185,11 +185,11 @@ impl ClusterConn {
                             obj.metadata.resource_version.as_deref().unwrap_or_default(),
                         );
                         if !lock(&own).remove(&version) {
-                            on_event(&cluster, credential_core::identity::owners_of(&to_value(&obj)));
+                            on_event(&cluster, copy_owners(&to_value(&obj)));
                         }
                     }
                     WatchItem::Delete(obj) => {
-                        on_event(&cluster, credential_core::identity::owners_of(&to_value(&obj)));
+                        on_event(&cluster, copy_owners(&to_value(&obj)));
                     }
                     WatchItem::Error(e) => tracing::debug!(cluster = %cluster, error = %e, "copy watch retrying"),
                     _ => {}
@@ -299,6 +299,16 @@ impl ClusterConn {
         lock(&self.namespaces).insert(namespace.to_string());
         Ok(())
     }
+}
+
+/// The Credentials a copy belongs to: our owners annotation and KCM's per-Credential labels (a
+/// copy KCM wrote in trigger mode carries only those).
+fn copy_owners(copy: &Value) -> Vec<String> {
+    let mut owners = credential_core::identity::owners_of(copy);
+    owners.extend(credential_core::distribution::kcm_owners_of(copy));
+    owners.sort();
+    owners.dedup();
+    owners
 }
 
 fn written_version(group: &str, kind: &str, namespace: Option<&str>, name: &str, rv: &str) -> String {

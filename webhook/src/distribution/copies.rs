@@ -21,11 +21,7 @@ use super::error::{DistributionError, is_not_found};
 
 /// KCM's `k0rdent.mirantis.com/credential.<ns>.<name>` labels on an object.
 fn kcm_owner_labels(obj: &Value) -> usize {
-    let prefix = format!("{}.", labels::CREDENTIAL_PREFIX);
-    obj.pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|l| l.keys().filter(|k| k.starts_with(&prefix)).count())
-        .unwrap_or(0)
+    credential_core::distribution::kcm_owners_of(obj).len()
 }
 
 /// What happened to one planned copy.

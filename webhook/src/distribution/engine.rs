@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant};
 
+use credential_core::distribution::{Mode, ORPHANED_COPIES, OrphanOwner, OrphanRecord, orphan_key};
 use credential_core::estate::Cluster;
 use credential_core::gvk::Gvk;
 use credential_core::identity::{self, ObjectKey, Plan, PlanProblem};
@@ -22,11 +23,16 @@ use super::DistributionConfig;
 use super::cluster::{ClusterConn, OnCopyEvent, classify, known_resource, to_value};
 use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, release_copy};
 use super::error::{DistributionError, is_conflict, is_connect_error, is_not_found};
-use super::estate::{FetchedEstate, Miss};
+use super::estate::{FetchedEstate, Miss, SourceVersions};
 use super::metrics::DistributionMetrics;
 use super::queue::WorkQueue;
 use super::status::{DesiredCondition, EventType, REASON_DISTRIBUTED, apply_condition, publish_event};
 use super::watch::{WatchItem, spawn_watch};
+
+#[path = "trigger.rs"]
+mod trigger;
+use trigger::Handover;
+pub use trigger::REASON_OFF;
 
 /// `namespace/name` of a Credential: the work-queue key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,15 +53,22 @@ impl std::fmt::Display for CredentialKey {
 pub struct Seen {
     pub target: Option<Cluster>,
     pub fingerprint: String,
+    /// It holds our finalizer (a mode change must hand it over even without a target).
+    pub ours: bool,
 }
 
 impl Seen {
     pub fn of(credential: &Value) -> Self {
         let deleting = credential.pointer("/metadata/deletionTimestamp").is_some();
         let spec = credential.get("spec").map(Value::to_string).unwrap_or_default();
+        let ours = credential
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER));
         Seen {
             target: identity::target_of(credential),
             fingerprint: format!("{deleting}|{}|{spec}", identity::is_managed(credential)),
+            ours,
         }
     }
 }
@@ -167,6 +180,12 @@ pub struct Engine {
     forbidden: Mutex<BTreeSet<WatchKey>>,
     /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
     source_versions: Mutex<HashMap<SourceKey, String>>,
+    /// Trigger mode: when a source change was first seen for a Credential not yet triggered
+    /// since (metric: source change to trigger).
+    changed_at: Mutex<HashMap<CredentialKey, Instant>>,
+    /// Trigger mode: when the Credential was last triggered and not yet verified in sync since
+    /// (metric: trigger to copies in sync).
+    triggered_at: Mutex<HashMap<CredentialKey, Instant>>,
     on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
     /// A copy changed or went away in a target cluster: its owners converge again.
     on_copy: OnCopyEvent,
@@ -235,6 +254,8 @@ impl Engine {
                 source_watches: Mutex::default(),
                 forbidden: Mutex::default(),
                 source_versions: Mutex::default(),
+                changed_at: Mutex::default(),
+                triggered_at: Mutex::default(),
                 on_pis,
                 on_copy,
                 me: me.clone(),
@@ -271,7 +292,7 @@ impl Engine {
     /// Re-checks every distributed Credential (the slow safety net).
     pub fn resync(&self) {
         let mut keys: BTreeSet<CredentialKey> =
-            lock(&self.seen).iter().filter(|(_, s)| s.target.is_some()).map(|(k, _)| k.clone()).collect();
+            lock(&self.seen).iter().filter(|(_, s)| s.target.is_some() || s.ours).map(|(k, _)| k.clone()).collect();
         keys.extend(lock(&self.footprints).keys().cloned());
         for k in keys {
             self.enqueue(k);
@@ -387,7 +408,11 @@ impl Engine {
                 }
             };
             if !unchanged {
+                let trigger = self.config.mode.mode() == Mode::Trigger;
                 for k in users {
+                    if trigger {
+                        lock(&self.changed_at).entry(k.clone()).or_insert_with(Instant::now);
+                    }
                     self.enqueue(k);
                 }
             }
@@ -615,6 +640,8 @@ impl Engine {
 
     fn forget(&self, key: &CredentialKey) {
         lock(&self.failures).remove(key);
+        lock(&self.changed_at).remove(key);
+        lock(&self.triggered_at).remove(key);
         lock(&self.seen).remove(key);
         if let Some(fp) = lock(&self.footprints).remove(key) {
             let mut index = lock(&self.index);
@@ -654,6 +681,16 @@ impl Engine {
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         let has_finalizer = finalizers.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER);
+        match self.config.mode.mode() {
+            Mode::Write => {}
+            Mode::Off => return self.hand_over(key, &api, &credential, &finalizers, Handover::Off).await,
+            Mode::Trigger => match target {
+                Some(target) if !deleting => {
+                    return self.trigger_and_verify(key, &api, &credential, &target, &finalizers).await;
+                }
+                _ => return self.hand_over(key, &api, &credential, &finalizers, Handover::Kcm).await,
+            },
+        }
 
         if deleting || target.is_none() {
             if !has_finalizer {
@@ -891,6 +928,7 @@ impl Engine {
 
     /// Plans with sources read from the management cluster (and, when `fallback` is given, from
     /// the copies in that cluster: a deleted source must not block the release of its copies).
+    /// Also gives the versions of the source objects it read (the trigger digest's input).
     async fn plan(
         &self,
         credential: &Value,
@@ -898,14 +936,14 @@ impl Engine {
         conn: &ClusterConn,
         pis: Vec<Arc<Value>>,
         fallback: bool,
-    ) -> Result<Plan, DistributionError> {
+    ) -> Result<(Plan, SourceVersions), DistributionError> {
         let mut estate = FetchedEstate::new(&self.config.system_namespace, target.clone(), pis);
         // Each round resolves one more level of references; the planner's depth bound caps it.
         for _ in 0..(identity::MAX_DEPTH * 2 + 4) {
             let plan = identity::plan(credential, &estate);
             let misses = estate.take_misses();
             if misses.is_empty() {
-                return Ok(plan);
+                return Ok((plan, estate.versions()));
             }
             let scope_missed: HashSet<Gvk> = misses
                 .iter()
@@ -945,7 +983,7 @@ impl Engine {
                 }
             }
         }
-        Ok(identity::plan(credential, &estate))
+        Ok((identity::plan(credential, &estate), estate.versions()))
     }
 
     async fn read_source(
@@ -1030,15 +1068,10 @@ impl Engine {
         }
         let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
         self.cluster_ok(target);
-        let plan = self.plan(credential, target, &conn, pis, false).await?;
+        let (plan, _) = self.plan(credential, target, &conn, pis, false).await?;
         // What this Credential holds there: remembered by this process, and recorded on the
         // Credential by whichever replica wrote it (a change made while no replica led).
-        let mut previous_copies = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
-        for k in identity::recorded_copies(credential, target) {
-            if !previous_copies.contains(&k) {
-                previous_copies.push(k);
-            }
-        }
+        let previous_copies = self.held_copies(key, credential, target);
         self.remember(key, target, &plan);
 
         let owner = key.to_string();
@@ -1248,19 +1281,7 @@ impl Engine {
         finalizers: &[String],
         why: &str,
     ) -> Result<Outcome, DistributionError> {
-        let mut remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
-        for k in identity::recorded_copies(credential, target) {
-            if !remembered.contains(&k) {
-                remembered.push(k);
-            }
-        }
-        let objects: Vec<String> = if remembered.is_empty() {
-            let iref = credential.pointer("/spec/identityRef");
-            let field = |f: &str| iref.and_then(|r| r.get(f)).and_then(Value::as_str).unwrap_or("?").to_string();
-            vec![format!("copies of {} {} and the objects it references", field("kind"), field("name"))]
-        } else {
-            remembered.iter().map(ToString::to_string).collect()
-        };
+        let objects = self.held_objects(key, credential, target);
         let note = format!(
             "released nothing in {target} ({why}); finalizer {} removed after giving up. These may remain there: \
              {}. Recorded in ConfigMap {}/{ORPHANED_COPIES}; delete them by hand if the cluster still exists",
@@ -1279,6 +1300,30 @@ impl Engine {
         Ok(Outcome::Done)
     }
 
+    /// The copies a Credential holds in `target`: remembered by this process, and recorded on the
+    /// Credential by whichever replica wrote them.
+    fn held_copies(&self, key: &CredentialKey, credential: &Value, target: &Cluster) -> Vec<ObjectKey> {
+        let mut held = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
+        for k in identity::recorded_copies(credential, target) {
+            if !held.contains(&k) {
+                held.push(k);
+            }
+        }
+        held
+    }
+
+    /// [`Engine::held_copies`] as `Kind namespace/name`, or what they are copies of when nothing
+    /// says which (a record written by an older version).
+    fn held_objects(&self, key: &CredentialKey, credential: &Value, target: &Cluster) -> Vec<String> {
+        let held = self.held_copies(key, credential, target);
+        if held.is_empty() {
+            let iref = credential.pointer("/spec/identityRef");
+            let field = |f: &str| iref.and_then(|r| r.get(f)).and_then(Value::as_str).unwrap_or("?").to_string();
+            return vec![format!("copies of {} {} and the objects it references", field("kind"), field("name"))];
+        }
+        held.iter().map(ToString::to_string).collect()
+    }
+
     /// One entry per (cluster, Credential) in ConfigMap [`ORPHANED_COPIES`]: what may remain.
     async fn record_orphans(
         &self,
@@ -1287,25 +1332,25 @@ impl Engine {
         objects: &[String],
         why: &str,
     ) -> Result<(), DistributionError> {
-        let cluster = match target {
-            Cluster::Management => "management".to_string(),
-            Cluster::Region(r) => format!("region.{r}"),
+        let entry = OrphanRecord {
+            credential: OrphanOwner { namespace: key.namespace.clone(), name: key.name.clone() },
+            cluster: target.to_string(),
+            objects: objects.to_vec(),
+            reason: why.to_string(),
+            since: k8s_openapi::jiff::Timestamp::now().to_string(),
         };
-        let entry = json!({
-            "credential": {"namespace": key.namespace, "name": key.name},
-            "cluster": target.to_string(),
-            "objects": objects,
-            "reason": why,
-            "since": k8s_openapi::jiff::Timestamp::now().to_string(),
-        });
+        let entry = serde_json::to_string(&entry).map_err(|e| DistributionError::Malformed {
+            object: format!("ConfigMap {ORPHANED_COPIES}"),
+            detail: e.to_string(),
+        })?;
         // One key per (cluster, Credential), added with a JSON merge patch: a server-side apply of
         // only the new key by the same field manager would remove every key it applied before.
-        let data_key = format!("{cluster}.{}.{}", key.namespace, key.name);
+        let data_key = orphan_key(target, &key.namespace, &key.name);
         let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.mgmt.clone(), &self.config.system_namespace);
         let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.to_string()), ..PatchParams::default() };
         let fail = |e| DistributionError::api(format!("record orphaned copies in ConfigMap {ORPHANED_COPIES}"), e);
-        let merge = Patch::Merge(json!({ "data": { data_key.as_str(): entry.to_string() } }));
+        let merge = Patch::Merge(json!({ "data": { data_key.as_str(): entry.as_str() } }));
         match api.patch(ORPHANED_COPIES, &params, &merge).await {
             Err(e) if is_not_found(&e) => {}
             other => return other.map(drop).map_err(fail),
@@ -1316,7 +1361,7 @@ impl Engine {
                 namespace: Some(self.config.system_namespace.clone()),
                 ..kube::api::ObjectMeta::default()
             },
-            data: Some([(data_key, entry.to_string())].into_iter().collect()),
+            data: Some([(data_key, entry)].into_iter().collect()),
             ..k8s_openapi::api::core::v1::ConfigMap::default()
         };
         let post = kube::api::PostParams {
@@ -1346,10 +1391,9 @@ impl Engine {
         {
             plan_credential["spec"]["region"] = json!(r);
         }
-        let plan = self.plan(&plan_credential, target, &conn, pis, true).await?;
+        let (plan, _) = self.plan(&plan_credential, target, &conn, pis, true).await?;
         let mut keys: Vec<ObjectKey> = plan.copies.iter().map(|c| c.target.clone()).collect();
-        let remembered = lock(&self.footprints).get(key).map(|f| f.copies.clone()).unwrap_or_default();
-        for k in remembered.into_iter().chain(identity::recorded_copies(credential, target)) {
+        for k in self.held_copies(key, credential, target) {
             if !keys.contains(&k) {
                 keys.push(k);
             }
@@ -1371,10 +1415,6 @@ impl Engine {
         Ok(deleted)
     }
 }
-
-/// ConfigMap (in the system namespace) recording copies a Credential may have left behind when
-/// its release was given up: one key per `<cluster>.<namespace>.<name>`, a JSON value each.
-pub const ORPHANED_COPIES: &str = "credential-guard-orphaned-copies";
 
 /// How long ago the Credential's deletion was requested (zero when not deleting or unreadable).
 fn deleting_for(credential: &Value) -> Duration {
@@ -1528,7 +1568,8 @@ mod tests {
         ];
         let mut reasons: Vec<&str> = problems.iter().map(problem_reason).collect();
         reasons.extend(errors.iter().map(DistributionError::reason));
-        reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending"]);
+        reasons.extend([REASON_DISTRIBUTED, "KindNotServed", "Conflict", "ReleasePending", REASON_OFF]);
+        reasons.extend(credential_core::distribution::VerifyReason::ALL.map(|r| r.as_str()));
         assert!(reasons.contains(&"ApiError") && reasons.contains(&"LeaderElection"));
         for r in reasons {
             assert!(

@@ -29,6 +29,17 @@ fn obj_key(gvk: &Gvk, namespace: Option<&str>, name: &str) -> ObjKey {
     (gvk.group.clone(), gvk.kind.clone(), namespace.filter(|s| !s.is_empty()).map(str::to_string), name.to_string())
 }
 
+/// Versions of the management objects one plan read, by object.
+#[derive(Debug, Clone, Default)]
+pub struct SourceVersions(HashMap<ObjKey, (String, String)>);
+
+impl SourceVersions {
+    /// `(uid, resourceVersion)` of a source object, if it was read.
+    pub fn get(&self, key: &credential_core::identity::ObjectKey) -> Option<(String, String)> {
+        self.0.get(&obj_key(&key.gvk, key.namespace.as_deref(), &key.name)).cloned()
+    }
+}
+
 /// See the module documentation.
 pub struct FetchedEstate {
     system_namespace: String,
@@ -68,6 +79,20 @@ impl FetchedEstate {
     /// What the last plan asked for and could not get; clears the record.
     pub fn take_misses(&self) -> BTreeSet<Miss> {
         std::mem::take(&mut *self.misses.borrow_mut())
+    }
+
+    /// `(uid, resourceVersion)` of every management object fetched (the trigger digest's input).
+    pub fn versions(&self) -> SourceVersions {
+        let field = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+        SourceVersions(
+            self.objects
+                .iter()
+                .filter_map(|(k, o)| {
+                    let o = o.as_ref()?;
+                    Some((k.clone(), (field(o, "/metadata/uid"), field(o, "/metadata/resourceVersion"))))
+                })
+                .collect(),
+        )
     }
 
     fn miss(&self, m: Miss) {
@@ -156,7 +181,15 @@ mod tests {
         assert_eq!(misses.len(), 2, "{misses:?}");
         assert!(e.take_misses().is_empty(), "take clears");
 
-        e.put_object(&secret, Some("kcm-system"), "s", Some(Arc::new(json!({"kind": "Secret"}))));
+        e.put_object(
+            &secret,
+            Some("kcm-system"),
+            "s",
+            Some(Arc::new(json!({"kind": "Secret",
+            "metadata": {"uid": "u1", "resourceVersion": "7"}}))),
+        );
+        let key = credential_core::identity::ObjectKey::new(secret.clone(), Some("kcm-system".into()), "s");
+        assert_eq!(e.versions().get(&key), Some(("u1".to_string(), "7".to_string())));
         e.put_scope(Cluster::Management, &id, Some(false));
         assert!(e.get(&Cluster::Management, &secret, Some("kcm-system"), "s").is_some());
         assert_eq!(e.namespaced(&Cluster::Management, &id), Some(false));

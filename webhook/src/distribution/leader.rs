@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use credential_core::model::labels;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -37,7 +38,7 @@ impl Default for LeaderElection {
     fn default() -> Self {
         LeaderElection {
             namespace: credential_core::DEFAULT_SYSTEM_NAMESPACE.to_string(),
-            name: "credential-guard-distribution".to_string(),
+            name: credential_core::distribution::DISTRIBUTION_LEASE.to_string(),
             lease_duration: Duration::from_secs(15),
             renew_period: Duration::from_secs(5),
             renew_deadline: Duration::from_secs(10),
@@ -220,6 +221,37 @@ pub async fn hold(client: kube::Client, le: LeaderElection, identity: String, te
     );
     tenure.end();
     term.cancel();
+}
+
+/// Publishes the mode in force on the Lease this replica holds (annotations
+/// [`labels::MODE_ANNOTATION`] and [`labels::MODE_REASON_ANNOTATION`]), where `kubectl credential`
+/// reads it. A read and a compare-and-swap replace (the verbs leader election already has);
+/// nothing when another replica holds the Lease or the annotations already say so. Renewals
+/// replace the whole Lease as read, so they keep the annotations.
+pub async fn publish_mode(
+    client: &kube::Client,
+    le: &LeaderElection,
+    identity: &str,
+    mode: &str,
+    reason: &str,
+) -> Result<(), DistributionError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &le.namespace);
+    let Some(mut lease) = api.get_opt(&le.name).await.map_err(|e| lease_error(le, e))? else { return Ok(()) };
+    if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(identity) {
+        return Ok(());
+    }
+    let annotations = lease.metadata.annotations.get_or_insert_with(Default::default);
+    let wanted = [(labels::MODE_ANNOTATION, mode), (labels::MODE_REASON_ANNOTATION, reason)];
+    if wanted.iter().all(|(k, v)| annotations.get(*k).map(String::as_str) == Some(*v)) {
+        return Ok(());
+    }
+    for (k, v) in wanted {
+        annotations.insert(k.to_string(), v.to_string());
+    }
+    match api.replace(&le.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(lease_error(le, e)),
+    }
 }
 
 /// Gives the Lease up (on shutdown) so another replica takes over without waiting for expiry.

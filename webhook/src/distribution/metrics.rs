@@ -14,8 +14,34 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// Label set of the mode gauge: `trigger`, `write` or `off`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModeLabel {
+    pub mode: String,
+}
+
+/// Label set of the drift counter: the copied object's kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct DistributionMetrics {
+    /// 1 for the distribution mode in force, 0 for the others.
+    pub mode: Family<ModeLabel, Gauge>,
+    /// Trigger mode: Credentials annotated so that KCM reconciles them now.
+    pub triggers: Counter,
+    /// Trigger mode: seconds from a source change being seen to the Credential's trigger.
+    pub trigger_delay_seconds: Histogram,
+    /// Trigger mode: seconds from a trigger to every copy of the Credential verified in sync.
+    pub sync_after_trigger_seconds: Histogram,
+    /// Trigger mode: copies found differing from their sources, by kind (counted when the
+    /// Credential's verdict changes to Drifted).
+    pub drift: Family<KindLabel, Counter>,
+    /// Credentials handed over from write mode: our finalizer and copies record removed (to KCM in
+    /// trigger mode, to the orphaned-copies record in off mode).
+    pub handovers: Counter,
     /// Credentials waiting in the work queue (ready, dirty or delayed).
     pub queue_depth: Gauge,
     /// Seconds one Credential's convergence took (successful or not).
@@ -38,7 +64,19 @@ pub struct DistributionMetrics {
 
 impl Default for DistributionMetrics {
     fn default() -> Self {
+        let mode: Family<ModeLabel, Gauge> = Family::default();
+        for m in credential_core::distribution::Mode::ALL {
+            mode.get_or_create(&ModeLabel { mode: m.as_str().to_string() }).set(0);
+        }
         DistributionMetrics {
+            mode,
+            triggers: Counter::default(),
+            // 1 ms .. ~16 s
+            trigger_delay_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            // 10 ms .. ~160 s
+            sync_after_trigger_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            drift: Family::default(),
+            handovers: Counter::default(),
             queue_depth: Gauge::default(),
             // 1 ms .. ~16 s
             convergence_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -57,6 +95,28 @@ impl DistributionMetrics {
     /// `credential_webhook_distribution_*`).
     pub fn register(&self, registry: &mut Registry) {
         let sub = registry.sub_registry_with_prefix("distribution");
+        sub.register("mode", "1 for the distribution mode in force (trigger, write or off)", self.mode.clone());
+        sub.register(
+            "triggers",
+            "Credentials annotated so that KCM copies their identities now",
+            self.triggers.clone(),
+        );
+        sub.register(
+            "trigger_delay_seconds",
+            "Time from a source identity or Secret change to the Credential's trigger",
+            self.trigger_delay_seconds.clone(),
+        );
+        sub.register(
+            "sync_after_trigger_seconds",
+            "Time from a trigger to every copy verified in sync with its source",
+            self.sync_after_trigger_seconds.clone(),
+        );
+        sub.register("drift", "Copies found differing from their sources, by kind", self.drift.clone());
+        sub.register(
+            "handovers",
+            "Credentials released from write mode (finalizer and copies record removed)",
+            self.handovers.clone(),
+        );
         sub.register("queue_depth", "Credentials waiting in the distribution queue", self.queue_depth.clone());
         sub.register(
             "convergence_seconds",
@@ -101,6 +161,17 @@ impl DistributionMetrics {
         (stat("c_count "), stat("c_sum "))
     }
 
+    /// Sets the mode gauge: 1 for `mode`, 0 for the others.
+    pub fn set_mode(&self, mode: credential_core::distribution::Mode) {
+        for m in credential_core::distribution::Mode::ALL {
+            self.mode.get_or_create(&ModeLabel { mode: m.as_str().to_string() }).set(i64::from(m == mode));
+        }
+    }
+
+    pub(crate) fn drifted(&self, kind: &str) {
+        self.drift.get_or_create(&KindLabel { kind: kind.to_string() }).inc();
+    }
+
     pub(crate) fn failed(&self, reason: &str) {
         self.failures.get_or_create(&ReasonLabel { reason: reason.to_string() }).inc();
     }
@@ -126,6 +197,14 @@ mod tests {
         assert!(out.contains("distribution_queue_depth 3"), "{out}");
         assert!(out.contains("distribution_convergence_seconds_count 1"), "{out}");
         assert!(out.contains("distribution_conflicts_total 0"), "{out}");
+        assert!(out.contains("distribution_mode{mode=\"trigger\"} 0"), "every mode is a series from the start: {out}");
+        m.set_mode(credential_core::distribution::Mode::Trigger);
+        m.drifted("Secret");
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).unwrap();
+        assert!(out.contains("distribution_mode{mode=\"trigger\"} 1"), "{out}");
+        assert!(out.contains("distribution_mode{mode=\"write\"} 0"), "{out}");
+        assert!(out.contains("distribution_drift_total{kind=\"Secret\"} 1"), "{out}");
         m.convergence_seconds.observe(0.03);
         let (count, sum) = m.convergence_totals();
         assert_eq!(count, 2.0);

@@ -3,9 +3,10 @@
 //! copies in sync, and releases them when the Credential goes.
 //!
 //! How it runs:
-//! - A [`Distributor`] runs inside `credential-webhook` (on by default; `--distribution=false`
-//!   when KCM distributes). Only the holder of a coordination.k8s.io Lease distributes; every
-//!   replica serves admission.
+//! - A [`Distributor`] runs inside `credential-webhook` in the [`mode`] in force (`--distribution-mode`:
+//!   write, trigger — KCM writes, we trigger and verify (trigger.rs) — or off, detected from
+//!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
+//!   publishes the mode on it); every replica serves admission.
 //! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
 //!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by watches on
 //!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every
@@ -29,6 +30,7 @@ mod error;
 mod estate;
 pub mod leader;
 mod metrics;
+pub mod mode;
 mod queue;
 mod status;
 mod watch;
@@ -44,10 +46,12 @@ use kube::runtime::watcher;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-pub use engine::{CredentialKey, ORPHANED_COPIES, kubeconfig_ref, problem_reason};
+pub use credential_core::distribution::ORPHANED_COPIES;
+pub use engine::{CredentialKey, REASON_OFF, kubeconfig_ref, problem_reason};
 pub use error::DistributionError;
 pub use leader::LeaderElection;
-pub use metrics::DistributionMetrics;
+pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
+pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
 pub use status::{DesiredCondition, apply_condition};
 
@@ -90,6 +94,10 @@ pub struct DistributionConfig {
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity (Lease holder, Event reporting instance).
     pub instance: String,
+    /// The distribution mode in force (follows KCM's version under `auto`).
+    pub mode: ModeHandle,
+    /// Trigger mode: how often copies not in sync are read again besides their watch events.
+    pub verify_interval: Duration,
 }
 
 impl Default for DistributionConfig {
@@ -111,6 +119,8 @@ impl Default for DistributionConfig {
             release_timeout: Duration::from_secs(300),
             leader_election: Some(LeaderElection::default()),
             instance,
+            mode: ModeHandle::default(),
+            verify_interval: Duration::from_secs(60),
         }
     }
 }
@@ -175,7 +185,8 @@ impl Distributor {
 
 /// Starts distribution for `credential-webhook serve` with the default release timeout.
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    start_for_serve_with(mgmt, serve_config(system_namespace, DistributionConfig::default().release_timeout), metrics)
+    let config = serve_config(system_namespace, DistributionConfig::default().release_timeout);
+    start_for_serve_with(mgmt, config, DistributionMetrics::default(), metrics)
 }
 
 /// The distributor settings of `credential-webhook serve`: the system namespace, the release
@@ -191,15 +202,17 @@ pub fn serve_config(system_namespace: &str, release_timeout: Duration) -> Distri
     }
 }
 
-/// Starts distribution with `config`, its metrics in the server's registry.
+/// Starts distribution with `config`, its metrics (`distribution`) in the server's registry.
 pub fn start_for_serve_with(
     mgmt: kube::Client,
     config: DistributionConfig,
+    distribution: DistributionMetrics,
     metrics: &crate::metrics::Metrics,
 ) -> Distributor {
-    let d = Distributor::start(config, mgmt);
+    let mode = config.mode.current();
+    let d = Distributor::start_with_metrics(config, mgmt, distribution);
     metrics.register_with(|r| d.metrics().register(r));
-    tracing::info!("identity distribution on (leader election through a Lease)");
+    tracing::info!(mode = %mode.mode(), "identity distribution running (leader election through a Lease)");
     d
 }
 
@@ -361,6 +374,28 @@ async fn run_term(
         tick.tick().await; // the first tick is immediate; the initial list already enqueued all
         loop {
             tick.tick().await;
+            let Some(e) = weak.upgrade() else { return };
+            e.resync();
+        }
+    })));
+
+    // The mode in force: published on the Lease at the start of the term and on every change; a
+    // change re-checks every Credential (a Credential written in write mode is handed over).
+    let weak = Arc::downgrade(&engine);
+    let (mgmt2, le, instance, mut mode) =
+        (mgmt.clone(), config.leader_election.clone(), config.instance.clone(), config.mode.clone());
+    watches.push(AbortOnDrop(tokio::spawn(async move {
+        let mut state = mode.current();
+        loop {
+            if let Some(le) = &le {
+                let (m, reason) = (state.mode().as_str(), state.decision.reason.as_str());
+                if let Err(e) = leader::publish_mode(&mgmt2, le, &instance, m, reason).await {
+                    tracing::warn!(error = %e, "distribution mode not published on the Lease");
+                }
+            }
+            let Some(next) = mode.changed().await else { return };
+            tracing::info!(mode = %next.mode(), reason = %next.decision.reason, "distribution mode changed");
+            state = next;
             let Some(e) = weak.upgrade() else { return };
             e.resync();
         }

@@ -42,3 +42,16 @@ kube-system exists in every cluster, so an empty answer for it means "no cluster
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The distribution mode (CREDENTIAL_WEBHOOK_DISTRIBUTION_MODE): distribution.mode, or the boolean
+`distribution` of charts before the modes (true is auto, false is off), so `--set distribution=false`
+on an existing install keeps working.
+*/}}
+{{- define "credential-webhook.distributionMode" -}}
+{{- if kindIs "bool" .Values.distribution -}}
+{{ ternary "auto" "off" .Values.distribution }}
+{{- else -}}
+{{ .Values.distribution.mode | default "auto" }}
+{{- end -}}
+{{- end }}
