@@ -323,6 +323,15 @@ pub fn kcm_credential_label(namespace: &str, name: &str) -> String {
     format!("{}.{namespace}.{name}", labels::CREDENTIAL_PREFIX)
 }
 
+/// The labels KCM puts on a copy it writes for one Credential, in place of the source's (reference
+/// `k0rdent-kcm-behaviour.md`, step 4): what `plan` shows in trigger mode.
+pub fn kcm_copy_labels(namespace: &str, name: &str) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(labels::MANAGED.to_string(), Value::String("true".into()));
+    m.insert(kcm_credential_label(namespace, name), Value::String("true".into()));
+    m
+}
+
 /// The Credentials (`namespace/name`) a copy names through KCM's per-Credential labels, sorted. A
 /// namespace never holds a dot, so the first dot after the prefix separates it from the name.
 pub fn kcm_owners_of(obj: &Value) -> Vec<String> {

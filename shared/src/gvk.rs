@@ -170,6 +170,13 @@ mod known_kinds_tests {
             );
             assert_eq!(a.plural, a.plural.to_ascii_lowercase());
         }
+        for kind in ["Management", "Release"] {
+            assert_eq!(
+                known_kind(&Gvk::k0rdent(kind)).map(|k| k.namespaced),
+                Some(false),
+                "{kind}: KCM detection reads it"
+            );
+        }
         assert_eq!(builtin_scope(&Gvk::secret()), Some(true));
         assert_eq!(builtin_scope(&Gvk::credential()), None, "k0rdent kinds need their CRDs");
     }

@@ -135,15 +135,6 @@ pub fn mode(
     }
 }
 
-/// The labels KCM puts on the copies it writes, in place of the source's (reference
-/// k0rdent-kcm-behaviour.md, distribution step 4); annotations are kept.
-pub fn kcm_labels(namespace: &str, name: &str) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert(labels::MANAGED.to_string(), Value::String("true".into()));
-    m.insert(format!("{}.{namespace}.{name}", labels::CREDENTIAL_PREFIX), Value::String("true".into()));
-    m
-}
-
 /// The records of [`ORPHANED_COPIES`] in `webhook_ns`, and the entries that are not records.
 pub fn orphans(estate: &dyn Estate, webhook_ns: &str) -> (Vec<OrphanRecord>, Vec<String>) {
     let Some(cm) = estate.get(&Cluster::Management, &configmap_gvk(), Some(webhook_ns), ORPHANED_COPIES) else {

@@ -10,11 +10,12 @@ use credential_core::{Cluster, Estate, Gvk};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::distribution::{ModeView, kcm_labels};
+use super::distribution::ModeView;
 use super::{Exit, Loaded, Scope, load_estate, write_structured};
 use crate::cli::{PlanArgs, ReportOutput};
 use crate::error::CliError;
 use crate::style::{Style, clean};
+use credential_core::distribution::{kcm_copy_labels, kcm_credential_label};
 
 /// What applying a planned copy would do to the target cluster as it is now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -160,7 +161,7 @@ fn structured(plan: &Plan, current: Changes, namespace: &str, name: &str, mode: 
         // What KCM writes: its two labels in place of the source's, annotations kept.
         for c in &mut plan.copies {
             if let Some(meta) = c.object.as_mut().and_then(|o| o.get_mut("metadata")).and_then(Value::as_object_mut) {
-                meta.insert("labels".into(), Value::Object(kcm_labels(namespace, name)));
+                meta.insert("labels".into(), Value::Object(kcm_copy_labels(namespace, name)));
             }
         }
     }
@@ -225,9 +226,9 @@ fn mode_line(mode: &ModeView, credential: &str) -> String {
     match mode.mode {
         Some(Mode::Trigger) => format!(
             "Distribution mode trigger: KCM writes these copies on its next reconcile, which credential-guard \
-             triggers; KCM replaces their labels with {}=true and {}.{ns}.{name}=true and keeps their annotations",
+             triggers; KCM replaces their labels with {}=true and {}=true and keeps their annotations",
             labels::MANAGED,
-            labels::CREDENTIAL_PREFIX
+            kcm_credential_label(ns, name)
         ),
         Some(Mode::Write) => {
             "Distribution mode write: credential-guard writes these copies on every source change".to_string()

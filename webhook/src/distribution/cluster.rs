@@ -21,20 +21,10 @@ use super::queue::Backoff;
 use super::watch::{WatchItem, spawn_watch};
 
 /// API resources the distributor uses without discovery.
+/// (The core's kinds table: `credential_core::gvk::KNOWN_KINDS`.)
 pub fn known_resource(gvk: &Gvk) -> Option<(ApiResource, bool)> {
-    let plural = match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
-        ("", "v1", "Secret") => ("secrets", true),
-        ("", "v1", "ConfigMap") => ("configmaps", true),
-        ("", "v1", "Namespace") => ("namespaces", false),
-        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "Credential") => ("credentials", true),
-        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "Region") => ("regions", false),
-        (credential_core::K0RDENT_GROUP, credential_core::K0RDENT_VERSION, "ProviderInterface") => {
-            ("providerinterfaces", false)
-        }
-        _ => return None,
-    };
-    let ar = ApiResource::from_gvk_with_plural(&to_kube_gvk(gvk), plural.0);
-    Some((ar, plural.1))
+    let known = credential_core::gvk::known_kind(gvk)?;
+    Some((ApiResource::from_gvk_with_plural(&to_kube_gvk(gvk), known.plural), known.namespaced))
 }
 
 pub fn to_kube_gvk(gvk: &Gvk) -> GroupVersionKind {

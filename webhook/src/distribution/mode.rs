@@ -10,7 +10,6 @@ use std::sync::Arc;
 use credential_core::distribution::{
     Decision, KcmDetection, MANAGEMENT_NAME, Mode, ModeError, ModeSetting, decide, detect_kcm, release_name,
 };
-use credential_core::{K0RDENT_GROUP, K0RDENT_VERSION};
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::runtime::watcher;
@@ -86,14 +85,18 @@ pub struct ModeControl {
 }
 
 fn management_ar() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(K0RDENT_GROUP, K0RDENT_VERSION, "Management"),
-        "managements",
-    )
+    k0rdent_ar("Management")
 }
 
 fn release_ar() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(K0RDENT_GROUP, K0RDENT_VERSION, "Release"), "releases")
+    k0rdent_ar("Release")
+}
+
+/// From the core's kinds table; both are listed there (cluster-scoped).
+fn k0rdent_ar(kind: &str) -> ApiResource {
+    let gvk = credential_core::Gvk::k0rdent(kind);
+    let plural = credential_core::gvk::known_kind(&gvk).map_or("", |k| k.plural);
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind), plural)
 }
 
 /// Reads Management `kcm` and the Release it names (two GETs) and says what they tell.
