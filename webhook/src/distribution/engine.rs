@@ -858,8 +858,8 @@ impl Engine {
     async fn build_connection(&self, target: &Cluster) -> Result<Arc<ClusterConn>, DistributionError> {
         let Cluster::Region(region) = target else { return Ok(Arc::clone(&self.mgmt_conn)) };
         let region_obj = self.region_object(region).await?;
-        let (ns, name, key) = kubeconfig_ref(&region_obj, &self.config.system_namespace)
-            .map_err(|detail| DistributionError::RegionKubeconfig { region: region.clone(), detail })?;
+        let credential_core::kubeconfig::KubeconfigRef { namespace: ns, name, key } =
+            credential_core::kubeconfig::region_kubeconfig_ref_of(&region_obj, &self.config.system_namespace)?;
         // A ClusterDeployment Region's kubeconfig lives in the ClusterDeployment's namespace:
         // watched there (the system namespace is watched from the start), so a change rebuilds
         // the client.
@@ -1456,48 +1456,9 @@ pub fn problem_reason(p: &PlanProblem) -> &'static str {
     }
 }
 
-/// Where a Region's kubeconfig lives: `spec.kubeConfig` {name, key} in the system namespace, or
-/// for `spec.clusterDeployment` the Secret `<cd>-kubeconfig` key `value` in the CD's namespace.
-pub fn kubeconfig_ref(region: &Value, system_namespace: &str) -> Result<(String, String, String), String> {
-    let name = region.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>");
-    let s = |p: &str| region.pointer(p).and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string);
-    if region.pointer("/spec/kubeConfig").is_some_and(|v| !v.is_null()) {
-        let secret = s("/spec/kubeConfig/name")
-            .ok_or_else(|| format!("Region {name}: spec.kubeConfig.name is empty; name the kubeconfig Secret"))?;
-        let key = s("/spec/kubeConfig/key").unwrap_or_else(|| "value".to_string());
-        return Ok((system_namespace.to_string(), secret, key));
-    }
-    if region.pointer("/spec/clusterDeployment").is_some_and(|v| !v.is_null()) {
-        let cd = s("/spec/clusterDeployment/name").ok_or_else(|| {
-            format!("Region {name}: spec.clusterDeployment.name is empty; name the ClusterDeployment")
-        })?;
-        let ns = s("/spec/clusterDeployment/namespace").ok_or_else(|| {
-            format!("Region {name}: spec.clusterDeployment.namespace is empty; set the ClusterDeployment's namespace")
-        })?;
-        return Ok((ns, format!("{cd}-kubeconfig"), "value".to_string()));
-    }
-    Err(format!("Region {name} has neither spec.kubeConfig nor spec.clusterDeployment; set exactly one"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kubeconfig_locations() {
-        let r = json!({"metadata": {"name": "r1"}, "spec": {"kubeConfig": {"name": "r1-kc", "key": "cfg"}}});
-        assert_eq!(kubeconfig_ref(&r, "kcm-system").unwrap(), ("kcm-system".into(), "r1-kc".into(), "cfg".into()));
-        let r = json!({"metadata": {"name": "r1"}, "spec": {"kubeConfig": {"name": "r1-kc"}}});
-        assert_eq!(kubeconfig_ref(&r, "sys").unwrap().2, "value");
-        let r = json!({"metadata": {"name": "r2"}, "spec": {"clusterDeployment": {"name": "cd", "namespace": "team"}}});
-        assert_eq!(kubeconfig_ref(&r, "kcm-system").unwrap(), ("team".into(), "cd-kubeconfig".into(), "value".into()));
-        let err = kubeconfig_ref(&json!({"metadata": {"name": "r3"}}), "kcm-system").unwrap_err();
-        assert!(err.contains("r3") && err.contains("spec.kubeConfig"), "{err}");
-        let err =
-            kubeconfig_ref(&json!({"metadata": {"name": "r4"}, "spec": {"clusterDeployment": {"name": "cd"}}}), "x")
-                .unwrap_err();
-        assert!(err.contains("namespace"), "{err}");
-    }
 
     #[test]
     fn fingerprint_ignores_status_and_finalizers() {

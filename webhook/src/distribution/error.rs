@@ -12,6 +12,10 @@ pub enum DistributionError {
     #[error("Region {region}: {detail}")]
     RegionKubeconfig { region: String, detail: String },
 
+    /// The Region's reference to its kubeconfig is unusable (the core's message names the Region).
+    #[error(transparent)]
+    RegionKubeconfigRef(#[from] credential_core::kubeconfig::KubeconfigRefError),
+
     #[error("{cluster} cannot be reached: {detail}")]
     Unreachable { cluster: Cluster, detail: String },
 
@@ -41,7 +45,9 @@ impl DistributionError {
     pub fn reason(&self) -> &'static str {
         match self {
             DistributionError::RegionNotFound { .. } => "RegionNotFound",
-            DistributionError::RegionKubeconfig { .. } => "RegionKubeconfigInvalid",
+            DistributionError::RegionKubeconfig { .. } | DistributionError::RegionKubeconfigRef(_) => {
+                "RegionKubeconfigInvalid"
+            }
             DistributionError::Unreachable { .. } => "ClusterUnreachable",
             DistributionError::Api { source, .. } if is_connect_error(source) => "ClusterUnreachable",
             DistributionError::Api { source, .. } if status_code(source) == Some(403) => "Forbidden",

@@ -47,7 +47,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use credential_core::distribution::ORPHANED_COPIES;
-pub use engine::{CredentialKey, REASON_OFF, kubeconfig_ref, problem_reason};
+pub use engine::{CredentialKey, REASON_OFF, problem_reason};
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
