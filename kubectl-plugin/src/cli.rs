@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::gotemplate::{GoTemplate, ParseError};
 use crate::jsonpath::Template;
 
 /// Explain k0rdent Credential readiness, list Credentials, lint manifests with the admission
@@ -394,7 +395,8 @@ pub struct ListArgs {
 
     /// Output format: a table by default; wide adds columns; json|yaml print the objects (a List
     /// when several); name prints `credential.k0rdent.mirantis.com/<name>`;
-    /// jsonpath=TEMPLATE and custom-columns=HEADER:PATH,... as kubectl.
+    /// jsonpath=TEMPLATE, custom-columns=HEADER:PATH,..., go-template=TEMPLATE (template=) and
+    /// go-template-file=PATH (templatefile=) as kubectl.
     #[arg(short = 'o', long, value_name = "FORMAT", value_parser = ListFormatParser)]
     pub output: Option<ListFormat>,
 
@@ -516,10 +518,63 @@ pub enum ListFormat {
     JsonPath(Template),
     /// (header, path) per column.
     CustomColumns(Vec<(String, Template)>),
+    /// The template, or kubectl's error for it (a template Go rejects, a file that cannot be read):
+    /// reported when the command runs, with kubectl's words and exit status.
+    GoTemplate(Result<GoTemplate, String>),
 }
 
 /// Every `-o` list takes, for errors and completion.
-pub const LIST_FORMATS: &[&str] = &["wide", "json", "yaml", "name", "jsonpath=", "custom-columns="];
+pub const LIST_FORMATS: &[&str] = &[
+    "wide",
+    "json",
+    "yaml",
+    "name",
+    "jsonpath=",
+    "custom-columns=",
+    "go-template=",
+    "go-template-file=",
+    "template=",
+    "templatefile=",
+];
+
+/// Why a template is refused: what was not reproduced, and what to use instead.
+pub fn go_template_refusal(what: &str) -> String {
+    format!(
+        "go-template: {what} is not supported by kubectl credential, which prints exactly what kubectl \
+         prints or refuses: use -o jsonpath=TEMPLATE (e.g. -o jsonpath='{{range .items[*]}}{{.metadata.name}}{{\"\\n\"}}{{end}}') \
+         or -o custom-columns=HEADER:PATH,..., or pipe -o json into a template tool"
+    )
+}
+
+/// `-o go-template=TEXT` and `-o go-template-file=PATH` (and kubectl's aliases `template=`,
+/// `templatefile=`): the template, kubectl's error to report when the command runs, or a refusal.
+fn parse_go_template(format: &str, arg: Option<&str>) -> Result<ListFormat, String> {
+    let Some(value) = arg.filter(|a| !a.is_empty()) else {
+        return Ok(ListFormat::GoTemplate(Err("template format specified but no template given".to_string())));
+    };
+    let text = if matches!(format, "go-template-file" | "templatefile") {
+        match std::fs::read_to_string(value) {
+            Ok(text) => text,
+            // Go's os error wording, as kubectl prints it.
+            Err(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => format!("open {value}: no such file or directory"),
+                    std::io::ErrorKind::PermissionDenied => format!("open {value}: permission denied"),
+                    std::io::ErrorKind::IsADirectory => format!("read {value}: is a directory"),
+                    _ => format!("open {value}: {e}"),
+                };
+                return Ok(ListFormat::GoTemplate(Err(format!("error reading --template {value}, {reason}"))));
+            }
+        }
+    } else {
+        value.to_string()
+    };
+    match GoTemplate::parse(&text) {
+        Ok(t) => Ok(ListFormat::GoTemplate(Ok(t))),
+        Err(ParseError::Go(e)) => Ok(ListFormat::GoTemplate(Err(format!("error parsing template {text}, {e}")))),
+        Err(ParseError::Unsupported(what)) => Err(go_template_refusal(&what)),
+    }
+}
 
 /// Parses `-o` of list, and names the plain formats for help and completion.
 #[derive(Debug, Clone, Copy)]
@@ -544,8 +599,7 @@ impl clap::builder::TypedValueParser for ListFormatParser {
 
     fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
         let plain = ["wide", "json", "yaml", "name"].into_iter().map(clap::builder::PossibleValue::new);
-        let with_arg =
-            ["jsonpath=", "custom-columns="].into_iter().map(|v| clap::builder::PossibleValue::new(v).hide(true));
+        let with_arg = LIST_FORMATS[4..].iter().map(|v| clap::builder::PossibleValue::new(v).hide(true));
         Some(Box::new(plain.chain(with_arg)))
     }
 }
@@ -567,13 +621,7 @@ fn parse_list_format(s: &str) -> Result<ListFormat, String> {
         ("yaml", None) => Ok(ListFormat::Yaml),
         ("name", None) => Ok(ListFormat::Name),
         ("jsonpath", Some(t)) => Template::parse(t).map(ListFormat::JsonPath).map_err(|e| e.to_string()),
-        // Go's text/template (its printing of maps and numbers, pipelines, functions) cannot be
-        // reproduced faithfully here; a partial copy would print different text than kubectl.
-        ("go-template" | "go-template-file" | "template" | "templatefile", _) => Err(format!(
-            "output format {name:?} is not supported by kubectl credential: use -o jsonpath=TEMPLATE (e.g. \
-             -o jsonpath='{{range .items[*]}}{{.metadata.name}}{{\"\\n\"}}{{end}}') or -o custom-columns=HEADER:PATH,..., \
-             or pipe -o json into a template tool"
-        )),
+        ("go-template" | "go-template-file" | "template" | "templatefile", arg) => parse_go_template(name, arg),
         ("custom-columns", Some(spec)) => {
             let mut columns = Vec::new();
             for col in spec.split(',').filter(|c| !c.is_empty()) {
@@ -620,11 +668,25 @@ mod tests {
     }
 
     #[test]
-    fn go_templates_are_refused_naming_the_alternatives() {
-        for f in ["go-template={{.metadata.name}}", "go-template-file=t.tmpl", "template={{.x}}"] {
+    fn go_templates_parse_and_what_is_not_reproduced_is_refused_naming_the_alternatives() {
+        for f in ["go-template={{.metadata.name}}", "template={{range .items}}{{.metadata.name}}{{end}}"] {
+            assert!(matches!(parse_list_format(f), Ok(ListFormat::GoTemplate(Ok(_)))), "{f}");
+        }
+        for f in ["go-template={{define \"x\"}}{{end}}", "template={{slice .x 1}}"] {
             let e = parse_list_format(f).unwrap_err();
             assert!(e.contains("-o jsonpath=TEMPLATE") && e.contains("custom-columns"), "{e}");
         }
+        // What kubectl rejects is reported when the command runs, in kubectl's words.
+        let failed = |f: &str| match parse_list_format(f) {
+            Ok(ListFormat::GoTemplate(Err(e))) => e,
+            other => panic!("{f}: {other:?}"),
+        };
+        assert_eq!(failed("go-template="), "template format specified but no template given");
+        assert_eq!(failed("template={{.x"), "error parsing template {{.x, template: output:1: unclosed action");
+        assert_eq!(
+            failed("go-template-file=/nonexistent/t.tmpl"),
+            "error reading --template /nonexistent/t.tmpl, open /nonexistent/t.tmpl: no such file or directory"
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum CliError {
     /// A request that cannot be made as asked (kubectl's wording where it has one).
     #[error("{0}")]
     Invalid(String),
+    /// Something kubectl does that this plugin does not reproduce (a usage error: exit 2 in every
+    /// command).
+    #[error("{0}")]
+    Unsupported(String),
     /// The API server answered with an error Status: kubectl's wording,
     /// `Error from server (NotFound): credentials.k0rdent.mirantis.com "x" not found`.
     #[error("Error from server ({reason}): {message}")]
@@ -46,6 +50,11 @@ impl CliError {
             CliError::Server { reason, .. } => reason == "NotFound",
             _ => false,
         }
+    }
+
+    /// A usage error (exit status 2 in every command, `list` too).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CliError::Unsupported(_))
     }
 
     /// A second line to print after the error, telling what to do.

@@ -9,6 +9,7 @@
 mod cli;
 mod cmd;
 mod error;
+mod gotemplate;
 mod jsonpath;
 mod provider;
 mod style;
@@ -97,8 +98,14 @@ fn main() -> ExitCode {
         Err(e) => {
             drop(out);
             report_error(&e);
-            // NotFound exits 1 in every command, as kubectl.
-            ExitCode::from(if e.is_not_found() { 1 } else { error_exit })
+            // NotFound exits 1 in every command, as kubectl; usage errors 2.
+            ExitCode::from(if e.is_not_found() {
+                1
+            } else if e.is_usage() {
+                EXIT_ERROR
+            } else {
+                error_exit
+            })
         }
     }
 }

@@ -727,19 +727,58 @@ fn list_from_a_directory_matches_kubectl_get_conventions() {
     assert_eq!(code(&o), 1);
     assert_eq!(stderr(&o), "Error from server (NotFound): credentials.k0rdent.mirantis.com \"nope\" not found\n");
     assert!(stdout(&o).contains("azure-cred "), "{}", stdout(&o));
-    // go-template (kubectl has it, this does not) is refused naming the formats that do the job.
-    let o = list(&["-o", "go-template={{.x}}"]);
-    assert_eq!(code(&o), 2);
-    assert!(
-        stderr(&o).contains("\"go-template\" is not supported") && stderr(&o).contains("-o custom-columns="),
-        "{}",
-        stderr(&o)
+    // go-template: Go's text/template over the List, as kubectl (the engine is checked against Go's
+    // own in the plugin's unit tests; kubectl itself in tests/tests/plugin_kubectl_grade_e2e.rs).
+    let o = list(&["-o", "go-template={{range .items}}{{.metadata.name}}={{.status.ready}}{{\"\\n\"}}{{end}}"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("aws-region1-cred=true\naws-region2-cred=true\n"), "{}", stdout(&o));
+    let o =
+        list(&["azure-cred", "-o", "template={{.spec.identityRef}} {{.metadata.missing}} {{len .status.conditions}}"]);
+    assert_eq!(
+        stdout(&o),
+        "map[apiVersion:infrastructure.cluster.x-k8s.io/v1beta1 kind:AzureClusterIdentity \
+         name:azure-cluster-identity namespace:kcm-system] <no value> 1"
     );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.tmpl");
+    std::fs::write(&file, "{{range .items}}{{if not .status.ready}}{{.metadata.name}}\n{{end}}{{end}}").unwrap();
+    let o = list(&["-o", &format!("go-template-file={}", file.display())]);
+    assert!(stdout(&o).starts_with("aws-bad-path-cred\naws-missing-identity-cred\n"), "{}", stdout(&o));
+    // kubectl's errors: exit 1; a failed execution keeps what was written and prints its debugging
+    // text to stdout.
+    let o = list(&["azure-cred", "-o", "go-template=x{{.metadata.name.x}}"]);
+    assert_eq!(code(&o), 1);
+    assert!(stdout(&o).starts_with("xError executing template: template: output:1:12: "), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: error executing template \"x{{.metadata.name.x}}\": template: output:1:12: executing \"output\" at \
+         <.metadata.name.x>: can't evaluate field x in type interface {}\n"
+    );
+    let o = list(&["-o", "go-template={{.x"]);
+    assert_eq!(
+        (code(&o), stderr(&o).as_str()),
+        (1, "error: error parsing template {{.x, template: output:1: unclosed action\n")
+    );
+    let o = list(&["-o", "go-template-file=/nonexistent.tmpl"]);
+    assert_eq!(code(&o), 1);
+    assert_eq!(
+        stderr(&o),
+        "error: error reading --template /nonexistent.tmpl, open /nonexistent.tmpl: no such file or directory\n"
+    );
+    // What is not reproduced is refused (exit 2), naming it and the formats that do the job.
+    for t in ["go-template={{define \"x\"}}{{end}}", "go-template={{printf \"%x\" 1}}", "template={{range 3}}{{end}}"] {
+        let o = list(&["-o", t]);
+        assert_eq!((code(&o), stdout(&o).as_str()), (2, ""), "{t}");
+        assert!(stderr(&o).contains("is not supported") && stderr(&o).contains("-o custom-columns="), "{}", stderr(&o));
+    }
     // Any other unknown format gets the list of those it has.
     let o = list(&["-o", "toml"]);
     assert_eq!(code(&o), 2);
     assert!(
-        stderr(&o).contains("allowed formats are: wide,json,yaml,name,jsonpath=,custom-columns="),
+        stderr(&o).contains(
+            "allowed formats are: wide,json,yaml,name,jsonpath=,custom-columns=,go-template=,go-template-file=,\
+             template=,templatefile="
+        ),
         "{}",
         stderr(&o)
     );

@@ -2,7 +2,8 @@
 //!
 //! Columns NAME READY REGION IDENTITY DISTRIBUTED AGE (`-A`: NAMESPACE first; `-o wide`: plus
 //! IDENTITY-API and DESCRIPTION), padded like cli-runtime's tabwriter; `-o json|yaml` (a List
-//! when several), `-o name`, `--no-headers`, `-l`, `-w`. One LIST request.
+//! when several), `-o name`, `-o jsonpath|custom-columns|go-template`, `--no-headers`, `-l`, `-w`.
+//! One LIST request.
 
 use std::io::Write;
 
@@ -14,8 +15,9 @@ use serde_json::{Value, json};
 
 use super::live::{self, Rest, RestError, credentials_path, encode};
 use super::{Exit, block_on, write_structured};
-use crate::cli::{ListArgs, ListFormat};
+use crate::cli::{ListArgs, ListFormat, go_template_refusal};
 use crate::error::CliError;
+use crate::gotemplate::{self, ExecError, GoTemplate};
 use crate::jsonpath::Template;
 use crate::style::clean;
 
@@ -31,6 +33,10 @@ pub fn run(args: &ListArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
     }
     if args.selector.is_some() && !args.names.is_empty() {
         return Err(CliError::Invalid("name cannot be provided when a selector is specified".to_string()));
+    }
+    // kubectl builds its printer before it asks the server: a bad template fails first.
+    if let Some(ListFormat::GoTemplate(Err(e))) = &args.output {
+        return Err(CliError::Invalid(e.clone()));
     }
     let names: Vec<String> = args.names.iter().map(|n| super::credential_name(n)).collect::<Result<_, _>>()?;
     let sort_by =
@@ -173,6 +179,10 @@ fn print(
             let text = if one { t.render(&items[0]) } else { t.render(&as_list()) };
             out.write_all(text.as_bytes())?;
         }
+        Some(ListFormat::GoTemplate(t)) => {
+            let t = t.as_ref().map_err(|e| CliError::Invalid(e.clone()))?;
+            go_template(t, &if one { items[0].clone() } else { as_list() }, out)?;
+        }
         Some(ListFormat::CustomColumns(columns)) => {
             let header: Vec<&str> = columns.iter().map(|(h, _)| h.as_str()).collect();
             let rows: Vec<Vec<String>> = items
@@ -209,6 +219,34 @@ fn print(
     }
     out.flush()?;
     Ok(items)
+}
+
+/// Prints `data` through a Go template as kubectl's GoTemplatePrinter does. When execution fails,
+/// kubectl leaves what was written, then prints what it had to stdout (to debug the template) and
+/// the error; anything this engine does not reproduce is refused before a byte is written.
+fn go_template(t: &GoTemplate, data: &Value, out: &mut dyn Write) -> Result<(), CliError> {
+    let run = t.execute(data);
+    match run.error {
+        None => out.write_all(run.output.as_bytes())?,
+        Some(ExecError::Unsupported(what)) => return Err(CliError::Unsupported(go_template_refusal(&what))),
+        Some(ExecError::Go(e)) => {
+            out.write_all(run.output.as_bytes())?;
+            write!(
+                out,
+                "Error executing template: {e}. Printing more information for debugging the template:\n\
+                 \ttemplate was:\n\t\t{}\n\traw data was:\n\t\t{}\n\tobject given to template engine was:\n\t\t{}\n\n",
+                t.source(),
+                gotemplate::go_json(data),
+                gotemplate::go_dump(data),
+            )?;
+            out.flush()?;
+            return Err(CliError::Invalid(format!(
+                "error executing template {}: {e}",
+                gotemplate::go_quote(t.source())
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `--sort-by` order: absent first, numbers by value, everything else by its printed text.
@@ -300,6 +338,10 @@ async fn watch(
                 }
                 Some(ListFormat::Name) => writeln!(out, "credential.k0rdent.mirantis.com/{}", clean(&key(&obj).1))?,
                 Some(ListFormat::JsonPath(t)) => out.write_all(t.render(&obj).as_bytes())?,
+                Some(ListFormat::GoTemplate(t)) => {
+                    let t = t.as_ref().map_err(|e| CliError::Invalid(e.clone()))?;
+                    go_template(t, &obj, out)?;
+                }
                 Some(ListFormat::CustomColumns(columns)) => {
                     let cells: Vec<String> = columns
                         .iter()
