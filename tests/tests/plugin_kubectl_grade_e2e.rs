@@ -1,7 +1,8 @@
 //! `kubectl credential` through real kubectl against a real kube-apiserver (`KubeCluster`): the
 //! three verdicts and their exit codes (a private Region is UNKNOWN, exit 3; a definite failure
 //! outranks it), kubectl get conventions of `list` on objects the apiserver stored (READY `<none>`
-//! before KCM writes a status, `-A` over `-n`, jsonpath, custom-columns, --sort-by, --show-labels,
+//! before KCM writes a status, `-A` over `-n`, jsonpath, custom-columns, go-template (the same
+//! output as `kubectl get` with the same template), --sort-by, --show-labels,
 //! `-o name` fed back as names), NotFound exit 1 with the namespace where the Credential is.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -222,9 +223,51 @@ async fn verdicts_exit_codes_and_get_conventions_on_a_real_apiserver() {
         let run = cli.kubectl(&["credential", "list", flag, "nope"]).await;
         assert_eq!((run.code, run.stderr.as_str()), (1, message), "{flag}: list exits 1 as kubectl get");
     }
-    // go-template is refused, naming the formats that do the job.
-    let run = cli.kubectl(&["credential", "list", "-o", "go-template={{.metadata.name}}"]).await;
-    assert_eq!(run.code, 2, "{run:?}");
+    // go-template: the same stdout, stderr and exit status as `kubectl get credentials` with the same
+    // template, over the objects the apiserver stored (a List for several, the object for one NAME).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ready.tmpl");
+    std::fs::write(&file, "{{range .items}}{{if .status.ready}}{{.metadata.name}}{{\"\\n\"}}{{end}}{{end}}").unwrap();
+    let file_format = format!("go-template-file={}", file.display());
+    let cases: &[&[&str]] = &[
+        &[
+            "-A",
+            "-o",
+            "go-template={{range .items}}{{.metadata.namespace}}/{{.metadata.name}} {{.status.ready}} {{.spec}}{{\"\\n\"}}{{end}}",
+        ],
+        &["-n", sys, "-l", "tier", "-o", "go-template={{.}}"],
+        &[
+            "private-cred",
+            "-n",
+            sys,
+            "-o",
+            "template={{.metadata.labels}} {{len .status.conditions}} {{index .status.conditions 0 \"type\"}} {{printf \"%-20s|%q\" .metadata.name .spec.region}} {{.metadata.missing}} {{print .status.nope}}",
+        ],
+        &[
+            "-n",
+            sys,
+            "-o",
+            "go-template={{range $i, $c := .items}}{{$i}}:{{with $c.status.conditions}}{{(index . 0).reason}}{{else}}none{{end}} {{end}}",
+        ],
+        &["-n", sys, "-o", &file_format],
+        &["private-cred", "-n", sys, "-o", "go-template=before {{.metadata.name.x}} after"],
+        &["-n", sys, "-o", "go-template={{range .items}}{{index .status.conditions 3}}{{end}}"],
+        &["-n", sys, "-o", "go-template={{.x"],
+        &["-n", sys, "-o", "go-template={{upper .kind}}"],
+        &["-n", sys, "-o", "go-template-file=/nonexistent/t.tmpl"],
+    ];
+    for args in cases {
+        let kubectl = cli.kubectl(&[&["get", "credentials"], *args].concat()).await;
+        let ours = cli.kubectl(&[&["credential", "get"], *args].concat()).await;
+        assert_eq!(
+            (ours.code, &ours.stdout, &ours.stderr),
+            (kubectl.code, &kubectl.stdout, &kubectl.stderr),
+            "kubectl credential get {args:?} differs from kubectl get credentials"
+        );
+    }
+    // A construct the plugin does not reproduce is refused (exit 2) before anything is printed.
+    let run = cli.kubectl(&["credential", "list", "-o", "go-template={{define \"x\"}}{{end}}"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
     assert!(run.stderr.contains("use -o jsonpath=TEMPLATE") && run.stderr.contains("custom-columns"), "{}", run.stderr);
     // --color exists only where there is colour.
     let run = cli.kubectl(&["credential", "list", "--color=always"]).await;

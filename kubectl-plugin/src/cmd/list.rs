@@ -150,7 +150,8 @@ fn print(
     if let Some(t) = sort_by {
         items.sort_by(|a, b| compare(t.values(a).first().copied(), t.values(b).first().copied()));
     }
-    if !args.show_managed_fields {
+    // Only the JSON and YAML printers drop managedFields in kubectl; templates and columns see them.
+    if !args.show_managed_fields && matches!(args.output, Some(ListFormat::Json | ListFormat::Yaml)) {
         for i in &mut items {
             if let Some(m) = i.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("managedFields");
