@@ -137,6 +137,7 @@ pub enum Command {
   # Names and readiness for a script
   kubectl credential list -o jsonpath='{range .items[*]}{.metadata.name}{\"\\t\"}{.status.ready}{\"\\n\"}{end}'
   kubectl credential list -o custom-columns=NAME:.metadata.name,REGION:.spec.region
+  kubectl credential list -o go-template='{{range .items}}{{.metadata.name}}{{\"\\n\"}}{{end}}'
 
   # From exported YAML files
   kubectl credential list --from ./estate -A"
