@@ -80,7 +80,6 @@ fn credential(name: &str) -> serde_json::Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails until one watch layer serves the index and the distributor (issue 16)"]
 async fn the_webhook_opens_one_watch_per_kind_per_cluster() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (region, mgmt) = tokio::join!(regional::start("r1", false), regional::start("mgmt", false));

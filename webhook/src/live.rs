@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::Index;
 use crate::distribution::{DistributionConfig, DistributionMetrics, Distributor, ModeControl};
+use crate::informer::Informers;
 use crate::metrics::Metrics;
 use crate::server::ReadinessDetail;
 
@@ -49,6 +50,8 @@ pub struct LiveWebhook {
     pub distributor: Option<Distributor>,
     /// The distribution mode in force.
     pub mode: Arc<ModeControl>,
+    /// The watch layer the index, the distributor and the mode control read.
+    pub informers: Arc<Informers>,
 }
 
 impl LiveWebhook {
@@ -86,10 +89,12 @@ pub async fn start(
         "distribution mode in force"
     );
     let mut config = options.distribution;
-    mode.watch(client.clone(), config.cluster_backoff, stop.clone());
+    // One watch layer for all three: each collection of each cluster is watched once.
+    let informers = config.informers(client);
+    mode.watch(&informers.management, stop.clone());
     config.mode = mode.handle();
     let system_namespace = config.system_namespace.clone();
-    let distributor = crate::distribution::start_for_serve_with(client.clone(), config, dmetrics, &metrics);
-    let index = crate::cache::live::start(client, &system_namespace, metrics, stop);
-    Ok(LiveWebhook { index, distributor: Some(distributor), mode })
+    let distributor = crate::distribution::start_for_serve_shared(informers.clone(), config, dmetrics, &metrics);
+    let index = crate::cache::live::start_with(&informers, &system_namespace, metrics, stop);
+    Ok(LiveWebhook { index, distributor: Some(distributor), mode, informers })
 }

@@ -14,8 +14,11 @@ use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+mod identities;
 pub mod limit;
 pub mod live;
+mod regions;
+mod secrets;
 
 /// The answer of a live read of one Secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,16 +240,18 @@ impl Index {
 
     /// Adds the key names of a Secret as `data: {key: ""}` (never values) when they were read at this
     /// resourceVersion; otherwise marks them unknown, so rules do not take a stale or unread list
-    /// for the truth.
-    fn with_secret_keys(&self, mut obj: Value) -> Value {
+    /// for the truth. Other objects are kept as they come, shared with the watch that delivered
+    /// them (one copy in memory).
+    fn with_secret_keys(&self, obj: Arc<Value>) -> Arc<Value> {
         let Some((group, kind, Some(ns), name)) = key_of(&obj) else { return obj };
-        if !(group.is_empty() && kind == "Secret") {
+        if !is_secret(&group, &kind) {
             return obj;
         }
+        let mut obj = Arc::unwrap_or_clone(obj);
         let keys = self.secret_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = keys.get(&(ns, name)).filter(|k| k.resource_version == resource_version(&obj));
         set_key_names(&mut obj, known.map(|k| k.keys.as_slice()));
-        obj
+        Arc::new(obj)
     }
 
     fn forget_secret_keys(&self, keep: impl Fn(&(String, String)) -> bool) {
@@ -255,6 +260,11 @@ impl Index {
 
     /// Adds or replaces one object.
     pub fn apply(&self, cluster: &Cluster, obj: Value) {
+        self.apply_shared(cluster, Arc::new(obj));
+    }
+
+    /// Adds or replaces one object as a watch shares it.
+    pub fn apply_shared(&self, cluster: &Cluster, obj: Arc<Value>) {
         let obj = self.with_secret_keys(obj);
         let Some(key) = key_of(&obj) else { return };
         let mut clusters = self.write();
@@ -263,7 +273,7 @@ impl Index {
             state.crds.insert(key.3.clone(), crd_serves(&obj));
             state.rebuild_served();
         }
-        state.put(key, Arc::new(obj));
+        state.put(key, obj);
     }
 
     /// Removes one object (identified by its apiVersion/kind/metadata).
@@ -283,7 +293,12 @@ impl Index {
 
     /// Replaces every object of one group+kind in a cluster (after a watcher's initial list).
     pub fn replace_all(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Value>) {
-        let objs: Vec<(Key, Value)> =
+        self.replace_all_shared(cluster, group, kind, objs.into_iter().map(Arc::new).collect());
+    }
+
+    /// [`Index::replace_all`] with objects as a watch shares them.
+    pub fn replace_all_shared(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Arc<Value>>) {
+        let objs: Vec<(Key, Arc<Value>)> =
             objs.into_iter().map(|o| self.with_secret_keys(o)).filter_map(|o| Some((key_of(&o)?, o))).collect();
         if *cluster == Cluster::Management && is_secret(group, kind) {
             // Deletions missed while the watch was down: keep key names only of listed Secrets.
@@ -302,7 +317,7 @@ impl Index {
             if crd {
                 state.crds.insert(key.3.clone(), crd_serves(&obj));
             }
-            state.put(key, Arc::new(obj));
+            state.put(key, obj);
         }
         if crd {
             state.rebuild_served();
@@ -321,7 +336,7 @@ impl Index {
         let key: Key = (String::new(), "Secret".into(), Some(namespace.to_string()), name.to_string());
         let existing = self.read().get(&Cluster::Management).and_then(|s| s.objects.get(&key).cloned());
         if let Some(obj) = existing {
-            self.apply(&Cluster::Management, (*obj).clone());
+            self.apply_shared(&Cluster::Management, obj);
         }
     }
 
@@ -458,7 +473,7 @@ impl ServingEstate for Index {
     fn read_secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, LiveRead> {
         Box::pin(async move {
             match self.live.get() {
-                Some(client) => live::read_secret_keys(client, self, namespace, name).await,
+                Some(client) => secrets::read_secret_keys(client, self, namespace, name).await,
                 None => LiveRead::Unavailable,
             }
         })
@@ -467,7 +482,7 @@ impl ServingEstate for Index {
     fn read_object<'a>(&'a self, gvk: &'a Gvk, namespace: Option<&'a str>, name: &'a str) -> BoxFuture<'a, LiveRead> {
         Box::pin(async move {
             match self.live.get() {
-                Some(client) => live::read_k0rdent_object(client, gvk, namespace, name).await,
+                Some(client) => secrets::read_k0rdent_object(client, gvk, namespace, name).await,
                 None => LiveRead::Unavailable,
             }
         })

@@ -8,16 +8,10 @@ use credential_core::distribution::{Mode, ORPHANED_COPIES, OrphanOwner, OrphanRe
 use credential_core::estate::Cluster;
 use credential_core::gvk::Gvk;
 use credential_core::identity::{self, ObjectKey, Plan, PlanProblem};
-use credential_core::kubeconfig::{UntrustedKubeconfig, parse_untrusted};
 use credential_core::model::labels;
 use json_patch::Patch as JsonPatch;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::PartialObjectMeta;
-use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
 use super::DistributionConfig;
 use super::cluster::{ClusterConn, OnCopyEvent, classify, known_resource, to_value};
@@ -27,7 +21,7 @@ use super::estate::{FetchedEstate, Miss, SourceVersions};
 use super::metrics::DistributionMetrics;
 use super::queue::WorkQueue;
 use super::status::{DesiredCondition, EventType, REASON_DISTRIBUTED, apply_condition, publish_event};
-use super::watch::{WatchItem, spawn_watch};
+use crate::informer::{Event, Informers, RegionalError, Subscription, Trim, WatchFailure, WatchSpec};
 
 #[path = "trigger.rs"]
 mod trigger;
@@ -156,13 +150,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Engine {
     pub config: DistributionConfig,
     pub mgmt: kube::Client,
+    /// The watch layer shared with the admission index.
+    pub informers: Arc<Informers>,
     pub mgmt_conn: Arc<ClusterConn>,
     pub queue: Arc<WorkQueue<CredentialKey>>,
     pub metrics: DistributionMetrics,
     /// One slot per Region, filled on first use: a slow build holds up only that Region's
     /// callers, never the map (nor other Regions).
     regions: Mutex<HashMap<String, RegionSlot>>,
-    /// Regions as last seen by the Region watch.
+    /// Regions as the Region watch last handed them to this term (shared with the watch's store,
+    /// not copies): what a change is compared against.
     pub region_objects: RwLock<HashMap<String, Arc<Value>>>,
     health: Mutex<HashMap<Cluster, Health>>,
     failures: Mutex<HashMap<CredentialKey, u32>>,
@@ -175,7 +172,7 @@ pub struct Engine {
     /// the Secret's resourceVersion then.
     kubeconfigs: Mutex<HashMap<(String, String), Vec<RegionBuild>>>,
     /// Metadata watches on source objects in the management cluster.
-    source_watches: Mutex<HashMap<WatchKey, JoinHandle<()>>>,
+    source_watches: Mutex<HashMap<WatchKey, Subscription>>,
     /// Source watches the API server refuses (403); each was reported once.
     forbidden: Mutex<BTreeSet<WatchKey>>,
     /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
@@ -192,21 +189,14 @@ pub struct Engine {
     me: Weak<Engine>,
 }
 
-impl Drop for Engine {
-    fn drop(&mut self) {
-        for (_, t) in lock(&self.source_watches).drain() {
-            t.abort();
-        }
-    }
-}
-
 impl Engine {
     pub fn new(
         config: DistributionConfig,
-        mgmt: kube::Client,
+        informers: Arc<Informers>,
         queue: Arc<WorkQueue<CredentialKey>>,
         metrics: DistributionMetrics,
     ) -> Arc<Self> {
+        let mgmt = informers.client().clone();
         Arc::new_cyclic(|me: &Weak<Engine>| {
             let weak = me.clone();
             // A cluster's ProviderInterfaces were listed or changed: it answers, and its
@@ -230,15 +220,15 @@ impl Engine {
             let mgmt_conn = ClusterConn::new(
                 Cluster::Management,
                 mgmt.clone(),
-                mgmt.clone(),
+                Arc::clone(&informers.management),
                 None,
                 config.per_cluster_concurrency,
-                config.cluster_backoff,
                 Arc::clone(&on_pis),
             );
             Engine {
                 config,
                 mgmt,
+                informers,
                 mgmt_conn,
                 queue,
                 metrics,
@@ -325,13 +315,16 @@ impl Engine {
     pub async fn drop_region(&self, region: &str) {
         let slot = lock(&self.regions).remove(region);
         if let Some(conn) = slot.as_ref().and_then(|s| s.get())
-            && let Some((secret, _)) = &conn.kubeconfig
+            && let Some(regional) = &conn.regional
         {
+            // Rebuilt from a fresh read of the Secret by whoever connects next.
+            self.informers.regions.forget(region, regional);
+            let secret = (regional.source.namespace.clone(), regional.source.name.clone());
             let mut kcs = lock(&self.kubeconfigs);
-            if let Some(list) = kcs.get_mut(secret) {
+            if let Some(list) = kcs.get_mut(&secret) {
                 list.retain(|(r, _)| r != region);
                 if list.is_empty() {
-                    kcs.remove(secret);
+                    kcs.remove(&secret);
                 }
             }
         }
@@ -340,9 +333,10 @@ impl Engine {
     // ---- watch handlers --------------------------------------------------------------------
 
     /// A Credential event from the management cluster.
-    pub fn on_credential(&self, obj: &DynamicObject, deleted: bool) {
-        let Some(name) = obj.metadata.name.clone() else { return };
-        let key = CredentialKey { namespace: obj.metadata.namespace.clone().unwrap_or_default(), name };
+    pub fn on_credential(&self, value: &Value, deleted: bool) {
+        let meta = |f: &str| value.pointer(&format!("/metadata/{f}")).and_then(Value::as_str);
+        let Some(name) = meta("name").map(str::to_string) else { return };
+        let key = CredentialKey { namespace: meta("namespace").unwrap_or_default().to_string(), name };
         if deleted {
             lock(&self.seen).remove(&key);
             if lock(&self.footprints).contains_key(&key) {
@@ -350,10 +344,8 @@ impl Engine {
             }
             return;
         }
-        let value = to_value(obj);
-        let seen = Seen::of(&value);
-        let ours =
-            obj.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER));
+        let seen = Seen::of(value);
+        let ours = seen.ours;
         let relevant = seen.target.is_some() || ours || lock(&self.footprints).contains_key(&key);
         let changed = lock(&self.seen).insert(key.clone(), seen.clone()) != Some(seen);
         if relevant && changed {
@@ -362,9 +354,9 @@ impl Engine {
     }
 
     /// A Region event from the management cluster.
-    pub fn on_region(&self, obj: &DynamicObject, deleted: bool, initial: bool) {
-        let Some(name) = obj.metadata.name.clone() else { return };
-        let value = Arc::new(to_value(obj));
+    pub fn on_region(&self, value: &Arc<Value>, deleted: bool, initial: bool) {
+        let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) else { return };
+        let value = Arc::clone(value);
         let previous = {
             let mut regions = self.region_objects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             if deleted { regions.remove(&name) } else { regions.insert(name.clone(), Arc::clone(&value)) }
@@ -391,10 +383,11 @@ impl Engine {
     }
 
     /// A metadata event of a source kind (or of any Secret) in the management cluster.
-    pub fn on_source(&self, gvk: &Gvk, meta: &PartialObjectMeta<DynamicObject>, deleted: bool) {
-        let Some(name) = meta.metadata.name.as_deref() else { return };
-        let namespace = meta.metadata.namespace.as_deref().filter(|n| !n.is_empty());
-        let rv = meta.metadata.resource_version.clone().unwrap_or_default();
+    pub fn on_source(&self, gvk: &Gvk, object: &Value, deleted: bool) {
+        let meta = |f: &str| object.pointer(&format!("/metadata/{f}")).and_then(Value::as_str);
+        let Some(name) = meta("name") else { return };
+        let namespace = meta("namespace").filter(|n| !n.is_empty());
+        let rv = meta("resourceVersion").unwrap_or_default().to_string();
         let key = source_key(gvk, namespace, name);
         let users = self.credentials_using(&key);
         if !users.is_empty() {
@@ -453,40 +446,39 @@ impl Engine {
             return;
         }
         let Some((ar, _)) = self.mgmt_conn.cached_resource(gvk) else { return };
-        let Some(me) = self.me.upgrade() else { return };
-        let weak = Arc::downgrade(&me);
-        drop(me);
-        // Only non-core kinds reach the cluster-wide arm (see `watch_key`).
-        let identity_kind_ar = &ar;
-        let api: Api<PartialObjectMeta<DynamicObject>> = match &wkey.2 {
-            Some(ns) => Api::namespaced_with(self.mgmt.clone(), ns, &ar),
-            None => Api::all_with(self.mgmt.clone(), identity_kind_ar),
-        };
-        let gvk = gvk.clone();
-        let key = wkey.clone();
-        let task = spawn_watch(api, watcher::Config::default(), self.config.cluster_backoff, move |item| {
-            let Some(engine) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, .. } => engine.on_source(&gvk, &obj, false),
-                WatchItem::Delete(obj) => engine.on_source(&gvk, &obj, true),
-                WatchItem::Error(e) => engine.source_watch_failed(&key, &e),
-                WatchItem::InitDone => engine.source_watch_ok(&key),
-                WatchItem::Init => {}
-            }
-        });
-        match lock(&self.source_watches).entry(wkey) {
-            std::collections::hash_map::Entry::Occupied(_) => task.abort(), // raced with another worker
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(task);
-            }
+        // Only non-core kinds are watched cluster-wide (see `watch_key`).
+        let mut spec = WatchSpec::new(&ar, None, Trim::Meta);
+        if let Some(ns) = &wkey.2 {
+            spec = spec.in_namespace(ns);
         }
+        let weak = self.me.clone();
+        let (gvk, key) = (gvk.clone(), wkey.clone());
+        let subscription = self.informers.management.subscribe(
+            &spec,
+            Box::new(move |event| {
+                let Some(engine) = weak.upgrade() else { return };
+                match event {
+                    Event::Listed(objects) => {
+                        engine.source_watch_ok(&key);
+                        for o in *objects {
+                            engine.on_source(&gvk, o, false);
+                        }
+                    }
+                    Event::Applied(o) => engine.on_source(&gvk, o, false),
+                    Event::Deleted(o) => engine.on_source(&gvk, o, true),
+                    Event::Failed(e) => engine.source_watch_failed(&key, e),
+                }
+            }),
+        );
+        // Raced with another worker: the second subscription goes (it shares the one watch).
+        lock(&self.source_watches).entry(wkey).or_insert(subscription);
     }
 
     /// A source watch failed (it retries with backoff). A 403 is reported once, at warn, with
     /// the grant that fixes it; the Credentials it concerns are re-checked so their condition
     /// says so too. The resync keeps them converging meanwhile.
-    fn source_watch_failed(&self, key: &WatchKey, e: &super::watch::WatchFailure) {
-        if !e.forbidden {
+    fn source_watch_failed(&self, key: &WatchKey, e: &WatchFailure) {
+        if !e.forbidden() {
             tracing::debug!(kind = %key.1, namespace = ?key.2, error = %e, "source watch retrying");
             return;
         }
@@ -833,6 +825,13 @@ impl Engine {
         if let Some(r) = self.region_objects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(region) {
             return Ok(Arc::clone(r));
         }
+        let listed = WatchSpec::known(&Gvk::region(), Trim::Common)
+            .and_then(|spec| self.informers.management.get(&spec, None, region));
+        match listed {
+            Some(Some(r)) => return Ok(r),
+            Some(None) => return Err(DistributionError::RegionNotFound { region: region.to_string() }),
+            None => {}
+        }
         let (region_ar, _) = known_resource(&Gvk::region())
             .unwrap_or_else(|| (kube::api::ApiResource::from_gvk(&super::cluster::to_kube_gvk(&Gvk::region())), false));
         let api: Api<DynamicObject> = Api::all_with(self.mgmt.clone(), &region_ar);
@@ -858,67 +857,28 @@ impl Engine {
     async fn build_connection(&self, target: &Cluster) -> Result<Arc<ClusterConn>, DistributionError> {
         let Cluster::Region(region) = target else { return Ok(Arc::clone(&self.mgmt_conn)) };
         let region_obj = self.region_object(region).await?;
-        let credential_core::kubeconfig::KubeconfigRef { namespace: ns, name, key } =
-            credential_core::kubeconfig::region_kubeconfig_ref_of(&region_obj, &self.config.system_namespace)?;
+        let source = credential_core::kubeconfig::region_kubeconfig_ref_of(&region_obj, &self.config.system_namespace)?;
+        let (ns, name) = (source.namespace.clone(), source.name.clone());
         // A ClusterDeployment Region's kubeconfig lives in the ClusterDeployment's namespace:
         // watched there (the system namespace is watched from the start), so a change rebuilds
         // the client.
         self.ensure_source_watch(&Gvk::secret(), Some(&ns));
-        let secrets: Api<Secret> = Api::namespaced(self.mgmt.clone(), &ns);
-        let bad = |detail: String| DistributionError::RegionKubeconfig { region: region.clone(), detail };
-        let secret = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| match e {
-                // A decoding error could quote the Secret's content: name the object only.
-                kube::Error::SerdeError(_) => bad(format!("kubeconfig Secret {ns}/{name} could not be decoded")),
-                e => DistributionError::api(format!("read kubeconfig Secret {ns}/{name} of Region {region}"), e),
-            })?
-            .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} does not exist; create it with key {key:?}")))?;
-        let bytes = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&key))
-            .ok_or_else(|| bad(format!("kubeconfig Secret {ns}/{name} has no key {key:?}")))?;
-        let text = std::str::from_utf8(&bytes.0)
-            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not UTF-8 text")))?;
-        // Checked before any client exists: the Secret's writer must not make this pod run a command
-        // or send its files (the ServiceAccount token) anywhere. The client is built from the checked
-        // value. Syntax errors name a line, never the text (it holds credentials).
-        let checked = parse_untrusted(text, &format!("Secret {ns}/{name}[{key}]")).map_err(|e| match e {
-            UntrustedKubeconfig::Syntax(_) => {
-                bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig (YAML)"))
+        let regional = self.informers.regions.connect(region, &source).await.map_err(|e| match e {
+            RegionalError::Read { source, .. } => {
+                DistributionError::api(format!("read kubeconfig Secret {ns}/{name} of Region {region}"), source)
             }
-            e => bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is rejected: {e}")),
+            e => DistributionError::RegionKubeconfig { region: region.clone(), detail: e.to_string() },
         })?;
-        let kubeconfig: Kubeconfig = serde_json::from_value(checked)
-            .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{name} is not a valid kubeconfig")))?;
-        let mut cfg = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{name} key {key:?} is unusable: {e}")))?;
-        cfg.connect_timeout = Some(self.config.connect_timeout);
-        // Two clients. Requests time out (a cluster that accepts the connection and never answers
-        // is unreachable, not a hang holding a worker and a permit); the timeout counts from the
-        // request, not from when a pooled connection went idle. Watches stay quiet for minutes:
-        // their client only catches a list or watch that never gets an answer.
-        let mut watch_cfg = cfg.clone();
-        watch_cfg.read_timeout = Some(super::WATCH_READ_TIMEOUT);
-        watch_cfg.reset_reader_on_write = true;
-        cfg.read_timeout = Some(self.config.request_timeout);
-        cfg.reset_reader_on_write = true;
-        let watch_client = kube::Client::try_from(watch_cfg)
-            .map_err(|e| bad(format!("no client from the kubeconfig in Secret {ns}/{name}: {e}")))?;
-        let client = kube::Client::try_from(cfg)
-            .map_err(|e| bad(format!("no client from the kubeconfig in Secret {ns}/{name}: {e}")))?;
-        let rv = secret.metadata.resource_version.clone();
-        lock(&self.kubeconfigs).entry((ns.clone(), name.clone())).or_default().push((region.clone(), rv.clone()));
+        lock(&self.kubeconfigs)
+            .entry((ns, name))
+            .or_default()
+            .push((region.clone(), Some(regional.secret_version.clone())));
         let conn = ClusterConn::new(
             target.clone(),
-            client,
-            watch_client,
-            Some(((ns, name), rv)),
+            regional.client.clone(),
+            Arc::clone(&regional.watches),
+            Some(regional),
             self.config.per_cluster_concurrency,
-            self.config.cluster_backoff,
             Arc::clone(&self.on_pis),
         );
         Ok(conn)

@@ -33,7 +33,6 @@ mod metrics;
 pub mod mode;
 mod queue;
 mod status;
-mod watch;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -41,8 +40,6 @@ use std::time::Duration;
 use credential_core::gvk::Gvk;
 use credential_core::identity;
 use credential_core::rules::Operation;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::watcher;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -55,9 +52,9 @@ pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
 pub use status::{DesiredCondition, apply_condition};
 
+use crate::informer::{ClientTimeouts, Event, Informers, Trim, WatchSpec};
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 use engine::Engine;
-use watch::{WatchItem, spawn_watch};
 
 /// Settings of the distributor (flags of `credential-webhook` map onto these).
 #[derive(Debug, Clone)]
@@ -125,10 +122,20 @@ impl Default for DistributionConfig {
     }
 }
 
-/// Read timeout of clients that watch: longer than a quiet watch lasts (the watcher asks the
-/// server to end it after 290 s and reconnects itself 5 s after that), so it only catches a list
-/// or watch request that never gets an answer.
-pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+pub use crate::informer::WATCH_READ_TIMEOUT;
+
+impl DistributionConfig {
+    /// The timeouts of regional clients these settings ask for.
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts { connect: self.connect_timeout, request: self.request_timeout }
+    }
+
+    /// A watch layer of its own for the management cluster `mgmt` (a distributor without the
+    /// admission index: tests, tools).
+    pub fn informers(&self, mgmt: kube::Client) -> Arc<Informers> {
+        Informers::new(mgmt, self.client_timeouts(), self.cluster_backoff)
+    }
+}
 
 /// A running distributor. Dropping it does not stop it: call [`Distributor::shutdown`].
 pub struct Distributor {
@@ -156,9 +163,19 @@ impl Distributor {
         mgmt: kube::Client,
         metrics: DistributionMetrics,
     ) -> Distributor {
+        let informers = config.informers(mgmt);
+        Self::start_shared(config, informers, metrics)
+    }
+
+    /// Starts distributing through the watch layer `informers` (shared with the admission index).
+    pub fn start_shared(
+        config: DistributionConfig,
+        informers: Arc<Informers>,
+        metrics: DistributionMetrics,
+    ) -> Distributor {
         let handle = DistributorHandle { current: Arc::default(), metrics };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_terms(config, mgmt, handle.clone(), shutdown.clone()));
+        let task = tokio::spawn(run_terms(config, informers, handle.clone(), shutdown.clone()));
         Distributor { handle, shutdown, task }
     }
 
@@ -209,8 +226,19 @@ pub fn start_for_serve_with(
     distribution: DistributionMetrics,
     metrics: &crate::metrics::Metrics,
 ) -> Distributor {
+    let informers = config.informers(mgmt);
+    start_for_serve_shared(informers, config, distribution, metrics)
+}
+
+/// [`start_for_serve_with`] through the watch layer `informers` the admission index reads too.
+pub fn start_for_serve_shared(
+    informers: Arc<Informers>,
+    config: DistributionConfig,
+    distribution: DistributionMetrics,
+    metrics: &crate::metrics::Metrics,
+) -> Distributor {
     let mode = config.mode.current();
-    let d = Distributor::start_with_metrics(config, mgmt, distribution);
+    let d = Distributor::start_shared(config, informers, distribution);
     metrics.register_with(|r| d.metrics().register(r));
     tracing::info!(mode = %mode.mode(), "identity distribution running (leader election through a Lease)");
     d
@@ -224,7 +252,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let handle = DistributorHandle { current: Arc::default(), metrics };
-    run_terms(config, mgmt, handle, shutdown).await;
+    let informers = config.informers(mgmt);
+    run_terms(config, informers, handle, shutdown).await;
 }
 
 impl DistributorHandle {
@@ -295,10 +324,11 @@ impl Drop for AbortOnDrop {
 
 async fn run_terms(
     config: DistributionConfig,
-    mgmt: kube::Client,
+    informers: Arc<Informers>,
     handle: DistributorHandle,
     shutdown: CancellationToken,
 ) {
+    let mgmt = informers.client().clone();
     loop {
         let tenure = match &config.leader_election {
             Some(le) => match leader::acquire(&mgmt, le, &config.instance, &shutdown).await {
@@ -311,7 +341,7 @@ async fn run_terms(
         let holder = config.leader_election.clone().zip(tenure.clone()).map(|(le, tenure)| {
             AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone(), tenure)))
         });
-        run_term(&config, &mgmt, &handle, &term, tenure.as_ref()).await;
+        run_term(&config, &informers, &handle, &term, tenure.as_ref()).await;
         drop(holder);
         if shutdown.is_cancelled() {
             if let Some(le) = &config.leader_election {
@@ -325,42 +355,48 @@ async fn run_terms(
 /// One leadership term: fresh state, watches and workers until `term` is cancelled.
 async fn run_term(
     config: &DistributionConfig,
-    mgmt: &kube::Client,
+    informers: &Arc<Informers>,
     handle: &DistributorHandle,
     term: &CancellationToken,
     tenure: Option<&leader::Tenure>,
 ) {
+    let mgmt = informers.client();
     let queue = queue::WorkQueue::new();
-    let engine = Engine::new(config.clone(), mgmt.clone(), Arc::clone(&queue), handle.metrics.clone());
+    let engine = Engine::new(config.clone(), Arc::clone(informers), Arc::clone(&queue), handle.metrics.clone());
     handle.set_engine(Some(Arc::clone(&engine)));
     let mut watches = Vec::new();
-    let backoff = config.cluster_backoff;
+    let mut subscriptions = Vec::new();
 
+    // Credentials and Regions from the shared watches: a new term is handed both as listed.
     let weak = Arc::downgrade(&engine);
-    if let Some((credential_ar, _)) = cluster::known_resource(&Gvk::credential()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &credential_ar);
-        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
-            let Some(e) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, .. } => e.on_credential(&obj, false),
-                WatchItem::Delete(obj) => e.on_credential(&obj, true),
-                WatchItem::Error(err) => tracing::warn!(error = %err, "Credential watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
-            }
-        })));
+    if let Some(spec) = WatchSpec::known(&Gvk::credential(), Trim::Common) {
+        subscriptions.push(informers.management.subscribe(
+            &spec,
+            Box::new(move |event| {
+                let Some(e) = weak.upgrade() else { return };
+                match event {
+                    Event::Listed(objects) => objects.iter().for_each(|o| e.on_credential(o, false)),
+                    Event::Applied(o) => e.on_credential(o, false),
+                    Event::Deleted(o) => e.on_credential(o, true),
+                    Event::Failed(err) => tracing::warn!(error = %err, "Credential watch retrying"),
+                }
+            }),
+        ));
     }
     let weak = Arc::downgrade(&engine);
-    if let Some((region_ar, _)) = cluster::known_resource(&Gvk::region()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &region_ar);
-        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
-            let Some(e) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, initial } => e.on_region(&obj, false, initial),
-                WatchItem::Delete(obj) => e.on_region(&obj, true, false),
-                WatchItem::Error(err) => tracing::warn!(error = %err, "Region watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
-            }
-        })));
+    if let Some(spec) = WatchSpec::known(&Gvk::region(), Trim::Common) {
+        subscriptions.push(informers.management.subscribe(
+            &spec,
+            Box::new(move |event| {
+                let Some(e) = weak.upgrade() else { return };
+                match event {
+                    Event::Listed(objects) => objects.iter().for_each(|o| e.on_region(o, false, true)),
+                    Event::Applied(o) => e.on_region(o, false, false),
+                    Event::Deleted(o) => e.on_region(o, true, false),
+                    Event::Failed(err) => tracing::warn!(error = %err, "Region watch retrying"),
+                }
+            }),
+        ));
     }
     // Secrets, metadata only, in the system namespace (rotated identity Secrets, changed Region
     // kubeconfigs): the only namespace RBAC grants. Secrets elsewhere (an Azure identity's in its
@@ -409,6 +445,7 @@ async fn run_term(
     term.cancelled().await;
     handle.set_engine(None);
     queue.close();
+    drop(subscriptions);
     drop(watches);
     // Workers finish the Credential in hand; a stuck one is aborted after a grace period, and
     // never later than our leadership lasts (at once when it was lost): no writes once another
