@@ -30,10 +30,7 @@ impl LiveOptions {
         LiveOptions {
             mode: ModeSetting::Auto,
             force_write_mode: false,
-            distribution: crate::distribution::serve_config(
-                system_namespace,
-                DistributionConfig::default().release_timeout,
-            ),
+            distribution: crate::distribution::serve_config(system_namespace),
         }
     }
 

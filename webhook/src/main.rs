@@ -101,10 +101,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
-            let mut options = LiveOptions::new(&args.system_namespace);
-            options.mode = setting;
-            options.force_write_mode = args.force_write_mode;
-            options.distribution.release_timeout = args.release_timeout;
+            let options = LiveOptions {
+                mode: setting,
+                force_write_mode: args.force_write_mode,
+                distribution: args.distribution_config(),
+            };
             let live = credential_webhook::live::start(client, options, metrics.clone(), shutdown.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -43,7 +43,7 @@ pub struct ClusterConn {
     /// Regional clusters: the clients and watches shared with the admission index, and the
     /// kubeconfig Secret they were built from; a change rebuilds the connection.
     pub regional: Option<Arc<RegionalCluster>>,
-    /// Bounds concurrent convergences against this cluster.
+    /// Bounds concurrent reconciles against this cluster.
     pub permits: Arc<Semaphore>,
     resources: Mutex<HashMap<Gvk, (ApiResource, bool)>>,
     namespaces: Mutex<HashSet<String>>,

@@ -15,7 +15,7 @@
 //!   its kubeconfig Secret changes), plus a slow resync. Secrets are watched one namespace at a
 //!   time (the system namespace always, others when a plan uses them), never cluster-wide: RBAC
 //!   grants them per namespace. A watch refused with 403 is reported once and the resync covers it.
-//! - One convergence: read the Credential; plan with the core planner over an estate fetched on
+//! - One reconcile: read the Credential; plan with the core planner over an estate fetched on
 //!   demand (each source object read once); server-side apply each copy under one field manager
 //!   (force only on objects already ours), never writing an object that lacks the managed label;
 //!   record ownership in the owners annotation; report the `ClusterIdentitiesDistributed`
@@ -32,6 +32,7 @@ pub mod leader;
 mod metrics;
 pub mod mode;
 mod queue;
+pub mod reason;
 mod status;
 
 use std::sync::{Arc, RwLock};
@@ -44,12 +45,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use credential_core::distribution::ORPHANED_COPIES;
-pub use engine::{CredentialKey, REASON_OFF, problem_reason};
+pub use engine::CredentialKey;
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
+pub use reason::Reason;
 pub use status::{DesiredCondition, apply_condition};
 
 use crate::informer::{ClientTimeouts, Event, Informers, Trim, WatchSpec};
@@ -61,17 +63,17 @@ use engine::Engine;
 pub struct DistributionConfig {
     /// KCM's namespace: Region kubeconfig Secrets, default namespace of references.
     pub system_namespace: String,
-    /// Credentials converged at once, overall.
+    /// Credentials reconciled at once, overall.
     pub workers: usize,
-    /// Credentials converged at once against one target cluster.
+    /// Credentials reconciled at once against one target cluster.
     pub per_cluster_concurrency: usize,
     /// Every Credential is re-checked this often even without events (a safety net).
     pub resync_period: Duration,
-    /// Retry delay of a Credential that did not converge.
+    /// Retry delay of a Credential that did not reconcile.
     pub credential_backoff: Backoff,
     /// Retry delay of an unreachable target cluster (and of its watches).
     pub cluster_backoff: Backoff,
-    /// How long a convergence waits for a cluster's first ProviderInterface list.
+    /// How long a reconcile waits for a cluster's first ProviderInterface list.
     pub cluster_timeout: Duration,
     /// TCP connect timeout of regional clients.
     pub connect_timeout: Duration,
@@ -80,9 +82,9 @@ pub struct DistributionConfig {
     /// a worker and the cluster's permit forever. Watches use a separate client (see
     /// [`WATCH_READ_TIMEOUT`]).
     pub request_timeout: Duration,
-    /// Longest time one convergence may take, permits and management requests included; past it
+    /// Longest time one reconcile may take, permits and management requests included; past it
     /// the target cluster is treated as unreachable (backoff, `ClusterUnreachable`).
-    pub convergence_timeout: Duration,
+    pub reconcile_timeout: Duration,
     /// How long a deleting Credential's release may keep failing (its Region gone, unreachable or
     /// unreadable) before the finalizer is removed anyway, with a Warning Event, a metric and a
     /// record of what may remain where. A Credential is never held forever.
@@ -98,10 +100,11 @@ pub struct DistributionConfig {
 }
 
 impl Default for DistributionConfig {
+    /// Reads nothing from the environment: `credential-webhook serve` sets the instance and the
+    /// Lease namespace from its flags (`--instance`, `--lease-namespace`; the Deployment passes the
+    /// pod's name and namespace).
     fn default() -> Self {
-        let instance = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| format!("credential-webhook-{}", std::process::id()));
+        let instance = format!("credential-webhook-{}", std::process::id());
         DistributionConfig {
             system_namespace: credential_core::DEFAULT_SYSTEM_NAMESPACE.to_string(),
             workers: 16,
@@ -112,7 +115,7 @@ impl Default for DistributionConfig {
             cluster_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            convergence_timeout: Duration::from_secs(120),
+            reconcile_timeout: Duration::from_secs(120),
             release_timeout: Duration::from_secs(300),
             leader_election: Some(LeaderElection::default()),
             instance,
@@ -175,7 +178,7 @@ impl Distributor {
     ) -> Distributor {
         let handle = DistributorHandle { current: Arc::default(), metrics };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_terms(config, informers, handle.clone(), shutdown.clone()));
+        let task = tokio::spawn(run_elections(config, informers, handle.clone(), shutdown.clone()));
         Distributor { handle, shutdown, task }
     }
 
@@ -193,28 +196,24 @@ impl Distributor {
         let _ = self.task.await;
     }
 
-    /// Stops at once, mid-convergence (what a crash looks like to the clusters).
+    /// Stops at once, mid-reconcile (what a crash looks like to the clusters).
     pub fn abort(self) {
         self.handle.set_engine(None);
         self.task.abort();
     }
 }
 
-/// Starts distribution for `credential-webhook serve` with the default release timeout.
+/// Starts distribution for `credential-webhook serve` with the default settings.
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    let config = serve_config(system_namespace, DistributionConfig::default().release_timeout);
-    start_for_serve_with(mgmt, config, DistributionMetrics::default(), metrics)
+    start_for_serve_with(mgmt, serve_config(system_namespace), DistributionMetrics::default(), metrics)
 }
 
-/// The distributor settings of `credential-webhook serve`: the system namespace, the release
-/// timeout, and leader election through a Lease in the pod's namespace.
-pub fn serve_config(system_namespace: &str, release_timeout: Duration) -> DistributionConfig {
-    let lease_namespace =
-        std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| system_namespace.to_string());
+/// The distributor settings of `credential-webhook serve`: the system namespace, and leader
+/// election through a Lease in that namespace (`--lease-namespace` moves it).
+pub fn serve_config(system_namespace: &str) -> DistributionConfig {
     DistributionConfig {
         system_namespace: system_namespace.to_string(),
-        release_timeout,
-        leader_election: Some(LeaderElection { namespace: lease_namespace, ..LeaderElection::default() }),
+        leader_election: Some(LeaderElection { namespace: system_namespace.to_string(), ..LeaderElection::default() }),
         ..DistributionConfig::default()
     }
 }
@@ -253,7 +252,7 @@ pub async fn run(
 ) {
     let handle = DistributorHandle { current: Arc::default(), metrics };
     let informers = config.informers(mgmt);
-    run_terms(config, informers, handle, shutdown).await;
+    run_elections(config, informers, handle, shutdown).await;
 }
 
 impl DistributorHandle {
@@ -270,7 +269,7 @@ impl DistributorHandle {
         self.engine().is_some()
     }
 
-    /// Queues a Credential for convergence; `false` when this replica is not distributing.
+    /// Queues a Credential for reconcile; `false` when this replica is not distributing.
     pub fn enqueue(&self, namespace: &str, name: &str) -> bool {
         match self.engine() {
             Some(e) => {
@@ -322,7 +321,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
-async fn run_terms(
+async fn run_elections(
     config: DistributionConfig,
     informers: Arc<Informers>,
     handle: DistributorHandle,
@@ -330,18 +329,24 @@ async fn run_terms(
 ) {
     let mgmt = informers.client().clone();
     loop {
-        let tenure = match &config.leader_election {
+        let leadership = match &config.leader_election {
             Some(le) => match leader::acquire(&mgmt, le, &config.instance, &shutdown).await {
-                Some(at) => Some(leader::Tenure::new(at, le)),
+                Some(at) => Some(leader::Leadership::new(at, le)),
                 None => return,
             },
             None => None,
         };
-        let term = shutdown.child_token();
-        let holder = config.leader_election.clone().zip(tenure.clone()).map(|(le, tenure)| {
-            AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone(), tenure)))
+        let leading = shutdown.child_token();
+        let holder = config.leader_election.clone().zip(leadership.clone()).map(|(le, leadership)| {
+            AbortOnDrop(tokio::spawn(leader::hold(
+                mgmt.clone(),
+                le,
+                config.instance.clone(),
+                leading.clone(),
+                leadership,
+            )))
         });
-        run_term(&config, &informers, &handle, &term, tenure.as_ref()).await;
+        lead(&config, &informers, &handle, &leading, leadership.as_ref()).await;
         drop(holder);
         if shutdown.is_cancelled() {
             if let Some(le) = &config.leader_election {
@@ -352,13 +357,13 @@ async fn run_terms(
     }
 }
 
-/// One leadership term: fresh state, watches and workers until `term` is cancelled.
-async fn run_term(
+/// One period of leadership: fresh state, subscriptions and workers until `leading` is cancelled.
+async fn lead(
     config: &DistributionConfig,
     informers: &Arc<Informers>,
     handle: &DistributorHandle,
-    term: &CancellationToken,
-    tenure: Option<&leader::Tenure>,
+    leading: &CancellationToken,
+    leadership: Option<&leader::Leadership>,
 ) {
     let mgmt = informers.client();
     let queue = queue::WorkQueue::new();
@@ -367,7 +372,7 @@ async fn run_term(
     let mut watches = Vec::new();
     let mut subscriptions = Vec::new();
 
-    // Credentials and Regions from the shared watches: a new term is handed both as listed.
+    // Credentials and Regions from the shared watches: a new leader is handed both as listed.
     let weak = Arc::downgrade(&engine);
     if let Some(spec) = WatchSpec::known(&Gvk::credential(), Trim::Common) {
         subscriptions.push(informers.management.subscribe(
@@ -415,7 +420,7 @@ async fn run_term(
         }
     })));
 
-    // The mode in force: published on the Lease at the start of the term and on every change; a
+    // The mode in force: published on the Lease when leadership starts and on every change; a
     // change re-checks every Credential (a Credential written in write mode is handed over).
     let weak = Arc::downgrade(&engine);
     let (mgmt2, le, instance, mut mode) =
@@ -442,7 +447,7 @@ async fn run_term(
         workers.spawn(Arc::clone(&engine).worker());
     }
     drop(engine);
-    term.cancelled().await;
+    leading.cancelled().await;
     handle.set_engine(None);
     queue.close();
     drop(subscriptions);
@@ -451,7 +456,7 @@ async fn run_term(
     // never later than our leadership lasts (at once when it was lost): no writes once another
     // replica may lead.
     let grace = tokio::time::Instant::now() + Duration::from_secs(10);
-    let until = tenure.map_or(grace, |t| t.until().min(grace));
+    let until = leadership.map_or(grace, |t| t.until().min(grace));
     let drained = tokio::time::timeout_at(until, async { while workers.join_next().await.is_some() {} });
     if drained.await.is_err() {
         workers.abort_all();

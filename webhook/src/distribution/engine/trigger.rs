@@ -1,7 +1,7 @@
 //! Trigger mode, and the handover of Credentials written in write mode once the mode in force is
 //! no longer write (a child of the engine: it works on the engine's state).
 //!
-//! Trigger mode never writes to a target cluster. A convergence plans as write mode does (reads in
+//! Trigger mode never writes to a target cluster. A reconcile plans as write mode does (reads in
 //! the management cluster, ProviderInterfaces and discovery in the target), sets
 //! [`labels::TRIGGER_ANNOTATION`] on the Credential to the digest of its sources' versions when it
 //! differs (KCM's Credential controller reacts to any change of the Credential and copies now),
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::super::cluster::{ClusterConn, classify, to_value};
 use super::super::error::{DistributionError, is_not_found};
 use super::super::status::{DesiredCondition, EventType};
-use super::{CredentialKey, Engine, Outcome, lock, summary};
+use super::{CredentialKey, Engine, Outcome, Reason, lock, summary};
 
 /// Where the copies of a Credential leaving write mode go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,6 @@ pub enum Handover {
     /// Off mode: recorded as orphaned, left in place.
     Off,
 }
-
-/// Condition reason of a Credential handed over in off mode.
-pub const REASON_OFF: &str = "DistributionOff";
 
 /// What the copies in the target cluster look like.
 struct Seen {
@@ -249,7 +246,7 @@ impl Engine {
             self.forget(key);
             return Ok(Outcome::Done);
         }
-        let remembered = lock(&self.footprints).get(key).and_then(|f| f.target.clone());
+        let remembered = lock(&self.last_plans).get(key).and_then(|f| f.target.clone());
         let cluster =
             remembered.or_else(|| identity::target_of(credential)).or_else(|| identity::recorded_cluster(credential));
         let deleting = credential.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
@@ -272,7 +269,7 @@ impl Engine {
             if to == Handover::Off && !deleting {
                 let desired = DesiredCondition {
                     ok: false,
-                    reason: REASON_OFF.to_string(),
+                    reason: Reason::DistributionOff.to_string(),
                     message: format!(
                         "distribution mode off: nobody copies this Credential's cluster identities now; the copies \
                          in {cluster} stay as they are (recorded in ConfigMap {}/{ORPHANED_COPIES}): {}",
