@@ -1,8 +1,14 @@
 //! The estate the webhook decides on: an in-memory index of cluster objects.
 //!
 //! Decisions only read this index (never the API), so their cost does not grow with the number of
-//! objects. [`Index`] is filled by kube-rs watchers ([`live`]) or, with `--estate DIR`, replaced by a
-//! [`MemoryEstate`] loaded from YAML.
+//! objects. [`Index`] is filled from the shared watch layer (`crate::informer`) or, with
+//! `--estate DIR`, replaced by a [`MemoryEstate`] loaded from YAML.
+//!
+//! - this file: the [`Index`] and the [`ServingEstate`] trait the server answers from;
+//! - [`live`]: subscriptions that fill the index, readiness, regional staleness;
+//! - `regions.rs`: the regional caches, one per Region; `identities.rs`: the identity kinds;
+//! - `secrets.rs`: Secret key names and admission's short live reads; `overlay.rs`: [`Overlay`];
+//! - [`limit`]: bounds on the live reads admission makes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,9 +20,12 @@ use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+pub use overlay::Overlay;
+
 mod identities;
 pub mod limit;
 pub mod live;
+mod overlay;
 mod regions;
 mod secrets;
 
@@ -486,119 +495,6 @@ impl ServingEstate for Index {
                 None => LiveRead::Unavailable,
             }
         })
-    }
-}
-
-/// An estate plus management objects as live reads found them (or found them absent): what a
-/// decision sees when the cache has not caught up with them yet (a Secret, Region or
-/// ClusterDeployment applied together with the object that names it).
-pub struct Overlay<'a> {
-    base: &'a (dyn Estate + Sync),
-    /// (group, kind, namespace, name) -> the object as read (`None`: it does not exist).
-    objects: Vec<(Key, Option<Arc<Value>>)>,
-}
-
-impl<'a> Overlay<'a> {
-    pub fn new(base: &'a (dyn Estate + Sync)) -> Self {
-        Overlay { base, objects: Vec::new() }
-    }
-
-    /// Adds one management object as read (`object` `None`: it does not exist).
-    pub fn with(mut self, gvk: &Gvk, namespace: Option<&str>, name: &str, object: Option<Value>) -> Self {
-        let key: Key = (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string());
-        self.objects.retain(|(k, _)| *k != key);
-        self.objects.push((key, object.map(Arc::new)));
-        self
-    }
-
-    /// Shorthand for one Secret as read.
-    pub fn with_secret(self, namespace: &str, name: &str, secret: Option<Value>) -> Self {
-        self.with(&Gvk::secret(), Some(namespace), name, secret)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
-    fn entry(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<&Option<Arc<Value>>> {
-        if *cluster != Cluster::Management {
-            return None;
-        }
-        self.objects
-            .iter()
-            .find(|((g, k, ns, n), _)| *g == gvk.group && *k == gvk.kind && ns.as_deref() == namespace && n == name)
-            .map(|(_, o)| o)
-    }
-}
-
-impl Estate for Overlay<'_> {
-    fn system_namespace(&self) -> &str {
-        self.base.system_namespace()
-    }
-
-    fn knows_cluster(&self, cluster: &Cluster) -> bool {
-        self.base.knows_cluster(cluster)
-    }
-
-    fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        match self.entry(cluster, gvk, namespace.filter(|s| !s.is_empty()), name) {
-            Some(read) => read.clone(),
-            None => self.base.get(cluster, gvk, namespace, name),
-        }
-    }
-
-    fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let mut out = self.base.list(cluster, gvk, namespace);
-        if *cluster != Cluster::Management {
-            return out;
-        }
-        let pos = |o: &Value| {
-            let m = o.get("metadata");
-            let s = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
-            (s("namespace"), s("name"))
-        };
-        for ((g, k, ns, n), read) in &self.objects {
-            if *g != gvk.group || *k != gvk.kind || namespace.is_some_and(|want| ns.as_deref() != Some(want)) {
-                continue;
-            }
-            let me = (ns.clone().unwrap_or_default(), n.clone());
-            out.retain(|o| pos(o) != me);
-            if let Some(obj) = read {
-                let at = out.partition_point(|o| pos(o) < me);
-                out.insert(at, obj.clone());
-            }
-        }
-        out
-    }
-
-    fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
-        self.base.served(cluster, gvk)
-    }
-
-    fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
-        self.base.namespaced(cluster, gvk)
-    }
-
-    fn covers(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> bool {
-        self.base.covers(cluster, gvk, namespace)
-    }
-
-    // The overlay holds single objects: the reverse lookups (Credentials, ClusterDeployments, Regions)
-    // are the base's, answered from its index.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        self.base.credentials_in_region(region)
-    }
-
-    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
-        self.base.credentials_using_identity_kind(api_version, kind)
-    }
-
-    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
-        self.base.cluster_deployments_using(namespace, credential)
-    }
-
-    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
-        self.base.regions_on_cluster_deployment(namespace, name)
     }
 }
 

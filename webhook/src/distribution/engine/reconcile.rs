@@ -3,6 +3,48 @@
 
 use super::*;
 
+/// What one reconcile does with a Credential, decided from the mode in force and the Credential's
+/// state alone (no server: unit-tested below); the Engine carries it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Leaving write mode: hand the copies over to KCM (trigger) or leave them recorded (off).
+    HandOver(Handover),
+    /// Trigger mode, a live Credential with a target: trigger KCM and verify its copies.
+    TriggerAndVerify(Cluster),
+    /// Write mode: bring the copies in `target` in line with the plan.
+    Distribute(Cluster),
+    /// Write mode, deleting or without a target while holding our finalizer: release the copies
+    /// where they were made.
+    Release(Cluster),
+    /// Nothing of ours on it: forget what we remembered.
+    Forget,
+}
+
+/// See [`Step`]. `remembered`: the target of the Credential's last plan in this process.
+pub(super) fn next_step(
+    mode: Mode,
+    target: Option<Cluster>,
+    deleting: bool,
+    has_finalizer: bool,
+    remembered: Option<Cluster>,
+) -> Step {
+    match (mode, target) {
+        (Mode::Off, _) => Step::HandOver(Handover::Off),
+        (Mode::Trigger, Some(target)) if !deleting => Step::TriggerAndVerify(target),
+        (Mode::Trigger, _) => Step::HandOver(Handover::Kcm),
+        (Mode::Write, target) if deleting || target.is_none() => {
+            if has_finalizer {
+                // Released from where copies were made: the remembered target, else the current one.
+                Step::Release(remembered.or(target).unwrap_or(Cluster::Management))
+            } else {
+                Step::Forget
+            }
+        }
+        (Mode::Write, Some(target)) => Step::Distribute(target),
+        (Mode::Write, None) => Step::Forget,
+    }
+}
+
 impl Engine {
     pub(super) fn credential_api(&self, namespace: &str) -> Api<DynamicObject> {
         let (ar, _) = known_resource(&Gvk::credential()).unwrap_or_else(|| {
@@ -29,28 +71,19 @@ impl Engine {
             .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
             .unwrap_or_default();
         let has_finalizer = finalizers.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER);
-        match self.config.mode.mode() {
-            Mode::Write => {}
-            Mode::Off => return self.hand_over(key, &api, &credential, &finalizers, Handover::Off).await,
-            Mode::Trigger => match target {
-                Some(target) if !deleting => {
-                    return self.trigger_and_verify(key, &api, &credential, &target, &finalizers).await;
-                }
-                _ => return self.hand_over(key, &api, &credential, &finalizers, Handover::Kcm).await,
-            },
-        }
-
-        if deleting || target.is_none() {
-            if !has_finalizer {
+        let remembered = lock(&self.last_plans).get(key).and_then(|f| f.target.clone());
+        let target = match next_step(self.config.mode.mode(), target, deleting, has_finalizer, remembered) {
+            Step::HandOver(to) => return self.hand_over(key, &api, &credential, &finalizers, to).await,
+            Step::TriggerAndVerify(target) => {
+                return self.trigger_and_verify(key, &api, &credential, &target, &finalizers).await;
+            }
+            Step::Forget => {
                 self.forget(key);
                 return Ok(Outcome::Done);
             }
-            // Released from where copies were made: the remembered target, else the current one.
-            let remembered = lock(&self.last_plans).get(key).and_then(|f| f.target.clone());
-            let from = remembered.or(target).unwrap_or(Cluster::Management);
-            return self.release(key, &api, &credential, &from, &finalizers).await;
-        }
-        let Some(target) = target else { return Ok(Outcome::Done) };
+            Step::Release(from) => return self.release(key, &api, &credential, &from, &finalizers).await,
+            Step::Distribute(target) => target,
+        };
         if let Some(wait) = self.cluster_wait(&target) {
             self.report_backing_off(&api, &credential, &target).await;
             return Ok(Outcome::Wait(wait));
@@ -176,5 +209,35 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(DistributionError::api(format!("remove finalizer from Credential {key}"), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_step_follows_mode_target_deletion_and_finalizer() {
+        let r1 = || Some(Cluster::Region("r1".into()));
+        let r0 = || Some(Cluster::Region("r0".into()));
+        let region = |n: &str| Cluster::Region(n.into());
+        // Write mode.
+        assert_eq!(next_step(Mode::Write, r1(), false, false, None), Step::Distribute(region("r1")));
+        assert_eq!(next_step(Mode::Write, r1(), false, true, r0()), Step::Distribute(region("r1")));
+        assert_eq!(
+            next_step(Mode::Write, r1(), true, true, r0()),
+            Step::Release(region("r0")),
+            "where copies were made"
+        );
+        assert_eq!(next_step(Mode::Write, r1(), true, true, None), Step::Release(region("r1")));
+        assert_eq!(next_step(Mode::Write, None, false, true, None), Step::Release(Cluster::Management));
+        assert_eq!(next_step(Mode::Write, r1(), true, false, r0()), Step::Forget, "nothing of ours holds it");
+        assert_eq!(next_step(Mode::Write, None, false, false, None), Step::Forget);
+        // Trigger mode: never a write to a target; deleting or target-less Credentials are handed over.
+        assert_eq!(next_step(Mode::Trigger, r1(), false, true, None), Step::TriggerAndVerify(region("r1")));
+        assert_eq!(next_step(Mode::Trigger, r1(), true, true, None), Step::HandOver(Handover::Kcm));
+        assert_eq!(next_step(Mode::Trigger, None, false, false, None), Step::HandOver(Handover::Kcm));
+        // Off mode: always handed over (nothing to do without our finalizer, decided by hand_over).
+        assert_eq!(next_step(Mode::Off, r1(), false, true, r0()), Step::HandOver(Handover::Off));
     }
 }
