@@ -155,9 +155,11 @@ impl RegionalClusters {
         }
     }
 
-    /// Forgets a Region's cluster whatever it was built from (the Region is gone).
-    pub fn remove(&self, region: &str) {
-        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(region);
+    /// Whether `built` is no longer the Region's cluster here (forgotten, or rebuilt since): its
+    /// holder should connect again and share the current one.
+    pub fn replaced(&self, region: &str, built: &RegionalCluster) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !slots.get(region).and_then(|(_, s)| s.get()).is_some_and(|c| std::ptr::eq(&**c, built))
     }
 
     async fn build(&self, region: &str, src: &KubeconfigRef) -> Result<Arc<RegionalCluster>, RegionalError> {

@@ -33,7 +33,18 @@ impl Engine {
             Cluster::Region(r) => r,
         };
         // The map's lock is held only to find the slot; the build (API reads) runs outside it.
-        let slot = Arc::clone(lock(&self.regions).entry(region.clone()).or_default());
+        let mut slot = Arc::clone(lock(&self.regions).entry(region.clone()).or_default());
+        let replaced = slot
+            .get()
+            .and_then(|conn| conn.regional.as_ref())
+            .is_some_and(|built| self.informers.regions.replaced(region, built));
+        if replaced {
+            // The shared regional cluster was rebuilt (the admission index found its watches
+            // failing, or its kubeconfig changed): follow it, so the Region keeps one set of
+            // watches. Its Credentials were not waiting on this connection: nothing to enqueue.
+            self.drop_region(region).await;
+            slot = Arc::clone(lock(&self.regions).entry(region.clone()).or_default());
+        }
         slot.get_or_try_init(|| self.build_connection(target)).await.map(Arc::clone)
     }
 
