@@ -5,9 +5,7 @@ use super::*;
 
 impl Engine {
     pub(super) async fn region_object(&self, region: &str) -> Result<Arc<Value>, DistributionError> {
-        if let Some(r) = self.region_objects.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(region) {
-            return Ok(Arc::clone(r));
-        }
+        // The Region as the shared watch holds it; read by name while that has not listed.
         let listed = WatchSpec::known(&Gvk::region(), Trim::Common)
             .and_then(|spec| self.informers.management.get(&spec, None, region));
         match listed {

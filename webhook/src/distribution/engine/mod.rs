@@ -1,7 +1,7 @@
 //! The distributor's state while this replica leads, and the reconcile of one Credential.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use credential_core::distribution::{Mode, ORPHANED_COPIES, OrphanOwner, OrphanRecord, orphan_key};
@@ -69,6 +69,26 @@ impl Seen {
             fingerprint: format!("{deleting}|{}|{spec}", identity::is_managed(credential)),
             ours,
         }
+    }
+}
+
+/// What the Region watch remembers of a Region: a digest of its spec, and whether it is Ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionSeen {
+    spec: u64,
+    ready: bool,
+}
+
+impl RegionSeen {
+    pub fn of(region: &Value) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        region.get("spec").map(Value::to_string).unwrap_or_default().hash(&mut h);
+        let ready = region
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        RegionSeen { spec: h.finish(), ready }
     }
 }
 
@@ -163,9 +183,9 @@ pub struct Engine {
     /// One slot per Region, filled on first use: a slow build holds up only that Region's
     /// callers, never the map (nor other Regions).
     regions: Mutex<HashMap<String, RegionSlot>>,
-    /// Regions as the Region watch last handed them while leading (shared with the watch's store,
-    /// not copies): what a change is compared against.
-    pub region_objects: RwLock<HashMap<String, Arc<Value>>>,
+    /// What the Region watch last told of each Region: what a change is compared against (the
+    /// objects themselves are the watch store's).
+    regions_seen: Mutex<HashMap<String, RegionSeen>>,
     health: Mutex<HashMap<Cluster, Health>>,
     failures: Mutex<HashMap<CredentialKey, u32>>,
     pub seen: Mutex<HashMap<CredentialKey, Seen>>,
@@ -238,7 +258,7 @@ impl Engine {
                 queue,
                 metrics,
                 regions: Mutex::default(),
-                region_objects: RwLock::default(),
+                regions_seen: Mutex::default(),
                 health: Mutex::default(),
                 failures: Mutex::default(),
                 seen: Mutex::default(),
@@ -381,6 +401,20 @@ mod tests {
         d["spec"]["identityRef"] = json!({"name": "x"});
         assert_ne!(Seen::of(&a), Seen::of(&d));
         assert_eq!(Seen::of(&a).target, Some(Cluster::Region("r1".into())));
+    }
+
+    #[test]
+    fn a_region_is_remembered_by_its_spec_and_readiness_only() {
+        let r = json!({"metadata": {"name": "r1", "resourceVersion": "1"}, "spec": {"kubeConfig": {"name": "a"}}});
+        let mut status_only = r.clone();
+        status_only["metadata"]["resourceVersion"] = json!("2");
+        status_only["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+        let (a, b) = (RegionSeen::of(&r), RegionSeen::of(&status_only));
+        assert_eq!(a.spec, b.spec);
+        assert!(!a.ready && b.ready);
+        let mut moved = r.clone();
+        moved["spec"]["kubeConfig"]["name"] = json!("b");
+        assert_ne!(RegionSeen::of(&moved).spec, a.spec);
     }
 
     #[test]

@@ -27,21 +27,16 @@ impl Engine {
     }
 
     /// A Region event from the management cluster.
-    pub fn on_region(&self, value: &Arc<Value>, deleted: bool, initial: bool) {
+    pub fn on_region(&self, value: &Value, deleted: bool, initial: bool) {
         let Some(name) = value.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) else { return };
-        let value = Arc::clone(value);
+        let now = RegionSeen::of(value);
         let previous = {
-            let mut regions = self.region_objects.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if deleted { regions.remove(&name) } else { regions.insert(name.clone(), Arc::clone(&value)) }
+            let mut regions = lock(&self.regions_seen);
+            if deleted { regions.remove(&name) } else { regions.insert(name.clone(), now) }
         };
         let cluster = Cluster::Region(name.clone());
-        let ready = |v: &Value| {
-            v.pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-        };
-        let spec_changed = previous.as_ref().map(|p| p.get("spec")) != Some(value.get("spec"));
-        let became_ready = ready(&value) && !previous.as_deref().is_some_and(ready);
+        let spec_changed = previous.map(|p| p.spec) != Some(now.spec);
+        let became_ready = now.ready && !previous.is_some_and(|p| p.ready);
         if deleted || (spec_changed && previous.is_some()) {
             let Some(me) = self.me.upgrade() else { return };
             tokio::spawn(async move {
