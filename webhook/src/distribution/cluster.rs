@@ -137,7 +137,7 @@ impl ClusterConn {
             return;
         }
         let selector = format!("{}=true", credential_core::model::labels::MANAGED);
-        let spec = WatchSpec::new(ar, None, Trim::Common).with_labels(&selector);
+        let spec = WatchSpec::new(ar, None, Trim::Owners).with_labels(&selector);
         let (cluster, on_event, own) = (self.cluster.clone(), Arc::clone(on_event), Arc::clone(&self.own_writes));
         let group = gvk.group.clone();
         let task = self.watches.subscribe(

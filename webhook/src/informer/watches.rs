@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use credential_core::model::labels;
 use futures_util::StreamExt;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -32,6 +33,9 @@ pub enum Trim {
     Crd,
     /// Identity metadata only, through a metadata-only watch: Secrets and identity objects.
     Meta,
+    /// Identity metadata and our owners annotation, through a metadata-only watch: the copies in
+    /// a target cluster (no Secret value is ever stored).
+    Owners,
 }
 
 /// One collection to watch.
@@ -335,8 +339,9 @@ async fn run(cluster: String, client: Client, backoff: Backoff, shared: Weak<Sha
     }
     let backoff = WatchBackoff { policy: backoff, failures: 0 };
     let (api_version, kind) = (ar.api_version.clone(), ar.kind.clone());
+    let owners = spec.trim == Trim::Owners;
     let mut stream = match spec.trim {
-        Trim::Meta => {
+        Trim::Meta | Trim::Owners => {
             // An Api of PartialObjectMeta makes metadata-only list/watch requests.
             let api: Api<PartialObjectMeta<DynamicObject>> = match &spec.namespace {
                 Some(ns) => Api::namespaced_with(client, ns, &ar),
@@ -348,7 +353,12 @@ async fn run(cluster: String, client: Client, backoff: Backoff, shared: Weak<Sha
                     ev.map(|ev| {
                         map_event(ev, |o| {
                             let meta = serde_json::to_value(&o.metadata).unwrap_or(Value::Null);
-                            identity_meta(&api_version, &kind, &meta)
+                            let mut v = identity_meta(&api_version, &kind, &meta);
+                            let owned = meta.pointer("/annotations").and_then(|a| a.get(labels::OWNERS_ANNOTATION));
+                            if let (true, Some(owned)) = (owners, owned) {
+                                v["metadata"]["annotations"] = json!({ labels::OWNERS_ANNOTATION: owned });
+                            }
+                            v
                         })
                     })
                 })
