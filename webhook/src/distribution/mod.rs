@@ -4,13 +4,14 @@
 //!
 //! How it runs:
 //! - A [`Distributor`] runs inside `credential-webhook` in the [`mode`] in force (`--distribution-mode`:
-//!   write, trigger — KCM writes, we trigger and verify (trigger.rs) — or off, detected from
+//!   write, trigger — KCM writes, we trigger and verify (engine/trigger.rs) — or off, detected from
 //!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
 //!   publishes the mode on it); every replica serves admission.
 //! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
-//!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by watches on
-//!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every
-//!   target cluster, and metadata-only watches on source objects (each mapped back to the
+//!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by subscriptions to
+//!   the shared watch layer ([`crate::informer`], which the admission index reads too) on
+//!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces and copies of
+//!   every target cluster, and metadata-only watches on source objects (each mapped back to the
 //!   Credentials whose last plan used it) and Secrets (which also rebuild a regional client when
 //!   its kubeconfig Secret changes), plus a slow resync. Secrets are watched one namespace at a
 //!   time (the system namespace always, others when a plan uses them), never cluster-wide: RBAC
@@ -22,6 +23,12 @@
 //!   condition and Events. A finalizer keeps the Credential until its copies are released.
 //! - Failures retry with capped exponential backoff per Credential and per target cluster;
 //!   concurrency is bounded per cluster and overall.
+//!
+//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `worker.rs`,
+//! `reconcile.rs` with the pure `next_step`, `distribute.rs`, `release.rs`, `trigger.rs`,
+//! `connections.rs`), `cluster.rs` (one target cluster), `copies.rs` (apply and release one copy),
+//! `estate.rs` (the planner's estate fetched on demand), `queue.rs`, `leader.rs`, `mode.rs`,
+//! `status.rs` (condition and Events), `reason.rs`, `error.rs`, `metrics.rs`.
 
 mod cluster;
 mod copies;
