@@ -65,14 +65,6 @@ async fn seed(mgmt: &Real, region: &Real) {
     register_region(mgmt, "r1", &region.kubeconfig_yaml()).await;
 }
 
-/// What `credential-webhook serve` runs without --estate, distribution on (webhook/src/main.rs).
-async fn start_webhook(live: &support::LivePrepared) -> credential_webhook::live::LiveWebhook {
-    let options = credential_webhook::live::LiveOptions::new(SYS);
-    credential_webhook::live::start(live.client.clone(), options, live.metrics.clone(), live.stop.clone())
-        .await
-        .unwrap()
-}
-
 fn credential(name: &str) -> serde_json::Value {
     json!({"apiVersion": CRED_AV, "kind": "Credential", "metadata": {"name": name, "namespace": SYS},
         "spec": {"region": "r1", "identityRef": {"apiVersion": INFRA_AV, "kind": "AWSClusterStaticIdentity",
@@ -90,7 +82,7 @@ async fn the_webhook_opens_one_watch_per_kind_per_cluster() {
     let (mgmt_before, region_before) = (open_watches(&mgmt).await, open_watches(&region).await);
 
     let live = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&token)).await;
-    let webhook = start_webhook(&live).await;
+    let webhook = live.start_live().await;
     let index = webhook.index.clone();
     eventually_some("management caches synced", WAIT, || index.synced().then_some(())).await;
     let handle = webhook.distributor.as_ref().unwrap().handle();
@@ -189,7 +181,7 @@ async fn watch_layer_memory() {
     let live = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&token)).await;
     let before = rss_kib();
     let started = std::time::Instant::now();
-    let webhook = start_webhook(&live).await;
+    let webhook = live.start_live().await;
     let index: Arc<credential_webhook::cache::Index> = webhook.index.clone();
     let limit = Duration::from_secs(600);
     eventually_some("management caches synced", limit, || index.synced().then_some(())).await;
