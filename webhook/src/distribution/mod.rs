@@ -210,9 +210,11 @@ impl Distributor {
     }
 }
 
-/// Starts distribution for `credential-webhook serve` with the default settings.
+/// Starts distribution with the default settings of `credential-webhook serve`, on watches of its
+/// own (tests that run the distributor next to an admission index of its own).
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    start_for_serve_with(mgmt, serve_config(system_namespace), DistributionMetrics::default(), metrics)
+    let config = serve_config(system_namespace);
+    start_for_serve_shared(config.informers(mgmt), config, DistributionMetrics::default(), metrics)
 }
 
 /// The distributor settings of `credential-webhook serve`: the system namespace, and leader
@@ -225,18 +227,8 @@ pub fn serve_config(system_namespace: &str) -> DistributionConfig {
     }
 }
 
-/// Starts distribution with `config`, its metrics (`distribution`) in the server's registry.
-pub fn start_for_serve_with(
-    mgmt: kube::Client,
-    config: DistributionConfig,
-    distribution: DistributionMetrics,
-    metrics: &crate::metrics::Metrics,
-) -> Distributor {
-    let informers = config.informers(mgmt);
-    start_for_serve_shared(informers, config, distribution, metrics)
-}
-
-/// [`start_for_serve_with`] through the watch layer `informers` the admission index reads too.
+/// Starts distribution with `config` through the watch layer `informers` (the admission index
+/// reads it too), its metrics (`distribution`) in the server's registry.
 pub fn start_for_serve_shared(
     informers: Arc<Informers>,
     config: DistributionConfig,
