@@ -228,3 +228,52 @@ pub fn clients(mut config: Config, timeouts: ClientTimeouts) -> Result<(Client, 
     config.read_timeout = Some(timeouts.request);
     Ok((Client::try_from(config)?, Client::try_from(watch)?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(region: &str, version: &str) -> Arc<RegionalCluster> {
+        let client = Client::try_from(Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(2));
+        Arc::new(RegionalCluster {
+            region: region.to_string(),
+            source: KubeconfigRef {
+                namespace: "kcm-system".into(),
+                name: format!("{region}-kubeconfig"),
+                key: "value".into(),
+            },
+            secret_version: version.to_string(),
+            key_names: vec!["value".into()],
+            client: client.clone(),
+            watches: ClusterWatches::new(region, client, backoff),
+        })
+    }
+
+    fn built(clusters: &RegionalClusters, c: &Arc<RegionalCluster>) {
+        let slot = Slot::default();
+        let _ = slot.set(Arc::clone(c));
+        clusters.slots.lock().unwrap().insert(c.region.clone(), (c.source.clone(), slot));
+    }
+
+    #[tokio::test]
+    async fn a_rebuilt_cluster_is_followed_and_never_forgotten_by_a_stale_holder() {
+        let mgmt = Client::try_from(Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(2));
+        let clusters = RegionalClusters::new(mgmt, ClientTimeouts::default(), backoff);
+        let (old, new) = (cluster("r1", "5"), cluster("r1", "6"));
+        built(&clusters, &old);
+        assert!(!clusters.replaced("r1", &old), "the one both holders share");
+        // The index finds its watches failing: it forgets what it holds; the distributor, still
+        // holding it, is told to connect again.
+        clusters.forget("r1", &old);
+        assert!(clusters.replaced("r1", &old));
+        // Rebuilt meanwhile by one holder: a late forget by the other, of the old one, keeps it.
+        built(&clusters, &new);
+        clusters.forget("r1", &old);
+        assert!(!clusters.replaced("r1", &new));
+        assert!(clusters.replaced("r1", &old));
+        // Another Region is not touched.
+        assert!(clusters.replaced("r2", &new));
+    }
+}
