@@ -58,7 +58,7 @@ pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
-pub use reason::Reason;
+pub use reason::{EventReason, Reason};
 pub use status::{DesiredCondition, apply_condition};
 
 use crate::informer::{ClientTimeouts, Event, Informers, Trim, WatchSpec};

@@ -105,9 +105,65 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// The reasons of the Events the distributor publishes besides a failing condition's (whose
+/// Warning Event carries the condition [`Reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventReason {
+    /// A copy was written (Normal).
+    Copied,
+    /// Copies were released (Normal).
+    Released,
+    /// A release was given up after `--release-timeout` (Warning).
+    ReleaseAbandoned,
+    /// Our finalizer and copies record left the Credential: KCM took over, or mode off (Normal).
+    HandedOver,
+    /// Trigger mode: a copy differs from its source (Warning).
+    Drifted,
+    /// Trigger mode: a copy is missing after KCM had its trigger (Warning).
+    Missing,
+    /// Trigger mode: a copy KCM wrote has a defect (Warning).
+    KcmCopyDefect,
+}
+
+impl EventReason {
+    pub const ALL: [EventReason; 7] = [
+        EventReason::Copied,
+        EventReason::Released,
+        EventReason::ReleaseAbandoned,
+        EventReason::HandedOver,
+        EventReason::Drifted,
+        EventReason::Missing,
+        EventReason::KcmCopyDefect,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventReason::Copied => "Copied",
+            EventReason::Released => "Released",
+            EventReason::ReleaseAbandoned => "ReleaseAbandoned",
+            EventReason::HandedOver => "HandedOver",
+            EventReason::Drifted => "Drifted",
+            EventReason::Missing => "Missing",
+            EventReason::KcmCopyDefect => "KcmCopyDefect",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_operator_guide_names_every_event_reason() {
+        const PAGE: &str = include_str!("../../../docs/src/operator/distribution.md");
+        for r in EventReason::ALL {
+            assert!(
+                PAGE.contains(&format!("`{}`", r.as_str())),
+                "Event {} not in docs/src/operator/distribution.md",
+                r.as_str()
+            );
+        }
+    }
 
     #[test]
     fn all_lists_each_reason_once() {

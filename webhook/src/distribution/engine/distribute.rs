@@ -185,7 +185,7 @@ impl Engine {
                     self.event(
                         credential,
                         EventType::Normal,
-                        "Copied",
+                        EventReason::Copied.as_str(),
                         "Distribute",
                         &format!("copied {} ({}) to {target}", copy.target, copy.target.gvk.api_version()),
                     )

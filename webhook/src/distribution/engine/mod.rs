@@ -20,7 +20,7 @@ use super::error::{DistributionError, is_conflict, is_connect_error, is_not_foun
 use super::estate::{FetchedEstate, Miss, SourceVersions};
 use super::metrics::DistributionMetrics;
 use super::queue::WorkQueue;
-use super::reason::Reason;
+use super::reason::{EventReason, Reason};
 use super::status::{DesiredCondition, EventType, apply_condition, publish_event};
 use crate::informer::{Event, Informers, RegionalError, Subscription, Trim, WatchFailure, WatchSpec};
 

@@ -29,7 +29,7 @@ impl Engine {
                     self.event(
                         credential,
                         EventType::Normal,
-                        "Released",
+                        EventReason::Released.as_str(),
                         "Release",
                         &format!("released copies in {target}; deleted {deleted} no other Credential owns"),
                     )
@@ -122,7 +122,7 @@ impl Engine {
             tracing::warn!(credential = %key, error = %e, "orphaned copies not recorded");
         }
         self.metrics.releases_abandoned.inc();
-        self.event(credential, EventType::Warning, "ReleaseAbandoned", "Release", &note).await;
+        self.event(credential, EventType::Warning, EventReason::ReleaseAbandoned.as_str(), "Release", &note).await;
         tracing::warn!(credential = %key, cluster = %target, objects = ?objects, reason = why, "release abandoned");
         self.remove_finalizer(key, api, finalizers).await?;
         self.forget(key);

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::super::cluster::{ClusterConn, classify, to_value};
 use super::super::error::{DistributionError, is_not_found};
 use super::super::status::{DesiredCondition, EventType};
-use super::{CredentialKey, Engine, Outcome, Reason, lock, summary};
+use super::{CredentialKey, Engine, EventReason, Outcome, Reason, lock, summary};
 
 /// Where the copies of a Credential leaving write mode go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,17 +122,19 @@ impl Engine {
                     for (k, _) in seen.states.iter().filter(|(_, s)| matches!(s, CopyState::Drifted { .. })) {
                         self.metrics.drifted(&k.gvk.kind);
                     }
-                    self.event(credential, EventType::Warning, "Drifted", "Verify", &v.message).await;
+                    self.event(credential, EventType::Warning, EventReason::Drifted.as_str(), "Verify", &v.message)
+                        .await;
                 }
                 // Missing when KCM had its trigger and its time is worth a warning.
                 VerifyReason::Missing if triggered_before => {
-                    self.event(credential, EventType::Warning, "Missing", "Verify", &v.message).await;
+                    self.event(credential, EventType::Warning, EventReason::Missing.as_str(), "Verify", &v.message)
+                        .await;
                 }
                 _ => {}
             }
             if !defects.is_empty() {
                 let note = format!("copies in {target}: {}", defects.join("; "));
-                self.event(credential, EventType::Warning, "KcmCopyDefect", "Verify", &note).await;
+                self.event(credential, EventType::Warning, EventReason::KcmCopyDefect.as_str(), "Verify", &note).await;
             }
         }
         if v.reason == VerifyReason::InSync
@@ -151,7 +153,7 @@ impl Engine {
                 labels::DISTRIBUTION_FINALIZER,
                 labels::COPIES_ANNOTATION
             );
-            self.event(credential, EventType::Normal, "HandedOver", "Verify", &note).await;
+            self.event(credential, EventType::Normal, EventReason::HandedOver.as_str(), "Verify", &note).await;
         }
         Ok(match v.reason {
             VerifyReason::InSync => Outcome::Done,
@@ -296,7 +298,7 @@ impl Engine {
                 labels::COPIES_ANNOTATION
             ),
         };
-        self.event(credential, EventType::Normal, "HandedOver", "HandOver", &note).await;
+        self.event(credential, EventType::Normal, EventReason::HandedOver.as_str(), "HandOver", &note).await;
         self.forget(key);
         Ok(Outcome::Done)
     }
