@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credential_core::gvk::Gvk;
+use serde_json::Value;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
 use super::{DistributionConfig, DistributorHandle, leader, queue};
-use crate::informer::{Event, Informers, Trim, WatchSpec};
+use crate::informer::{Event, Informers, Subscription, Trim, WatchSpec};
 
 /// Aborts a task when dropped (so aborting the distributor stops every watch at once).
 struct AbortOnDrop(JoinHandle<()>);
@@ -75,35 +76,10 @@ async fn lead(
     let mut subscriptions = Vec::new();
 
     // Credentials and Regions from the shared watches: a new leader is handed both as listed.
-    let weak = Arc::downgrade(&engine);
-    if let Some(spec) = WatchSpec::known(&Gvk::credential(), Trim::Common) {
-        subscriptions.push(informers.management.subscribe(
-            &spec,
-            Box::new(move |event| {
-                let Some(e) = weak.upgrade() else { return };
-                match event {
-                    Event::Listed(objects) => objects.iter().for_each(|o| e.on_credential(o, false)),
-                    Event::Applied(o) => e.on_credential(o, false),
-                    Event::Deleted(o) => e.on_credential(o, true),
-                    Event::Failed(err) => tracing::warn!(error = %err, "Credential watch retrying"),
-                }
-            }),
-        ));
-    }
-    let weak = Arc::downgrade(&engine);
-    if let Some(spec) = WatchSpec::known(&Gvk::region(), Trim::Common) {
-        subscriptions.push(informers.management.subscribe(
-            &spec,
-            Box::new(move |event| {
-                let Some(e) = weak.upgrade() else { return };
-                match event {
-                    Event::Listed(objects) => objects.iter().for_each(|o| e.on_region(o, false, true)),
-                    Event::Applied(o) => e.on_region(o, false, false),
-                    Event::Deleted(o) => e.on_region(o, true, false),
-                    Event::Failed(err) => tracing::warn!(error = %err, "Region watch retrying"),
-                }
-            }),
-        ));
+    let on_credential: OnObject = |e, o, deleted, _| e.on_credential(o, deleted);
+    let on_region: OnObject = |e, o, deleted, listed| e.on_region(o, deleted, listed);
+    for (gvk, on) in [(Gvk::credential(), on_credential), (Gvk::region(), on_region)] {
+        subscriptions.extend(subscribe(informers, &engine, &gvk, on));
     }
     // Secrets, metadata only, in the system namespace (rotated identity Secrets, changed Region
     // kubeconfigs): the only namespace RBAC grants. Secrets elsewhere (an Azure identity's in its
@@ -163,4 +139,26 @@ async fn lead(
     if drained.await.is_err() {
         workers.abort_all();
     }
+}
+
+/// What the engine does with one object: `(engine, object, deleted, part of a list)`.
+type OnObject = fn(&Engine, &Value, bool, bool);
+
+/// Subscribes the engine to a management kind of the kinds table.
+fn subscribe(informers: &Informers, engine: &Arc<Engine>, gvk: &Gvk, on: OnObject) -> Option<Subscription> {
+    let spec = WatchSpec::known(gvk, Trim::Common)?;
+    let weak = Arc::downgrade(engine);
+    let kind = gvk.kind.clone();
+    Some(informers.management.subscribe(
+        &spec,
+        Box::new(move |event| {
+            let Some(e) = weak.upgrade() else { return };
+            match event {
+                Event::Listed(objects) => objects.iter().for_each(|o| on(&e, o, false, true)),
+                Event::Applied(o) => on(&e, o, false, false),
+                Event::Deleted(o) => on(&e, o, true, false),
+                Event::Failed(err) => tracing::warn!(kind = %kind, error = %err, "watch retrying"),
+            }
+        }),
+    ))
 }
