@@ -715,17 +715,22 @@ struct ClusterWide {
 /// The table a new cluster-wide call must be added to: the scan fails on any call not listed, and
 /// each entry is checked against the ClusterRole. Keep `expr` names telling (`region_ar`, not `ar`).
 const CLUSTER_WIDE: &[ClusterWide] = &[
-    // Admission caches: every management watch without a namespace (credentials, regions,
-    // providerinterfaces, clusterdeployments, CRDs, the identity kinds; the Secrets one has the
-    // system namespace) and the regional ProviderInterface/CRD watches (regional kubeconfig).
+    // The one watch layer (webhook/src/informer/): every watch of the process goes through it.
+    // Cluster-wide in the management cluster: the admission index's fixed kinds (credentials,
+    // regions, providerinterfaces, clusterdeployments, CRDs; its Secrets watch has the system
+    // namespace), the identity kinds (index and distributor: core kinds only ever per namespace,
+    // see the distributor's `watch_key`), Management and Release (the mode control). Copy watches
+    // are cluster-wide only in regional clusters (regional kubeconfig).
     ClusterWide {
-        file: "cache/live.rs",
-        expr: "spec.ar",
+        file: "informer/watches.rs",
+        expr: "ar",
         resources: &[
             (K0RDENT_GROUP, "credentials"),
             (K0RDENT_GROUP, "regions"),
             (K0RDENT_GROUP, "providerinterfaces"),
             (K0RDENT_GROUP, "clusterdeployments"),
+            (K0RDENT_GROUP, "managements"),
+            (K0RDENT_GROUP, "releases"),
             ("apiextensions.k8s.io", "customresourcedefinitions"),
             (INFRA, "<identity kinds>"),
         ],
@@ -735,35 +740,22 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
     // Admission's live confirmation that a referenced Region, ClusterDeployment or Credential is
     // really missing before a real write is denied (one GET by name).
     ClusterWide {
-        file: "cache/live.rs",
+        file: "cache/secrets.rs",
         expr: "k0rdent_ar",
         resources: &[(K0RDENT_GROUP, "regions"), (K0RDENT_GROUP, "credentials"), (K0RDENT_GROUP, "clusterdeployments")],
         verbs: &["get"],
         guard: None,
     },
+    // A Region the shared watch has not listed yet, read by name.
     ClusterWide {
-        file: "distribution/mod.rs",
-        expr: "credential_ar",
-        resources: &[(K0RDENT_GROUP, "credentials")],
-        verbs: &["list", "watch"],
-        guard: None,
-    },
-    ClusterWide {
-        file: "distribution/mod.rs",
-        expr: "region_ar",
-        resources: &[(K0RDENT_GROUP, "regions")],
-        verbs: &["list", "watch"],
-        guard: None,
-    },
-    ClusterWide {
-        file: "distribution/engine.rs",
+        file: "distribution/engine/connections.rs",
         expr: "region_ar",
         resources: &[(K0RDENT_GROUP, "regions")],
         verbs: &["get"],
         guard: None,
     },
     // KCM's version for the distribution mode: Management `kcm` and the Release it names (one GET
-    // each per change), and the watches that notice a change.
+    // each per change).
     ClusterWide {
         file: "distribution/mode.rs",
         expr: "management_ar",
@@ -778,28 +770,13 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
         verbs: &["get"],
         guard: None,
     },
-    ClusterWide {
-        file: "distribution/mode.rs",
-        expr: "kcm_ar",
-        resources: &[(K0RDENT_GROUP, "managements"), (K0RDENT_GROUP, "releases")],
-        verbs: &["list", "watch"],
-        guard: None,
-    },
-    // Source watches of non-core kinds only (core kinds are watched per namespace: `watch_key`).
-    ClusterWide {
-        file: "distribution/engine.rs",
-        expr: "identity_kind_ar",
-        resources: &[(INFRA, "<identity kinds>")],
-        verbs: &["list", "watch"],
-        guard: Some("if group.is_empty() { Some(namespace"),
-    },
-    // The ProviderInterfaces of every target cluster, the management cluster included.
+    // Namespaces are created only in regional clusters.
     ClusterWide {
         file: "distribution/cluster.rs",
-        expr: "pi_ar",
-        resources: &[(K0RDENT_GROUP, "providerinterfaces")],
-        verbs: &["list", "watch"],
-        guard: None,
+        expr: "namespace_ar",
+        resources: &[],
+        verbs: &[],
+        guard: Some("if self.cluster == Cluster::Management"),
     },
     // `ClusterConn::api` for cluster-scoped kinds: sources read by name in the management cluster
     // (cluster-scoped identities); copies written only in regional clusters (managed copies in the
@@ -810,14 +787,6 @@ const CLUSTER_WIDE: &[ClusterWide] = &[
         resources: &[(INFRA, "<identity kinds>")],
         verbs: &["get"],
         guard: None,
-    },
-    // Namespaces are created only in regional clusters.
-    ClusterWide {
-        file: "distribution/cluster.rs",
-        expr: "namespace_ar",
-        resources: &[],
-        verbs: &[],
-        guard: Some("if self.cluster == Cluster::Management"),
     },
     // `credential-webhook preflight` runs with the operator's kubeconfig, not as the ServiceAccount:
     // nothing to grant it.

@@ -870,7 +870,7 @@ async fn a_stalled_region_does_not_hold_up_the_others() {
         workers: 4,
         per_cluster_concurrency: 2,
         request_timeout: Duration::from_secs(1),
-        convergence_timeout: Duration::from_secs(5),
+        reconcile_timeout: Duration::from_secs(5),
         cluster_timeout: Duration::from_secs(2),
         ..test_config()
     };

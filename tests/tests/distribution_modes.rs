@@ -89,11 +89,9 @@ impl Estate {
     /// The mode decided from the management cluster as the shipped ServiceAccount sees it, watched.
     async fn mode(&self, setting: ModeSetting, metrics: &DistributionMetrics) -> std::sync::Arc<ModeControl> {
         let control = ModeControl::start(&self.sa, setting, false, metrics.clone()).await.unwrap();
-        control.watch(
-            self.sa.clone(),
-            Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
-            self.stop.clone(),
-        );
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(2));
+        let watches = credential_webhook::informer::ClusterWatches::new("management", self.sa.clone(), backoff);
+        control.watch(&watches, self.stop.clone());
         control
     }
 

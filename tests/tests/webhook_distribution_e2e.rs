@@ -1,7 +1,7 @@
 //! The admission hook path end to end on real clusters: the real credential-webhook server in live mode
 //! against a management kube-apiserver (+ one regional kube-apiserver, a separate process), running as
 //! the shipped ServiceAccount (deploy/ RBAC, a real token), wired as `credential-webhook serve` wires it
-//! (`distribution::start_for_serve`, Lease-based leader election, the distributor's handle as the
+//! (`credential_webhook::live::start`, Lease-based leader election, the distributor's handle as the
 //! admission sink), and the shipped webhook configurations registered (only clientConfig rewritten).
 //! `kubectl apply` of a regional Credential puts its copies into the region; `kubectl apply
 //! --dry-run=server` copies nothing and never reaches the sink. Needs Go and `kubectl` on PATH.
@@ -89,18 +89,21 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
     mgmt.seed_yaml(&management_seed(&region.kubeconfig_yaml())).await;
     let token = mgmt.shipped_webhook_token().await;
 
-    // What `credential-webhook serve` does without --estate, distribution on (see webhook/src/main.rs).
+    // What `credential-webhook serve` does without --estate, distribution on (webhook/src/main.rs
+    // through credential_webhook::live::start: one watch layer for the index and the distributor).
     let live = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&token)).await;
-    let distributor = credential_webhook::distribution::start_for_serve(live.client.clone(), SYS, &live.metrics);
+    let running = live.start_live().await;
+    let distributor = running.distributor.as_ref().unwrap();
     let sink = Arc::new(RecordingSink { inner: distributor.handle(), seen: Mutex::default() });
-    let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } = live.serve(Some(sink.clone())).await;
+    let webhook = live.serve_index(running.index.clone(), Some(sink.clone())).await;
+    let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } = webhook;
 
     let limit = WAIT;
     eventually_some("management caches synced", limit, || index.synced().then_some(())).await;
     let handle = distributor.handle();
     eventually_some("this replica holds the distribution Lease", limit, || handle.is_leader().then_some(())).await;
     let lease = mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), "credential-guard-distribution").await;
-    assert!(lease.is_some(), "start_for_serve elects through the Lease in the system namespace");
+    assert!(lease.is_some(), "live::start elects through the Lease in the system namespace");
 
     let base = format!("https://127.0.0.1:{}", server.addr.port());
     mgmt.apply(&shipped_webhook_configurations(&base, &ca_pem).await.unwrap()).await.unwrap();
@@ -169,6 +172,6 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
 
     server.shutdown();
     server.wait().await;
-    distributor.shutdown().await;
+    running.shutdown().await;
     stop.cancel();
 }

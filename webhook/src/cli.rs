@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use credential_core::distribution::{Mode, ModeSetting};
 
+use crate::distribution::DistributionConfig;
 use crate::server::ServerConfig;
 use crate::tls::TlsFiles;
 
@@ -121,6 +122,39 @@ pub struct ServeArgs {
     /// record of what may remain (ConfigMap credential-guard-orphaned-copies).
     #[arg(long, default_value = "5m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_RELEASE_TIMEOUT")]
     pub release_timeout: Duration,
+    /// This replica's name: the holder identity of the distribution Lease and the reporting
+    /// instance of Events. The Deployment sets it to the pod name. Default: $HOSTNAME, else
+    /// `credential-webhook-<pid>`.
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+    /// Namespace of the distribution Lease (default: --system-namespace). The Deployment sets it to
+    /// the pod's namespace, where its Role grants the Lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Credentials reconciled at once, overall.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..), env = "CREDENTIAL_WEBHOOK_DISTRIBUTION_WORKERS")]
+    pub distribution_workers: u16,
+    /// Credentials reconciled at once against one target cluster.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..), env = "CREDENTIAL_WEBHOOK_DISTRIBUTION_PER_CLUSTER")]
+    pub distribution_per_cluster: u16,
+    /// Every distributed Credential is reconciled again this often even without events (a safety
+    /// net next to the watches).
+    #[arg(long, default_value = "10m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_RESYNC_PERIOD")]
+    pub resync_period: Duration,
+    /// Longest time one reconcile of a Credential may take; past it the target cluster is treated
+    /// as unreachable (backoff, condition reason ClusterUnreachable).
+    #[arg(long, default_value = "2m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_RECONCILE_TIMEOUT")]
+    pub reconcile_timeout: Duration,
+    /// TCP connect timeout of the clients of regional clusters.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_REGION_CONNECT_TIMEOUT")]
+    pub region_connect_timeout: Duration,
+    /// Read timeout of one request to a regional cluster (watches excepted): a server that accepts
+    /// the connection and never answers fails the request instead of holding a worker.
+    #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_REGION_REQUEST_TIMEOUT")]
+    pub region_request_timeout: Duration,
+    /// Trigger mode: how often copies not in sync are read again besides their watch events.
+    #[arg(long, default_value = "1m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_VERIFY_INTERVAL")]
+    pub verify_interval: Duration,
     /// Decide from YAML files instead of a cluster (offline estate layout: management objects at the
     /// top, `regions/<name>/` per regional cluster). For demos, tests and benchmarks.
     #[arg(long, env = "CREDENTIAL_WEBHOOK_ESTATE")]
@@ -167,6 +201,32 @@ impl ServeArgs {
             )),
             (None, None) => Ok((ModeSetting::Auto, None)),
         }
+    }
+
+    /// The distributor's settings these flags give (the mode follows the mode control).
+    pub fn distribution_config(&self) -> DistributionConfig {
+        let mut config = crate::distribution::serve_config(&self.system_namespace);
+        // The CLI is the one place the environment is read: in a pod HOSTNAME is its name.
+        config.instance = self
+            .instance
+            .clone()
+            .filter(|i| !i.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or(config.instance);
+        if let (Some(le), Some(ns)) =
+            (&mut config.leader_election, self.lease_namespace.as_ref().filter(|n| !n.is_empty()))
+        {
+            le.namespace = ns.clone();
+        }
+        config.workers = usize::from(self.distribution_workers);
+        config.per_cluster_concurrency = usize::from(self.distribution_per_cluster);
+        config.resync_period = self.resync_period;
+        config.reconcile_timeout = self.reconcile_timeout;
+        config.connect_timeout = self.region_connect_timeout;
+        config.request_timeout = self.region_request_timeout;
+        config.release_timeout = self.release_timeout;
+        config.verify_interval = self.verify_interval;
+        config
     }
 
     pub fn server_config(&self) -> ServerConfig {
@@ -296,6 +356,30 @@ mod tests {
         assert!(err.unwrap_err().contains("contradicts"));
         let args = parse(&["--distribution-mode", "write", "--force-write-mode"]).unwrap();
         assert!(args.force_write_mode);
+        // The distributor's knobs.
+        let d = parse(&[]).unwrap().distribution_config();
+        assert_eq!((d.workers, d.per_cluster_concurrency), (16, 4));
+        assert_eq!((d.resync_period, d.reconcile_timeout), (Duration::from_secs(600), Duration::from_secs(120)));
+        assert_eq!(d.leader_election.unwrap().namespace, "kcm-system", "the Lease follows the system namespace");
+        let d = parse(&[
+            "--instance",
+            "pod-1",
+            "--lease-namespace",
+            "guard",
+            "--distribution-workers",
+            "2",
+            "--region-request-timeout",
+            "3s",
+            "--verify-interval",
+            "5s",
+        ])
+        .unwrap()
+        .distribution_config();
+        assert_eq!((d.instance.as_str(), d.workers), ("pod-1", 2));
+        assert_eq!((d.request_timeout, d.verify_interval), (Duration::from_secs(3), Duration::from_secs(5)));
+        assert_eq!(d.leader_election.unwrap().namespace, "guard");
+        let err = parse(&["--distribution-workers", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--distribution-workers"), "{err}");
         let err = parse(&["--distribution-mode", "both"]).unwrap_err().to_string();
         assert!(err.contains("--distribution-mode") && err.contains("auto, trigger, write, off"), "{err}");
     }

@@ -10,6 +10,8 @@ pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod distribution;
+pub mod informer;
+pub mod live;
 pub mod logjson;
 pub mod metrics;
 pub mod preflight;

@@ -6,9 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 use credential_webhook::cache::ServingEstate;
 use credential_webhook::cli::{Cli, Command, LogFormat, PreflightArgs, ServeArgs};
-use credential_webhook::distribution::{DistributionMetrics, ModeControl};
+use credential_webhook::live::{LiveOptions, LiveWebhook};
 use credential_webhook::metrics::Metrics;
-use credential_webhook::server::{ReadinessDetail, ServerBuilder, shutdown_on_signals};
+use credential_webhook::server::{ServerBuilder, shutdown_on_signals};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -85,7 +85,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_listen = %args.admin_listen,
         "credential-webhook starting"
     );
-    let mut distributor = None;
+    let mut running: Option<LiveWebhook> = None;
     let mut readiness = None;
     let estate: Arc<dyn ServingEstate> = match &args.estate {
         Some(dir) => {
@@ -101,38 +101,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => {
             let client = credential_webhook::cache::live::client(args.kubeconfig.as_deref()).await?;
-            // Runs in every mode: in off mode it only hands over Credentials write mode left
-            // holding our finalizer.
-            let dmetrics = DistributionMetrics::default();
-            let control = ModeControl::start(&client, setting, args.force_write_mode, dmetrics.clone())
+            let options = LiveOptions {
+                mode: setting,
+                force_write_mode: args.force_write_mode,
+                distribution: args.distribution_config(),
+            };
+            let live = credential_webhook::live::start(client, options, metrics.clone(), shutdown.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let state = control.current();
-            tracing::info!(
-                mode = %state.mode(),
-                reason = %state.decision.reason,
-                who_copies = state.mode().who_copies(),
-                "distribution mode in force"
-            );
-            let mut config =
-                credential_webhook::distribution::serve_config(&args.system_namespace, args.release_timeout);
-            control.watch(client.clone(), config.cluster_backoff, shutdown.clone());
-            config.mode = control.handle();
-            let handle = control.handle();
-            readiness = Some(Arc::new(move || handle.current().summary()) as ReadinessDetail);
-            distributor = Some(credential_webhook::distribution::start_for_serve_with(
-                client.clone(),
-                config,
-                dmetrics,
-                &metrics,
-            ));
-            credential_webhook::cache::live::start(client, &args.system_namespace, metrics.clone(), shutdown.clone())
+            readiness = Some(live.readiness_detail());
+            let index = live.index.clone();
+            running = Some(live);
+            index
         }
     };
 
     tokio::spawn(credential_webhook::server::log_when_synced(estate.clone(), shutdown.clone()));
     let mut builder = ServerBuilder::new(args.server_config(), estate).metrics(metrics).shutdown_token(shutdown);
-    if let Some(d) = &distributor {
+    if let Some(d) = running.as_ref().and_then(|l| l.distributor.as_ref()) {
         builder = builder.sink(Arc::new(d.handle()));
     }
     if let Some(detail) = readiness {
@@ -140,8 +126,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let server = builder.start().await?;
     server.wait().await;
-    if let Some(d) = distributor {
-        d.shutdown().await;
+    if let Some(live) = running {
+        live.shutdown().await;
     }
     tracing::info!("stopped");
     Ok(())

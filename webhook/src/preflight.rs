@@ -18,7 +18,6 @@ use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessRevie
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::ApiResource;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
@@ -475,11 +474,11 @@ async fn region_reachable(
     region: &Value,
     opts: &PreflightOptions,
 ) -> Result<String, (String, String)> {
-    let (ns, secret, key) = match credential_core::kubeconfig::region_kubeconfig_ref_of(region, &opts.system_namespace)
-    {
-        Ok(r) => (r.namespace, r.name, r.key),
+    let source = match credential_core::kubeconfig::region_kubeconfig_ref_of(region, &opts.system_namespace) {
+        Ok(r) => r,
         Err(e) => return Err((e.to_string(), e.fix())),
     };
+    let (ns, secret, key) = (source.namespace.clone(), source.name.clone(), source.key.clone());
     let fix_secret = format!("create Secret {ns}/{secret} with key {key:?} holding the regional cluster's kubeconfig");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let found = secrets
@@ -495,14 +494,9 @@ async fn region_reachable(
     let bad = |why: String| (why, fix_secret.clone());
     let text =
         String::from_utf8(bytes.0).map_err(|_| bad(format!("key {key:?} of Secret {ns}/{secret} is not text")))?;
-    // The same check the webhook applies: no exec, no files, no proxy. Errors never quote the text.
-    let checked = credential_core::kubeconfig::parse_untrusted(&text, &format!("Secret {ns}/{secret}[{key}]"))
-        .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{secret} is rejected: {e}")))?;
-    let kubeconfig: Kubeconfig = serde_json::from_value(checked)
-        .map_err(|_| bad(format!("key {key:?} of Secret {ns}/{secret} is not a valid kubeconfig")))?;
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| bad(format!("kubeconfig in Secret {ns}/{secret} is unusable: {e}")))?;
+    // The webhook's own check and client configuration (crate::informer::clients): no exec, no
+    // files, no proxy. Errors never quote the text.
+    let mut config = crate::informer::clients::checked_config(&text, &source).await.map_err(|e| bad(e.to_string()))?;
     config.connect_timeout = Some(opts.region_timeout);
     config.read_timeout = Some(opts.region_timeout);
     let server = config.cluster_url.to_string();

@@ -9,7 +9,7 @@
 //! - `admitted` runs on the request path: it must not block or do I/O. Enqueue and return.
 //! - "Admitted" is not "stored": another webhook or etcd may still reject the write, and the API
 //!   server may retry a request (same or new uid). Treat the call as a hint to re-read the
-//!   Credential from the API and converge, never as the new truth.
+//!   Credential from the API and reconcile, never as the new truth.
 //! - The validating webhook sees the object after all mutations, so `object` carries our labels.
 
 use std::sync::Arc;

@@ -84,7 +84,7 @@ pub fn fast_distribution_config(instance: &str, release_timeout: Duration) -> Di
         cluster_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
-        convergence_timeout: Duration::from_secs(20),
+        reconcile_timeout: Duration::from_secs(20),
         release_timeout,
         instance: instance.to_string(),
         ..DistributionConfig::default()

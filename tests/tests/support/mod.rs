@@ -135,8 +135,23 @@ pub async fn prepare_live_webhook(kubeconfig_yaml: &str) -> LivePrepared {
 impl LivePrepared {
     /// Starts the live caches and the server on ephemeral ports; admitted changes go to `sink` if given.
     pub async fn serve(self, sink: Option<Arc<dyn AdmittedChangeSink>>) -> LiveWebhook {
-        let LivePrepared { client, metrics, stop, ca_pem, shutdown_timeout, written, dir } = self;
-        let index = credential_webhook::cache::live::start(client, SYS, metrics.clone(), stop.clone());
+        let index =
+            credential_webhook::cache::live::start(self.client.clone(), SYS, self.metrics.clone(), self.stop.clone());
+        self.serve_index(index, sink).await
+    }
+
+    /// What `credential-webhook serve` runs without --estate (`credential_webhook::live::start`: the
+    /// mode control, the distributor and the admission index on one watch layer), not serving yet.
+    pub async fn start_live(&self) -> credential_webhook::live::LiveWebhook {
+        let options = credential_webhook::live::LiveOptions::new(SYS);
+        credential_webhook::live::start(self.client.clone(), options, self.metrics.clone(), self.stop.clone())
+            .await
+            .unwrap()
+    }
+
+    /// The server on ephemeral ports, deciding from `index`.
+    pub async fn serve_index(self, index: Arc<Index>, sink: Option<Arc<dyn AdmittedChangeSink>>) -> LiveWebhook {
+        let LivePrepared { client: _, metrics, stop, ca_pem, shutdown_timeout, written, dir } = self;
         let mut config = ServerConfig::new(TlsFiles {
             cert_file: written.tls_cert,
             key_file: written.tls_key,

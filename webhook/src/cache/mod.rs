@@ -1,8 +1,14 @@
 //! The estate the webhook decides on: an in-memory index of cluster objects.
 //!
 //! Decisions only read this index (never the API), so their cost does not grow with the number of
-//! objects. [`Index`] is filled by kube-rs watchers ([`live`]) or, with `--estate DIR`, replaced by a
-//! [`MemoryEstate`] loaded from YAML.
+//! objects. [`Index`] is filled from the shared watch layer (`crate::informer`) or, with
+//! `--estate DIR`, replaced by a [`MemoryEstate`] loaded from YAML.
+//!
+//! - this file: the [`Index`] and the [`ServingEstate`] trait the server answers from;
+//! - [`live`]: subscriptions that fill the index, readiness, regional staleness;
+//! - `regions.rs`: the regional caches, one per Region; `identities.rs`: the identity kinds;
+//! - `secrets.rs`: Secret key names and admission's short live reads; `overlay.rs`: [`Overlay`];
+//! - [`limit`]: bounds on the live reads admission makes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,8 +20,14 @@ use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 
+pub use overlay::Overlay;
+
+mod identities;
 pub mod limit;
 pub mod live;
+mod overlay;
+mod regions;
+mod secrets;
 
 /// The answer of a live read of one Secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,16 +249,18 @@ impl Index {
 
     /// Adds the key names of a Secret as `data: {key: ""}` (never values) when they were read at this
     /// resourceVersion; otherwise marks them unknown, so rules do not take a stale or unread list
-    /// for the truth.
-    fn with_secret_keys(&self, mut obj: Value) -> Value {
+    /// for the truth. Other objects are kept as they come, shared with the watch that delivered
+    /// them (one copy in memory).
+    fn with_secret_keys(&self, obj: Arc<Value>) -> Arc<Value> {
         let Some((group, kind, Some(ns), name)) = key_of(&obj) else { return obj };
-        if !(group.is_empty() && kind == "Secret") {
+        if !is_secret(&group, &kind) {
             return obj;
         }
+        let mut obj = Arc::unwrap_or_clone(obj);
         let keys = self.secret_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let known = keys.get(&(ns, name)).filter(|k| k.resource_version == resource_version(&obj));
         set_key_names(&mut obj, known.map(|k| k.keys.as_slice()));
-        obj
+        Arc::new(obj)
     }
 
     fn forget_secret_keys(&self, keep: impl Fn(&(String, String)) -> bool) {
@@ -255,6 +269,11 @@ impl Index {
 
     /// Adds or replaces one object.
     pub fn apply(&self, cluster: &Cluster, obj: Value) {
+        self.apply_shared(cluster, Arc::new(obj));
+    }
+
+    /// Adds or replaces one object as a watch shares it.
+    pub fn apply_shared(&self, cluster: &Cluster, obj: Arc<Value>) {
         let obj = self.with_secret_keys(obj);
         let Some(key) = key_of(&obj) else { return };
         let mut clusters = self.write();
@@ -263,7 +282,7 @@ impl Index {
             state.crds.insert(key.3.clone(), crd_serves(&obj));
             state.rebuild_served();
         }
-        state.put(key, Arc::new(obj));
+        state.put(key, obj);
     }
 
     /// Removes one object (identified by its apiVersion/kind/metadata).
@@ -283,7 +302,12 @@ impl Index {
 
     /// Replaces every object of one group+kind in a cluster (after a watcher's initial list).
     pub fn replace_all(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Value>) {
-        let objs: Vec<(Key, Value)> =
+        self.replace_all_shared(cluster, group, kind, objs.into_iter().map(Arc::new).collect());
+    }
+
+    /// [`Index::replace_all`] with objects as a watch shares them.
+    pub fn replace_all_shared(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Arc<Value>>) {
+        let objs: Vec<(Key, Arc<Value>)> =
             objs.into_iter().map(|o| self.with_secret_keys(o)).filter_map(|o| Some((key_of(&o)?, o))).collect();
         if *cluster == Cluster::Management && is_secret(group, kind) {
             // Deletions missed while the watch was down: keep key names only of listed Secrets.
@@ -302,7 +326,7 @@ impl Index {
             if crd {
                 state.crds.insert(key.3.clone(), crd_serves(&obj));
             }
-            state.put(key, Arc::new(obj));
+            state.put(key, obj);
         }
         if crd {
             state.rebuild_served();
@@ -321,7 +345,7 @@ impl Index {
         let key: Key = (String::new(), "Secret".into(), Some(namespace.to_string()), name.to_string());
         let existing = self.read().get(&Cluster::Management).and_then(|s| s.objects.get(&key).cloned());
         if let Some(obj) = existing {
-            self.apply(&Cluster::Management, (*obj).clone());
+            self.apply_shared(&Cluster::Management, obj);
         }
     }
 
@@ -458,7 +482,7 @@ impl ServingEstate for Index {
     fn read_secret<'a>(&'a self, namespace: &'a str, name: &'a str) -> BoxFuture<'a, LiveRead> {
         Box::pin(async move {
             match self.live.get() {
-                Some(client) => live::read_secret_keys(client, self, namespace, name).await,
+                Some(client) => secrets::read_secret_keys(client, self, namespace, name).await,
                 None => LiveRead::Unavailable,
             }
         })
@@ -467,123 +491,10 @@ impl ServingEstate for Index {
     fn read_object<'a>(&'a self, gvk: &'a Gvk, namespace: Option<&'a str>, name: &'a str) -> BoxFuture<'a, LiveRead> {
         Box::pin(async move {
             match self.live.get() {
-                Some(client) => live::read_k0rdent_object(client, gvk, namespace, name).await,
+                Some(client) => secrets::read_k0rdent_object(client, gvk, namespace, name).await,
                 None => LiveRead::Unavailable,
             }
         })
-    }
-}
-
-/// An estate plus management objects as live reads found them (or found them absent): what a
-/// decision sees when the cache has not caught up with them yet (a Secret, Region or
-/// ClusterDeployment applied together with the object that names it).
-pub struct Overlay<'a> {
-    base: &'a (dyn Estate + Sync),
-    /// (group, kind, namespace, name) -> the object as read (`None`: it does not exist).
-    objects: Vec<(Key, Option<Arc<Value>>)>,
-}
-
-impl<'a> Overlay<'a> {
-    pub fn new(base: &'a (dyn Estate + Sync)) -> Self {
-        Overlay { base, objects: Vec::new() }
-    }
-
-    /// Adds one management object as read (`object` `None`: it does not exist).
-    pub fn with(mut self, gvk: &Gvk, namespace: Option<&str>, name: &str, object: Option<Value>) -> Self {
-        let key: Key = (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), name.to_string());
-        self.objects.retain(|(k, _)| *k != key);
-        self.objects.push((key, object.map(Arc::new)));
-        self
-    }
-
-    /// Shorthand for one Secret as read.
-    pub fn with_secret(self, namespace: &str, name: &str, secret: Option<Value>) -> Self {
-        self.with(&Gvk::secret(), Some(namespace), name, secret)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
-    fn entry(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<&Option<Arc<Value>>> {
-        if *cluster != Cluster::Management {
-            return None;
-        }
-        self.objects
-            .iter()
-            .find(|((g, k, ns, n), _)| *g == gvk.group && *k == gvk.kind && ns.as_deref() == namespace && n == name)
-            .map(|(_, o)| o)
-    }
-}
-
-impl Estate for Overlay<'_> {
-    fn system_namespace(&self) -> &str {
-        self.base.system_namespace()
-    }
-
-    fn knows_cluster(&self, cluster: &Cluster) -> bool {
-        self.base.knows_cluster(cluster)
-    }
-
-    fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        match self.entry(cluster, gvk, namespace.filter(|s| !s.is_empty()), name) {
-            Some(read) => read.clone(),
-            None => self.base.get(cluster, gvk, namespace, name),
-        }
-    }
-
-    fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let mut out = self.base.list(cluster, gvk, namespace);
-        if *cluster != Cluster::Management {
-            return out;
-        }
-        let pos = |o: &Value| {
-            let m = o.get("metadata");
-            let s = |k: &str| m.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or_default().to_string();
-            (s("namespace"), s("name"))
-        };
-        for ((g, k, ns, n), read) in &self.objects {
-            if *g != gvk.group || *k != gvk.kind || namespace.is_some_and(|want| ns.as_deref() != Some(want)) {
-                continue;
-            }
-            let me = (ns.clone().unwrap_or_default(), n.clone());
-            out.retain(|o| pos(o) != me);
-            if let Some(obj) = read {
-                let at = out.partition_point(|o| pos(o) < me);
-                out.insert(at, obj.clone());
-            }
-        }
-        out
-    }
-
-    fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
-        self.base.served(cluster, gvk)
-    }
-
-    fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
-        self.base.namespaced(cluster, gvk)
-    }
-
-    fn covers(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> bool {
-        self.base.covers(cluster, gvk, namespace)
-    }
-
-    // The overlay holds single objects: the reverse lookups (Credentials, ClusterDeployments, Regions)
-    // are the base's, answered from its index.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        self.base.credentials_in_region(region)
-    }
-
-    fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
-        self.base.credentials_using_identity_kind(api_version, kind)
-    }
-
-    fn cluster_deployments_using(&self, namespace: &str, credential: &str) -> Vec<Arc<Value>> {
-        self.base.cluster_deployments_using(namespace, credential)
-    }
-
-    fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
-        self.base.regions_on_cluster_deployment(namespace, name)
     }
 }
 

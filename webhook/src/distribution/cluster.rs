@@ -11,14 +11,11 @@ use credential_core::gvk::Gvk;
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinHandle;
 
 use super::error::{DistributionError, is_connect_error, status_code};
-use super::queue::Backoff;
-use super::watch::{WatchItem, spawn_watch};
+use crate::informer::{ClusterWatches, Event, RegionalCluster, Subscription, Trim, WatchSpec};
 
 /// API resources the distributor uses without discovery.
 /// (The core's kinds table: `credential_core::gvk::KNOWN_KINDS`.)
@@ -43,36 +40,25 @@ pub enum PiState {
 pub struct ClusterConn {
     pub cluster: Cluster,
     pub client: kube::Client,
-    /// Regional clusters: the kubeconfig Secret (namespace, name) and the resourceVersion the
-    /// client was built from; a change rebuilds the connection.
-    pub kubeconfig: Option<((String, String), Option<String>)>,
-    /// Bounds concurrent convergences against this cluster.
+    /// Regional clusters: the clients and watches shared with the admission index, and the
+    /// kubeconfig Secret they were built from; a change rebuilds the connection.
+    pub regional: Option<Arc<RegionalCluster>>,
+    /// Bounds concurrent reconciles against this cluster.
     pub permits: Arc<Semaphore>,
     resources: Mutex<HashMap<Gvk, (ApiResource, bool)>>,
     namespaces: Mutex<HashSet<String>>,
     pis: Arc<RwLock<Vec<Arc<Value>>>>,
     pi_state: watch::Receiver<PiState>,
-    tasks: Vec<JoinHandle<()>>,
-    /// Client without a short read timeout, for watches.
-    watch_client: kube::Client,
-    watch_backoff: Backoff,
+    /// The cluster's shared watches.
+    watches: Arc<ClusterWatches>,
+    /// The ProviderInterface subscription.
+    _pi_subscription: Option<Subscription>,
     /// One label-selected watch per copied kind (regional clusters only): a copy deleted or
     /// edited there is noticed in seconds, not at the resync.
-    copy_watches: Mutex<HashMap<Gvk, JoinHandle<()>>>,
+    copy_watches: Mutex<HashMap<Gvk, Subscription>>,
     /// Versions of copies this process just wrote: their watch events are our own echo, not a
     /// change to repair, so they enqueue nothing.
     own_writes: Arc<Mutex<HashSet<String>>>,
-}
-
-impl Drop for ClusterConn {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for (_, t) in lock(&self.copy_watches).drain() {
-            t.abort();
-        }
-    }
 }
 
 /// Called with the owners (`namespace/name` of Credentials) of a copy that changed or went away
@@ -84,16 +70,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl ClusterConn {
-    /// Connects lazily: nothing is sent until the ProviderInterface watch starts. `on_pis` is
-    /// called whenever the ProviderInterfaces are (re)listed or change. `client` sends requests,
-    /// `watch_client` (no short read timeout) watches the ProviderInterfaces.
+    /// `client` sends requests; the ProviderInterfaces come from `watches` (shared with the
+    /// admission index). `on_pis` is called whenever they are (re)listed or change.
     pub fn new(
         cluster: Cluster,
         client: kube::Client,
-        watch_client: kube::Client,
-        kubeconfig: Option<((String, String), Option<String>)>,
+        watches: Arc<ClusterWatches>,
+        regional: Option<Arc<RegionalCluster>>,
         concurrency: usize,
-        watch_backoff: Backoff,
         on_pis: Arc<dyn Fn(&Cluster) + Send + Sync>,
     ) -> Arc<Self> {
         let pis: Arc<RwLock<Vec<Arc<Value>>>> = Arc::default();
@@ -101,45 +85,42 @@ impl ClusterConn {
         let mut conn = ClusterConn {
             cluster: cluster.clone(),
             client,
-            kubeconfig,
+            regional,
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             resources: Mutex::default(),
             namespaces: Mutex::default(),
             pis: Arc::clone(&pis),
             pi_state: rx,
-            tasks: Vec::new(),
-            watch_client: watch_client.clone(),
-            watch_backoff,
+            watches: Arc::clone(&watches),
+            _pi_subscription: None,
             copy_watches: Mutex::default(),
             own_writes: Arc::default(),
         };
-        let (pi_ar, _) = known_resource(&Gvk::provider_interface()).unwrap_or_else(unreachable_pi);
-        let api: Api<DynamicObject> = Api::all_with(watch_client, &pi_ar);
-        let mut buffer: Vec<Arc<Value>> = Vec::new();
-        let task = spawn_watch(api, watcher::Config::default(), watch_backoff, move |item| match item {
-            WatchItem::Init => buffer.clear(),
-            WatchItem::Apply { obj, initial: true } => buffer.push(Arc::new(to_value(&obj))),
-            WatchItem::InitDone => {
-                *pis.write().unwrap_or_else(std::sync::PoisonError::into_inner) = std::mem::take(&mut buffer);
-                tx.send_replace(PiState::Ready);
-                on_pis(&cluster);
-            }
-            WatchItem::Apply { obj, initial: false } => {
-                upsert(&pis, to_value(&obj), false);
-                on_pis(&cluster);
-            }
-            WatchItem::Delete(obj) => {
-                upsert(&pis, to_value(&obj), true);
-                on_pis(&cluster);
-            }
-            WatchItem::Error(e) => {
-                // Keep the last known list once we had one: a flaky watch is not an outage.
-                if *tx.borrow() != PiState::Ready {
-                    tx.send_replace(PiState::Failed(e.message));
+        let Some(spec) = WatchSpec::known(&Gvk::provider_interface(), Trim::Common) else { return Arc::new(conn) };
+        conn._pi_subscription = Some(watches.subscribe(
+            &spec,
+            Box::new(move |event| match event {
+                Event::Listed(objects) => {
+                    *pis.write().unwrap_or_else(std::sync::PoisonError::into_inner) = objects.to_vec();
+                    tx.send_replace(PiState::Ready);
+                    on_pis(&cluster);
                 }
-            }
-        });
-        conn.tasks.push(task);
+                Event::Applied(o) => {
+                    upsert(&pis, Arc::clone(o), false);
+                    on_pis(&cluster);
+                }
+                Event::Deleted(o) => {
+                    upsert(&pis, Arc::clone(o), true);
+                    on_pis(&cluster);
+                }
+                Event::Failed(e) => {
+                    // Keep the last known list once we had one: a flaky watch is not an outage.
+                    if *tx.borrow() != PiState::Ready {
+                        tx.send_replace(PiState::Failed(e.message.clone()));
+                    }
+                }
+            }),
+        ));
         Arc::new(conn)
     }
 
@@ -155,36 +136,31 @@ impl ClusterConn {
         if watches.contains_key(gvk) {
             return;
         }
-        let api: Api<DynamicObject> = Api::all_with(self.watch_client.clone(), ar);
         let selector = format!("{}=true", credential_core::model::labels::MANAGED);
+        let spec = WatchSpec::new(ar, None, Trim::Owners).with_labels(&selector);
         let (cluster, on_event, own) = (self.cluster.clone(), Arc::clone(on_event), Arc::clone(&self.own_writes));
         let group = gvk.group.clone();
-        let task =
-            spawn_watch(
-                api,
-                watcher::Config::default().labels(&selector),
-                self.watch_backoff,
-                move |item| match item {
-                    WatchItem::Apply { obj, initial: false } => {
-                        let kind = obj.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
-                        let version = written_version(
-                            &group,
-                            &kind,
-                            obj.metadata.namespace.as_deref(),
-                            obj.metadata.name.as_deref().unwrap_or_default(),
-                            obj.metadata.resource_version.as_deref().unwrap_or_default(),
-                        );
-                        if !lock(&own).remove(&version) {
-                            on_event(&cluster, copy_owners(&to_value(&obj)));
-                        }
+        let task = self.watches.subscribe(
+            &spec,
+            Box::new(move |event| match event {
+                Event::Applied(obj) => {
+                    let s = |p: &str| obj.pointer(p).and_then(Value::as_str);
+                    let version = written_version(
+                        &group,
+                        s("/kind").unwrap_or_default(),
+                        s("/metadata/namespace"),
+                        s("/metadata/name").unwrap_or_default(),
+                        s("/metadata/resourceVersion").unwrap_or_default(),
+                    );
+                    if !lock(&own).remove(&version) {
+                        on_event(&cluster, copy_owners(obj));
                     }
-                    WatchItem::Delete(obj) => {
-                        on_event(&cluster, copy_owners(&to_value(&obj)));
-                    }
-                    WatchItem::Error(e) => tracing::debug!(cluster = %cluster, error = %e, "copy watch retrying"),
-                    _ => {}
-                },
-            );
+                }
+                Event::Deleted(obj) => on_event(&cluster, copy_owners(obj)),
+                Event::Failed(e) => tracing::debug!(cluster = %cluster, error = %e, "copy watch retrying"),
+                Event::Listed(_) => {}
+            }),
+        );
         watches.insert(gvk.clone(), task);
     }
 
@@ -326,12 +302,12 @@ pub fn to_value(obj: &DynamicObject) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
 }
 
-fn upsert(store: &RwLock<Vec<Arc<Value>>>, obj: Value, delete: bool) {
+fn upsert(store: &RwLock<Vec<Arc<Value>>>, obj: Arc<Value>, delete: bool) {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string);
     let mut list = store.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     list.retain(|o| o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string) != name);
     if !delete {
-        list.push(Arc::new(obj));
+        list.push(obj);
     }
 }
 
@@ -355,12 +331,12 @@ mod tests {
     #[test]
     fn upsert_replaces_and_deletes_by_name() {
         let store = RwLock::new(Vec::new());
-        upsert(&store, json!({"metadata": {"name": "a"}, "v": 1}), false);
-        upsert(&store, json!({"metadata": {"name": "a"}, "v": 2}), false);
-        upsert(&store, json!({"metadata": {"name": "b"}}), false);
+        upsert(&store, Arc::new(json!({"metadata": {"name": "a"}, "v": 1})), false);
+        upsert(&store, Arc::new(json!({"metadata": {"name": "a"}, "v": 2})), false);
+        upsert(&store, Arc::new(json!({"metadata": {"name": "b"}})), false);
         assert_eq!(store.read().unwrap().len(), 2);
         assert!(store.read().unwrap().iter().any(|o| o["v"] == 2));
-        upsert(&store, json!({"metadata": {"name": "a"}}), true);
+        upsert(&store, Arc::new(json!({"metadata": {"name": "a"}})), true);
         assert_eq!(store.read().unwrap().len(), 1);
     }
 }

@@ -3,6 +3,8 @@
 
 use credential_core::estate::Cluster;
 
+use super::reason::Reason;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DistributionError {
     #[error("Region {region} does not exist in the management cluster; create it or fix spec.region")]
@@ -41,19 +43,19 @@ impl DistributionError {
         DistributionError::Api { context: context.into(), source }
     }
 
-    /// The stable reason (PascalCase, valid as a condition reason).
-    pub fn reason(&self) -> &'static str {
+    /// The stable reason (the condition reason, Event reason and metric label).
+    pub fn reason(&self) -> Reason {
         match self {
-            DistributionError::RegionNotFound { .. } => "RegionNotFound",
+            DistributionError::RegionNotFound { .. } => Reason::RegionNotFound,
             DistributionError::RegionKubeconfig { .. } | DistributionError::RegionKubeconfigRef(_) => {
-                "RegionKubeconfigInvalid"
+                Reason::RegionKubeconfigInvalid
             }
-            DistributionError::Unreachable { .. } => "ClusterUnreachable",
-            DistributionError::Api { source, .. } if is_connect_error(source) => "ClusterUnreachable",
-            DistributionError::Api { source, .. } if status_code(source) == Some(403) => "Forbidden",
-            DistributionError::Api { .. } => "ApiError",
-            DistributionError::Malformed { .. } => "MalformedObject",
-            DistributionError::Lease { .. } => "LeaderElection",
+            DistributionError::Unreachable { .. } => Reason::ClusterUnreachable,
+            DistributionError::Api { source, .. } if is_connect_error(source) => Reason::ClusterUnreachable,
+            DistributionError::Api { source, .. } if status_code(source) == Some(403) => Reason::Forbidden,
+            DistributionError::Api { .. } => Reason::ApiError,
+            DistributionError::Malformed { .. } => Reason::MalformedObject,
+            DistributionError::Lease { .. } => Reason::LeaderElection,
         }
     }
 }
@@ -118,6 +120,6 @@ mod tests {
             DistributionError::api("read Secret team/x", api_error(403, "Forbidden", "secrets is forbidden"));
         let text = forbidden.to_string();
         assert!(text.contains("HTTP 403") && text.contains("grant") && !text.contains("Status {"), "{text}");
-        assert_eq!(forbidden.reason(), "Forbidden");
+        assert_eq!(forbidden.reason(), Reason::Forbidden);
     }
 }

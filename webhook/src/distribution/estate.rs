@@ -1,10 +1,10 @@
-//! The estate the planner reads during one convergence: objects fetched from the API on demand.
+//! The estate the planner reads during one reconcile: objects fetched from the API on demand.
 //!
 //! The planner is a pure, synchronous function, so it cannot fetch. Instead this estate answers
 //! from what was fetched so far and records every question it could not answer (an object not
 //! fetched yet, a kind whose scope is unknown). The distributor fetches exactly those and plans
 //! again, until a plan asks nothing new. Each source object is therefore read once per
-//! convergence, and the number of rounds is bounded by the planner's reference depth.
+//! reconcile, and the number of rounds is bounded by the planner's reference depth.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};

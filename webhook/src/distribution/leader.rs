@@ -62,18 +62,18 @@ impl LeaderElection {
 }
 
 /// Until when this replica may act as leader: the start of its last successful renewal (the
-/// Lease's renewTime is later) plus the renew deadline. Shared by the renewal task and the term,
+/// Lease's renewTime is later) plus the renew deadline. Shared by the renewal task and the distributor it lets lead,
 /// which stops its workers by then.
 #[derive(Debug, Clone)]
-pub struct Tenure {
+pub struct Leadership {
     until: Arc<Mutex<Instant>>,
     deadline: Duration,
 }
 
-impl Tenure {
+impl Leadership {
     pub fn new(renewed_at: Instant, le: &LeaderElection) -> Self {
         let deadline = le.effective_renew_deadline();
-        Tenure { until: Arc::new(Mutex::new(renewed_at + deadline)), deadline }
+        Leadership { until: Arc::new(Mutex::new(renewed_at + deadline)), deadline }
     }
 
     pub fn until(&self) -> Instant {
@@ -180,31 +180,37 @@ pub async fn acquire(
     }
 }
 
-/// Renews the Lease until `term` is cancelled; cancels `term` (and ends `tenure`) when
+/// Renews the Lease until `leading` is cancelled; cancels `leading` (and ends `leadership`) when
 /// leadership is lost: taken over, or not renewed within the renew deadline, whether the
 /// attempts failed or hung.
-pub async fn hold(client: kube::Client, le: LeaderElection, identity: String, term: CancellationToken, tenure: Tenure) {
+pub async fn hold(
+    client: kube::Client,
+    le: LeaderElection,
+    identity: String,
+    leading: CancellationToken,
+    leadership: Leadership,
+) {
     let mut pause = le.renew_period;
     loop {
         tokio::select! {
-            () = term.cancelled() => return,
-            () = tokio::time::sleep_until(tenure.until()) => break,
+            () = leading.cancelled() => return,
+            () = tokio::time::sleep_until(leadership.until()) => break,
             () = tokio::time::sleep(pause) => {}
         }
         let started = Instant::now();
         let attempt = tokio::select! {
-            () = term.cancelled() => return,
-            r = tokio::time::timeout_at(tenure.until(), try_acquire(&client, &le, &identity)) => r,
+            () = leading.cancelled() => return,
+            r = tokio::time::timeout_at(leadership.until(), try_acquire(&client, &le, &identity)) => r,
         };
         match attempt {
             Ok(Ok(true)) => {
-                tenure.renewed(started);
+                leadership.renewed(started);
                 pause = le.renew_period;
             }
             Ok(Ok(false)) => {
                 tracing::warn!(lease = %le.name, "distribution leadership taken over by another replica");
-                tenure.end();
-                term.cancel();
+                leadership.end();
+                leading.cancel();
                 return;
             }
             Ok(Err(e)) => {
@@ -219,8 +225,8 @@ pub async fn hold(client: kube::Client, le: LeaderElection, identity: String, te
         deadline = ?le.effective_renew_deadline(),
         "lease not renewed within the renew deadline: giving up distribution leadership"
     );
-    tenure.end();
-    term.cancel();
+    leadership.end();
+    leading.cancel();
 }
 
 /// Publishes the mode in force on the Lease this replica holds (annotations
@@ -294,7 +300,7 @@ mod tests {
     }
 
     /// A management API that accepts connections and never answers: the holder gives up at the
-    /// renew deadline, before the Lease (renewed when the term began) expires for others.
+    /// renew deadline, before the Lease (renewed when leadership began) expires for others.
     #[tokio::test]
     async fn a_hung_renewal_ends_the_term_at_the_renew_deadline() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -315,14 +321,14 @@ mod tests {
             ..LeaderElection::default()
         };
         let renewed = Instant::now();
-        let tenure = Tenure::new(renewed, &le);
-        let term = CancellationToken::new();
-        let task = tokio::spawn(hold(client, le.clone(), "me".into(), term.clone(), tenure.clone()));
-        tokio::time::timeout(Duration::from_secs(5), term.cancelled()).await.unwrap();
+        let leadership = Leadership::new(renewed, &le);
+        let leading = CancellationToken::new();
+        let task = tokio::spawn(hold(client, le.clone(), "me".into(), leading.clone(), leadership.clone()));
+        tokio::time::timeout(Duration::from_secs(5), leading.cancelled()).await.unwrap();
         let gave_up = renewed.elapsed();
         assert!(gave_up >= Duration::from_millis(1100), "gave up too early: {gave_up:?}");
         assert!(gave_up < le.lease_duration, "still leading at lease expiry: {gave_up:?}");
-        assert!(tenure.until() <= Instant::now());
+        assert!(leadership.until() <= Instant::now());
         task.await.unwrap();
         held.abort();
     }

@@ -4,24 +4,32 @@
 //!
 //! How it runs:
 //! - A [`Distributor`] runs inside `credential-webhook` in the [`mode`] in force (`--distribution-mode`:
-//!   write, trigger — KCM writes, we trigger and verify (trigger.rs) — or off, detected from
+//!   write, trigger — KCM writes, we trigger and verify (engine/trigger.rs) — or off, detected from
 //!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
 //!   publishes the mode on it); every replica serves admission.
 //! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
-//!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by watches on
-//!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces of every
-//!   target cluster, and metadata-only watches on source objects (each mapped back to the
+//!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by subscriptions to
+//!   the shared watch layer ([`crate::informer`], which the admission index reads too) on
+//!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces and copies of
+//!   every target cluster, and metadata-only watches on source objects (each mapped back to the
 //!   Credentials whose last plan used it) and Secrets (which also rebuild a regional client when
 //!   its kubeconfig Secret changes), plus a slow resync. Secrets are watched one namespace at a
 //!   time (the system namespace always, others when a plan uses them), never cluster-wide: RBAC
 //!   grants them per namespace. A watch refused with 403 is reported once and the resync covers it.
-//! - One convergence: read the Credential; plan with the core planner over an estate fetched on
+//! - One reconcile: read the Credential; plan with the core planner over an estate fetched on
 //!   demand (each source object read once); server-side apply each copy under one field manager
 //!   (force only on objects already ours), never writing an object that lacks the managed label;
 //!   record ownership in the owners annotation; report the `ClusterIdentitiesDistributed`
 //!   condition and Events. A finalizer keeps the Credential until its copies are released.
 //! - Failures retry with capped exponential backoff per Credential and per target cluster;
 //!   concurrency is bounded per cluster and overall.
+//!
+//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `worker.rs`,
+//! `reconcile.rs` with the pure `next_step`, `distribute.rs`, `release.rs`, `trigger.rs`,
+//! `connections.rs`), `leading.rs` (one period of leadership), `leader.rs` (the Lease),
+//! `cluster.rs` (one target cluster), `copies.rs` (apply and release one copy), `estate.rs` (the
+//! planner's estate fetched on demand), `queue.rs`, `mode.rs`, `status.rs` (condition and Events),
+//! `reason.rs`, `error.rs`, `metrics.rs`.
 
 mod cluster;
 mod copies;
@@ -29,52 +37,52 @@ mod engine;
 mod error;
 mod estate;
 pub mod leader;
+mod leading;
 mod metrics;
 pub mod mode;
 mod queue;
+pub mod reason;
 mod status;
-mod watch;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use credential_core::gvk::Gvk;
 use credential_core::identity;
 use credential_core::rules::Operation;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::watcher;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use credential_core::distribution::ORPHANED_COPIES;
-pub use engine::{CredentialKey, REASON_OFF, problem_reason};
+pub use engine::CredentialKey;
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
 pub use queue::Backoff;
+pub use reason::{EventReason, Reason};
 pub use status::{DesiredCondition, apply_condition};
 
+use crate::informer::{ClientTimeouts, Informers};
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 use engine::Engine;
-use watch::{WatchItem, spawn_watch};
+use leading::run_elections;
 
 /// Settings of the distributor (flags of `credential-webhook` map onto these).
 #[derive(Debug, Clone)]
 pub struct DistributionConfig {
     /// KCM's namespace: Region kubeconfig Secrets, default namespace of references.
     pub system_namespace: String,
-    /// Credentials converged at once, overall.
+    /// Credentials reconciled at once, overall.
     pub workers: usize,
-    /// Credentials converged at once against one target cluster.
+    /// Credentials reconciled at once against one target cluster.
     pub per_cluster_concurrency: usize,
     /// Every Credential is re-checked this often even without events (a safety net).
     pub resync_period: Duration,
-    /// Retry delay of a Credential that did not converge.
+    /// Retry delay of a Credential that did not reconcile.
     pub credential_backoff: Backoff,
     /// Retry delay of an unreachable target cluster (and of its watches).
     pub cluster_backoff: Backoff,
-    /// How long a convergence waits for a cluster's first ProviderInterface list.
+    /// How long a reconcile waits for a cluster's first ProviderInterface list.
     pub cluster_timeout: Duration,
     /// TCP connect timeout of regional clients.
     pub connect_timeout: Duration,
@@ -83,9 +91,9 @@ pub struct DistributionConfig {
     /// a worker and the cluster's permit forever. Watches use a separate client (see
     /// [`WATCH_READ_TIMEOUT`]).
     pub request_timeout: Duration,
-    /// Longest time one convergence may take, permits and management requests included; past it
+    /// Longest time one reconcile may take, permits and management requests included; past it
     /// the target cluster is treated as unreachable (backoff, `ClusterUnreachable`).
-    pub convergence_timeout: Duration,
+    pub reconcile_timeout: Duration,
     /// How long a deleting Credential's release may keep failing (its Region gone, unreachable or
     /// unreadable) before the finalizer is removed anyway, with a Warning Event, a metric and a
     /// record of what may remain where. A Credential is never held forever.
@@ -101,10 +109,11 @@ pub struct DistributionConfig {
 }
 
 impl Default for DistributionConfig {
+    /// Reads nothing from the environment: `credential-webhook serve` sets the instance and the
+    /// Lease namespace from its flags (`--instance`, `--lease-namespace`; the Deployment passes the
+    /// pod's name and namespace).
     fn default() -> Self {
-        let instance = std::env::var("POD_NAME")
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| format!("credential-webhook-{}", std::process::id()));
+        let instance = format!("credential-webhook-{}", std::process::id());
         DistributionConfig {
             system_namespace: credential_core::DEFAULT_SYSTEM_NAMESPACE.to_string(),
             workers: 16,
@@ -115,7 +124,7 @@ impl Default for DistributionConfig {
             cluster_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
-            convergence_timeout: Duration::from_secs(120),
+            reconcile_timeout: Duration::from_secs(120),
             release_timeout: Duration::from_secs(300),
             leader_election: Some(LeaderElection::default()),
             instance,
@@ -125,10 +134,20 @@ impl Default for DistributionConfig {
     }
 }
 
-/// Read timeout of clients that watch: longer than a quiet watch lasts (the watcher asks the
-/// server to end it after 290 s and reconnects itself 5 s after that), so it only catches a list
-/// or watch request that never gets an answer.
-pub const WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+pub use crate::informer::WATCH_READ_TIMEOUT;
+
+impl DistributionConfig {
+    /// The timeouts of regional clients these settings ask for.
+    pub fn client_timeouts(&self) -> ClientTimeouts {
+        ClientTimeouts { connect: self.connect_timeout, request: self.request_timeout }
+    }
+
+    /// A watch layer of its own for the management cluster `mgmt` (a distributor without the
+    /// admission index: tests, tools).
+    pub fn informers(&self, mgmt: kube::Client) -> Arc<Informers> {
+        Informers::new(mgmt, self.client_timeouts(), self.cluster_backoff)
+    }
+}
 
 /// A running distributor. Dropping it does not stop it: call [`Distributor::shutdown`].
 pub struct Distributor {
@@ -156,9 +175,19 @@ impl Distributor {
         mgmt: kube::Client,
         metrics: DistributionMetrics,
     ) -> Distributor {
+        let informers = config.informers(mgmt);
+        Self::start_shared(config, informers, metrics)
+    }
+
+    /// Starts distributing through the watch layer `informers` (shared with the admission index).
+    pub fn start_shared(
+        config: DistributionConfig,
+        informers: Arc<Informers>,
+        metrics: DistributionMetrics,
+    ) -> Distributor {
         let handle = DistributorHandle { current: Arc::default(), metrics };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_terms(config, mgmt, handle.clone(), shutdown.clone()));
+        let task = tokio::spawn(run_elections(config, informers, handle.clone(), shutdown.clone()));
         Distributor { handle, shutdown, task }
     }
 
@@ -176,41 +205,40 @@ impl Distributor {
         let _ = self.task.await;
     }
 
-    /// Stops at once, mid-convergence (what a crash looks like to the clusters).
+    /// Stops at once, mid-reconcile (what a crash looks like to the clusters).
     pub fn abort(self) {
         self.handle.set_engine(None);
         self.task.abort();
     }
 }
 
-/// Starts distribution for `credential-webhook serve` with the default release timeout.
+/// Starts distribution with the default settings of `credential-webhook serve`, on watches of its
+/// own (tests that run the distributor next to an admission index of its own).
 pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    let config = serve_config(system_namespace, DistributionConfig::default().release_timeout);
-    start_for_serve_with(mgmt, config, DistributionMetrics::default(), metrics)
+    let config = serve_config(system_namespace);
+    start_for_serve_shared(config.informers(mgmt), config, DistributionMetrics::default(), metrics)
 }
 
-/// The distributor settings of `credential-webhook serve`: the system namespace, the release
-/// timeout, and leader election through a Lease in the pod's namespace.
-pub fn serve_config(system_namespace: &str, release_timeout: Duration) -> DistributionConfig {
-    let lease_namespace =
-        std::env::var("POD_NAMESPACE").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| system_namespace.to_string());
+/// The distributor settings of `credential-webhook serve`: the system namespace, and leader
+/// election through a Lease in that namespace (`--lease-namespace` moves it).
+pub fn serve_config(system_namespace: &str) -> DistributionConfig {
     DistributionConfig {
         system_namespace: system_namespace.to_string(),
-        release_timeout,
-        leader_election: Some(LeaderElection { namespace: lease_namespace, ..LeaderElection::default() }),
+        leader_election: Some(LeaderElection { namespace: system_namespace.to_string(), ..LeaderElection::default() }),
         ..DistributionConfig::default()
     }
 }
 
-/// Starts distribution with `config`, its metrics (`distribution`) in the server's registry.
-pub fn start_for_serve_with(
-    mgmt: kube::Client,
+/// Starts distribution with `config` through the watch layer `informers` (the admission index
+/// reads it too), its metrics (`distribution`) in the server's registry.
+pub fn start_for_serve_shared(
+    informers: Arc<Informers>,
     config: DistributionConfig,
     distribution: DistributionMetrics,
     metrics: &crate::metrics::Metrics,
 ) -> Distributor {
     let mode = config.mode.current();
-    let d = Distributor::start_with_metrics(config, mgmt, distribution);
+    let d = Distributor::start_shared(config, informers, distribution);
     metrics.register_with(|r| d.metrics().register(r));
     tracing::info!(mode = %mode.mode(), "identity distribution running (leader election through a Lease)");
     d
@@ -224,7 +252,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let handle = DistributorHandle { current: Arc::default(), metrics };
-    run_terms(config, mgmt, handle, shutdown).await;
+    let informers = config.informers(mgmt);
+    run_elections(config, informers, handle, shutdown).await;
 }
 
 impl DistributorHandle {
@@ -241,7 +270,7 @@ impl DistributorHandle {
         self.engine().is_some()
     }
 
-    /// Queues a Credential for convergence; `false` when this replica is not distributing.
+    /// Queues a Credential for reconcile; `false` when this replica is not distributing.
     pub fn enqueue(&self, namespace: &str, name: &str) -> bool {
         match self.engine() {
             Some(e) => {
@@ -281,143 +310,6 @@ impl AdmittedChangeSink for DistributorHandle {
         if wants(&change) {
             self.enqueue(&change.namespace, &change.name);
         }
-    }
-}
-
-/// Aborts a task when dropped (so aborting the distributor stops every watch at once).
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn run_terms(
-    config: DistributionConfig,
-    mgmt: kube::Client,
-    handle: DistributorHandle,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let tenure = match &config.leader_election {
-            Some(le) => match leader::acquire(&mgmt, le, &config.instance, &shutdown).await {
-                Some(at) => Some(leader::Tenure::new(at, le)),
-                None => return,
-            },
-            None => None,
-        };
-        let term = shutdown.child_token();
-        let holder = config.leader_election.clone().zip(tenure.clone()).map(|(le, tenure)| {
-            AbortOnDrop(tokio::spawn(leader::hold(mgmt.clone(), le, config.instance.clone(), term.clone(), tenure)))
-        });
-        run_term(&config, &mgmt, &handle, &term, tenure.as_ref()).await;
-        drop(holder);
-        if shutdown.is_cancelled() {
-            if let Some(le) = &config.leader_election {
-                leader::release(&mgmt, le, &config.instance).await;
-            }
-            return;
-        }
-    }
-}
-
-/// One leadership term: fresh state, watches and workers until `term` is cancelled.
-async fn run_term(
-    config: &DistributionConfig,
-    mgmt: &kube::Client,
-    handle: &DistributorHandle,
-    term: &CancellationToken,
-    tenure: Option<&leader::Tenure>,
-) {
-    let queue = queue::WorkQueue::new();
-    let engine = Engine::new(config.clone(), mgmt.clone(), Arc::clone(&queue), handle.metrics.clone());
-    handle.set_engine(Some(Arc::clone(&engine)));
-    let mut watches = Vec::new();
-    let backoff = config.cluster_backoff;
-
-    let weak = Arc::downgrade(&engine);
-    if let Some((credential_ar, _)) = cluster::known_resource(&Gvk::credential()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &credential_ar);
-        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
-            let Some(e) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, .. } => e.on_credential(&obj, false),
-                WatchItem::Delete(obj) => e.on_credential(&obj, true),
-                WatchItem::Error(err) => tracing::warn!(error = %err, "Credential watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
-            }
-        })));
-    }
-    let weak = Arc::downgrade(&engine);
-    if let Some((region_ar, _)) = cluster::known_resource(&Gvk::region()) {
-        let api: Api<DynamicObject> = Api::all_with(mgmt.clone(), &region_ar);
-        watches.push(AbortOnDrop(spawn_watch(api, watcher::Config::default(), backoff, move |item| {
-            let Some(e) = weak.upgrade() else { return };
-            match item {
-                WatchItem::Apply { obj, initial } => e.on_region(&obj, false, initial),
-                WatchItem::Delete(obj) => e.on_region(&obj, true, false),
-                WatchItem::Error(err) => tracing::warn!(error = %err, "Region watch retrying"),
-                WatchItem::Init | WatchItem::InitDone => {}
-            }
-        })));
-    }
-    // Secrets, metadata only, in the system namespace (rotated identity Secrets, changed Region
-    // kubeconfigs): the only namespace RBAC grants. Secrets elsewhere (an Azure identity's in its
-    // own namespace, a ClusterDeployment Region's kubeconfig) get a watch of their namespace when
-    // a plan first uses them; never a cluster-wide one.
-    engine.ensure_source_watch(&Gvk::secret(), Some(&config.system_namespace));
-    let weak = Arc::downgrade(&engine);
-    let resync = config.resync_period;
-    watches.push(AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(resync);
-        tick.tick().await; // the first tick is immediate; the initial list already enqueued all
-        loop {
-            tick.tick().await;
-            let Some(e) = weak.upgrade() else { return };
-            e.resync();
-        }
-    })));
-
-    // The mode in force: published on the Lease at the start of the term and on every change; a
-    // change re-checks every Credential (a Credential written in write mode is handed over).
-    let weak = Arc::downgrade(&engine);
-    let (mgmt2, le, instance, mut mode) =
-        (mgmt.clone(), config.leader_election.clone(), config.instance.clone(), config.mode.clone());
-    watches.push(AbortOnDrop(tokio::spawn(async move {
-        let mut state = mode.current();
-        loop {
-            if let Some(le) = &le {
-                let (m, reason) = (state.mode().as_str(), state.decision.reason.as_str());
-                if let Err(e) = leader::publish_mode(&mgmt2, le, &instance, m, reason).await {
-                    tracing::warn!(error = %e, "distribution mode not published on the Lease");
-                }
-            }
-            let Some(next) = mode.changed().await else { return };
-            tracing::info!(mode = %next.mode(), reason = %next.decision.reason, "distribution mode changed");
-            state = next;
-            let Some(e) = weak.upgrade() else { return };
-            e.resync();
-        }
-    })));
-
-    let mut workers = JoinSet::new();
-    for _ in 0..config.workers.max(1) {
-        workers.spawn(Arc::clone(&engine).worker());
-    }
-    drop(engine);
-    term.cancelled().await;
-    handle.set_engine(None);
-    queue.close();
-    drop(watches);
-    // Workers finish the Credential in hand; a stuck one is aborted after a grace period, and
-    // never later than our leadership lasts (at once when it was lost): no writes once another
-    // replica may lead.
-    let grace = tokio::time::Instant::now() + Duration::from_secs(10);
-    let until = tenure.map_or(grace, |t| t.until().min(grace));
-    let drained = tokio::time::timeout_at(until, async { while workers.join_next().await.is_some() {} });
-    if drained.await.is_err() {
-        workers.abort_all();
     }
 }
 

@@ -12,15 +12,13 @@ use credential_core::distribution::{
 };
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::GroupVersionKind;
-use kube::runtime::watcher;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::cluster::to_value;
 use super::error::{readable, status_code};
 use super::metrics::DistributionMetrics;
-use super::queue::Backoff;
-use super::watch::{WatchItem, spawn_watch};
+use crate::informer::{ClusterWatches, Event, Trim, WatchSpec};
 
 /// The decision in force and the detection it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,27 +186,27 @@ impl ModeControl {
 
     /// Watches Management and Release objects (any change re-reads both and re-decides) until
     /// `shutdown`. A fixed setting other than write cannot change with KCM: nothing is watched.
-    pub fn watch(self: &Arc<Self>, client: kube::Client, backoff: Backoff, shutdown: CancellationToken) {
+    pub fn watch(self: &Arc<Self>, watches: &Arc<ClusterWatches>, shutdown: CancellationToken) {
         if matches!(self.setting, ModeSetting::Fixed(Mode::Trigger | Mode::Off)) {
             return;
         }
         let notify = Arc::new(Notify::new());
-        let mut tasks = Vec::new();
+        let mut subscriptions = Vec::new();
         for kcm_ar in [management_ar(), release_ar()] {
-            let api: Api<DynamicObject> = Api::all_with(client.clone(), &kcm_ar);
             let n = Arc::clone(&notify);
-            tasks.push(spawn_watch(api, watcher::Config::default(), backoff, move |item: WatchItem<DynamicObject>| {
-                match item {
-                    WatchItem::Apply { initial: true, .. } | WatchItem::Init => {}
-                    WatchItem::Error(e) => {
+            let spec = WatchSpec::new(&kcm_ar, None, Trim::Common);
+            subscriptions.push(watches.subscribe(
+                &spec,
+                Box::new(move |event| {
+                    if let Event::Failed(e) = event {
                         tracing::debug!(error = %e, "KCM version watch retrying");
-                        n.notify_one();
                     }
-                    _ => n.notify_one(),
-                }
-            }));
+                    n.notify_one();
+                }),
+            ));
         }
         let me = Arc::clone(self);
+        let client = watches.client().clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -216,9 +214,7 @@ impl ModeControl {
                     () = notify.notified() => me.update(read_kcm(&client).await),
                 }
             }
-            for t in tasks {
-                t.abort();
-            }
+            drop(subscriptions);
         });
     }
 }

@@ -12,9 +12,6 @@ use serde_json::{Value, json};
 
 use super::error::DistributionError;
 
-/// Reason of the condition when every copy is in place.
-pub const REASON_DISTRIBUTED: &str = "Distributed";
-
 /// Our condition as we want it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredCondition {

@@ -1,7 +1,7 @@
 //! Trigger mode, and the handover of Credentials written in write mode once the mode in force is
 //! no longer write (a child of the engine: it works on the engine's state).
 //!
-//! Trigger mode never writes to a target cluster. A convergence plans as write mode does (reads in
+//! Trigger mode never writes to a target cluster. A reconcile plans as write mode does (reads in
 //! the management cluster, ProviderInterfaces and discovery in the target), sets
 //! [`labels::TRIGGER_ANNOTATION`] on the Credential to the digest of its sources' versions when it
 //! differs (KCM's Credential controller reacts to any change of the Credential and copies now),
@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use super::super::cluster::{ClusterConn, classify, to_value};
 use super::super::error::{DistributionError, is_not_found};
 use super::super::status::{DesiredCondition, EventType};
-use super::{CredentialKey, Engine, Outcome, lock, summary};
+use super::{CredentialKey, Engine, EventReason, Outcome, Reason, lock, summary};
 
 /// Where the copies of a Credential leaving write mode go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,6 @@ pub enum Handover {
     /// Off mode: recorded as orphaned, left in place.
     Off,
 }
-
-/// Condition reason of a Credential handed over in off mode.
-pub const REASON_OFF: &str = "DistributionOff";
 
 /// What the copies in the target cluster look like.
 struct Seen {
@@ -125,17 +122,19 @@ impl Engine {
                     for (k, _) in seen.states.iter().filter(|(_, s)| matches!(s, CopyState::Drifted { .. })) {
                         self.metrics.drifted(&k.gvk.kind);
                     }
-                    self.event(credential, EventType::Warning, "Drifted", "Verify", &v.message).await;
+                    self.event(credential, EventType::Warning, EventReason::Drifted.as_str(), "Verify", &v.message)
+                        .await;
                 }
                 // Missing when KCM had its trigger and its time is worth a warning.
                 VerifyReason::Missing if triggered_before => {
-                    self.event(credential, EventType::Warning, "Missing", "Verify", &v.message).await;
+                    self.event(credential, EventType::Warning, EventReason::Missing.as_str(), "Verify", &v.message)
+                        .await;
                 }
                 _ => {}
             }
             if !defects.is_empty() {
                 let note = format!("copies in {target}: {}", defects.join("; "));
-                self.event(credential, EventType::Warning, "KcmCopyDefect", "Verify", &note).await;
+                self.event(credential, EventType::Warning, EventReason::KcmCopyDefect.as_str(), "Verify", &note).await;
             }
         }
         if v.reason == VerifyReason::InSync
@@ -154,7 +153,7 @@ impl Engine {
                 labels::DISTRIBUTION_FINALIZER,
                 labels::COPIES_ANNOTATION
             );
-            self.event(credential, EventType::Normal, "HandedOver", "Verify", &note).await;
+            self.event(credential, EventType::Normal, EventReason::HandedOver.as_str(), "Verify", &note).await;
         }
         Ok(match v.reason {
             VerifyReason::InSync => Outcome::Done,
@@ -249,7 +248,7 @@ impl Engine {
             self.forget(key);
             return Ok(Outcome::Done);
         }
-        let remembered = lock(&self.footprints).get(key).and_then(|f| f.target.clone());
+        let remembered = lock(&self.last_plans).get(key).and_then(|f| f.target.clone());
         let cluster =
             remembered.or_else(|| identity::target_of(credential)).or_else(|| identity::recorded_cluster(credential));
         let deleting = credential.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
@@ -272,7 +271,7 @@ impl Engine {
             if to == Handover::Off && !deleting {
                 let desired = DesiredCondition {
                     ok: false,
-                    reason: REASON_OFF.to_string(),
+                    reason: Reason::DistributionOff.to_string(),
                     message: format!(
                         "distribution mode off: nobody copies this Credential's cluster identities now; the copies \
                          in {cluster} stay as they are (recorded in ConfigMap {}/{ORPHANED_COPIES}): {}",
@@ -299,7 +298,7 @@ impl Engine {
                 labels::COPIES_ANNOTATION
             ),
         };
-        self.event(credential, EventType::Normal, "HandedOver", "HandOver", &note).await;
+        self.event(credential, EventType::Normal, EventReason::HandedOver.as_str(), "HandOver", &note).await;
         self.forget(key);
         Ok(Outcome::Done)
     }
