@@ -19,7 +19,7 @@ command -v valgrind >/dev/null || { echo "bench/profile.sh: valgrind is needed (
 mkdir -p "$OUT"
 # Debug info for the annotation; the same optimisation as the release build.
 LOOP=$(CARGO_PROFILE_BENCH_DEBUG=line-tables-only cargo bench -p credential-webhook --bench review_loop --no-run 2>&1 |
-  grep -o "[^ ]*/deps/review_loop-[0-9a-f]*" | tail -1)
+  grep -o "[^ (]*/deps/review_loop-[0-9a-f]*" | tail -1)
 : >"$OUT/profile.jsonl"
 instructions() { # callgrind output file -> total instructions
   grep -m1 '^summary:' "$1" | awk '{print $2}'

@@ -25,7 +25,7 @@ pub struct AdmittedObject<'a> {
     /// Where `metadata` and `spec` are in `text` (each when present and not null); `None` when the
     /// text is not an object with at most one of each, so the accessors read the `Value` instead and
     /// say what they always said about such input.
-    head: Option<Head>,
+    head: OnceLock<Option<Head>>,
     value: OnceLock<Value>,
 }
 
@@ -48,6 +48,16 @@ impl<'a> AdmittedObject<'a> {
     }
 
     fn from_text(text: Cow<'a, str>, value: OnceLock<Value>) -> Self {
+        AdmittedObject { text, head: OnceLock::new(), value }
+    }
+
+    /// Whether the text is a JSON object (serde reads a struct from an array too).
+    fn is_object(&self) -> bool {
+        self.text.trim_start().starts_with('{')
+    }
+
+    /// Where `metadata` and `spec` are, found on first use (a typed read alone does not need it).
+    fn head(&self) -> Option<&Head> {
         #[derive(Deserialize)]
         struct Members<'t> {
             #[serde(borrow, default)]
@@ -55,16 +65,12 @@ impl<'a> AdmittedObject<'a> {
             #[serde(borrow, default)]
             spec: Option<&'t RawValue>,
         }
-        // serde reads a struct from an array too; only an object has members.
-        let head = if text.trim_start().starts_with('{') {
-            serde_json::from_str::<Members<'_>>(&text).ok().map(|m| Head {
-                metadata: m.metadata.map(|r| range_in(&text, r)),
-                spec: m.spec.map(|r| range_in(&text, r)),
-            })
-        } else {
-            None
+        let text = &*self.text;
+        let read = || {
+            let m = serde_json::from_str::<Members<'_>>(text).ok()?;
+            Some(Head { metadata: m.metadata.map(|r| range_in(text, r)), spec: m.spec.map(|r| range_in(text, r)) })
         };
-        AdmittedObject { text, head, value }
+        self.head.get_or_init(|| if self.is_object() { read() } else { None }).as_ref()
     }
 
     /// The JSON text as sent.
@@ -88,7 +94,7 @@ impl<'a> AdmittedObject<'a> {
     /// Reads the typed model of the object; on failure a deny finding naming the offending field,
     /// exactly as [`parse`] words it for the `Value`.
     pub fn parse<T: DeserializeOwned>(&self, kind: &str, code: Code) -> Result<T, Finding> {
-        if self.head.is_some()
+        if self.is_object()
             && let Ok(t) = serde_json::from_str::<T>(&self.text)
         {
             return Ok(t);
@@ -151,7 +157,7 @@ impl<'a> AdmittedObject<'a> {
 
     /// `(metadata, spec)` texts, or `None` when the object's members could not be located.
     fn parts(&self) -> Option<(Option<&str>, Option<&str>)> {
-        let head = self.head.as_ref()?;
+        let head = self.head()?;
         let part = |r: &Option<Range<usize>>| r.clone().map(|r| &self.text[r]);
         Some((part(&head.metadata), part(&head.spec)))
     }
