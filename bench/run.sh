@@ -7,24 +7,32 @@
 # Steps: release build of the binaries; criterion microbenchmarks (credential-core, credential-webhook);
 # load runs against the webhook and the bare ceiling server, interleaved (bare, webhook, bare, webhook)
 # with the servers pinned to CPU 0 and the load generator to CPU 1 when taskset and 2+ CPUs exist;
-# the estate-size sweep with RSS; distribution fan-out/rotation (full mode); plugin latency.
-# Raw results go to target/bench/; bench/report.py turns them into BENCHMARKS.md.
+# the estate-size sweep with RSS; instruction and allocation counts per review (bench/profile.sh,
+# when valgrind is installed); the latency the real kube-apiserver records for the webhook under a
+# load of server-side applies, against the same load without it (tests/tests/admission_latency.rs);
+# distribution fan-out/rotation (full mode); plugin latency.
+# Raw results go to $CARGO_TARGET_DIR/bench/ (target/bench/ by default); bench/report.py turns them
+# into BENCHMARKS.md.
 # Environment: BENCH_OUT (results dir), BENCH_NO_REPORT=1 (keep BENCHMARKS.md as it is),
-# BENCH_SKIP_CRITERION=1 (reuse target/criterion from an earlier run; for iterating on the load runs).
+# BENCH_SKIP_CRITERION=1 (reuse the criterion results of an earlier run; for iterating on the load
+# runs), BENCH_BASELINE=PATH (a credential-webhook binary of another commit, run interleaved with
+# this one as `webhook-baseline`: before/after ratios from one run), BENCH_SKIP_APISERVER=1.
 set -euo pipefail
 
 MODE=full
 case "${1:-}" in
   "") ;;
   --quick) MODE=quick ;;
-  -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
   *) echo "bench/run.sh: unknown argument ${1}; use --quick or nothing" >&2; exit 2 ;;
 esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-OUT=${BENCH_OUT:-$ROOT/target/bench}
-BIN=$ROOT/target/release
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+OUT=${BENCH_OUT:-$TARGET/bench}
+BIN=$TARGET/release
+export CRITERION_HOME=$TARGET/criterion
 command -v python3 >/dev/null || { echo "bench/run.sh: python3 is needed for the report" >&2; exit 1; }
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -58,10 +66,15 @@ PLUGIN_BUILT=1
 cargo build --release -p kubectl-credential --bins || PLUGIN_BUILT=0
 # Build every benchmark executable now and run them directly later, so the whole run measures one
 # build even if the tree changes meanwhile.
-exe() { grep -o "target/release/deps/$1-[0-9a-f]*" | tail -1; }
+exe() { grep -o "[^ (]*/release/deps/$1-[0-9a-f]*" | tail -1; }
 CORE_BENCH=$(cargo bench -p credential-core --bench core --no-run 2>&1 | tee /dev/stderr | exe core)
 ADMISSION_BENCH=$(cargo bench -p credential-webhook --bench admission --no-run 2>&1 | tee /dev/stderr | exe admission)
 KUBELET_BENCH=$(cargo bench -p kubelet-providers --bench matching --no-run 2>&1 | tee /dev/stderr | exe matching)
+LATENCY_TEST=
+if [[ ${BENCH_SKIP_APISERVER:-} != 1 ]]; then
+  LATENCY_TEST=$(cargo test -p credential-e2e --release --test admission_latency --no-run 2>&1 | tee /dev/stderr |
+    exe admission_latency) || true
+fi
 DIST_TEST=
 if [[ $MODE == full ]] && [[ -f tests/tests/distribution_e2e.rs ]]; then
   DIST_TEST=$(cargo test -p credential-e2e --release --test distribution_e2e --no-run 2>&1 | tee /dev/stderr |
@@ -91,13 +104,13 @@ fi
 # --- criterion ---------------------------------------------------------------------------------------
 if [[ ${BENCH_SKIP_CRITERION:-} != 1 ]]; then
   log "criterion microbenchmarks"
-  rm -rf "$ROOT/target/criterion"
+  rm -rf "$CRITERION_HOME"
   # criterion's output directory (the report reads it).
-  (cd "$ROOT" && CRITERION_HOME="$ROOT/target/criterion" "$ROOT/$CORE_BENCH" --bench "${CRIT[@]}") 2>&1 |
+  (cd "$ROOT" && "$CORE_BENCH" --bench "${CRIT[@]}") 2>&1 |
     tee "$OUT/criterion-core.txt" >&2
-  (cd "$ROOT" && CRITERION_HOME="$ROOT/target/criterion" "$ROOT/$ADMISSION_BENCH" --bench "${CRIT[@]}") 2>&1 |
+  (cd "$ROOT" && "$ADMISSION_BENCH" --bench "${CRIT[@]}") 2>&1 |
     tee "$OUT/criterion-admission.txt" >&2
-  (cd "$ROOT" && CRITERION_HOME="$ROOT/target/criterion" "$ROOT/$KUBELET_BENCH" --bench "${CRIT[@]}") 2>&1 |
+  (cd "$ROOT" && "$KUBELET_BENCH" --bench "${CRIT[@]}") 2>&1 |
     tee "$OUT/criterion-kubelet.txt" >&2
 else
   echo "criterion=skipped (BENCH_SKIP_CRITERION=1): the microbenchmark table is from an earlier run" >>"$OUT/machine.env"
@@ -108,10 +121,11 @@ fi
 CA=$OUT/certs/ca.crt
 
 # start_webhook PORT ADMIN_PORT ESTATE_DIR [extra serve flags...]; sets SERVER_PID
+# (WEBHOOK_BIN picks another binary, e.g. the baseline)
 start_webhook() {
   local port=$1 admin=$2 estate=$3
   shift 3
-  "${PIN_SERVER[@]}" "$BIN/credential-webhook" serve --estate "$estate" \
+  "${PIN_SERVER[@]}" "${WEBHOOK_BIN:-$BIN/credential-webhook}" serve --estate "$estate" \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --tls-cert-file "$OUT/certs/tls.crt" --tls-key-file "$OUT/certs/tls.key" --shutdown-delay 0s "$@" \
     >"$OUT/webhook-$port.log" 2>&1 &
@@ -155,12 +169,21 @@ WEBHOOK_PID=$SERVER_PID
 # The same webhook with per-request logs off: shows what the info-level admission log costs.
 start_webhook 19445 19081 "$OUT/estate-small" --log-level warn
 QUIET_PID=$SERVER_PID
+BASELINE_PID=
+if [[ -n ${BENCH_BASELINE:-} ]]; then
+  WEBHOOK_BIN=$BENCH_BASELINE start_webhook 19447 19082 "$OUT/estate-small"
+  BASELINE_PID=$SERVER_PID
+  echo "baseline=$("$BENCH_BASELINE" --version 2>/dev/null || echo "$BENCH_BASELINE")" >>"$OUT/machine.env"
+fi
 
 for cfg in $CONFIGS; do
   IFS=: read -r proto conns streams <<<"$cfg"
   for round in $(seq 1 "$ROUNDS"); do
     load "$OUT/ceiling.jsonl" "bare" 19444 "$proto" "$conns" "$streams" "$DUR"
     load "$OUT/ceiling.jsonl" "webhook" 19443 "$proto" "$conns" "$streams" "$DUR"
+    if [[ -n $BASELINE_PID ]]; then
+      load "$OUT/ceiling.jsonl" "webhook-baseline" 19447 "$proto" "$conns" "$streams" "$DUR"
+    fi
     if [[ $cfg == h1:64:1 || $cfg == h2:1:16 ]]; then
       load "$OUT/ceiling.jsonl" "webhook-log-warn" 19445 "$proto" "$conns" "$streams" "$DUR"
     fi
@@ -170,6 +193,7 @@ grep VmHWM "/proc/$WEBHOOK_PID/status" | awk '{print "ceiling_webhook_hwm_kib=" 
 stop "$BARE_PID"
 stop "$WEBHOOK_PID"
 stop "$QUIET_PID"
+[[ -n $BASELINE_PID ]] && stop "$BASELINE_PID"
 
 # --- scale sweep ------------------------------------------------------------------------------------
 log "estate-size sweep ($SWEEP)"
@@ -194,14 +218,33 @@ for pt in $SWEEP; do
   rm -rf "$dir"
 done
 
+# --- instruction and allocation counts ---------------------------------------------------------------
+if command -v valgrind >/dev/null; then
+  log "instruction and allocation counts per review (valgrind)"
+  bench/profile.sh "$OUT/profile" >&2 || echo "bench/run.sh: bench/profile.sh failed" >&2
+else
+  echo "profile=skipped (valgrind not installed)" >>"$OUT/machine.env"
+fi
+
+# --- latency the apiserver records for the webhook ------------------------------------------------------
+if [[ -n $LATENCY_TEST ]]; then
+  log "apiserver-measured admission latency (real kube-apiserver, server-side applies with and without the webhook)"
+  (cd tests && "$LATENCY_TEST" --ignored --nocapture bench_apiserver_admission_latency) 2>&1 |
+    tee "$OUT/apiserver-admission.txt" >&2 || echo "FAILED" >>"$OUT/apiserver-admission.txt"
+elif [[ ${BENCH_SKIP_APISERVER:-} == 1 ]]; then
+  echo "SKIPPED" >"$OUT/apiserver-admission.txt"
+else
+  echo "BUILD-FAILED" >"$OUT/apiserver-admission.txt"
+fi
+
 # --- distribution ------------------------------------------------------------------------------------
 if [[ $MODE == full ]]; then
   log "distribution fan-out and rotation (release e2e tests against the emulator)"
   if [[ -n $DIST_TEST ]] && grep -q bench_thousand_credentials_over_ten_regions tests/tests/distribution_e2e.rs; then
     # Run from tests/ as cargo test would (the tests may read files relative to their crate).
-    (cd tests && "$ROOT/$DIST_TEST" --ignored --nocapture bench_thousand_credentials_over_ten_regions) 2>&1 |
+    (cd tests && "$DIST_TEST" --ignored --nocapture bench_thousand_credentials_over_ten_regions) 2>&1 |
       tee "$OUT/distribution.txt" >&2 || echo "FAILED" >>"$OUT/distribution.txt"
-    (cd tests && "$ROOT/$DIST_TEST" --nocapture rotation_reaches_the_region) 2>&1 |
+    (cd tests && "$DIST_TEST" --nocapture rotation_reaches_the_region) 2>&1 |
       tee -a "$OUT/distribution.txt" >&2 || echo "FAILED" >>"$OUT/distribution.txt"
   elif [[ -f tests/tests/distribution_e2e.rs ]]; then
     echo "BUILD-FAILED" >"$OUT/distribution.txt"

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use credential_core::estate::{Cluster, MemoryEstate};
-use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
+use credential_core::rules::{AdmissionInput, AdmittedObject, Operation, ResourceKind};
 use credential_core::{identity, mutate, rules};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::Value;
@@ -36,21 +36,42 @@ fn requests() -> Vec<(&'static str, Value)> {
         .collect()
 }
 
-fn input<'a>(req: &'a Value) -> AdmissionInput<'a> {
-    let kind = match req["kind"]["kind"].as_str().unwrap() {
+/// A fixture request with its objects read as the webhook reads them.
+struct Req {
+    operation: Operation,
+    kind: ResourceKind,
+    namespace: Option<String>,
+    name: String,
+    object: Option<AdmittedObject<'static>>,
+    old: Option<AdmittedObject<'static>>,
+}
+
+fn req(v: &Value) -> Req {
+    let kind = match v["kind"]["kind"].as_str().unwrap() {
         "Credential" => ResourceKind::Credential,
         "Region" => ResourceKind::Region,
         "ProviderInterface" => ResourceKind::ProviderInterface,
         _ => ResourceKind::ClusterDeployment,
     };
-    let some = |v: &'a Value| (!v.is_null()).then_some(v);
-    AdmissionInput {
-        operation: Operation::parse(req["operation"].as_str().unwrap()).unwrap(),
+    let admitted = |v: &Value| (!v.is_null()).then(|| AdmittedObject::from_value(v));
+    Req {
+        operation: Operation::parse(v["operation"].as_str().unwrap()).unwrap(),
         kind,
-        namespace: req["namespace"].as_str(),
-        name: req["name"].as_str().unwrap(),
-        object: some(&req["object"]),
-        old_object: some(&req["oldObject"]),
+        namespace: v["namespace"].as_str().map(str::to_string),
+        name: v["name"].as_str().unwrap().to_string(),
+        object: admitted(&v["object"]),
+        old: admitted(&v["oldObject"]),
+    }
+}
+
+fn input(r: &Req) -> AdmissionInput<'_> {
+    AdmissionInput {
+        operation: r.operation,
+        kind: r.kind,
+        namespace: r.namespace.as_deref(),
+        name: &r.name,
+        object: r.object.as_ref(),
+        old_object: r.old.as_ref(),
     }
 }
 
@@ -74,12 +95,13 @@ fn review_decoding(c: &mut Criterion) {
 
 fn rule_sets(c: &mut Criterion) {
     let reqs = requests();
-    let cd = cluster_deployment();
+    let cd = AdmittedObject::from_value(&cluster_deployment());
     for (credentials, regions) in [(10, 1), (10_000, 1_000)] {
         let e = estate(credentials, regions);
         let mut g = c.benchmark_group(format!("rules/{credentials}-credentials-{regions}-regions"));
-        for (name, req) in reqs.iter().filter(|(n, _)| !n.ends_with("-mutate")) {
-            let inp = input(req);
+        for (name, r) in reqs.iter().filter(|(n, _)| !n.ends_with("-mutate")) {
+            let r = req(r);
+            let inp = input(&r);
             g.bench_function(*name, |b| b.iter(|| rules::validate(black_box(&inp), &e)));
         }
         let cd_input = AdmissionInput {
@@ -98,8 +120,9 @@ fn rule_sets(c: &mut Criterion) {
 fn mutation(c: &mut Criterion) {
     let e = estate(10, 1);
     let reqs = requests();
-    let (_, req) = reqs.iter().find(|(n, _)| *n == "credential-create-mutate").unwrap();
-    let inp = input(req);
+    let (_, r) = reqs.iter().find(|(n, _)| *n == "credential-create-mutate").unwrap();
+    let r = req(r);
+    let inp = input(&r);
     assert!(!mutate::mutate(&inp, &e).0.is_empty(), "the fixture must need a patch");
     let mut g = c.benchmark_group("mutate");
     g.bench_function("credential-create", |b| b.iter(|| mutate::mutate(black_box(&inp), &e)));

@@ -29,7 +29,8 @@ pub fn mutate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Patch {
     if input.kind != ResourceKind::Credential || !matches!(input.operation, Operation::Create | Operation::Update) {
         return Patch(ops);
     }
-    let Some(obj) = input.object else { return Patch(ops) };
+    // Mutation patches the tree, so it reads the object as a `Value` (built once, here).
+    let Some(obj) = input.object.map(|o| o.value()) else { return Patch(ops) };
     if is_deleting(obj) {
         return Patch(ops);
     }

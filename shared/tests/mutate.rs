@@ -3,7 +3,7 @@
 mod rules_support;
 
 use credential_core::mutate::mutate;
-use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
+use credential_core::rules::{AdmissionInput, AdmittedObject, Operation, ResourceKind};
 use credential_core::{Estate, MemoryEstate};
 use rules_support::*;
 use serde_json::{Value, json};
@@ -12,13 +12,14 @@ const COMPONENT: &str = "k0rdent.mirantis.com/component";
 const REGION: &str = "k0rdent.mirantis.com/region";
 
 fn patch_for(op: Operation, kind: ResourceKind, obj: &Value, estate: &dyn Estate) -> json_patch::Patch {
+    let admitted = AdmittedObject::from_value(obj);
     let input = AdmissionInput {
         operation: op,
         kind,
         namespace: obj["metadata"]["namespace"].as_str(),
         name: obj["metadata"]["name"].as_str().unwrap_or("x"),
-        object: Some(obj),
-        old_object: Some(obj),
+        object: Some(&admitted),
+        old_object: Some(&admitted),
     };
     mutate(&input, estate)
 }

@@ -466,12 +466,13 @@ fn identity_the_estate_does_not_load_is_not_called_missing() {
     let secret_ref =
         |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "Secret", "name": name, "namespace": ns});
     let check = |cred: serde_json::Value| {
+        let object = credential_core::rules::AdmittedObject::from_value(&cred);
         let input = credential_core::rules::AdmissionInput {
             operation: Create,
             kind: ResourceKind::Credential,
             namespace: cred["metadata"]["namespace"].as_str(),
             name: "c",
-            object: Some(&cred),
+            object: Some(&object),
             old_object: None,
         };
         credential_core::rules::validate(&input, &estate)
@@ -490,7 +491,7 @@ fn identity_the_estate_does_not_load_is_not_called_missing() {
 #[test]
 fn dry_run_warns_where_a_sibling_of_the_same_apply_may_be_missing() {
     let estate = estate();
-    let cred = aws_cred("c", Some("not-yet"));
+    let cred = credential_core::rules::AdmittedObject::from_value(&aws_cred("c", Some("not-yet")));
     let input = credential_core::rules::AdmissionInput {
         operation: Create,
         kind: ResourceKind::Credential,
@@ -507,7 +508,7 @@ fn dry_run_warns_where_a_sibling_of_the_same_apply_may_be_missing() {
     assert_eq!(f.severity, Severity::Warn);
     assert!(f.message.contains("dry run") && f.message.contains("not-yet"), "{}", f.message);
     // Other denials stay denials on a dry run.
-    let bad = credential(SYS, "c", json!({"identityRef": {}}));
+    let bad = credential_core::rules::AdmittedObject::from_value(&credential(SYS, "c", json!({"identityRef": {}})));
     let input = credential_core::rules::AdmissionInput { object: Some(&bad), ..input };
     let dry = credential_core::rules::lenient_for_dry_run(credential_core::rules::validate(&input, &estate));
     assert!(dry.iter().any(|f| f.code == "CRED002" && f.severity == Severity::Deny), "{dry:?}");

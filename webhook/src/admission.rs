@@ -5,27 +5,32 @@
 //! read: a non-200 answer would make the API server apply the webhook's failurePolicy instead of
 //! showing our message.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
 use credential_core::finding::{Finding, Severity};
 use credential_core::gvk::Gvk;
-use credential_core::rules::{AdmissionInput, Operation, ResourceKind};
+use credential_core::model::{ClusterDeploymentRef, RegionSpec, SecretKeyReference};
+use credential_core::rules::{AdmissionInput, AdmittedObject, Operation, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use credential_core::estate::{Cluster, Estate};
 use credential_core::rules::region::secret_keys_unknown;
 
 use crate::cache::limit::LiveReadLimiter;
 use crate::cache::{LiveRead, Overlay, ServingEstate};
-use crate::metrics::{FindingLabels, Metrics, RequestLabels, WebhookLabels};
+use crate::metrics::{FindingLabels, Metrics, RequestLabels};
 use crate::sink::{AdmittedChange, AdmittedChangeSink};
 
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 /// Warnings longer than this may be truncated by the API server; hints are only appended below it.
 const WARNING_MAX: usize = 256;
+/// Bytes reserved for a reply: an allow with a uid and a few warnings fits.
+const REPLY_CAPACITY: usize = 512;
 /// Live reads one admission request may cause (a ClusterDeployment: its Credential, then its Region).
 pub const MAX_LIVE_READS: usize = 2;
 
@@ -33,11 +38,6 @@ pub const MAX_LIVE_READS: usize = 2;
 struct ReadCtx<'a> {
     user: &'a str,
     uid: &'a str,
-}
-
-/// The non-empty string at a JSON pointer.
-fn text<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// Logs a decision at `debug` when it is routine (`quiet`: allowed, no findings, no patch), else at
@@ -70,38 +70,138 @@ impl Webhook {
 
 // --- wire types -----------------------------------------------------------------------------------
 
+// The review as the API server sends it, decoded once: strings borrow from the body (`Cow` for the
+// rare escaped one), the objects stay JSON text until a rule reads them ([`AdmittedObject`]), and
+// members nothing reads (`resource`, `options`, `userInfo.groups`, ...) are skipped, not built.
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewIn {
-    api_version: Option<String>,
-    kind: Option<String>,
-    request: Option<RequestIn>,
+struct ReviewIn<'a> {
+    #[serde(borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestIn {
-    uid: Option<String>,
-    kind: Option<Gvk>,
-    sub_resource: Option<String>,
-    name: Option<String>,
-    namespace: Option<String>,
-    operation: Option<String>,
-    object: Option<Value>,
-    old_object: Option<Value>,
+struct RequestIn<'a> {
+    #[serde(borrow)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Option<GvkIn<'a>>,
+    #[serde(borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow)]
+    old_object: Option<&'a RawValue>,
     dry_run: Option<bool>,
-    user_info: Option<UserInfoIn>,
+    #[serde(borrow)]
+    user_info: Option<UserInfoIn<'a>>,
+}
+
+/// `request.kind` (a `metav1.GroupVersionKind`).
+#[derive(Deserialize)]
+struct GvkIn<'a> {
+    #[serde(borrow, default)]
+    group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    kind: Cow<'a, str>,
+}
+
+impl GvkIn<'_> {
+    fn to_gvk(&self) -> Gvk {
+        Gvk::new(&*self.group, &*self.version, &*self.kind)
+    }
 }
 
 #[derive(Deserialize)]
-struct UserInfoIn {
-    username: Option<String>,
+struct UserInfoIn<'a> {
+    #[serde(borrow)]
+    username: Option<Cow<'a, str>>,
 }
 
-impl RequestIn {
+impl RequestIn<'_> {
     /// `request.userInfo.username` (as the API server authenticated the caller), or "".
     fn user(&self) -> &str {
         self.user_info.as_ref().and_then(|u| u.username.as_deref()).unwrap_or_default()
+    }
+
+    fn sub_resource(&self) -> Option<&str> {
+        self.sub_resource.as_deref().filter(|s| !s.is_empty())
+    }
+}
+
+/// The objects of a request, each read once for every step that looks at it.
+struct Objects<'a> {
+    object: Option<AdmittedObject<'a>>,
+    old: Option<AdmittedObject<'a>>,
+}
+
+/// Nesting serde_json refuses (its recursion limit, 128 levels, counted from the review's top).
+const MAX_NESTING: usize = 128;
+
+/// The review, or the error of a body the review's types would have refused: objects kept as text
+/// are skipped without serde_json's recursion limit, so one nested deeper than a `Value` can hold
+/// is decoded again as a `Value` for the error it always got.
+fn decode(body: &[u8]) -> Result<ReviewIn<'_>, serde_json::Error> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body)?;
+    let req = review.request.as_ref();
+    let objects = req.into_iter().flat_map(|r| [r.object, r.old_object]).flatten();
+    if objects.into_iter().any(|o| nesting_may_exceed(o.get(), MAX_NESTING - 2))
+        && let Err(e) = serde_json::from_slice::<Value>(body)
+    {
+        return Err(e);
+    }
+    Ok(review)
+}
+
+/// Whether `text` may nest deeper than `limit`: counting brackets is cheap and almost always
+/// settles it; only text with that many brackets is walked.
+fn nesting_may_exceed(text: &str, limit: usize) -> bool {
+    let brackets = text.bytes().filter(|b| matches!(b, b'{' | b'[')).count();
+    if brackets <= limit {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'{' | b'[') => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            (false, b'}' | b']') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+impl<'a> Objects<'a> {
+    fn of(review: &ReviewIn<'a>) -> Self {
+        let req = review.request.as_ref();
+        Objects {
+            object: req.and_then(|r| r.object).map(AdmittedObject::from_raw),
+            old: req.and_then(|r| r.old_object).map(AdmittedObject::from_raw),
+        }
     }
 }
 
@@ -166,11 +266,16 @@ fn encode(uid: &str, response: ResponseOut<'_>) -> Vec<u8> {
         kind: "AdmissionReview",
         response: ResponseOut { uid, ..response },
     };
+    // Room for a routine answer at once (no regrowth); a denial's message grows it.
+    let mut out = Vec::with_capacity(REPLY_CAPACITY);
     // Serializing plain structs of strings cannot fail; fall back to a fixed denial if it ever did.
-    serde_json::to_vec(&review).unwrap_or_else(|_| {
-        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#
-            .to_vec()
-    })
+    match serde_json::to_writer(&mut out, &review) {
+        Ok(()) => out,
+        Err(_) => {
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":false}}"#
+                .to_vec()
+        }
+    }
 }
 
 fn allowed() -> ResponseOut<'static> {
@@ -428,12 +533,13 @@ impl Admission {
     /// and in total ([`LiveReadLimiter`]). Everything else is decided from the cache.
     pub async fn review_async(&self, webhook: Webhook, body: &[u8]) -> Vec<u8> {
         let started = Instant::now();
-        let (reply, d) = match serde_json::from_slice::<ReviewIn>(body) {
+        let (reply, d) = match decode(body) {
             Ok(review) => {
+                let objects = Objects::of(&review);
                 let base: &(dyn Estate + Sync) = &*self.estate;
-                let overlay = self.live_overlay(webhook, &review, Overlay::new(base)).await;
+                let overlay = self.live_overlay(webhook, &review, &objects, Overlay::new(base)).await;
                 let live = (!overlay.is_empty()).then_some(&overlay as &dyn Estate);
-                self.decide_review(webhook, review, live)
+                self.decide_review(webhook, &review, &objects, live)
             }
             Err(e) => self.undecodable(webhook, body, &e),
         };
@@ -444,37 +550,49 @@ impl Admission {
     /// The live reads a validating CREATE/UPDATE needs, added to `overlay`: the objects it names that
     /// the cache cannot confirm. Reads that fail, time out or are refused add nothing (the decision
     /// then uses the cache).
-    async fn live_overlay<'a>(&self, webhook: Webhook, review: &ReviewIn, mut overlay: Overlay<'a>) -> Overlay<'a> {
+    async fn live_overlay<'a>(
+        &self,
+        webhook: Webhook,
+        review: &ReviewIn<'_>,
+        objects: &Objects<'_>,
+        mut overlay: Overlay<'a>,
+    ) -> Overlay<'a> {
         let Some(req) = review.request.as_ref() else { return overlay };
         let Some(operation) = req.operation.as_deref().and_then(Operation::parse) else { return overlay };
-        let Some(kind) = req.kind.as_ref().and_then(ResourceKind::from_gvk) else { return overlay };
+        let Some(kind) = req.kind.as_ref().and_then(|k| ResourceKind::from_group_kind(&k.group, &k.kind)) else {
+            return overlay;
+        };
         if webhook != Webhook::Validate
             || !matches!(operation, Operation::Create | Operation::Update)
-            || req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
+            || req.sub_resource().is_some()
             || !self.estate.synced()
         {
             return overlay;
         }
-        let Some(object) = req.object.as_ref() else { return overlay };
-        let old = req.old_object.as_ref();
-        let changed = |pointer: &str| {
-            operation == Operation::Create || old.and_then(|o| o.pointer(pointer)) != object.pointer(pointer)
-        };
+        let Some(object) = objects.object.as_ref() else { return overlay };
+        let old = objects.old.as_ref();
         let mut budget = MAX_LIVE_READS;
         let ctx = ReadCtx { user: req.user(), uid: req.uid.as_deref().unwrap_or_default() };
         match kind {
             ResourceKind::Region => {
+                let spec: RegionSpec = object.spec().unwrap_or_default();
+                let old_spec: Option<RegionSpec> = old.and_then(AdmittedObject::spec);
                 // An unchanged reference is not re-checked on UPDATE.
-                if changed("/spec/kubeConfig")
-                    && let Some((name, secret)) = self.read_region_secret(object, &ctx, &mut budget).await
+                let create = operation == Operation::Create;
+                let kube_config_changed = create || old_spec.as_ref().is_none_or(|o| o.kube_config != spec.kube_config);
+                let cd_changed =
+                    create || old_spec.as_ref().is_none_or(|o| o.cluster_deployment != spec.cluster_deployment);
+                if kube_config_changed
+                    && let Some(kube_config) = &spec.kube_config
+                    && let Some((name, secret)) = self.read_region_secret(kube_config, &ctx, &mut budget).await
                 {
                     overlay = overlay.with_secret(self.estate.system_namespace(), &name, secret);
                 }
-                if changed("/spec/clusterDeployment")
-                    && let (Some(ns), Some(name)) = (
-                        text(object, "/spec/clusterDeployment/namespace"),
-                        text(object, "/spec/clusterDeployment/name"),
-                    )
+                if cd_changed
+                    && let Some(ClusterDeploymentRef { namespace: Some(ns), name: Some(name) }) =
+                        &spec.cluster_deployment
+                    && !ns.is_empty()
+                    && !name.is_empty()
                 {
                     overlay =
                         self.confirm(overlay, &Gvk::cluster_deployment(), Some(ns), name, &ctx, &mut budget).await;
@@ -483,20 +601,23 @@ impl Admission {
             ResourceKind::Credential => {
                 // A vanished Region is judged only on CREATE (spec.region is immutable).
                 if operation == Operation::Create
-                    && let Some(region) = text(object, "/spec/region")
+                    && let Some(region) = object.str_at(&["spec", "region"])
                 {
-                    overlay = self.confirm(overlay, &Gvk::region(), None, region, &ctx, &mut budget).await;
+                    overlay = self.confirm(overlay, &Gvk::region(), None, &region, &ctx, &mut budget).await;
                 }
             }
             ResourceKind::ClusterDeployment => {
-                let ns = req.namespace.as_deref().or_else(|| text(object, "/metadata/namespace"));
-                if changed("/spec/credential")
-                    && let (Some(ns), Some(cred)) = (ns, text(object, "/spec/credential"))
-                {
+                let object_ns = object.str_at(&["metadata", "namespace"]);
+                let ns = req.namespace.as_deref().or(object_ns.as_deref());
+                let credential = object.str_at(&["spec", "credential"]);
+                let changed =
+                    operation == Operation::Create || old.and_then(|o| o.str_at(&["spec", "credential"])) != credential;
+                if changed && let (Some(ns), Some(cred)) = (ns, credential.as_deref()) {
                     overlay = self.confirm(overlay, &Gvk::credential(), Some(ns), cred, &ctx, &mut budget).await;
                     let region = overlay
                         .get(&Cluster::Management, &Gvk::credential(), Some(ns), cred)
-                        .and_then(|c| text(&c, "/spec/region").map(str::to_string));
+                        .and_then(|c| c.pointer("/spec/region").and_then(Value::as_str).map(str::to_string))
+                        .filter(|r| !r.is_empty());
                     if let Some(region) = region {
                         overlay = self.confirm(overlay, &Gvk::region(), None, &region, &ctx, &mut budget).await;
                     }
@@ -585,13 +706,12 @@ impl Admission {
     /// the Secret's key names are kept, and the finding names only the key the Region asks for.
     async fn read_region_secret(
         &self,
-        object: &Value,
+        kube_config: &SecretKeyReference,
         ctx: &ReadCtx<'_>,
         budget: &mut usize,
     ) -> Option<(String, Option<Value>)> {
-        let kube_config = object.pointer("/spec/kubeConfig")?;
-        let name = kube_config.get("name").and_then(Value::as_str).filter(|s| !s.is_empty())?;
-        let key = kube_config.get("key").and_then(Value::as_str).filter(|s| !s.is_empty());
+        let name = kube_config.name.as_deref().filter(|s| !s.is_empty())?;
+        let key = kube_config.key.as_deref().filter(|s| !s.is_empty());
         let sys = self.estate.system_namespace();
         let confirmed = self.estate.get(&Cluster::Management, &Gvk::secret(), Some(sys), name).is_some_and(|s| {
             let has = |field: &str| {
@@ -636,19 +756,9 @@ impl Admission {
     }
 
     fn record(&self, webhook: Webhook, d: &Decision, started: Instant) {
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                webhook: webhook.as_str(),
-                kind: d.kind,
-                operation: d.operation,
-                decision: d.decision,
-            })
-            .inc();
-        self.metrics
-            .duration
-            .get_or_create(&WebhookLabels { webhook: webhook.as_str() })
-            .observe(started.elapsed().as_secs_f64());
+        let labels =
+            RequestLabels { webhook: webhook.as_str(), kind: d.kind, operation: d.operation, decision: d.decision };
+        self.metrics.count_request(&labels, started.elapsed().as_secs_f64());
     }
 
     fn malformed(&self, webhook: Webhook, uid: &str, message: String) -> (Vec<u8>, Decision) {
@@ -662,83 +772,89 @@ impl Admission {
     }
 
     fn decide(&self, webhook: Webhook, body: &[u8]) -> (Vec<u8>, Decision) {
-        match serde_json::from_slice(body) {
-            Ok(review) => self.decide_review(webhook, review, None),
+        match decode(body) {
+            Ok(review) => self.decide_review(webhook, &review, &Objects::of(&review), None),
             Err(e) => self.undecodable(webhook, body, &e),
         }
     }
 
     /// Decides on the cached estate, or on `live` (the cache plus a live read) when given.
-    fn decide_review(&self, webhook: Webhook, review: ReviewIn, live: Option<&dyn Estate>) -> (Vec<u8>, Decision) {
-        let uid = review.request.as_ref().and_then(|r| r.uid.clone()).unwrap_or_default();
+    fn decide_review(
+        &self,
+        webhook: Webhook,
+        review: &ReviewIn<'_>,
+        objects: &Objects<'_>,
+        live: Option<&dyn Estate>,
+    ) -> (Vec<u8>, Decision) {
+        let uid = review.request.as_ref().and_then(|r| r.uid.as_deref()).unwrap_or_default();
         if review.kind.as_deref() != Some("AdmissionReview") {
             let got = review.kind.as_deref().unwrap_or("<none>");
-            return self.malformed(webhook, &uid, format!("expected kind AdmissionReview, got {got}"));
+            return self.malformed(webhook, uid, format!("expected kind AdmissionReview, got {got}"));
         }
         if review.api_version.as_deref() != Some(ADMISSION_API_VERSION) {
             let got = review.api_version.as_deref().unwrap_or("<none>");
             return self.malformed(
                 webhook,
-                &uid,
+                uid,
                 format!(
                     "unsupported AdmissionReview apiVersion {got}: this webhook speaks {ADMISSION_API_VERSION} \
                      (set admissionReviewVersions: [v1] in the webhook configuration)"
                 ),
             );
         }
-        let Some(req) = review.request else {
-            return self.malformed(webhook, &uid, "the AdmissionReview has no request".to_string());
+        let Some(req) = review.request.as_ref() else {
+            return self.malformed(webhook, uid, "the AdmissionReview has no request".to_string());
         };
         if uid.is_empty() {
             return self.malformed(webhook, "", "request.uid is missing".to_string());
         }
-        let Some(gvk) = req.kind.clone() else {
-            return self.malformed(webhook, &uid, "request.kind is missing".to_string());
+        let Some(gvk) = req.kind.as_ref() else {
+            return self.malformed(webhook, uid, "request.kind is missing".to_string());
         };
         let Some(operation) = req.operation.as_deref().and_then(Operation::parse) else {
             let got = req.operation.as_deref().unwrap_or("<none>");
             return self.malformed(
                 webhook,
-                &uid,
+                uid,
                 format!("request.operation {got:?} is not one of CREATE, UPDATE, DELETE, CONNECT"),
             );
         };
-        let namespace = req.namespace.as_deref().filter(|s| !s.is_empty()).map(str::to_string);
-        let name = request_name(&req);
+        let namespace = req.namespace.as_deref().filter(|s| !s.is_empty());
+        let name = request_name(req, objects);
         let dry_run = req.dry_run.unwrap_or(false);
-        let user = req.user().to_string();
-        let span_fields = (uid.as_str(), gvk.kind.as_str(), namespace.as_deref().unwrap_or(""), name.as_str());
+        let user = req.user();
+        let (kind_name, ns_field) = (&*gvk.kind, namespace.unwrap_or(""));
 
-        let Some(kind) = ResourceKind::from_gvk(&gvk) else {
+        let Some(kind) = ResourceKind::from_group_kind(&gvk.group, &gvk.kind) else {
             tracing::debug!(
                 webhook = webhook.as_str(),
-                uid = span_fields.0,
-                kind = span_fields.1,
-                namespace = span_fields.2,
-                name = span_fields.3,
+                uid,
+                kind = kind_name,
+                namespace = ns_field,
+                name = &*name,
                 operation = operation.as_str(),
                 allowed = true,
                 "kind not handled by this webhook; allowed without checks"
             );
             return (
-                encode(&uid, allowed()),
+                encode(uid, allowed()),
                 Decision { kind: "other", operation: operation.as_str(), decision: "ignored" },
             );
         };
-        if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) || operation == Operation::Connect {
+        if req.sub_resource().is_some() || operation == Operation::Connect {
             tracing::debug!(
                 webhook = webhook.as_str(),
-                uid = span_fields.0,
-                kind = span_fields.1,
-                namespace = span_fields.2,
-                name = span_fields.3,
+                uid,
+                kind = kind_name,
+                namespace = ns_field,
+                name = &*name,
                 operation = operation.as_str(),
-                sub_resource = req.sub_resource.as_deref().unwrap_or(""),
+                sub_resource = req.sub_resource().unwrap_or(""),
                 allowed = true,
                 "subresource or CONNECT request; allowed without checks"
             );
             return (
-                encode(&uid, allowed()),
+                encode(uid, allowed()),
                 Decision { kind: kind.kind(), operation: operation.as_str(), decision: "ignored" },
             );
         }
@@ -750,23 +866,28 @@ impl Admission {
                 Webhook::Validate => not_synced(),
                 Webhook::Mutate => allowed(),
             };
-            tracing::warn!(webhook = webhook.as_str(), uid = %uid, kind = span_fields.1, allowed = reply.allowed,
-                "cluster state not loaded yet (caches not synced)");
+            tracing::warn!(
+                webhook = webhook.as_str(),
+                uid,
+                kind = kind_name,
+                allowed = reply.allowed,
+                "cluster state not loaded yet (caches not synced)"
+            );
             return (
-                encode(&uid, reply),
+                encode(uid, reply),
                 Decision { kind: kind.kind(), operation: operation.as_str(), decision: "unavailable" },
             );
         }
-        if matches!(operation, Operation::Create | Operation::Update) && req.object.is_none() {
-            return self.malformed(webhook, &uid, format!("request.object is missing for {}", operation.as_str()));
+        if matches!(operation, Operation::Create | Operation::Update) && objects.object.is_none() {
+            return self.malformed(webhook, uid, format!("request.object is missing for {}", operation.as_str()));
         }
         let input = AdmissionInput {
             operation,
             kind,
-            namespace: namespace.as_deref(),
+            namespace,
             name: &name,
-            object: req.object.as_ref(),
-            old_object: req.old_object.as_ref(),
+            object: objects.object.as_ref(),
+            old_object: objects.old.as_ref(),
         };
         let estate: &dyn Estate = live.unwrap_or(&*self.estate);
 
@@ -786,7 +907,7 @@ impl Admission {
                             response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
                         }
                         Err(e) => {
-                            tracing::error!(uid = %uid, error = %e, "cannot encode the patch; allowing unpatched")
+                            tracing::error!(uid, error = %e, "cannot encode the patch; allowing unpatched")
                         }
                     }
                 }
@@ -794,11 +915,11 @@ impl Admission {
                 log_decision!(
                     ops == 0,
                     webhook = "mutate",
-                    uid = span_fields.0,
-                    user = user.as_str(),
-                    kind = span_fields.1,
-                    namespace = span_fields.2,
-                    name = span_fields.3,
+                    uid,
+                    user,
+                    kind = kind_name,
+                    namespace = ns_field,
+                    name = &*name,
                     operation = operation.as_str(),
                     dry_run,
                     allowed = true,
@@ -806,7 +927,7 @@ impl Admission {
                     "admission"
                 );
                 let decision = if ops > 0 { "patched" } else { "allowed" };
-                (encode(&uid, response), Decision { kind: kind.kind(), operation: operation.as_str(), decision })
+                (encode(uid, response), Decision { kind: kind.kind(), operation: operation.as_str(), decision })
             }
             Webhook::Validate => {
                 let mut findings = credential_core::rules::validate(&input, estate);
@@ -820,44 +941,45 @@ impl Admission {
                     };
                     self.metrics.findings.get_or_create(&FindingLabels { code: f.code.clone(), severity }).inc();
                 }
-                let denials: Vec<&Finding> = findings.iter().filter(|f| f.is_deny()).collect();
-                let warnings: Vec<String> = findings.iter().filter(|f| !f.is_deny()).map(warning_text).collect();
-                let codes: Vec<&str> = findings.iter().map(|f| f.code.as_str()).collect();
-                let allowed_now = denials.is_empty();
+                let allowed_now = !findings.iter().any(Finding::is_deny);
+                // Field values are built only when the line is written (tracing checks the level first).
                 log_decision!(
                     findings.is_empty(),
                     webhook = "validate",
-                    uid = span_fields.0,
-                    user = user.as_str(),
-                    kind = span_fields.1,
-                    namespace = span_fields.2,
-                    name = span_fields.3,
+                    uid,
+                    user,
+                    kind = kind_name,
+                    namespace = ns_field,
+                    name = &*name,
                     operation = operation.as_str(),
                     dry_run,
                     allowed = allowed_now,
-                    findings = json_list(&codes).as_str(),
+                    findings = json_list(&findings.iter().map(|f| f.code.as_str()).collect::<Vec<_>>()).as_str(),
                     "admission"
                 );
                 let mut response = allowed();
-                response.warnings = warnings;
+                response.warnings = findings.iter().filter(|f| !f.is_deny()).map(warning_text).collect();
                 if !allowed_now {
+                    let denials: Vec<&Finding> = findings.iter().filter(|f| f.is_deny()).collect();
                     response.allowed = false;
-                    response.status = Some(denial_status(operation, kind, &gvk, &name, &denials));
+                    response.status = Some(denial_status(operation, kind, &gvk.to_gvk(), &name, &denials));
                 }
-                let reply = encode(&uid, response);
+                let reply = encode(uid, response);
                 let decision = if allowed_now { "allowed" } else { "denied" };
                 if allowed_now
                     && !dry_run
                     && kind == ResourceKind::Credential
                     && matches!(operation, Operation::Create | Operation::Update | Operation::Delete)
+                    && self.sink.enabled()
                 {
+                    let whole = |o: Option<&AdmittedObject<'_>>| o.map(|o| Arc::new(o.value().clone()));
                     self.sink.admitted(AdmittedChange {
-                        uid: uid.clone(),
+                        uid: uid.to_string(),
                         operation,
-                        namespace: namespace.clone().unwrap_or_default(),
-                        name: name.clone(),
-                        object: req.object.map(Arc::new),
-                        old_object: req.old_object.map(Arc::new),
+                        namespace: namespace.unwrap_or_default().to_string(),
+                        name: name.into_owned(),
+                        object: whole(objects.object.as_ref()),
+                        old_object: whole(objects.old.as_ref()),
                     });
                 }
                 (reply, Decision { kind: kind.kind(), operation: operation.as_str(), decision })
@@ -867,15 +989,13 @@ impl Admission {
 }
 
 /// `request.name`, else the object's name, else its `generateName` (CREATE may carry only that).
-fn request_name(req: &RequestIn) -> String {
+fn request_name<'a>(req: &'a RequestIn<'_>, objects: &'a Objects<'_>) -> Cow<'a, str> {
     if let Some(n) = req.name.as_deref().filter(|s| !s.is_empty()) {
-        return n.to_string();
+        return Cow::Borrowed(n);
     }
-    let meta = req.object.as_ref().or(req.old_object.as_ref()).and_then(|o| o.get("metadata"));
-    meta.and_then(|m| m.get("name").or_else(|| m.get("generateName")))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    let meta = objects.object.as_ref().or(objects.old.as_ref()).and_then(|o| o.value().get("metadata"));
+    let name = meta.and_then(|m| m.get("name").or_else(|| m.get("generateName"))).and_then(Value::as_str);
+    Cow::Borrowed(name.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -1144,6 +1264,17 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains(r#"credential_webhook_live_reads_total{kind="Region",outcome="refused"} 1"#), "{text}");
         assert!(text.contains(r#"credential_webhook_live_reads_total{kind="Region",outcome="found"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(!nesting_may_exceed(&deep(126), 126) && nesting_may_exceed(&deep(127), 126));
+        // Brackets inside strings (escaped quotes too) do not nest.
+        let quoted = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(300));
+        assert!(!nesting_may_exceed(&quoted, 126));
+        // Many brackets side by side are not deep.
+        assert!(!nesting_may_exceed(&"[1],".repeat(300), 126));
     }
 
     #[test]

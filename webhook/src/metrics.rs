@@ -1,6 +1,6 @@
 //! Prometheus metrics (prometheus-client, no global registry) served on the admin listener.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -51,6 +51,8 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<WebhookLabels, Histogram>,
+    /// Handles into `requests` and `duration`, resolved once (see [`Metrics::count_request`]).
+    hot: HotHandles,
     pub findings: Family<FindingLabels, Counter>,
     pub cache_synced: Family<CacheLabels, Gauge>,
     pub tls_not_after: Gauge<i64>,
@@ -124,6 +126,7 @@ impl Metrics {
         registry.register("admission_in_flight", "Admission requests being handled now", in_flight.clone());
         let metrics = Metrics {
             registry: Mutex::new(registry),
+            hot: HotHandles::new(&duration),
             requests,
             duration,
             findings,
@@ -147,6 +150,21 @@ impl Metrics {
         }
         for webhook in ["validate", "mutate"] {
             let _ = self.duration.get_or_create(&WebhookLabels { webhook });
+        }
+    }
+
+    /// Counts one answered AdmissionReview and its duration. A label set seen before costs two
+    /// atomic updates: its counter handle is kept, not looked up again (hashing the labels under the
+    /// family's lock each time cost more than the count).
+    pub fn count_request(&self, labels: &RequestLabels, seconds: f64) {
+        match self.hot.slot(labels) {
+            Some(slot) => slot.get_or_init(|| self.requests.get_or_create(labels).clone()).inc(),
+            None => self.requests.get_or_create(labels).inc(),
+        };
+        match labels.webhook {
+            "validate" => self.hot.validate.observe(seconds),
+            "mutate" => self.hot.mutate.observe(seconds),
+            webhook => self.duration.get_or_create(&WebhookLabels { webhook }).observe(seconds),
         }
     }
 
@@ -176,6 +194,39 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &registry);
         out
+    }
+}
+
+const HOT_WEBHOOKS: [&str; 2] = ["validate", "mutate"];
+const HOT_KINDS: [&str; 6] = ["Credential", "Region", "ProviderInterface", "ClusterDeployment", "other", "unknown"];
+const HOT_OPERATIONS: [&str; 5] = ["CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"];
+const HOT_DECISIONS: [&str; 6] = ["allowed", "denied", "patched", "ignored", "malformed", "unavailable"];
+
+/// Counter handles by label set, filled on first use (so the exposition still shows only the series
+/// that exist), and the two duration histograms.
+struct HotHandles {
+    requests: Box<[OnceLock<Counter>]>,
+    validate: Histogram,
+    mutate: Histogram,
+}
+
+impl HotHandles {
+    fn new(duration: &Family<WebhookLabels, Histogram>) -> Self {
+        let n = HOT_WEBHOOKS.len() * HOT_KINDS.len() * HOT_OPERATIONS.len() * HOT_DECISIONS.len();
+        // One statement each: the family's read guard must be gone before the next get_or_create,
+        // which may take the write lock.
+        let validate = duration.get_or_create(&WebhookLabels { webhook: "validate" }).clone();
+        let mutate = duration.get_or_create(&WebhookLabels { webhook: "mutate" }).clone();
+        HotHandles { requests: (0..n).map(|_| OnceLock::new()).collect(), validate, mutate }
+    }
+
+    fn slot(&self, l: &RequestLabels) -> Option<&OnceLock<Counter>> {
+        let at = |all: &[&str], v: &str| all.iter().position(|x| *x == v);
+        let i = at(&HOT_WEBHOOKS, l.webhook)?;
+        let i = i * HOT_KINDS.len() + at(&HOT_KINDS, l.kind)?;
+        let i = i * HOT_OPERATIONS.len() + at(&HOT_OPERATIONS, l.operation)?;
+        let i = i * HOT_DECISIONS.len() + at(&HOT_DECISIONS, l.decision)?;
+        self.requests.get(i)
     }
 }
 

@@ -452,23 +452,37 @@ enum BodyRead {
 }
 
 async fn read_body(mut body: Body, limit: usize) -> BodyRead {
+    // A review usually arrives in one data frame: it is kept as it came, without a copy. Only a
+    // second frame starts a buffer.
+    let mut first: Option<Bytes> = None;
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    if buf.len() + data.len() > limit {
-                        let room = limit.saturating_sub(buf.len());
-                        buf.extend_from_slice(&data[..room]);
-                        return BodyRead::TooLarge(buf.freeze());
-                    }
-                    buf.extend_from_slice(&data);
-                }
-            }
+        let data = match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(data) => data,
+                Err(_) => continue,
+            },
             Err(e) => return BodyRead::Failed(e.to_string()),
+        };
+        let read = first.as_ref().map_or(0, Bytes::len) + buf.len();
+        if read + data.len() > limit {
+            if let Some(f) = first.take() {
+                buf.extend_from_slice(&f);
+            }
+            buf.extend_from_slice(&data[..limit.saturating_sub(read)]);
+            return BodyRead::TooLarge(buf.freeze());
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(data),
+            held => {
+                if let Some(f) = held {
+                    buf.extend_from_slice(&f);
+                }
+                buf.extend_from_slice(&data);
+            }
         }
     }
-    BodyRead::Full(buf.freeze())
+    BodyRead::Full(first.unwrap_or_else(|| buf.freeze()))
 }
 
 async fn admit(app: Arc<App>, webhook: Webhook, body: Body) -> Response {

@@ -34,6 +34,11 @@ pub struct AdmittedChange {
 /// Receives admitted Credential changes.
 pub trait AdmittedChangeSink: Send + Sync + 'static {
     fn admitted(&self, change: AdmittedChange);
+
+    /// Whether changes are wanted at all; `false` spares the request path building them.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// Does nothing: the webhook without distribution.
@@ -42,6 +47,10 @@ pub struct NoopSink;
 
 impl AdmittedChangeSink for NoopSink {
     fn admitted(&self, _change: AdmittedChange) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
 
 /// Sends each change into an unbounded tokio channel (a ready-made sink for a worker task).

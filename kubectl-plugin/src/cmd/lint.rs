@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use credential_core::estate::{LoadOptions, LoadWarning, load_inputs_with_report};
 use credential_core::finding::{Finding, Severity};
 use credential_core::readiness::ObjectRef;
+use credential_core::rules::AdmittedObject;
 use credential_core::{AdmissionInput, Cluster, Estate, Gvk, Operation, ResourceKind};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -182,12 +183,13 @@ pub fn lint(estate: &mut credential_core::MemoryEstate, locate: &dyn Fn(&str, &s
         checked.push(Checked { object: object.clone(), location: location.clone() });
         // The object does not exist yet when it is created.
         let removed = estate.remove(&mgmt, &gvk, namespace.as_deref(), &name);
+        let admitted = AdmittedObject::from_value(&obj);
         let input = AdmissionInput {
             operation: Operation::Create,
             kind,
             namespace: namespace.as_deref(),
             name: &name,
-            object: Some(&obj),
+            object: Some(&admitted),
             old_object: None,
         };
         let found: Vec<Finding> = credential_core::rules::validate(&input, &*estate as &dyn Estate);

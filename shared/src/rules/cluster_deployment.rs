@@ -12,8 +12,8 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::ClusterDeployment;
 use crate::rules::codes::*;
-use crate::rules::support::{is_deleting, object_of, parse, str_at};
-use crate::rules::{AdmissionInput, Operation};
+use crate::rules::support::{is_deleting, object_of, str_at};
+use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     match input.operation {
@@ -28,15 +28,16 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         Ok(o) => o,
         Err(f) => return vec![f],
     };
-    let cd: ClusterDeployment = match parse(obj, "ClusterDeployment", CD_INVALID) {
+    let cd: ClusterDeployment = match obj.parse("ClusterDeployment", CD_INVALID) {
         Ok(c) => c,
         Err(f) => return vec![f],
     };
     let ns = cd.metadata.namespace.as_deref().or(input.namespace).unwrap_or_default().to_string();
     let name = cd.metadata.name.as_deref().unwrap_or(input.name).to_string();
     let id = format!("ClusterDeployment {ns}/{name}");
-    let old_cred = input.old_object.and_then(|o| str_at(o, "/spec/credential"));
-    if input.operation == Operation::Update && (is_deleting(obj) || old_cred == cd.credential()) {
+    let old_cred = input.old_object.and_then(|o| o.str_at(&["spec", "credential"]));
+    let old_cred = old_cred.as_deref();
+    if input.operation == Operation::Update && (obj.is_deleting() || old_cred == cd.credential()) {
         // Like KCM: the Credential is judged only when spec.credential changes.
         return Vec::new();
     }
@@ -101,7 +102,16 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
     if input.operation == Operation::Update
         && let Some(old_name) = old_cred
     {
-        check_region_change(estate, input.old_object, &ns, old_name, cred_name, &cred, &id, &mut out);
+        check_region_change(
+            estate,
+            input.old_object.map(AdmittedObject::value),
+            &ns,
+            old_name,
+            cred_name,
+            &cred,
+            &id,
+            &mut out,
+        );
     }
     out
 }
@@ -152,11 +162,14 @@ fn check_region_change(
 }
 
 fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    if input.old_object.is_some_and(is_deleting) {
+    if input.old_object.is_some_and(AdmittedObject::is_deleting) {
         return Vec::new();
     }
-    let ns =
-        input.namespace.or_else(|| input.old_object.and_then(|o| str_at(o, "/metadata/namespace"))).unwrap_or_default();
+    let old_ns = match input.namespace {
+        Some(_) => None,
+        None => input.old_object.and_then(|o| o.str_at(&["metadata", "namespace"])),
+    };
+    let ns = input.namespace.or(old_ns.as_deref()).unwrap_or_default();
     estate
         .regions_on_cluster_deployment(ns, input.name)
         .iter()

@@ -12,8 +12,8 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{Credential, ObjectReference, labels};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
-use crate::rules::{AdmissionInput, Operation};
+use crate::rules::support::{count, is_deleting, name_list, object_of, str_at};
+use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 /// KCM's limit on the name part of a label key (`credential.<namespace>.<name>`).
 pub const LABEL_NAME_MAX: usize = 63;
@@ -74,7 +74,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         Ok(o) => o,
         Err(f) => return vec![f],
     };
-    let cred: Credential = match parse(obj, "Credential", CRED_INVALID) {
+    let cred: Credential = match obj.parse("Credential", CRED_INVALID) {
         Ok(c) => c,
         Err(f) => return vec![f],
     };
@@ -85,7 +85,8 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
 
     if input.operation == Operation::Update {
         let old = input.old_object;
-        let old_region = old.and_then(|o| str_at(o, "/spec/region"));
+        let old_region = old.and_then(|o| o.str_at(&["spec", "region"]));
+        let old_region = old_region.as_deref();
         if old_region != cred.region() {
             let show = |r: Option<&str>| r.map_or_else(|| "no region".to_string(), |r| format!("region {r:?}"));
             out.push(Finding::deny(
@@ -103,7 +104,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
             return out;
         }
         // Only changes are judged: a deleting object or an unchanged spec gets no further checks.
-        if is_deleting(obj) || old.and_then(|o| o.get("spec")) == obj.get("spec") {
+        if obj.is_deleting() || old.map_or_else(|| obj.value().get("spec").is_none(), |o| o.same_spec(obj)) {
             return out;
         }
     }
@@ -427,11 +428,14 @@ fn check_label_length(cred: &Credential, ns: &str, name: &str, id: &str, out: &m
 
 fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     // A repeated DELETE of an object already being deleted changes nothing.
-    if input.old_object.is_some_and(is_deleting) {
+    if input.old_object.is_some_and(AdmittedObject::is_deleting) {
         return Vec::new();
     }
-    let ns =
-        input.namespace.or_else(|| input.old_object.and_then(|o| str_at(o, "/metadata/namespace"))).unwrap_or_default();
+    let old_ns = match input.namespace {
+        Some(_) => None,
+        None => input.old_object.and_then(|o| o.str_at(&["metadata", "namespace"])),
+    };
+    let ns = input.namespace.or(old_ns.as_deref()).unwrap_or_default();
     let users: Vec<String> = estate
         .cluster_deployments_using(ns, input.name)
         .iter()

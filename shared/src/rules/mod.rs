@@ -2,8 +2,6 @@
 //!
 //! One module per kind. The webhook and `kubectl credential lint` call [`validate`].
 
-use serde_json::Value;
-
 use crate::estate::Estate;
 use crate::finding::Finding;
 use crate::gvk::Gvk;
@@ -11,8 +9,11 @@ use crate::gvk::Gvk;
 pub mod cluster_deployment;
 pub mod codes;
 pub mod credential;
+pub mod object;
 pub mod provider_interface;
 pub mod region;
+
+pub use object::AdmittedObject;
 pub(crate) mod support;
 
 /// The admission operation.
@@ -70,10 +71,15 @@ impl ResourceKind {
 
     /// Group+kind match (any version).
     pub fn from_gvk(gvk: &Gvk) -> Option<Self> {
-        if gvk.group != crate::K0RDENT_GROUP {
+        Self::from_group_kind(&gvk.group, &gvk.kind)
+    }
+
+    /// Group+kind match, from borrowed names.
+    pub fn from_group_kind(group: &str, kind: &str) -> Option<Self> {
+        if group != crate::K0RDENT_GROUP {
             return None;
         }
-        match gvk.kind.as_str() {
+        match kind {
             "Credential" => Some(ResourceKind::Credential),
             "Region" => Some(ResourceKind::Region),
             "ProviderInterface" => Some(ResourceKind::ProviderInterface),
@@ -104,9 +110,9 @@ pub struct AdmissionInput<'a> {
     /// Request name (for DELETE the object may be absent; the name is always here).
     pub name: &'a str,
     /// The new object (CREATE/UPDATE).
-    pub object: Option<&'a Value>,
+    pub object: Option<&'a AdmittedObject<'a>>,
     /// The stored object (UPDATE/DELETE).
-    pub old_object: Option<&'a Value>,
+    pub old_object: Option<&'a AdmittedObject<'a>>,
 }
 
 /// What a dry-run request gets instead of a denial that only says a referenced object is missing

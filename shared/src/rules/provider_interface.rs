@@ -14,8 +14,8 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{ClusterIdentity, ProviderInterface};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
-use crate::rules::{AdmissionInput, Operation};
+use crate::rules::support::{count, name_list, object_of, str_at};
+use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     match input.operation {
@@ -79,10 +79,10 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         Ok(o) => o,
         Err(f) => return vec![f],
     };
-    if input.operation == Operation::Update && is_deleting(obj) {
+    if input.operation == Operation::Update && obj.is_deleting() {
         return Vec::new();
     }
-    let pi: ProviderInterface = match parse(obj, "ProviderInterface", PI_INVALID) {
+    let pi: ProviderInterface = match obj.parse("ProviderInterface", PI_INVALID) {
         Ok(p) => p,
         Err(f) => return vec![f],
     };
@@ -169,7 +169,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         && let Some(old) = input.old_object
     {
         let kept: Vec<Gvk> = first.keys().cloned().collect();
-        check_removed(estate, &name, old, &kept, "spec.clusterIdentities", &mut out);
+        check_removed(estate, &name, declared_by(old), &kept, "spec.clusterIdentities", &mut out);
     }
     out
 }
@@ -327,6 +327,19 @@ fn same_references(a: &ClusterIdentity, b: &ClusterIdentity) -> bool {
 }
 
 /// The complete identity GVKs a stored PI declares (read loosely: stored objects may be odd).
+/// [`declared_gvks`] of an admitted object, from its typed model when it reads as one.
+fn declared_by(pi: &AdmittedObject<'_>) -> Vec<Gvk> {
+    match pi.parse::<ProviderInterface>("ProviderInterface", PI_INVALID) {
+        Ok(pi) => pi
+            .identities()
+            .iter()
+            .filter(|ci| !ci.version.is_empty() && !ci.kind.is_empty())
+            .map(ClusterIdentity::gvk)
+            .collect(),
+        Err(_) => declared_gvks(pi.value()),
+    }
+}
+
 fn declared_gvks(pi: &Value) -> Vec<Gvk> {
     let entries = pi.pointer("/spec/clusterIdentities").and_then(Value::as_array);
     entries
@@ -341,8 +354,15 @@ fn declared_gvks(pi: &Value) -> Vec<Gvk> {
 
 /// Warns when identity GVKs the old object declared (and `kept` does not) are used by management
 /// Credentials and no other ProviderInterface declares them.
-fn check_removed(estate: &dyn Estate, name: &str, old: &Value, kept: &[Gvk], field: &str, out: &mut Vec<Finding>) {
-    let mut removed: Vec<Gvk> = declared_gvks(old).into_iter().filter(|g| !kept.contains(g)).collect();
+fn check_removed(
+    estate: &dyn Estate,
+    name: &str,
+    declared: Vec<Gvk>,
+    kept: &[Gvk],
+    field: &str,
+    out: &mut Vec<Finding>,
+) {
+    let mut removed: Vec<Gvk> = declared.into_iter().filter(|g| !kept.contains(g)).collect();
     removed.sort();
     removed.dedup();
     if removed.is_empty() {
@@ -384,10 +404,10 @@ fn check_removed(estate: &dyn Estate, name: &str, old: &Value, kept: &[Gvk], fie
 
 fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
     let Some(old) = input.old_object else { return Vec::new() };
-    if is_deleting(old) {
+    if old.is_deleting() {
         return Vec::new();
     }
     let mut out = Vec::new();
-    check_removed(estate, input.name, old, &[], "", &mut out);
+    check_removed(estate, input.name, declared_by(old), &[], "", &mut out);
     out
 }

@@ -12,8 +12,8 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{ClusterDeploymentRef, Region, RegionSpec, SecretKeyReference};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, object_of, parse, str_at};
-use crate::rules::{AdmissionInput, Operation};
+use crate::rules::support::{count, name_list, object_of, str_at};
+use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 /// The longest Region name k0rdent's documentation allows.
 pub const NAME_MAX: usize = 21;
@@ -46,7 +46,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
         Ok(o) => o,
         Err(f) => return vec![f],
     };
-    let region: Region = match parse(obj, "Region", RGN_INVALID) {
+    let region: Region = match obj.parse("Region", RGN_INVALID) {
         Ok(r) => r,
         Err(f) => return vec![f],
     };
@@ -56,11 +56,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
 
     let (check_kubeconfig, check_cd) = if input.operation == Operation::Update {
         // The stored object may predate these rules; read it loosely.
-        let old: RegionSpec = input
-            .old_object
-            .and_then(|o| o.get("spec"))
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
-            .unwrap_or_default();
+        let old: RegionSpec = input.old_object.and_then(AdmittedObject::spec).unwrap_or_default();
         immutable(&name, "kubeConfig", &old.kube_config, &spec.kube_config, &old, RGN_KUBECONFIG_IMMUTABLE, &mut out);
         immutable(
             &name,
@@ -71,7 +67,8 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
             RGN_CD_IMMUTABLE,
             &mut out,
         );
-        if is_deleting(obj) || input.old_object.and_then(|o| o.get("spec")) == obj.get("spec") {
+        if obj.is_deleting() || input.old_object.map_or_else(|| obj.value().get("spec").is_none(), |o| o.same_spec(obj))
+        {
             return out;
         }
         (old.kube_config != spec.kube_config, old.cluster_deployment != spec.cluster_deployment)
@@ -219,7 +216,7 @@ fn check_cluster_deployment(estate: &dyn Estate, name: &str, cd: &ClusterDeploym
 }
 
 fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
-    if input.old_object.is_some_and(is_deleting) {
+    if input.old_object.is_some_and(AdmittedObject::is_deleting) {
         return Vec::new();
     }
     let name = input.name;

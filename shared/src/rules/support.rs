@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::finding::{Code, Finding};
 use crate::model::display_name;
-use crate::rules::AdmissionInput;
+use crate::rules::{AdmissionInput, AdmittedObject};
 
 /// Most object names a message lists before it says "and N more".
 pub const MAX_LISTED: usize = 10;
@@ -67,7 +67,11 @@ pub fn count(n: usize, noun: &str) -> String {
 }
 
 /// The object of a CREATE/UPDATE, or the deny finding for a request that carries none.
-pub(crate) fn object_of<'a>(input: &AdmissionInput<'a>, kind: &str, code: Code) -> Result<&'a Value, Finding> {
+pub(crate) fn object_of<'a>(
+    input: &AdmissionInput<'a>,
+    kind: &str,
+    code: Code,
+) -> Result<&'a AdmittedObject<'a>, Finding> {
     input.object.ok_or_else(|| {
         Finding::deny(
             code,

@@ -1,7 +1,7 @@
 //! Builders and table runner shared by the rules_*.rs and mutate.rs tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
-use credential_core::rules::{self, AdmissionInput, Operation, ResourceKind, codes};
+use credential_core::rules::{self, AdmissionInput, AdmittedObject, Operation, ResourceKind, codes};
 use credential_core::{Cluster, Finding, MemoryEstate, Severity};
 use serde_json::{Value, json};
 
@@ -157,13 +157,15 @@ pub fn run(kind: ResourceKind, c: &Case) -> Vec<Finding> {
     let meta = |k: &str| obj.and_then(|o| o["metadata"][k].as_str()).map(str::to_string);
     let ns = meta("namespace");
     let name = meta("name").unwrap_or_default();
+    let object = c.object.as_ref().map(AdmittedObject::from_value);
+    let old = c.old.as_ref().map(AdmittedObject::from_value);
     let input = AdmissionInput {
         operation: c.op,
         kind,
         namespace: ns.as_deref(),
         name: &name,
-        object: c.object.as_ref(),
-        old_object: c.old.as_ref(),
+        object: object.as_ref(),
+        old_object: old.as_ref(),
     };
     rules::validate(&input, &c.estate)
 }

@@ -1,0 +1,263 @@
+//! One object of an admission request as the API server sent it: its JSON text, read once into the
+//! parts rules look at (`metadata`, `spec` as text) and on demand into the typed model of its kind.
+//!
+//! Why not a `serde_json::Value`: building a tree of maps and strings for the whole object (managed
+//! fields, last-applied annotation and all) cost more than every rule together, while the rules read
+//! a few fields. A `Value` is still built, once, where a rule needs one: when a typed read fails (the
+//! finding then names the field exactly as before) and for mutation, which patches the tree.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::finding::{Code, Finding};
+use crate::rules::support::parse;
+
+/// An object of an AdmissionReview (`request.object` or `request.oldObject`).
+#[derive(Debug)]
+pub struct AdmittedObject<'a> {
+    text: Cow<'a, str>,
+    /// Where `metadata` and `spec` are in `text` (each when present and not null); `None` when the
+    /// text is not an object with at most one of each, so the accessors read the `Value` instead and
+    /// say what they always said about such input.
+    head: OnceLock<Option<Head>>,
+    value: OnceLock<Value>,
+}
+
+/// Where `metadata` and `spec` are in the text.
+#[derive(Debug)]
+struct Head {
+    metadata: Option<Range<usize>>,
+    spec: Option<Range<usize>>,
+}
+
+impl<'a> AdmittedObject<'a> {
+    /// The object whose JSON text is `raw` (borrowed from the request body).
+    pub fn from_raw(raw: &'a RawValue) -> Self {
+        Self::from_text(Cow::Borrowed(raw.get()), OnceLock::new())
+    }
+
+    /// An object already held as a `Value` (offline lint, tests).
+    pub fn from_value(value: &Value) -> AdmittedObject<'static> {
+        AdmittedObject::from_text(Cow::Owned(value.to_string()), OnceLock::from(value.clone()))
+    }
+
+    fn from_text(text: Cow<'a, str>, value: OnceLock<Value>) -> Self {
+        AdmittedObject { text, head: OnceLock::new(), value }
+    }
+
+    /// Whether the text is a JSON object (serde reads a struct from an array too).
+    fn is_object(&self) -> bool {
+        self.text.trim_start().starts_with('{')
+    }
+
+    /// Where `metadata` and `spec` are, found on first use (a typed read alone does not need it).
+    fn head(&self) -> Option<&Head> {
+        #[derive(Deserialize)]
+        struct Members<'t> {
+            #[serde(borrow, default)]
+            metadata: Option<&'t RawValue>,
+            #[serde(borrow, default)]
+            spec: Option<&'t RawValue>,
+        }
+        let text = &*self.text;
+        let read = || {
+            let m = serde_json::from_str::<Members<'_>>(text).ok()?;
+            Some(Head { metadata: m.metadata.map(|r| range_in(text, r)), spec: m.spec.map(|r| range_in(text, r)) })
+        };
+        self.head.get_or_init(|| if self.is_object() { read() } else { None }).as_ref()
+    }
+
+    /// The JSON text as sent.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The whole object as a `Value`, built on first use.
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| parse_value(&self.text))
+    }
+
+    /// The object as a `Value`, consuming it (no copy when it was built already).
+    pub fn into_value(self) -> Value {
+        match self.value.into_inner() {
+            Some(v) => v,
+            None => parse_value(&self.text),
+        }
+    }
+
+    /// Reads the typed model of the object; on failure a deny finding naming the offending field,
+    /// exactly as [`parse`] words it for the `Value`.
+    pub fn parse<T: DeserializeOwned>(&self, kind: &str, code: Code) -> Result<T, Finding> {
+        if self.is_object()
+            && let Ok(t) = serde_json::from_str::<T>(&self.text)
+        {
+            return Ok(t);
+        }
+        parse(self.value(), kind, code)
+    }
+
+    /// Reads the typed `spec`, `None` when absent, null or not of that shape.
+    pub fn spec<T: DeserializeOwned>(&self) -> Option<T> {
+        match self.parts() {
+            Some((_, spec)) => serde_json::from_str(spec?).ok(),
+            None => self.value().get("spec").and_then(|s| T::deserialize(s).ok()),
+        }
+    }
+
+    /// The non-empty string at `path` (object members only, like a JSON pointer without indexes).
+    pub fn str_at(&self, path: &[&str]) -> Option<Cow<'_, str>> {
+        let Some((metadata, spec)) = self.parts() else {
+            let mut v = self.value();
+            for key in path {
+                v = v.get(*key)?;
+            }
+            return v.as_str().filter(|s| !s.is_empty()).map(Cow::Borrowed);
+        };
+        let (first, rest) = path.split_first()?;
+        let mut text = match *first {
+            "metadata" => metadata?,
+            "spec" => spec?,
+            other => member(&self.text, other)?,
+        };
+        for key in rest {
+            text = member(text, key)?;
+        }
+        let s = serde_json::from_str::<Cow<'_, str>>(text).ok()?;
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// Whether `metadata.deletionTimestamp` is set (the object is being deleted).
+    pub fn is_deleting(&self) -> bool {
+        match self.parts() {
+            Some((metadata, _)) => {
+                metadata.and_then(|m| member(m, "deletionTimestamp")).is_some_and(|t| t != "null" && t != "\"\"")
+            }
+            None => crate::rules::support::is_deleting(self.value()),
+        }
+    }
+
+    /// Whether `spec` is the same in both objects (absent on both counts as the same).
+    pub fn same_spec(&self, other: &AdmittedObject<'_>) -> bool {
+        match (self.parts(), other.parts()) {
+            // Equal text is an equal value; different text may still be one (key order, spacing), so
+            // the two specs (not the whole objects) are compared as values.
+            (Some((_, Some(a))), Some((_, Some(b)))) => {
+                a == b || serde_json::from_str::<Value>(a).ok() == serde_json::from_str::<Value>(b).ok()
+            }
+            // An absent spec and `spec: null` differ as values; only the `Value` tells them apart.
+            _ => self.value().get("spec") == other.value().get("spec"),
+        }
+    }
+
+    /// `(metadata, spec)` texts, or `None` when the object's members could not be located.
+    fn parts(&self) -> Option<(Option<&str>, Option<&str>)> {
+        let head = self.head()?;
+        let part = |r: &Option<Range<usize>>| r.clone().map(|r| &self.text[r]);
+        Some((part(&head.metadata), part(&head.spec)))
+    }
+}
+
+fn parse_value(text: &str) -> Value {
+    // The text was read as JSON already (the review decoded), so this does not fail; `Null` if it did.
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// Where `part` (a slice of `text`) starts and ends in `text`.
+fn range_in(text: &str, part: &RawValue) -> Range<usize> {
+    let start = part.get().as_ptr() as usize - text.as_ptr() as usize;
+    start..start + part.get().len()
+}
+
+/// The JSON text of member `key` of the object `text` (the last one if repeated, as a `Value` keeps),
+/// `None` when absent or `text` is not an object.
+fn member<'t>(text: &'t str, key: &str) -> Option<&'t str> {
+    struct Member<'k>(&'k str);
+    impl<'de> Visitor<'de> for Member<'_> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = (&mut de).deserialize_map(Member(key)).ok()??;
+    Some(found.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Credential;
+    use serde_json::json;
+
+    fn raw(v: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(v).unwrap()
+    }
+
+    #[test]
+    fn reads_members_without_a_value() {
+        let v = json!({"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+                       "spec": {"region": "r\"1", "identityRef": {"kind": "Secret"}}});
+        let r = raw(&v);
+        let o = AdmittedObject::from_raw(&r);
+        assert_eq!(o.str_at(&["spec", "region"]).as_deref(), Some("r\"1"));
+        assert_eq!(o.str_at(&["spec", "identityRef", "kind"]).as_deref(), Some("Secret"));
+        assert_eq!(o.str_at(&["spec", "missing"]), None);
+        assert!(o.is_deleting());
+        assert!(o.value.get().is_none(), "no Value built for member reads");
+        let c: Credential = o.parse("Credential", "X").unwrap();
+        assert_eq!(c.region(), Some("r\"1"));
+    }
+
+    #[test]
+    fn answers_as_the_value_does() {
+        for v in [
+            json!({"metadata": {"deletionTimestamp": null}}),
+            json!({"metadata": {"deletionTimestamp": ""}}),
+            json!({"metadata": {"deletionTimestamp": 5}}),
+            json!({"metadata": 5, "spec": {"region": ""}}),
+            json!({}),
+            json!([1, 2]),
+            json!("text"),
+        ] {
+            let r = raw(&v);
+            let o = AdmittedObject::from_raw(&r);
+            assert_eq!(o.is_deleting(), crate::rules::support::is_deleting(&v), "{v}");
+            let want = v.pointer("/spec/region").and_then(Value::as_str).filter(|s| !s.is_empty());
+            assert_eq!(o.str_at(&["spec", "region"]).as_deref(), want, "{v}");
+            let typed = o.parse::<Credential>("Credential", "X").map_err(|f| f.message);
+            assert_eq!(typed, parse::<Credential>(&v, "Credential", "X").map_err(|f| f.message), "{v}");
+        }
+    }
+
+    #[test]
+    fn same_spec_compares_values_not_text() {
+        let a = raw(&json!({"spec": {"a": 1, "b": [1, 2]}}));
+        let b = AdmittedObject::from_value(&json!({"spec": {"b": [1, 2], "a": 1}}));
+        let c = raw(&json!({"spec": {"a": 2}}));
+        let none = raw(&json!({"metadata": {}}));
+        let (a, c, none) =
+            (AdmittedObject::from_raw(&a), AdmittedObject::from_raw(&c), AdmittedObject::from_raw(&none));
+        assert!(a.same_spec(&b) && b.same_spec(&a));
+        assert!(!a.same_spec(&c) && !a.same_spec(&none));
+        assert!(none.same_spec(&none));
+        let spaced = RawValue::from_string(r#"{"spec": {"a" : 1, "b":[1,2]}}"#.to_string()).unwrap();
+        assert!(AdmittedObject::from_raw(&spaced).same_spec(&a));
+    }
+}
