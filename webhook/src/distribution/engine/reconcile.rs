@@ -173,21 +173,52 @@ impl Engine {
         credential: &Value,
         finalizers: &[String],
     ) -> Result<(), DistributionError> {
-        let patch: Value = if finalizers.is_empty() {
-            // No list yet: guard with the resourceVersion so a concurrent add is not clobbered.
-            let rv = credential.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-            json!([
-                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
-                {"op": "add", "path": "/metadata/finalizers", "value": [labels::DISTRIBUTION_FINALIZER]},
-            ])
-        } else {
-            json!([{"op": "add", "path": "/metadata/finalizers/-", "value": labels::DISTRIBUTION_FINALIZER}])
-        };
-        let patch: JsonPatch = serde_json::from_value(patch)
-            .map_err(|e| DistributionError::Malformed { object: format!("Credential {key}"), detail: e.to_string() })?;
-        api.patch(&key.name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-            .map_err(|e| DistributionError::api(format!("add finalizer to Credential {key}"), e))?;
+        const ATTEMPTS: usize = 3;
+        let mut fresh: Option<Value> = None;
+        for attempt in 1..=ATTEMPTS {
+            let current = fresh.as_ref().unwrap_or(credential);
+            let held: Vec<String> = match &fresh {
+                Some(c) => c
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                    .unwrap_or_default(),
+                None => finalizers.to_vec(),
+            };
+            if held.iter().any(|f| f == labels::DISTRIBUTION_FINALIZER) {
+                return Ok(());
+            }
+            let patch: Value = if held.is_empty() {
+                // No list yet: guard with the resourceVersion so a concurrent add is not clobbered.
+                let rv = current.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                    {"op": "add", "path": "/metadata/finalizers", "value": [labels::DISTRIBUTION_FINALIZER]},
+                ])
+            } else {
+                json!([{"op": "add", "path": "/metadata/finalizers/-", "value": labels::DISTRIBUTION_FINALIZER}])
+            };
+            let patch: JsonPatch = serde_json::from_value(patch).map_err(|e| DistributionError::Malformed {
+                object: format!("Credential {key}"),
+                detail: e.to_string(),
+            })?;
+            match api.patch(&key.name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+                Ok(_) => return Ok(()),
+                // The Credential changed since it was read (our own status write, another
+                // controller's finalizer): the guard failed (422 from the patch's test, or 409).
+                // Read it again and retry, instead of reporting a failure that is only a race.
+                Err(e)
+                    if attempt < ATTEMPTS && (is_conflict(&e) || super::super::error::status_code(&e) == Some(422)) =>
+                {
+                    let got = api
+                        .get(&key.name)
+                        .await
+                        .map_err(|e| DistributionError::api(format!("read Credential {key}"), e))?;
+                    fresh = Some(to_value(&got));
+                }
+                Err(e) => return Err(DistributionError::api(format!("add finalizer to Credential {key}"), e)),
+            }
+        }
         Ok(())
     }
 
