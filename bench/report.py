@@ -75,7 +75,8 @@ if "criterion" in m:
 w(f"- Load average (1/5/15 min) before the run: {m.get('loadavg_start', '?')}; after: {m.get('loadavg_end', '?')}. Anything")
 w("  else running on the machine (e.g. builds) shares the two cores and shows up as noise in every number.")
 w(f"- Reproduce: `{CMD}` from the repository root (`bench/run.sh --quick` for a short run). Raw results:")
-w("  `target/bench/` (JSON lines per load run), criterion's own reports in `target/criterion/`.")
+w("  `$CARGO_TARGET_DIR/bench/` (default `target/bench/`; JSON lines per load run), criterion's own reports in")
+w("  `$CARGO_TARGET_DIR/criterion/`. `BENCH_BASELINE=<credential-webhook of another commit>` adds before/after rows.")
 w("")
 
 # --- ceiling ---------------------------------------------------------------------------------------

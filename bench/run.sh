@@ -14,8 +14,8 @@
 # Raw results go to $CARGO_TARGET_DIR/bench/ (target/bench/ by default); bench/report.py turns them
 # into BENCHMARKS.md.
 # Environment: BENCH_OUT (results dir), BENCH_NO_REPORT=1 (keep BENCHMARKS.md as it is),
-# BENCH_SKIP_CRITERION=1 (reuse the criterion results of an earlier run; for iterating on the load
-# runs), BENCH_BASELINE=PATH (a credential-webhook binary of another commit, run interleaved with
+# BENCH_PORT_BASE (19400: ports used are base-320..base+60), BENCH_SKIP_CRITERION=1 (reuse the criterion results of an earlier run; for iterating on the load
+# runs), BENCH_ONLY_CEILING=1 (the webhook-against-ceiling runs only, no report), BENCH_BASELINE=PATH (a credential-webhook binary of another commit, run interleaved with
 # this one as `webhook-baseline`: before/after ratios from one run), BENCH_SKIP_APISERVER=1.
 set -euo pipefail
 
@@ -30,6 +30,9 @@ esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+# Ports: P+44.. for the servers, P-320.. for their admin listeners (another run on the machine, e.g.
+# from a second work tree, needs another BENCH_PORT_BASE, or its servers answer this run's load).
+P=${BENCH_PORT_BASE:-19400}
 OUT=${BENCH_OUT:-$TARGET/bench}
 BIN=$TARGET/release
 export CRITERION_HOME=$TARGET/criterion
@@ -159,19 +162,19 @@ load() {
 # --- ceiling: webhook vs bare, interleaved -------------------------------------------------------------
 log "webhook vs bare ceiling ($CONFIGS; $ROUNDS rounds of $DUR each)"
 "$BIN/loadgen" estate --out "$OUT/estate-small" --credentials 10 --regions 1 >/dev/null
-"${PIN_SERVER[@]}" "$BIN/bare-webhook" --listen 127.0.0.1:19444 \
+"${PIN_SERVER[@]}" "$BIN/bare-webhook" --listen 127.0.0.1:$((P + 44)) \
   --tls-cert-file "$OUT/certs/tls.crt" --tls-key-file "$OUT/certs/tls.key" >"$OUT/bare.log" 2>&1 &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
-"$BIN/loadgen" wait --addr 127.0.0.1:19444 --ca "$CA"
-start_webhook 19443 19080 "$OUT/estate-small"
+"$BIN/loadgen" wait --addr 127.0.0.1:$((P + 44)) --ca "$CA"
+start_webhook $((P + 43)) $((P - 320)) "$OUT/estate-small"
 WEBHOOK_PID=$SERVER_PID
 # The same webhook with per-request logs off: shows what the info-level admission log costs.
-start_webhook 19445 19081 "$OUT/estate-small" --log-level warn
+start_webhook $((P + 45)) $((P - 319)) "$OUT/estate-small" --log-level warn
 QUIET_PID=$SERVER_PID
 BASELINE_PID=
 if [[ -n ${BENCH_BASELINE:-} ]]; then
-  WEBHOOK_BIN=$BENCH_BASELINE start_webhook 19447 19082 "$OUT/estate-small"
+  WEBHOOK_BIN=$BENCH_BASELINE start_webhook $((P + 47)) $((P - 318)) "$OUT/estate-small"
   BASELINE_PID=$SERVER_PID
   echo "baseline=$("$BENCH_BASELINE" --version 2>/dev/null || echo "$BENCH_BASELINE")" >>"$OUT/machine.env"
 fi
@@ -179,13 +182,13 @@ fi
 for cfg in $CONFIGS; do
   IFS=: read -r proto conns streams <<<"$cfg"
   for round in $(seq 1 "$ROUNDS"); do
-    load "$OUT/ceiling.jsonl" "bare" 19444 "$proto" "$conns" "$streams" "$DUR"
-    load "$OUT/ceiling.jsonl" "webhook" 19443 "$proto" "$conns" "$streams" "$DUR"
+    load "$OUT/ceiling.jsonl" "bare" $((P + 44)) "$proto" "$conns" "$streams" "$DUR"
+    load "$OUT/ceiling.jsonl" "webhook" $((P + 43)) "$proto" "$conns" "$streams" "$DUR"
     if [[ -n $BASELINE_PID ]]; then
-      load "$OUT/ceiling.jsonl" "webhook-baseline" 19447 "$proto" "$conns" "$streams" "$DUR"
+      load "$OUT/ceiling.jsonl" "webhook-baseline" $((P + 47)) "$proto" "$conns" "$streams" "$DUR"
     fi
     if [[ $cfg == h1:64:1 || $cfg == h2:1:16 ]]; then
-      load "$OUT/ceiling.jsonl" "webhook-log-warn" 19445 "$proto" "$conns" "$streams" "$DUR"
+      load "$OUT/ceiling.jsonl" "webhook-log-warn" $((P + 45)) "$proto" "$conns" "$streams" "$DUR"
     fi
   done
 done
@@ -194,10 +197,14 @@ stop "$BARE_PID"
 stop "$WEBHOOK_PID"
 stop "$QUIET_PID"
 [[ -n $BASELINE_PID ]] && stop "$BASELINE_PID"
+if [[ ${BENCH_ONLY_CEILING:-} == 1 ]]; then
+  echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.env"
+  exit 0
+fi
 
 # --- scale sweep ------------------------------------------------------------------------------------
 log "estate-size sweep ($SWEEP)"
-port=19450
+port=$((P + 50))
 for pt in $SWEEP; do
   port=$((port + 2))
   IFS=: read -r creds regions <<<"$pt"
