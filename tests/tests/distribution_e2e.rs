@@ -3,14 +3,15 @@
 //! in-process against the management cluster as the shipped ServiceAccount (deploy/ RBAC, a real
 //! TokenRequest token) and reaching each regional cluster through its Region's kubeconfig Secret.
 //!
-//! The benchmark (1,000 Credentials, 4 regional clusters by default, `BENCH_REGIONS` to change) is
-//! `#[ignore]`d; run it with
+//! The benchmarks (1,000 Credentials over 4 regional clusters by default, `BENCH_CREDENTIALS` and
+//! `BENCH_REGIONS` to change; write mode and trigger mode) are `#[ignore]`d; run them with
 //! `cargo test -p credential-e2e --release --test distribution_e2e -- --ignored --nocapture bench_`.
 //! Needs Go (to build the cluster once) and `kubectl` on PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use credential_core::model::labels;
@@ -19,6 +20,7 @@ use credential_webhook::distribution::{Backoff, DistributionConfig, Distributor,
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
+use support::kcm::{KcmStandIn, set_kcm};
 use support::regional::{
     self, CRED_AV, Real, StallProxy, WAIT, client_from, kubeconfig_via, port_of, register_region,
     requests_by_verb_resource,
@@ -995,27 +997,30 @@ async fn a_hung_lease_renewal_gives_up_leadership_before_the_lease_expires() {
     b.shutdown().await;
 }
 
-/// 1,000 Credentials over `BENCH_REGIONS` (default 4) regional apiservers: time to converge and API
-/// requests per copied object, from each apiserver's own `apiserver_request_total`. The emulator
-/// version used 10 regions; 11 real apiservers need about 3.5 GiB, so the default is 4 (1.5 GiB).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: run explicitly (see BENCH.md)"]
-async fn bench_thousand_credentials_over_ten_regions() {
+/// Regional apiservers of the benchmarks: `BENCH_REGIONS`, default 4.
+fn bench_regions() -> usize {
+    std::env::var("BENCH_REGIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(4)
+}
+
+/// Credentials of the benchmarks: `BENCH_CREDENTIALS`, default 1,000.
+fn bench_credentials() -> usize {
+    std::env::var("BENCH_CREDENTIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
+}
+
+/// `total` Credentials `c-<i>` in the system namespace, round-robin over Regions r1..r<regions>, each
+/// with its own AWS static identity `id-<i>` and Secret `s-<i>` (key `k` holding `<value>-<i>`), Ready
+/// as KCM's reconcile would leave them.
+async fn seed_bench_estate(w: &World, total: usize, regions: usize, value: &str) {
     use futures_util::StreamExt as _;
-    let regions: usize = std::env::var("BENCH_REGIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
-    let total = 1000;
-    let w = world(regions).await;
     let av = format!("{INFRA}/v1beta2");
     let seeded = Instant::now();
     futures_util::stream::iter(0..total)
         .map(|i| {
-            let mgmt = &w.mgmt;
             let av = av.clone();
             async move {
-                mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": format!("s-{i}"), "namespace": SYS}, "data": {"k": b64(&format!("v{i}"))}}))
-                    .await;
-                mgmt.seed(json!({"apiVersion": av, "kind": "AWSClusterStaticIdentity",
+                bench_secret(&w.mgmt, i, value).await;
+                w.mgmt
+                    .seed(json!({"apiVersion": av, "kind": "AWSClusterStaticIdentity",
                     "metadata": {"name": format!("id-{i}")}, "spec": {"secretRef": format!("s-{i}")}}))
                     .await;
                 let mut cred = credential(
@@ -1028,48 +1033,203 @@ async fn bench_thousand_credentials_over_ten_regions() {
                     None,
                 );
                 cred["status"] = json!({"ready": true}); // KCM's reconcile
-                mgmt.seed(cred).await;
+                w.mgmt.seed(cred).await;
             }
         })
         .buffer_unordered(16)
         .collect::<Vec<()>>()
         .await;
     println!("BENCH seeded {total} Credentials with identities and Secrets in {:?}", seeded.elapsed());
+}
+
+/// The bench estate's Secret `s-<i>` with `<value>-<i>` under key `k`.
+async fn bench_secret(mgmt: &Real, i: usize, value: &str) {
+    mgmt.seed(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("s-{i}"), "namespace": SYS}, "data": {"k": b64(&format!("{value}-{i}"))}}))
+        .await;
+}
+
+/// Copies of the bench estate's Secrets in the regional clusters holding `<value>-<i>`.
+async fn bench_copies_holding(w: &World, value: &str) -> usize {
+    let mut n = 0;
+    for r in &w.regions {
+        n += r
+            .list("v1", "Secret", Some(SYS))
+            .await
+            .iter()
+            .filter(|s| {
+                let name = s["metadata"]["name"].as_str().unwrap_or_default();
+                name.strip_prefix("s-").is_some_and(|i| s["data"]["k"] == b64(&format!("{value}-{i}")))
+            })
+            .count();
+    }
+    n
+}
+
+/// Management Credentials of the bench estate whose distribution condition is True with `reason`.
+async fn bench_condition_count(w: &World, reason: &str) -> usize {
+    let creds = w.mgmt.list(CRED_AV, "Credential", Some(SYS)).await;
+    creds
+        .iter()
+        .filter(|c| {
+            c.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == labels::DISTRIBUTED_CONDITION && c["status"] == "True" && c["reason"] == reason
+                })
+            })
+        })
+        .count()
+}
+
+/// Polls `count` every second until it reaches `want`; the time it took, from `since`.
+async fn bench_until(what: &str, since: Instant, want: usize, mut count: impl AsyncFnMut() -> usize) -> Duration {
+    loop {
+        let n = count().await;
+        if n >= want {
+            return since.elapsed();
+        }
+        assert!(since.elapsed() < Duration::from_secs(900), "{what}: {n} of {want} after 900 s");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Every source Secret rotated at once (16 writes in flight); the time until every copy holds the new value.
+async fn bench_rotate_all(w: &World, total: usize, value: &str) -> Duration {
+    use futures_util::StreamExt as _;
+    let started = Instant::now();
+    futures_util::stream::iter(0..total)
+        .map(|i| bench_secret(&w.mgmt, i, value))
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    println!("BENCH rotated {total} source Secrets in {:?}", started.elapsed());
+    bench_until("copies rotated", started, total, async || bench_copies_holding(w, value).await).await
+}
+
+/// Resource requests the KCM stand-in has made (reads and writes).
+fn stand_in_requests(kcm: &KcmStandIn) -> f64 {
+    kcm.reads() + kcm.writes().values().sum::<f64>()
+}
+
+/// 1,000 Credentials over `BENCH_REGIONS` (default 4) regional apiservers, write mode: time to converge
+/// and API requests per copied object (the apiservers' own `apiserver_request_total`), then every source
+/// Secret rotated at once: time until every copy holds the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run explicitly (see the module docs)"]
+async fn bench_thousand_credentials_over_ten_regions() {
+    let (regions, total) = (bench_regions(), bench_credentials());
+    let w = world(regions).await;
+    seed_bench_estate(&w, total, regions, "v").await;
     let before = request_snapshot(&w).await;
     let cfg = DistributionConfig { workers: 32, per_cluster_concurrency: 8, ..test_config() };
     let started = Instant::now();
     let d = start_distributor(cfg, &w.sa);
-    // Polled every 2 s with one LIST (counted below as the test's own requests).
-    let mut polls = 0.0;
-    loop {
-        let creds = w.mgmt.list(CRED_AV, "Credential", Some(SYS)).await;
-        polls += 1.0;
-        let converged = creds
-            .iter()
-            .filter(|c| {
-                c.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| {
-                    cs.iter().any(|c| c["type"] == labels::DISTRIBUTED_CONDITION && c["status"] == "True")
-                })
-            })
-            .count();
-        if converged == total {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "{converged} of {total} converged after 600 s");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let elapsed = started.elapsed();
+    // Polled every second with one LIST (counted below as the test's own requests).
+    let elapsed =
+        bench_until("converged", started, total, async || bench_condition_count(&w, "Distributed").await).await;
     let mut copies = 0;
     for r in &w.regions {
-        copies +=
-            r.list("v1", "Secret", Some(SYS)).await.len() + r.list(&av, "AWSClusterStaticIdentity", None).await.len();
+        copies += r.list("v1", "Secret", Some(SYS)).await.len()
+            + r.list(&format!("{INFRA}/v1beta2"), "AWSClusterStaticIdentity", None).await.len();
     }
     assert_eq!(copies, 2 * total);
-    println!("BENCH credentials={total} regions={regions} copies={copies} converge={elapsed:?}");
+    println!("BENCH write mode: credentials={total} regions={regions} copies={copies} converge={elapsed:?}");
     let (count, sum) = d.metrics().convergence_totals();
-    println!("BENCH convergences={count} mean={:.1} ms", sum / count.max(1.0) * 1000.0);
-    println!("BENCH the test's own requests in the management count: {polls} LIST credentials, 2 LIST after");
-    let per_copy = report_requests("bench", &w, &before, copies).await;
+    println!("BENCH reconciles={count} mean={:.1} ms", sum / count.max(1.0) * 1000.0);
+    let per_copy = report_requests("write mode, converge", &w, &before, copies).await;
     assert!(per_copy < 10.0, "requests per copied object must stay bounded: {per_copy}");
+    let before = request_snapshot(&w).await;
+    let rotated = bench_rotate_all(&w, total, "w").await;
+    println!("BENCH write mode: {total} sources rotated at once -> every copy rotated in {rotated:?}");
+    report_requests("write mode, rotation", &w, &before, total).await;
     d.shutdown().await;
+}
+
+/// The same estate in trigger mode next to KCM 1.5 (the test's KCM stand-in, `support/kcm.rs`, writes
+/// the copies; it copied everything before we start, as KCM would have): time until every Credential
+/// is verified InSync, our API requests, then every source rotated at once: time until every
+/// Credential carries the new trigger digest (our part) and until every copy holds the new value (the
+/// stand-in's part, which is not KCM's speed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark: run explicitly (see the module docs)"]
+async fn bench_thousand_credentials_trigger_mode() {
+    use credential_core::distribution::{Mode, ModeSetting};
+    use credential_webhook::distribution::{DistributionMetrics, ModeControl};
+    let (regions, total) = (bench_regions(), bench_credentials());
+    let w = world(regions).await;
+    set_kcm(&w.mgmt, "1.5.0").await;
+    seed_bench_estate(&w, total, regions, "v").await;
+    let region_admins = (1..=regions).map(|i| (format!("r{i}"), w.regions[i - 1].admin.clone())).collect();
+    let before = request_snapshot(&w).await;
+    let kcm = KcmStandIn::start(w.client.clone(), region_admins, SYS);
+    let t =
+        bench_until("KCM stand-in copied", Instant::now(), total, async || bench_copies_holding(&w, "v").await).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    println!("BENCH KCM stand-in copied {total} Credentials' Secrets in {t:?}");
+    // Checks the stand-in's own count against the apiservers' (only it and the polls run here).
+    report_requests("KCM stand-in alone (and the test's polls)", &w, &before, 2 * total).await;
+    println!("BENCH the KCM stand-in counted {} requests in {} reconciles", stand_in_requests(&kcm), kcm.reconciles());
+
+    let before = request_snapshot(&w).await;
+    let kcm_before = stand_in_requests(&kcm);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let metrics = DistributionMetrics::default();
+    let started = Instant::now();
+    let control = ModeControl::start(&w.sa, ModeSetting::Auto, false, metrics.clone()).await.unwrap();
+    let watches = credential_webhook::informer::ClusterWatches::new(
+        "management",
+        w.sa.clone(),
+        Backoff::new(Duration::from_millis(200), Duration::from_secs(2)),
+    );
+    control.watch(&watches, stop.clone());
+    assert_eq!(control.current().mode(), Mode::Trigger);
+    let cfg = DistributionConfig {
+        mode: control.handle(),
+        workers: 32,
+        per_cluster_concurrency: 8,
+        verify_interval: Duration::from_secs(2),
+        ..test_config()
+    };
+    let d = Distributor::start_with_metrics(cfg, w.sa.clone(), metrics);
+    let elapsed = bench_until("verified", started, total, async || bench_condition_count(&w, "InSync").await).await;
+    println!("BENCH trigger mode: credentials={total} regions={regions} every Credential InSync in {elapsed:?}");
+    let stand_in = stand_in_requests(&kcm) - kcm_before;
+    let all = report_requests("trigger mode, verify (the stand-in's included)", &w, &before, 2 * total).await;
+    println!(
+        "BENCH trigger mode, verify: the KCM stand-in made {stand_in} requests; ours per copied object: {:.2}",
+        all - stand_in / (2 * total) as f64
+    );
+
+    let digests = async || -> BTreeMap<String, String> {
+        w.mgmt
+            .list(CRED_AV, "Credential", Some(SYS))
+            .await
+            .iter()
+            .filter_map(|c| {
+                let digest = c["metadata"]["annotations"][labels::TRIGGER_ANNOTATION].as_str()?;
+                Some((c["metadata"]["name"].as_str()?.to_string(), digest.to_string()))
+            })
+            .collect()
+    };
+    let old = digests().await;
+    assert_eq!(old.len(), total, "every Credential carries a trigger digest");
+    let before = request_snapshot(&w).await;
+    let kcm_before = stand_in_requests(&kcm);
+    // Both clocks start at the first source write.
+    let rotation = Instant::now();
+    let annotated = bench_until("re-annotated", rotation, total, async || {
+        digests().await.iter().filter(|(n, d)| old.get(*n) != Some(*d)).count()
+    });
+    let (annotated, copied) = tokio::join!(annotated, bench_rotate_all(&w, total, "t"));
+    println!("BENCH trigger mode: {total} sources rotated at once -> every Credential re-annotated in {annotated:?}");
+    println!("BENCH trigger mode: {total} sources rotated at once -> every copy rotated (stand-in) in {copied:?}");
+    let stand_in = stand_in_requests(&kcm) - kcm_before;
+    let all = report_requests("trigger mode, rotation (the stand-in's included)", &w, &before, total).await;
+    println!(
+        "BENCH trigger mode, rotation: the KCM stand-in made {stand_in} requests ({} reconciles); ours per rotated source: {:.2}",
+        kcm.reconciles(),
+        all - stand_in / total as f64
+    );
+    d.shutdown().await;
+    stop.cancel();
 }

@@ -18,7 +18,7 @@ use credential_webhook::distribution::{
     ORPHANED_COPIES,
 };
 use serde_json::{Value, json};
-use support::kcm::KcmStandIn;
+use support::kcm::{KcmStandIn, set_kcm};
 use support::lifecycle::fast_distribution_config;
 use support::regional::{self, CRED_AV, Real, WAIT, register_region, requests_by_verb_resource};
 use support::{PROVIDER_INTERFACE, SYS, b64, eventually_async};
@@ -58,18 +58,6 @@ async fn estate(name: &str, kcm_version: &str) -> Estate {
         .await;
     set_kcm(&mgmt, kcm_version).await;
     Estate { mgmt, region, sa, stop: CancellationToken::new() }
-}
-
-/// The Release for `version` and the Management `kcm` on it (rolled out: status.release too).
-async fn set_kcm(mgmt: &Real, version: &str) {
-    let release = format!("kcm-{}", version.replace('.', "-"));
-    mgmt.seed(json!({"apiVersion": CRED_AV, "kind": "Release", "metadata": {"name": release},
-        "spec": {"version": version, "kcm": {"template": format!("kcm-{release}")},
-                 "capi": {"template": "cluster-api-1-0-0"}}}))
-        .await;
-    mgmt.seed(json!({"apiVersion": CRED_AV, "kind": "Management", "metadata": {"name": "kcm"},
-        "spec": {"release": release}, "status": {"release": release}}))
-        .await;
 }
 
 /// The source Secret with `key` as its data (a rotation).

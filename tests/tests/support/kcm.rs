@@ -14,7 +14,8 @@
 //! without the managed label are left alone. Not modelled: release on deletion, the 15-minute
 //! resync, AccessManagement, managed (non-regional) Credentials.
 //!
-//! It counts its own writes per (apiserver verb, resource), so a test can tell them apart from
+//! It counts its own writes per (apiserver verb, resource) and its reads (GET and LIST of resources,
+//! its watch aside), so a test can tell them apart from
 //! anyone else's in the regional apiserver's `apiserver_request_total`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -29,12 +30,15 @@ use kube::discovery::Scope;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
+use super::regional::{CRED_AV, Real};
+
 /// Writes by (apiserver verb as `apiserver_request_total` labels it, resource).
 pub type Writes = BTreeMap<(String, String), f64>;
 
 pub struct KcmStandIn {
     task: tokio::task::JoinHandle<()>,
     writes: Arc<Mutex<Writes>>,
+    reads: Arc<Mutex<f64>>,
     /// Credential events handled (each one a full copy attempt).
     reconciles: Arc<Mutex<u64>>,
 }
@@ -50,6 +54,7 @@ struct Ctx {
     regions: HashMap<String, kube::Client>,
     system_namespace: String,
     writes: Arc<Mutex<Writes>>,
+    reads: Arc<Mutex<f64>>,
 }
 
 impl KcmStandIn {
@@ -58,7 +63,14 @@ impl KcmStandIn {
     pub fn start(mgmt: kube::Client, regions: HashMap<String, kube::Client>, system_namespace: &str) -> KcmStandIn {
         let writes: Arc<Mutex<Writes>> = Arc::default();
         let reconciles: Arc<Mutex<u64>> = Arc::default();
-        let ctx = Ctx { mgmt, regions, system_namespace: system_namespace.to_string(), writes: Arc::clone(&writes) };
+        let reads: Arc<Mutex<f64>> = Arc::default();
+        let ctx = Ctx {
+            mgmt,
+            regions,
+            system_namespace: system_namespace.to_string(),
+            writes: Arc::clone(&writes),
+            reads: Arc::clone(&reads),
+        };
         let count = Arc::clone(&reconciles);
         let task = tokio::spawn(async move {
             let ar = ApiResource::from_gvk_with_plural(
@@ -86,12 +98,17 @@ impl KcmStandIn {
                 *count.lock().unwrap() += 1;
             }
         });
-        KcmStandIn { task, writes, reconciles }
+        KcmStandIn { task, writes, reads, reconciles }
     }
 
     /// Its writes so far, by (verb, resource).
     pub fn writes(&self) -> Writes {
         self.writes.lock().unwrap().clone()
+    }
+
+    /// Its resource reads (GET and LIST) so far.
+    pub fn reads(&self) -> f64 {
+        *self.reads.lock().unwrap()
     }
 
     pub fn reconciles(&self) -> u64 {
@@ -130,6 +147,10 @@ fn api(client: &kube::Client, ar: &ApiResource, namespaced: bool, ns: &str) -> A
 }
 
 impl Ctx {
+    fn read(&self) {
+        *self.reads.lock().unwrap() += 1.0;
+    }
+
     fn wrote(&self, verb: &str, resource: &str) {
         *self.writes.lock().unwrap().entry((verb.to_string(), resource.to_string())).or_insert(0.0) += 1.0;
     }
@@ -148,6 +169,7 @@ impl Ctx {
             &GroupVersionKind::gvk("k0rdent.mirantis.com", "v1beta1", "ProviderInterface"),
             "providerinterfaces",
         );
+        self.read();
         let pis = Api::<DynamicObject>::all_with(rclient.clone(), &pi_ar)
             .list(&Default::default())
             .await
@@ -166,6 +188,7 @@ impl Ctx {
         // Step 2: the identity from the management cluster.
         let (id_ar, id_namespaced) = resource(&self.mgmt, id_av, id_kind).await?;
         let src_ns = if s(iref, "/namespace").is_empty() { "" } else { self.system_namespace.as_str() };
+        self.read();
         let identity = api(&self.mgmt, &id_ar, id_namespaced, src_ns)
             .get(id_name)
             .await
@@ -189,6 +212,7 @@ impl Ctx {
                 g => format!("{g}/{}", s(&r, "/version")),
             };
             let (ar, namespaced) = resource(&self.mgmt, &av, s(&r, "/kind")).await?;
+            self.read();
             let obj =
                 api(&self.mgmt, &ar, namespaced, &src).get(&name).await.map_err(|e| format!("get {name}: {e}"))?;
             let mut obj = serde_json::to_value(obj).unwrap();
@@ -221,6 +245,7 @@ impl Ctx {
                 self.ensure_namespace(rclient, &ns).await?;
             }
             let a = api(rclient, &ar, namespaced, &ns);
+            self.read();
             match a.get_opt(&name).await.map_err(|e| format!("get {kind} {name}: {e}"))? {
                 None => {
                     obj["metadata"]["labels"] = json!({"k0rdent.mirantis.com/managed": "true", label.as_str(): "true"});
@@ -253,6 +278,7 @@ impl Ctx {
 
     async fn ensure_namespace(&self, client: &kube::Client, ns: &str) -> Result<(), String> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        self.read();
         if api.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(());
         }
@@ -264,4 +290,16 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// The Release for `version` and the Management `kcm` on it (rolled out: status.release too).
+pub async fn set_kcm(mgmt: &Real, version: &str) {
+    let release = format!("kcm-{}", version.replace('.', "-"));
+    mgmt.seed(json!({"apiVersion": CRED_AV, "kind": "Release", "metadata": {"name": release},
+        "spec": {"version": version, "kcm": {"template": format!("kcm-{release}")},
+                 "capi": {"template": "cluster-api-1-0-0"}}}))
+        .await;
+    mgmt.seed(json!({"apiVersion": CRED_AV, "kind": "Management", "metadata": {"name": "kcm"},
+        "spec": {"release": release}, "status": {"release": release}}))
+        .await;
 }
