@@ -31,6 +31,7 @@
 //! planner's estate fetched on demand), `queue.rs`, `mode.rs`, `status.rs` (condition and Events),
 //! `reason.rs`, `error.rs`, `metrics.rs`.
 
+mod backoff;
 mod cluster;
 mod copies;
 mod engine;
@@ -40,7 +41,6 @@ pub mod leader;
 mod leading;
 mod metrics;
 pub mod mode;
-mod queue;
 pub mod reason;
 mod status;
 
@@ -52,13 +52,13 @@ use credential_core::rules::Operation;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use backoff::Backoff;
 pub use credential_core::distribution::ORPHANED_COPIES;
 pub use engine::CredentialKey;
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
-pub use queue::Backoff;
 pub use reason::{EventReason, Reason};
 pub use status::{DesiredCondition, apply_condition};
 
@@ -287,7 +287,7 @@ impl DistributorHandle {
 
     /// Credentials waiting or in progress (tests wait for this to drain).
     pub fn pending(&self) -> usize {
-        self.engine().map_or(0, |e| e.queue.busy())
+        self.engine().map_or(0, |e| e.busy())
     }
 }
 
