@@ -7,7 +7,9 @@
 //!   write, trigger — KCM writes, we trigger and verify (engine/trigger.rs) — or off, detected from
 //!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
 //!   publishes the mode on it); every replica serves admission.
-//! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
+//! - Work is one key per Credential, run by kube-runtime's controller `applier` (deduplicated,
+//!   one reconcile per key at a time, `workers` at once, retries by its `error_policy`), fed by the
+//!   admission hook
 //!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by subscriptions to
 //!   the shared watch layer ([`crate::informer`], which the admission index reads too) on
 //!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces and copies of
@@ -24,11 +26,12 @@
 //! - Failures retry with capped exponential backoff per Credential and per target cluster;
 //!   concurrency is bounded per cluster and overall.
 //!
-//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `worker.rs`,
+//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `controller.rs` (the
+//! applier, its key store and `error_policy`),
 //! `reconcile.rs` with the pure `next_step`, `distribute.rs`, `release.rs`, `trigger.rs`,
 //! `connections.rs`), `leading.rs` (one period of leadership), `leader.rs` (the Lease),
 //! `cluster.rs` (one target cluster), `copies.rs` (apply and release one copy), `estate.rs` (the
-//! planner's estate fetched on demand), `queue.rs`, `mode.rs`, `status.rs` (condition and Events),
+//! planner's estate fetched on demand), `backoff.rs`, `mode.rs`, `status.rs` (condition and Events),
 //! `reason.rs`, `error.rs`, `metrics.rs`.
 
 mod backoff;
@@ -199,7 +202,7 @@ impl Distributor {
         &self.handle.metrics
     }
 
-    /// Stops gracefully: workers finish the Credential in hand, the Lease is released.
+    /// Stops gracefully: the reconciles in hand finish, the Lease is released.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
