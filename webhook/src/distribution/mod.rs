@@ -215,13 +215,6 @@ impl Distributor {
     }
 }
 
-/// Starts distribution with the default settings of `credential-webhook serve`, on watches of its
-/// own (tests that run the distributor next to an admission index of its own).
-pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    let config = serve_config(system_namespace);
-    start_for_serve_shared(config.informers(mgmt), config, DistributionMetrics::default(), metrics)
-}
-
 /// The distributor settings of `credential-webhook serve`: the system namespace, and leader
 /// election through a Lease in that namespace (`--lease-namespace` moves it).
 pub fn serve_config(system_namespace: &str) -> DistributionConfig {
