@@ -81,6 +81,32 @@ impl Keys {
         self.running.len() + self.waiting.iter().filter(|k| !self.running.contains(*k)).count()
     }
 
+    /// A trigger: the key goes in (with a new stamp) and counts as waiting.
+    fn admit(&mut self, key: &CredentialKey) -> ObjectRef<DynamicObject> {
+        self.stamp += 1;
+        let object = self.object(key, self.stamp);
+        let r = ObjectRef::from_obj_with(&object, self.resource.clone());
+        self.writer.apply_watcher_event(&watcher::Event::Apply(object));
+        self.waiting.insert(key.clone());
+        r
+    }
+
+    /// The applier handed `key` out.
+    fn started(&mut self, key: &CredentialKey) {
+        self.waiting.remove(key);
+        self.delayed.remove(key);
+        self.running.insert(key.clone());
+    }
+
+    /// The reconcile of `obj` (the store's entry when it was handed out) found the Credential
+    /// gone: its key leaves the store unless it was triggered again since.
+    fn gone(&mut self, obj: &DynamicObject) {
+        let latest = self.store.get(&ObjectRef::from_obj_with(obj, self.resource.clone()));
+        if latest.as_deref() == Some(obj) {
+            self.writer.apply_watcher_event(&watcher::Event::Delete(obj.clone()));
+        }
+    }
+
     pub(super) fn knows(&self, key: &CredentialKey) -> bool {
         self.store.get(&ObjectRef::new_with(&key.name, self.resource.clone()).within(&key.namespace)).is_some()
     }
@@ -100,11 +126,7 @@ impl Engine {
     /// Puts a key in the store and counts it waiting; the applier is handed the returned ref.
     pub(super) fn admit(&self, key: &CredentialKey) -> ObjectRef<DynamicObject> {
         let mut keys = lock(&self.keys);
-        keys.stamp += 1;
-        let object = keys.object(key, keys.stamp);
-        let r = ObjectRef::from_obj_with(&object, keys.resource.clone());
-        keys.writer.apply_watcher_event(&watcher::Event::Apply(object));
-        keys.waiting.insert(key.clone());
+        let r = keys.admit(key);
         self.metrics.queue_depth.set(keys.depth() as i64);
         r
     }
@@ -129,14 +151,24 @@ impl Engine {
         let store = lock(&self.keys).store.clone();
         let config = Config::default().concurrency(u16::try_from(self.config.workers.max(1)).unwrap_or(u16::MAX));
         let me = Arc::clone(&self);
+        let weak_done = Arc::downgrade(&self);
         drop(self);
         applier(
             |obj: Arc<DynamicObject>, engine: Arc<Engine>| -> BoxFuture<'static, Result<Action, NotReconciled>> {
                 // Each reconcile on a task of its own (both cores), aborted if the controller is
                 // dropped (leadership lost).
                 let key = key_of(&obj);
-                let task = AbortOnDrop(tokio::spawn(engine.reconcile_key(obj)));
-                task.map(|joined| joined.unwrap_or_else(|e| Err(NotReconciled::panicked(key, &e)))).boxed()
+                // Counted as started here, when the applier hands the key out: a trigger from now
+                // on is waiting again (the applier holds it and reconciles the key once more after).
+                engine.started(&key);
+                let task = AbortOnDrop(tokio::spawn(Arc::clone(&engine).reconcile_key(obj)));
+                task.map(move |joined| {
+                    joined.unwrap_or_else(|e| {
+                        engine.finished(&key);
+                        Err(NotReconciled::panicked(key, &e))
+                    })
+                })
+                .boxed()
             },
             |obj, failed: &NotReconciled, engine: Arc<Engine>| engine.error_policy(&key_of(&obj), failed),
             me,
@@ -144,27 +176,44 @@ impl Engine {
             queue,
             config,
         )
-        .for_each(|result| async move {
-            match result {
-                Ok(_) | Err(ControllerError::ReconcilerFailed(..)) => {}
-                // A key taken out of the store after it was triggered: its Credential is gone.
-                Err(ControllerError::ObjectNotFound(r)) => tracing::debug!(credential = %r, "not in the store"),
-                Err(e) => tracing::warn!(error = %e, "distribution controller"),
+        .for_each(|result| {
+            let weak_done = weak_done.clone();
+            async move {
+                match result {
+                    Ok(_) | Err(ControllerError::ReconcilerFailed(..)) => {}
+                    // A key taken out of the store after it was triggered: its Credential is gone.
+                    Err(ControllerError::ObjectNotFound(r)) => {
+                        tracing::debug!(credential = %r, "not in the store");
+                        let key = CredentialKey { namespace: r.namespace.unwrap_or_default(), name: r.name };
+                        if let Some(engine) = weak_done.upgrade() {
+                            engine.started(&key);
+                            engine.finished(&key);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "distribution controller"),
+                }
             }
         })
         .await;
     }
 
+    /// The applier handed `key` out.
+    fn started(&self, key: &CredentialKey) {
+        let mut keys = lock(&self.keys);
+        keys.started(key);
+        self.metrics.queue_depth.set(keys.depth() as i64);
+    }
+
+    /// `key` is no longer running (nor waiting, unless triggered again).
+    fn finished(&self, key: &CredentialKey) {
+        let mut keys = lock(&self.keys);
+        keys.running.remove(key);
+        self.metrics.queue_depth.set(keys.depth() as i64);
+    }
+
     /// One reconcile of a key (what the applier runs), within `reconcile_timeout`.
     async fn reconcile_key(self: Arc<Self>, obj: Arc<DynamicObject>) -> Result<Action, NotReconciled> {
         let key = key_of(&obj);
-        {
-            let mut keys = lock(&self.keys);
-            keys.waiting.remove(&key);
-            keys.delayed.remove(&key);
-            keys.running.insert(key.clone());
-            self.metrics.queue_depth.set(keys.depth() as i64);
-        }
         let started = Instant::now();
         // Bounded: whatever hangs (a permit, a cluster, the management API), the slot, the
         // permit it holds and the key come free, and the target backs off.
@@ -178,9 +227,7 @@ impl Engine {
         let result = match outcome {
             Ok(Outcome::Done) => Ok(Action::await_change()),
             Ok(Outcome::Gone) => {
-                if keys.store.get(&ObjectRef::from_obj_with(&*obj, keys.resource.clone())).as_deref() == Some(&*obj) {
-                    keys.writer.apply_watcher_event(&watcher::Event::Delete((*obj).clone()));
-                }
+                keys.gone(&obj);
                 Ok(Action::await_change())
             }
             Ok(Outcome::Wait(d)) => {
@@ -289,5 +336,114 @@ impl NotReconciled {
     fn panicked(key: CredentialKey, e: &tokio::task::JoinError) -> Self {
         tracing::error!(credential = %key, error = %e, "reconcile panicked");
         NotReconciled { key, reason: Reason::ApiError.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> CredentialKey {
+        CredentialKey { namespace: "kcm-system".into(), name: name.into() }
+    }
+
+    #[test]
+    fn a_key_triggered_while_its_credential_was_found_gone_stays_in_the_store() {
+        let mut keys = Keys::new();
+        let r = keys.admit(&key("a"));
+        assert_eq!((r.name.as_str(), r.namespace.as_deref()), ("a", Some("kcm-system")));
+        let handed_out = keys.store.get(&r).unwrap();
+        keys.started(&key("a"));
+        // Triggered again during the reconcile (a Credential of that name created anew).
+        keys.admit(&key("a"));
+        keys.gone(&handed_out);
+        assert!(keys.knows(&key("a")), "the newer trigger must still find its key");
+        // Its own reconcile finds it gone: out.
+        let latest = keys.store.get(&r).unwrap();
+        keys.started(&key("a"));
+        keys.gone(&latest);
+        assert!(!keys.knows(&key("a")));
+    }
+
+    #[test]
+    fn busy_counts_a_key_waiting_and_running_once_and_depth_counts_retries() {
+        let mut keys = Keys::new();
+        keys.admit(&key("a"));
+        keys.admit(&key("a"));
+        keys.admit(&key("b"));
+        assert_eq!((keys.busy(), keys.depth()), (2, 2));
+        keys.started(&key("a"));
+        keys.admit(&key("a")); // held by the applier until the running reconcile ends
+        assert_eq!((keys.busy(), keys.depth()), (2, 2));
+        keys.started(&key("b"));
+        keys.running.remove(&key("b"));
+        keys.delayed.insert(key("b")); // a retry scheduled: not busy, still queued
+        assert_eq!((keys.busy(), keys.depth()), (1, 2));
+        keys.started(&key("b"));
+        assert_eq!(keys.delayed.len(), 0);
+    }
+
+    /// The guarantees of kube-runtime's applier the distributor relies on (hand-written.md): a key
+    /// is never reconciled twice at once, and a key triggered while its reconcile runs is
+    /// reconciled once more after it (both triggers folded into that one run).
+    #[tokio::test]
+    async fn the_applier_runs_a_key_once_at_a_time_and_again_after_a_trigger_during_its_run() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        #[derive(Default)]
+        struct Seen {
+            runs: AtomicUsize,
+            running: AtomicUsize,
+            overlapped: AtomicUsize,
+        }
+        let mut keys = Keys::new();
+        let r = keys.admit(&key("a"));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+            .map(Ok::<ObjectRef<DynamicObject>, Infallible>);
+        let seen = Arc::new(Seen::default());
+        let run = applier(
+            |_obj, seen: Arc<Seen>| -> BoxFuture<'static, Result<Action, NotReconciled>> {
+                async move {
+                    if seen.running.fetch_add(1, Ordering::SeqCst) > 0 {
+                        seen.overlapped.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    seen.running.fetch_sub(1, Ordering::SeqCst);
+                    seen.runs.fetch_add(1, Ordering::SeqCst);
+                    Ok(Action::await_change())
+                }
+                .boxed()
+            },
+            |_, _, _| Action::await_change(),
+            Arc::clone(&seen),
+            keys.store.clone(),
+            queue,
+            Config::default().concurrency(4),
+        )
+        .for_each(|_| async {});
+        let driver = tokio::spawn(run);
+        tx.send(r.clone()).unwrap();
+        let first = async {
+            while seen.running.load(Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), first).await.expect("the first run never started");
+        tx.send(r.clone()).unwrap();
+        tx.send(r.clone()).unwrap();
+        let second = async {
+            while seen.runs.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), second)
+            .await
+            .expect("no run after the triggers during the first");
+        tokio::time::sleep(Duration::from_millis(200)).await; // and no third
+        // The queue's end stops the applier (what the end of leadership does).
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(10), driver).await.unwrap().unwrap();
+        assert_eq!(seen.overlapped.load(Ordering::SeqCst), 0, "a key reconciled twice at once");
+        assert_eq!(seen.runs.load(Ordering::SeqCst), 2, "one run, then one for the triggers during it");
     }
 }
