@@ -25,7 +25,7 @@ use credential_webhook::metrics::Metrics;
 use credential_webhook::{Admission, NoopSink, Webhook};
 use serde_json::{Value, json};
 use support::regional::{self, Real};
-use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, start_live_webhook};
+use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, prepare_live_webhook, start_live_webhook};
 use tokio_util::sync::CancellationToken;
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
@@ -293,10 +293,14 @@ async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
         .await;
     let sa_token = mgmt.shipped_webhook_token().await;
 
-    let w = live(&mgmt.kubeconfig_yaml_for_token(&sa_token)).await;
-    let kc = w._dir.path().join("kubeconfig");
-    let client = credential_webhook::cache::live::client(Some(&kc)).await.unwrap();
-    let distributor = credential_webhook::distribution::start_for_serve(client, SYS, &w.metrics);
+    // What `credential-webhook serve` runs (credential_webhook::live::start: the mode control, the
+    // distributor and the admission index on one watch layer), so the cache checked below is the
+    // one the distributor reads too.
+    let prepared = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&sa_token)).await;
+    let running = prepared.start_live().await;
+    let LiveWebhook { server, index, metrics, stop, dir, .. } = prepared.serve_index(running.index.clone(), None).await;
+    let admission = Admission::new(index.clone(), Arc::new(NoopSink), metrics.clone());
+    let w = Live { index, admission, server, metrics, stop, _dir: dir };
     eventually("synced", Duration::from_secs(30), || w.index.synced()).await;
     // Created, with the status.ready KCM's controller writes.
     mgmt.seed(json!({"apiVersion": API, "kind": "Credential", "metadata": {"name": "aws-r1", "namespace": SYS},
@@ -348,7 +352,7 @@ async fn live_trace_logs_events_status_and_cache_hold_no_secret_values() {
     assert!(cached.len() >= 2);
     let cached: Vec<&Value> = cached.iter().map(|v| v.as_ref()).collect();
     check("webhook cache", &serde_json::to_string(&cached).unwrap());
-    distributor.shutdown().await;
+    running.shutdown().await;
     w.shutdown().await;
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use credential_core::distribution::{Mode, ModeSetting};
 
-use crate::distribution::DistributionConfig;
+use crate::distribution::{Backoff, DistributionConfig};
 use crate::server::ServerConfig;
 use crate::tls::TlsFiles;
 
@@ -145,6 +145,24 @@ pub struct ServeArgs {
     /// as unreachable (backoff, condition reason ClusterUnreachable).
     #[arg(long, default_value = "2m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_RECONCILE_TIMEOUT")]
     pub reconcile_timeout: Duration,
+    /// First retry delay of a Credential that did not reconcile; each further failure doubles it,
+    /// up to --credential-backoff-max.
+    #[arg(long, default_value = "500ms", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_CREDENTIAL_BACKOFF_INITIAL")]
+    pub credential_backoff_initial: Duration,
+    /// Longest retry delay of a Credential that keeps failing.
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_CREDENTIAL_BACKOFF_MAX")]
+    pub credential_backoff_max: Duration,
+    /// First delay before a target cluster that did not answer (or its failed watch) is tried
+    /// again; each further failure doubles it, up to --cluster-backoff-max.
+    #[arg(long, default_value = "1s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_CLUSTER_BACKOFF_INITIAL")]
+    pub cluster_backoff_initial: Duration,
+    /// Longest delay before a target cluster that keeps failing is tried again.
+    #[arg(long, default_value = "1m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_CLUSTER_BACKOFF_MAX")]
+    pub cluster_backoff_max: Duration,
+    /// How long a reconcile waits for a target cluster's first ProviderInterface list before it
+    /// treats the cluster as unreachable.
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_CLUSTER_SYNC_TIMEOUT")]
+    pub cluster_sync_timeout: Duration,
     /// TCP connect timeout of the clients of regional clusters.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_REGION_CONNECT_TIMEOUT")]
     pub region_connect_timeout: Duration,
@@ -226,6 +244,9 @@ impl ServeArgs {
         config.request_timeout = self.region_request_timeout;
         config.release_timeout = self.release_timeout;
         config.verify_interval = self.verify_interval;
+        config.credential_backoff = Backoff::new(self.credential_backoff_initial, self.credential_backoff_max);
+        config.cluster_backoff = Backoff::new(self.cluster_backoff_initial, self.cluster_backoff_max);
+        config.cluster_timeout = self.cluster_sync_timeout;
         config
     }
 
@@ -360,6 +381,9 @@ mod tests {
         let d = parse(&[]).unwrap().distribution_config();
         assert_eq!((d.workers, d.per_cluster_concurrency), (16, 4));
         assert_eq!((d.resync_period, d.reconcile_timeout), (Duration::from_secs(600), Duration::from_secs(120)));
+        let defaults = DistributionConfig::default();
+        assert_eq!((d.credential_backoff, d.cluster_backoff), (defaults.credential_backoff, defaults.cluster_backoff));
+        assert_eq!(d.cluster_timeout, defaults.cluster_timeout);
         assert_eq!(d.leader_election.unwrap().namespace, "kcm-system", "the Lease follows the system namespace");
         let d = parse(&[
             "--instance",
@@ -372,10 +396,23 @@ mod tests {
             "3s",
             "--verify-interval",
             "5s",
+            "--credential-backoff-initial",
+            "100ms",
+            "--credential-backoff-max",
+            "2s",
+            "--cluster-backoff-initial",
+            "200ms",
+            "--cluster-backoff-max",
+            "3s",
+            "--cluster-sync-timeout",
+            "4s",
         ])
         .unwrap()
         .distribution_config();
         assert_eq!((d.instance.as_str(), d.workers), ("pod-1", 2));
+        assert_eq!(d.credential_backoff, Backoff::new(Duration::from_millis(100), Duration::from_secs(2)));
+        assert_eq!(d.cluster_backoff, Backoff::new(Duration::from_millis(200), Duration::from_secs(3)));
+        assert_eq!(d.cluster_timeout, Duration::from_secs(4));
         assert_eq!((d.request_timeout, d.verify_interval), (Duration::from_secs(3), Duration::from_secs(5)));
         assert_eq!(d.leader_election.unwrap().namespace, "guard");
         let err = parse(&["--distribution-workers", "0"]).unwrap_err().to_string();

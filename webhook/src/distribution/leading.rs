@@ -1,26 +1,36 @@
 //! Leading: wait for the distribution Lease, then one period of leadership at a time: a fresh
-//! engine, its subscriptions to the shared watches (Credentials, Regions), the resync, the mode
-//! published on the Lease, and the workers, until leadership ends; then the workers drain within
-//! what is left of it.
+//! engine, its subscriptions to the shared watches (Credentials, Regions), the mode published on
+//! the Lease, and the controller (kube-runtime's applier, with the resync), until leadership ends;
+//! then the reconciles in hand finish within what is left of it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use credential_core::gvk::Gvk;
+use futures_util::FutureExt;
 use serde_json::Value;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Engine;
-use super::{DistributionConfig, DistributorHandle, leader, queue};
+use super::{DistributionConfig, DistributorHandle, leader};
 use crate::informer::{Event, Informers, Subscription, Trim, WatchSpec};
 
-/// Aborts a task when dropped (so aborting the distributor stops every watch at once).
-struct AbortOnDrop(JoinHandle<()>);
+/// Aborts a task when dropped (so aborting the distributor stops every watch and reconcile at
+/// once); awaiting it awaits the task.
+pub(super) struct AbortOnDrop<T>(pub JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        self.0.poll_unpin(cx)
     }
 }
 
@@ -60,7 +70,8 @@ pub(super) async fn run_elections(
     }
 }
 
-/// One period of leadership: fresh state, subscriptions and workers until `leading` is cancelled.
+/// One period of leadership: fresh state, subscriptions and the controller until `leading` is
+/// cancelled.
 async fn lead(
     config: &DistributionConfig,
     informers: &Arc<Informers>,
@@ -69,8 +80,7 @@ async fn lead(
     leadership: Option<&leader::Leadership>,
 ) {
     let mgmt = informers.client();
-    let queue = queue::WorkQueue::new();
-    let engine = Engine::new(config.clone(), Arc::clone(informers), Arc::clone(&queue), handle.metrics.clone());
+    let (engine, triggers) = Engine::new(config.clone(), Arc::clone(informers), handle.metrics.clone());
     handle.set_engine(Some(Arc::clone(&engine)));
     let mut watches = Vec::new();
     let mut subscriptions = Vec::new();
@@ -86,17 +96,6 @@ async fn lead(
     // own namespace, a ClusterDeployment Region's kubeconfig) get a watch of their namespace when
     // a plan first uses them; never a cluster-wide one.
     engine.ensure_source_watch(&Gvk::secret(), Some(&config.system_namespace));
-    let weak = Arc::downgrade(&engine);
-    let resync = config.resync_period;
-    watches.push(AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(resync);
-        tick.tick().await; // the first tick is immediate; the initial list already enqueued all
-        loop {
-            tick.tick().await;
-            let Some(e) = weak.upgrade() else { return };
-            e.resync();
-        }
-    })));
 
     // The mode in force: published on the Lease when leadership starts and on every change; a
     // change re-checks every Credential (a Credential written in write mode is handed over).
@@ -120,25 +119,20 @@ async fn lead(
         }
     })));
 
-    let mut workers = JoinSet::new();
-    for _ in 0..config.workers.max(1) {
-        workers.spawn(Arc::clone(&engine).worker());
+    // The controller stops taking keys once `leading` is cancelled and finishes the reconciles in
+    // hand; a stuck one is aborted after a grace period, and never later than our leadership lasts
+    // (at once when it was lost): no writes once another replica may lead.
+    let mut controller = std::pin::pin!(engine.run_controller(triggers, leading.clone()));
+    tokio::select! {
+        () = &mut controller => {}
+        () = leading.cancelled() => {}
     }
-    drop(engine);
-    leading.cancelled().await;
     handle.set_engine(None);
-    queue.close();
     drop(subscriptions);
     drop(watches);
-    // Workers finish the Credential in hand; a stuck one is aborted after a grace period, and
-    // never later than our leadership lasts (at once when it was lost): no writes once another
-    // replica may lead.
     let grace = tokio::time::Instant::now() + Duration::from_secs(10);
     let until = leadership.map_or(grace, |t| t.until().min(grace));
-    let drained = tokio::time::timeout_at(until, async { while workers.join_next().await.is_some() {} });
-    if drained.await.is_err() {
-        workers.abort_all();
-    }
+    let _ = tokio::time::timeout_at(until, controller).await;
 }
 
 /// What the engine does with one object: `(engine, object, deleted, part of a list)`.

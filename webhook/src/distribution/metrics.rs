@@ -42,7 +42,7 @@ pub struct DistributionMetrics {
     /// Credentials handed over from write mode: our finalizer and copies record removed (to KCM in
     /// trigger mode, to the orphaned-copies record in off mode).
     pub handovers: Counter,
-    /// Credentials waiting in the work queue (ready, dirty or delayed).
+    /// Credentials waiting in the controller's queue (triggered, or a retry scheduled).
     pub queue_depth: Gauge,
     /// Seconds one Credential's convergence took (successful or not).
     pub convergence_seconds: Histogram,

@@ -7,7 +7,9 @@
 //!   write, trigger — KCM writes, we trigger and verify (engine/trigger.rs) — or off, detected from
 //!   KCM's version under `auto`). Only the holder of a coordination.k8s.io Lease distributes (and
 //!   publishes the mode on it); every replica serves admission.
-//! - Work is one key per Credential in a deduplicating queue, fed by the admission hook
+//! - Work is one key per Credential, run by kube-runtime's controller `applier` (deduplicated,
+//!   one reconcile per key at a time, `workers` at once, retries by its `error_policy`), fed by the
+//!   admission hook
 //!   ([`DistributorHandle`] implements [`crate::sink::AdmittedChangeSink`]), by subscriptions to
 //!   the shared watch layer ([`crate::informer`], which the admission index reads too) on
 //!   Credentials, Regions (Ready transitions, spec changes), the ProviderInterfaces and copies of
@@ -24,13 +26,15 @@
 //! - Failures retry with capped exponential backoff per Credential and per target cluster;
 //!   concurrency is bounded per cluster and overall.
 //!
-//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `worker.rs`,
+//! Files: `engine/` (the state while leading: `sources.rs` watch handlers, `controller.rs` (the
+//! applier, its key store and `error_policy`),
 //! `reconcile.rs` with the pure `next_step`, `distribute.rs`, `release.rs`, `trigger.rs`,
 //! `connections.rs`), `leading.rs` (one period of leadership), `leader.rs` (the Lease),
 //! `cluster.rs` (one target cluster), `copies.rs` (apply and release one copy), `estate.rs` (the
-//! planner's estate fetched on demand), `queue.rs`, `mode.rs`, `status.rs` (condition and Events),
+//! planner's estate fetched on demand), `backoff.rs`, `mode.rs`, `status.rs` (condition and Events),
 //! `reason.rs`, `error.rs`, `metrics.rs`.
 
+mod backoff;
 mod cluster;
 mod copies;
 mod engine;
@@ -40,7 +44,6 @@ pub mod leader;
 mod leading;
 mod metrics;
 pub mod mode;
-mod queue;
 pub mod reason;
 mod status;
 
@@ -52,13 +55,13 @@ use credential_core::rules::Operation;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use backoff::Backoff;
 pub use credential_core::distribution::ORPHANED_COPIES;
 pub use engine::CredentialKey;
 pub use error::DistributionError;
 pub use leader::LeaderElection;
 pub use metrics::{DistributionMetrics, KindLabel, ModeLabel};
 pub use mode::{ModeControl, ModeHandle, ModeState};
-pub use queue::Backoff;
 pub use reason::{EventReason, Reason};
 pub use status::{DesiredCondition, apply_condition};
 
@@ -199,7 +202,7 @@ impl Distributor {
         &self.handle.metrics
     }
 
-    /// Stops gracefully: workers finish the Credential in hand, the Lease is released.
+    /// Stops gracefully: the reconciles in hand finish, the Lease is released.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
@@ -210,13 +213,6 @@ impl Distributor {
         self.handle.set_engine(None);
         self.task.abort();
     }
-}
-
-/// Starts distribution with the default settings of `credential-webhook serve`, on watches of its
-/// own (tests that run the distributor next to an admission index of its own).
-pub fn start_for_serve(mgmt: kube::Client, system_namespace: &str, metrics: &crate::metrics::Metrics) -> Distributor {
-    let config = serve_config(system_namespace);
-    start_for_serve_shared(config.informers(mgmt), config, DistributionMetrics::default(), metrics)
 }
 
 /// The distributor settings of `credential-webhook serve`: the system namespace, and leader
@@ -287,7 +283,7 @@ impl DistributorHandle {
 
     /// Credentials waiting or in progress (tests wait for this to drain).
     pub fn pending(&self) -> usize {
-        self.engine().map_or(0, |e| e.queue.busy())
+        self.engine().map_or(0, |e| e.busy())
     }
 }
 

@@ -1,13 +1,14 @@
 //! State reported on the Credential: our own condition (server-side applied to the status
 //! subresource with our field manager, so KCM's `CredentialReady` is never touched) and
-//! Kubernetes Events. Only names appear here, never Secret contents.
+//! Kubernetes Events through kube-runtime's `Recorder`. Only names appear here, never Secret
+//! contents.
 
 use credential_core::model::labels;
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, Recorder, Reporter};
 use serde_json::{Value, json};
 
 use super::error::DistributionError;
@@ -101,58 +102,69 @@ pub async fn apply_condition(
     Ok(true)
 }
 
-/// Normal or Warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
+pub use kube::runtime::events::EventType;
+
+/// Event notes are capped below the API's 1 KiB.
+const MAX_NOTE: usize = 1000;
+
+/// Where the distributor's Events come from: the controller name and this replica.
+pub fn recorder(client: kube::Client, instance: &str) -> Recorder {
+    let reporter = Reporter {
+        controller: format!("{}/distribution", labels::FIELD_MANAGER),
+        instance: Some(instance.to_string()),
+    };
+    Recorder::new(client, reporter)
 }
 
-/// Publishes an events.k8s.io/v1 Event about a Credential. Failures are logged, never fatal:
-/// events are best effort in Kubernetes.
+/// The reference to a Credential an Event is about.
+fn regarding(credential: &Value) -> ObjectReference {
+    let meta = |f: &str| credential.pointer(&format!("/metadata/{f}")).and_then(Value::as_str).map(str::to_string);
+    ObjectReference {
+        api_version: Some(credential_core::K0RDENT_API_VERSION.to_string()),
+        kind: Some("Credential".to_string()),
+        name: meta("name"),
+        namespace: meta("namespace"),
+        uid: meta("uid"),
+        ..ObjectReference::default()
+    }
+}
+
+/// The reference to a copy (in the target cluster the note names) an Event is also about.
+pub fn copy_reference(copy: &credential_core::identity::ObjectKey) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(copy.gvk.api_version()),
+        kind: Some(copy.gvk.kind.clone()),
+        name: Some(copy.name.clone()),
+        namespace: copy.namespace.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// Publishes an events.k8s.io/v1 Event about a Credential through kube-runtime's [`Recorder`].
+/// `related`: the object the Event is also about (a copy), which also keeps Events about
+/// different copies apart: the Recorder counts a repeat of the same reason, action and objects
+/// within minutes into the first Event's series. Failures are logged, never fatal: events are
+/// best effort in Kubernetes.
 pub async fn publish_event(
-    client: &kube::Client,
-    reporter_instance: &str,
+    recorder: &Recorder,
     credential: &Value,
     type_: EventType,
     reason: &str,
     action: &str,
     note: &str,
+    related: Option<ObjectReference>,
 ) {
-    let name = credential.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let namespace = credential.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-    let now = Timestamp::now();
-    // Event names are object names: keep them under 253 characters whatever the Credential's.
-    let prefix: String = name.chars().take(200).collect();
     let event = Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{prefix}.{:x}", now.as_nanosecond())),
-            namespace: Some(namespace.to_string()),
-            ..ObjectMeta::default()
-        },
-        event_time: Some(MicroTime(now)),
-        action: Some(action.to_string()),
-        reason: Some(reason.to_string()),
-        note: Some(truncate(note, 1000)),
-        type_: Some(match type_ {
-            EventType::Normal => "Normal".to_string(),
-            EventType::Warning => "Warning".to_string(),
-        }),
-        reporting_controller: Some(format!("{}/distribution", labels::FIELD_MANAGER)),
-        reporting_instance: Some(reporter_instance.to_string()),
-        regarding: Some(ObjectReference {
-            api_version: Some(credential_core::K0RDENT_API_VERSION.to_string()),
-            kind: Some("Credential".to_string()),
-            name: Some(name.to_string()),
-            namespace: Some(namespace.to_string()),
-            uid: credential.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string),
-            ..ObjectReference::default()
-        }),
-        ..Event::default()
+        type_,
+        reason: reason.to_string(),
+        note: Some(truncate(note, MAX_NOTE)),
+        action: action.to_string(),
+        secondary: related,
     };
-    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
-    if let Err(e) = api.create(&PostParams::default(), &event).await {
-        tracing::debug!(credential = %format!("{namespace}/{name}"), %reason, error = %e, "event not recorded");
+    let about = regarding(credential);
+    if let Err(e) = recorder.publish(&event, &about).await {
+        let credential = format!("{}/{}", about.namespace.unwrap_or_default(), about.name.unwrap_or_default());
+        tracing::debug!(%credential, %reason, error = %e, "event not recorded");
     }
 }
 

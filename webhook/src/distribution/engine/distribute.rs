@@ -1,6 +1,7 @@
 //! Write mode: plan over an estate fetched on demand, apply each copy, release copies no longer
 //! planned, remember what the plan read and wrote.
 
+use super::super::status::copy_reference;
 use super::*;
 
 impl Engine {
@@ -182,12 +183,15 @@ impl Engine {
                 ApplyOutcome::Created | ApplyOutcome::Updated => {
                     self.metrics.copies_applied.inc();
                     placed.push(copy.target.to_string());
-                    self.event(
+                    // About the copy too: one Event per copy, not a series of the first.
+                    publish_event(
+                        &self.recorder,
                         credential,
                         EventType::Normal,
                         EventReason::Copied.as_str(),
                         "Distribute",
                         &format!("copied {} ({}) to {target}", copy.target, copy.target.gvk.api_version()),
+                        Some(copy_reference(&copy.target)),
                     )
                     .await;
                 }

@@ -19,18 +19,19 @@ use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, relea
 use super::error::{DistributionError, is_conflict, is_connect_error, is_not_found};
 use super::estate::{FetchedEstate, Miss, SourceVersions};
 use super::metrics::DistributionMetrics;
-use super::queue::WorkQueue;
 use super::reason::{EventReason, Reason};
-use super::status::{DesiredCondition, EventType, apply_condition, publish_event};
+use super::status::{DesiredCondition, EventType, apply_condition, publish_event, recorder};
 use crate::informer::{Event, Informers, RegionalError, Subscription, Trim, WatchFailure, WatchSpec};
 
 mod connections;
+mod controller;
 mod distribute;
 mod reconcile;
 mod release;
 mod sources;
 mod trigger;
-mod worker;
+use controller::Keys;
+pub use controller::TriggerRx;
 use trigger::Handover;
 
 /// `namespace/name` of a Credential: the work-queue key.
@@ -161,6 +162,8 @@ type RegionSlot = Arc<tokio::sync::OnceCell<Arc<ClusterConn>>>;
 pub enum Outcome {
     /// Reconciled (or nothing to do).
     Done,
+    /// The Credential is gone: forgotten, its key leaves the controller's store.
+    Gone,
     /// Not attempted: the target cluster is backing off.
     Wait(Duration),
     /// Attempted and not reconciled; retried with the Credential's backoff.
@@ -178,7 +181,11 @@ pub struct Engine {
     /// The watch layer shared with the admission index.
     pub informers: Arc<Informers>,
     pub mgmt_conn: Arc<ClusterConn>,
-    pub queue: Arc<WorkQueue<CredentialKey>>,
+    /// Trigger channel of the controller (see `controller.rs`).
+    triggers: tokio::sync::mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<DynamicObject>>,
+    keys: Mutex<Keys>,
+    /// Events about Credentials, under this replica's name.
+    recorder: kube::runtime::events::Recorder,
     pub metrics: DistributionMetrics,
     /// One slot per Region, filled on first use: a slow build holds up only that Region's
     /// callers, never the map (nor other Regions).
@@ -218,11 +225,12 @@ impl Engine {
     pub fn new(
         config: DistributionConfig,
         informers: Arc<Informers>,
-        queue: Arc<WorkQueue<CredentialKey>>,
         metrics: DistributionMetrics,
-    ) -> Arc<Self> {
+    ) -> (Arc<Self>, TriggerRx) {
         let mgmt = informers.client().clone();
-        Arc::new_cyclic(|me: &Weak<Engine>| {
+        let (triggers, rx) = tokio::sync::mpsc::unbounded_channel();
+        let recorder = recorder(mgmt.clone(), &config.instance);
+        let engine = Arc::new_cyclic(|me: &Weak<Engine>| {
             let weak = me.clone();
             // A cluster's ProviderInterfaces were listed or changed: it answers, and its
             // Credentials may now plan differently.
@@ -255,7 +263,9 @@ impl Engine {
                 mgmt,
                 informers,
                 mgmt_conn,
-                queue,
+                triggers,
+                keys: Mutex::new(Keys::new()),
+                recorder,
                 metrics,
                 regions: Mutex::default(),
                 regions_seen: Mutex::default(),
@@ -275,14 +285,22 @@ impl Engine {
                 on_copy,
                 me: me.clone(),
             }
-        })
+        });
+        (engine, rx)
     }
 
-    // ---- queue plumbing -------------------------------------------------------------------
+    // ---- triggers ------------------------------------------------------------------------
 
+    /// Triggers a reconcile of `key` (deduplicated by the controller).
     pub fn enqueue(&self, key: CredentialKey) {
-        self.queue.add(key);
-        self.metrics.queue_depth.set(self.queue.depth() as i64);
+        let r = self.admit(&key);
+        // Closed only once leadership ended: nothing reconciles any more.
+        let _ = self.triggers.send(r);
+    }
+
+    /// Credentials waiting or in progress, retries excluded.
+    pub fn busy(&self) -> usize {
+        lock(&self.keys).busy()
     }
 
     /// Credentials (as last seen) whose copies go to `cluster`.
@@ -304,12 +322,17 @@ impl Engine {
         }
     }
 
-    /// Re-checks every distributed Credential (the slow safety net).
-    pub fn resync(&self) {
+    /// Every distributed Credential (what the slow resync re-checks).
+    pub fn resync_keys(&self) -> BTreeSet<CredentialKey> {
         let mut keys: BTreeSet<CredentialKey> =
             lock(&self.seen).iter().filter(|(_, s)| s.target.is_some() || s.ours).map(|(k, _)| k.clone()).collect();
         keys.extend(lock(&self.last_plans).keys().cloned());
-        for k in keys {
+        keys
+    }
+
+    /// Re-checks every distributed Credential now (a mode change).
+    pub fn resync(&self) {
+        for k in self.resync_keys() {
             self.enqueue(k);
         }
     }

@@ -20,6 +20,13 @@ pub(super) enum Step {
     Forget,
 }
 
+/// The Credential's API resource (what the controller's keys and the reads use).
+pub(super) fn credential_resource() -> kube::api::ApiResource {
+    known_resource(&Gvk::credential())
+        .map(|(ar, _)| ar)
+        .unwrap_or_else(|| kube::api::ApiResource::from_gvk(&super::super::cluster::to_kube_gvk(&Gvk::credential())))
+}
+
 /// See [`Step`]. `remembered`: the target of the Credential's last plan in this process.
 pub(super) fn next_step(
     mode: Mode,
@@ -47,10 +54,7 @@ pub(super) fn next_step(
 
 impl Engine {
     pub(super) fn credential_api(&self, namespace: &str) -> Api<DynamicObject> {
-        let (ar, _) = known_resource(&Gvk::credential()).unwrap_or_else(|| {
-            (kube::api::ApiResource::from_gvk(&super::super::cluster::to_kube_gvk(&Gvk::credential())), true)
-        });
-        Api::namespaced_with(self.mgmt.clone(), namespace, &ar)
+        Api::namespaced_with(self.mgmt.clone(), namespace, &credential_resource())
     }
 
     /// Brings one Credential's copies in line with its plan (or releases them).
@@ -60,7 +64,7 @@ impl Engine {
             api.get_opt(&key.name).await.map_err(|e| DistributionError::api(format!("read Credential {key}"), e))?
         else {
             self.forget(key);
-            return Ok(Outcome::Done);
+            return Ok(Outcome::Gone);
         };
         let credential = to_value(&obj);
         let target = identity::target_of(&credential);
@@ -163,7 +167,7 @@ impl Engine {
     }
 
     pub(super) async fn event(&self, credential: &Value, t: EventType, reason: &str, action: &str, note: &str) {
-        publish_event(&self.mgmt, &self.config.instance, credential, t, reason, action, note).await;
+        publish_event(&self.recorder, credential, t, reason, action, note, None).await;
     }
 
     pub(super) async fn add_finalizer(

@@ -12,7 +12,8 @@ impl Engine {
         let key = CredentialKey { namespace: meta("namespace").unwrap_or_default().to_string(), name };
         if deleted {
             lock(&self.seen).remove(&key);
-            if lock(&self.last_plans).contains_key(&key) {
+            // Its reconcile forgets it (and takes its key out of the controller's store).
+            if lock(&self.last_plans).contains_key(&key) || lock(&self.keys).knows(&key) {
                 self.enqueue(key);
             }
             return;
