@@ -288,6 +288,35 @@ async fn a_kcm_upgrade_switches_write_to_trigger_and_hands_over() {
     d.shutdown().await;
 }
 
+/// A Credential deleted in trigger mode before KCM took over the copies write mode made (KCM's
+/// controller not running yet): it deletes without getting stuck, our finalizer goes, and the copies
+/// KCM will not release (no label of KCM's for it) are left in place and recorded, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_in_trigger_mode_before_kcm_took_over_is_not_stuck_and_records_the_copies() {
+    let e = estate("early-delete", "1.4.0").await;
+    let metrics = DistributionMetrics::default();
+    let control = e.mode(ModeSetting::Auto, &metrics).await;
+    let d = e.distributor(&control, &metrics, false);
+    credential(&e.mgmt, "aws").await;
+    e.reason("aws", "Distributed").await;
+
+    // KCM 1.5's Release lands, its controller is not up yet: nobody takes the copies over.
+    set_kcm(&e.mgmt, "1.5.0").await;
+    until("auto switched to trigger", async || control.current().mode() == Mode::Trigger).await;
+    let c = e.credential("aws").await.unwrap();
+    assert!(has_finalizer(&c), "held until KCM takes the copies over: {c}");
+    e.mgmt.kubectl_ok(&["delete", "credential", "aws", "-n", SYS, "--wait=true", "--timeout=30s"], None).await.unwrap();
+    assert!(e.credential("aws").await.is_none(), "deleted");
+
+    let record = e.mgmt.get("v1", "ConfigMap", Some(SYS), ORPHANED_COPIES).await.expect("the orphaned-copies record");
+    let entry = record["data"]["region.r1.kcm-system.aws"].as_str().expect("an entry for kcm-system/aws in r1");
+    assert!(entry.contains("Secret kcm-system/aws-secret") && entry.contains("before KCM took"), "{entry}");
+    assert!(!entry.contains(&b64("AKIA-0")), "no secret data in the record: {entry}");
+    let copy = e.region_secret().await.expect("the copy stays where it was");
+    assert_eq!(copy["data"]["AccessKeyID"], b64("AKIA-0"));
+    d.shutdown().await;
+}
+
 /// Write mode is refused next to KCM 1.5 unless forced, with the reason and the way out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_mode_is_refused_next_to_kcm_1_5_unless_forced() {
