@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,9 @@ use credential_webhook::metrics::Metrics;
 use credential_webhook::{Admission, NoopSink, Webhook};
 use serde_json::{Value, json};
 use support::regional::{self, Real};
-use support::{LiveWebhook, PROVIDER_INTERFACE, SYS, b64, eventually, prepare_live_webhook, start_live_webhook};
+use support::{
+    LiveWebhook, PROVIDER_INTERFACE, SYS, admin_get, b64, eventually, prepare_live_webhook, start_live_webhook,
+};
 use tokio_util::sync::CancellationToken;
 
 const API: &str = "k0rdent.mirantis.com/v1beta1";
@@ -58,17 +60,6 @@ fn captured_log() -> Arc<Mutex<Vec<u8>>> {
 }
 
 /// A plain-HTTP GET on the admin listener: (status, body).
-fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, body)
-}
-
 const SEED: &str = r#"
 apiVersion: v1
 kind: Namespace

@@ -95,11 +95,15 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
     let running = live.start_live().await;
     let distributor = running.distributor.as_ref().unwrap();
     let sink = Arc::new(RecordingSink { inner: distributor.handle(), seen: Mutex::default() });
-    let webhook = live.serve_index(running.index.clone(), Some(sink.clone())).await;
+    let webhook = live.serve_live(&running, Some(sink.clone())).await;
     let LiveWebhook { server, index, metrics, stop, ca_pem, dir: _dir } = webhook;
 
     let limit = WAIT;
     eventually_some("management caches synced", limit, || index.synced().then_some(())).await;
+    // No Management `kcm` here: auto decides write mode, and /readyz says so and why.
+    let (status, body) = support::admin_get(server.admin_addr, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok\ndistribution mode: write ("), "the mode line of /readyz: {body:?}");
     let handle = distributor.handle();
     eventually_some("this replica holds the distribution Lease", limit, || handle.is_leader().then_some(())).await;
     let lease = mgmt.get("coordination.k8s.io/v1", "Lease", Some(SYS), "credential-guard-distribution").await;

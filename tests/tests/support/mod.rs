@@ -151,6 +151,25 @@ impl LivePrepared {
 
     /// The server on ephemeral ports, deciding from `index`.
     pub async fn serve_index(self, index: Arc<Index>, sink: Option<Arc<dyn AdmittedChangeSink>>) -> LiveWebhook {
+        self.serve_with(index, sink, None).await
+    }
+
+    /// The server as `credential-webhook serve` runs it in live mode: deciding from `running`'s
+    /// index, `/readyz` naming the distribution mode in force; admitted changes go to `sink`.
+    pub async fn serve_live(
+        self,
+        running: &credential_webhook::live::LiveWebhook,
+        sink: Option<Arc<dyn AdmittedChangeSink>>,
+    ) -> LiveWebhook {
+        self.serve_with(running.index.clone(), sink, Some(running.readiness_detail())).await
+    }
+
+    async fn serve_with(
+        self,
+        index: Arc<Index>,
+        sink: Option<Arc<dyn AdmittedChangeSink>>,
+        readiness: Option<credential_webhook::server::ReadinessDetail>,
+    ) -> LiveWebhook {
         let LivePrepared { client: _, metrics, stop, ca_pem, shutdown_timeout, written, dir } = self;
         let mut config = ServerConfig::new(TlsFiles {
             cert_file: written.tls_cert,
@@ -168,6 +187,9 @@ impl LivePrepared {
         if let Some(sink) = sink {
             builder = builder.sink(sink);
         }
+        if let Some(detail) = readiness {
+            builder = builder.readiness_detail(detail);
+        }
         let server = builder.start().await.unwrap();
         LiveWebhook { server, index, metrics, stop, ca_pem, dir }
     }
@@ -183,4 +205,17 @@ impl LiveWebhook {
     pub fn base_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.server.addr.port())
     }
+}
+
+/// GET `path` on the plain-HTTP admin listener: the status code and the body.
+pub fn admin_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
 }
