@@ -317,6 +317,39 @@ async fn deleted_in_trigger_mode_before_kcm_took_over_is_not_stuck_and_records_t
     d.shutdown().await;
 }
 
+/// KCM copies a source's annotations, so a Secret applied client-side carries its data in clear text
+/// (`last-applied-configuration`) into the regional cluster. Trigger mode's verifier names the copy,
+/// the annotation and the fix in a `KcmCopyDefect` Warning Event, never the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kcm_copy_carrying_last_applied_is_reported_as_a_defect_without_the_value() {
+    let e = estate("defect", "1.5.0").await;
+    e.mgmt
+        .seed(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-secret", "namespace": SYS,
+            "annotations": {labels::LAST_APPLIED: "{\"stringData\":{\"AccessKeyID\":\"AKIA-CLEAR\"}}"}},
+            "data": {"AccessKeyID": b64("AKIA-CLEAR")}}))
+        .await;
+    let metrics = DistributionMetrics::default();
+    let control = e.mode(ModeSetting::Auto, &metrics).await;
+    assert_eq!(control.current().mode(), Mode::Trigger);
+    let _kcm = e.stand_in();
+    let d = e.distributor(&control, &metrics, false);
+    credential(&e.mgmt, "aws").await;
+    let cond = e.reason("aws", "InSync").await;
+    let copy = e.region_secret().await.unwrap();
+    assert!(copy["metadata"]["annotations"][labels::LAST_APPLIED].is_string(), "KCM carried it over: {copy}");
+
+    let note = e.event("KcmCopyDefect").await;
+    assert!(
+        note.contains("Secret kcm-system/aws-secret")
+            && note.contains(labels::LAST_APPLIED)
+            && note.contains("server-side"),
+        "names the copy, the annotation and the fix: {note}"
+    );
+    assert!(!note.contains("AKIA-CLEAR") && !note.contains(&b64("AKIA-CLEAR")), "no secret data: {note}");
+    assert!(!cond.to_string().contains("AKIA-CLEAR"), "no secret data in the condition: {cond}");
+    d.shutdown().await;
+}
+
 /// Write mode is refused next to KCM 1.5 unless forced, with the reason and the way out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_mode_is_refused_next_to_kcm_1_5_unless_forced() {
