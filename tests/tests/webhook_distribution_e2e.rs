@@ -4,7 +4,8 @@
 //! (`credential_webhook::live::start`, Lease-based leader election, the distributor's handle as the
 //! admission sink), and the shipped webhook configurations registered (only clientConfig rewritten).
 //! `kubectl apply` of a regional Credential puts its copies into the region; `kubectl apply
-//! --dry-run=server` copies nothing and never reaches the sink. Needs Go and `kubectl` on PATH.
+//! --dry-run=server` copies nothing and never reaches the sink; next to KCM 1.5 (trigger mode) the same
+//! apply sets the trigger annotation and writes nothing in the region. Needs Go and `kubectl` on PATH.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -173,6 +174,69 @@ async fn kubectl_apply_through_the_webhook_distributes_and_dry_run_copies_nothin
     // The distribution metrics are served with the webhook's own.
     let m = metrics.encode();
     assert!(m.contains("credential_webhook_distribution_copies_applied_total 2"), "{m}");
+
+    server.shutdown();
+    server.wait().await;
+    running.shutdown().await;
+    stop.cancel();
+}
+
+/// Trigger mode through the admission hook (KCM 1.5 installed, its controller not running here):
+/// `kubectl apply` of a regional Credential is handed to the distributor, which sets the trigger
+/// annotation for KCM's controller, holds no finalizer, and writes nothing in the region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_apply_through_the_webhook_in_trigger_mode_triggers_kcm_and_writes_nothing_regional() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (region, mgmt) = tokio::join!(regional::start("trigger-r1", false), regional::start("trigger-mgmt", false));
+    region.seed_yaml(PROVIDER_INTERFACE).await;
+    mgmt.seed_yaml(&management_seed(&region.kubeconfig_yaml())).await;
+    support::kcm::set_kcm(&mgmt, "1.5.0").await;
+    let token = mgmt.shipped_webhook_token().await;
+
+    let live = prepare_live_webhook(&mgmt.kubeconfig_yaml_for_token(&token)).await;
+    let running = live.start_live().await;
+    assert_eq!(running.mode.current().mode(), credential_core::distribution::Mode::Trigger);
+    let distributor = running.distributor.as_ref().unwrap();
+    let sink = Arc::new(RecordingSink { inner: distributor.handle(), seen: Mutex::default() });
+    let webhook = live.serve_live(&running, Some(sink.clone())).await;
+    let LiveWebhook { server, index, stop, ca_pem, dir: _dir, .. } = webhook;
+    eventually_some("management caches synced", WAIT, || index.synced().then_some(())).await;
+    let handle = distributor.handle();
+    eventually_some("this replica holds the distribution Lease", WAIT, || handle.is_leader().then_some(())).await;
+    let (status, body) = support::admin_get(server.admin_addr, "/readyz");
+    assert!(status == 200 && body.contains("distribution mode: trigger (") && body.contains("1.5.0"), "{body:?}");
+
+    let base = format!("https://127.0.0.1:{}", server.addr.port());
+    mgmt.apply(&shipped_webhook_configurations(&base, &ca_pem).await.unwrap()).await.unwrap();
+    // Writes to what a distributor could write in the region, as the regional apiserver counts them.
+    let regional_writes = async || {
+        support::regional::requests_by_verb_resource(&region.metrics().await.unwrap())
+            .into_iter()
+            .filter(|((verb, res), _)| {
+                ["POST", "PUT", "PATCH", "APPLY", "DELETE"].contains(&verb.as_str())
+                    && ["secrets", "awsclusterstaticidentities", "namespaces"].contains(&res.as_str())
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = regional_writes().await;
+    mgmt.apply(&regional_credential("aws-r1", "aws-id")).await.unwrap();
+    let calls = sink.calls_for("kcm-system/aws-r1");
+    assert_eq!(calls.first(), Some(&(Operation::Create, true)), "the hook handed the CREATE to the leader: {calls:?}");
+    let stored = eventually_async("the trigger annotation set", WAIT, || async {
+        let c = mgmt.get(API, "Credential", Some(SYS), "aws-r1").await?;
+        c["metadata"]["annotations"][labels::TRIGGER_ANNOTATION].is_string().then_some(c)
+    })
+    .await;
+    assert!(stored["metadata"]["finalizers"].is_null(), "trigger mode holds no finalizer: {stored}");
+    let digest = stored["metadata"]["annotations"][labels::TRIGGER_ANNOTATION].as_str().unwrap();
+    assert!(!digest.contains(&b64("AKIA-aws-id")) && !digest.contains("AKIA"), "a digest of versions: {digest}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(region.absent("v1", "Secret", Some(SYS), "aws-secret").await, "trigger mode copied the Secret itself");
+    assert!(
+        region.absent(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id").await,
+        "trigger mode copied the identity"
+    );
+    assert_eq!(regional_writes().await, before, "trigger mode wrote to the region");
 
     server.shutdown();
     server.wait().await;
