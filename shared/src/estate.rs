@@ -13,12 +13,15 @@ use crate::gvk::{Gvk, builtin_scope};
 #[cfg(feature = "fs")]
 mod load;
 mod refs;
+pub mod store;
+pub mod trim;
 #[cfg(feature = "fs")]
 pub use load::{
     DocPos, LoadError, LoadOptions, LoadReport, LoadWarning, load_dir, load_dir_with_report, load_files,
     load_files_with_report, load_inputs_with_report,
 };
 pub use refs::RefIndex;
+pub use store::ClusterStore;
 
 /// Which cluster of the estate.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,24 +128,11 @@ fn text_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
     obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
-type Key = (String, String, Option<String>, String); // (group, kind, namespace, name)
-
-#[derive(Debug, Default, Clone)]
-struct ClusterState {
-    objects: BTreeMap<Key, Arc<Value>>,
-    /// (group, version, kind) -> namespaced, from CRDs seen in this cluster.
-    crds: BTreeMap<(String, String, String), bool>,
-    /// True once any CRD was loaded into this cluster: only then can "not served" be said.
-    has_crds: bool,
-    /// Reverse lookups over `objects`, kept in step by `insert`/`remove`.
-    refs: RefIndex,
-}
-
 /// An in-memory estate, filled from YAML files or by hand.
 #[derive(Debug, Clone)]
 pub struct MemoryEstate {
     system_namespace: String,
-    clusters: BTreeMap<Cluster, ClusterState>,
+    clusters: BTreeMap<Cluster, ClusterStore>,
 }
 
 impl Default for MemoryEstate {
@@ -154,7 +144,7 @@ impl Default for MemoryEstate {
 impl MemoryEstate {
     pub fn new(system_namespace: impl Into<String>) -> Self {
         let mut clusters = BTreeMap::new();
-        clusters.insert(Cluster::Management, ClusterState::default());
+        clusters.insert(Cluster::Management, ClusterStore::default());
         MemoryEstate { system_namespace: system_namespace.into(), clusters }
     }
 
@@ -166,41 +156,24 @@ impl MemoryEstate {
     /// Adds or replaces an object (identified by apiVersion/kind/metadata). Objects without kind
     /// or name are ignored and reported as `false`. CRDs also register what they serve.
     pub fn insert(&mut self, cluster: &Cluster, obj: Value) -> bool {
-        let Some(gvk) = Gvk::of(&obj) else { return false };
-        let meta = obj.get("metadata");
-        let Some(name) = meta.and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_string) else {
-            return false;
-        };
-        let namespace =
-            meta.and_then(|m| m.get("namespace")).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        self.insert_shared(cluster, Arc::new(obj))
+    }
+
+    /// [`MemoryEstate::insert`] of an object possibly shared with other clusters or estates.
+    pub fn insert_shared(&mut self, cluster: &Cluster, obj: Arc<Value>) -> bool {
+        let crd = Gvk::of(&obj).is_some_and(|g| store::is_crd(&g.group, &g.kind));
         let state = self.clusters.entry(cluster.clone()).or_default();
-        if gvk.group == "apiextensions.k8s.io" && gvk.kind == "CustomResourceDefinition" {
-            state.has_crds = true;
-            register_crd(state, &obj);
+        let stored = state.put(obj);
+        // Files hold what they hold: once any CRD of a cluster is loaded, its CRDs are taken as all.
+        if stored && crd {
+            state.set_crds_complete(true);
         }
-        let obj = Arc::new(obj);
-        let key = (gvk.group, gvk.kind, namespace, name);
-        let (group, kind, ns, name) = (&key.0, &key.1, key.2.as_deref(), &key.3);
-        // A replaced object may have moved (spec.region changed): unfile the old one first.
-        if let Some(old) = state.objects.insert(key.clone(), obj.clone()) {
-            state.refs.remove(group, kind, ns, name, &old);
-        }
-        state.refs.add(group, kind, ns, name, &obj);
-        true
+        stored
     }
 
     /// Removes an object; returns it if it was there.
     pub fn remove(&mut self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        let state = self.clusters.get_mut(cluster)?;
-        let namespace = namespace.filter(|s| !s.is_empty());
-        let old = state.objects.remove(&(
-            gvk.group.clone(),
-            gvk.kind.clone(),
-            namespace.map(str::to_string),
-            name.to_string(),
-        ))?;
-        state.refs.remove(&gvk.group, &gvk.kind, namespace, name, &old);
-        Some(old)
+        self.clusters.get_mut(cluster)?.remove(gvk, namespace, name)
     }
 
     /// The clusters this estate knows, management first.
@@ -210,31 +183,16 @@ impl MemoryEstate {
 
     /// Whether CRDs were loaded for this cluster (served-checks are skipped otherwise).
     pub fn has_crds(&self, cluster: &Cluster) -> bool {
-        self.clusters.get(cluster).is_some_and(|s| s.has_crds)
+        self.clusters.get(cluster).is_some_and(ClusterStore::crds_complete)
     }
 
     fn management_refs(&self) -> Option<&RefIndex> {
-        self.clusters.get(&Cluster::Management).map(|s| &s.refs)
+        self.clusters.get(&Cluster::Management).map(ClusterStore::refs)
     }
 
-    /// Every object of a cluster, in key order.
+    /// Every object of a cluster, by group, kind, namespace and name.
     pub fn all(&self, cluster: &Cluster) -> Vec<Arc<Value>> {
-        self.clusters.get(cluster).map(|s| s.objects.values().cloned().collect()).unwrap_or_default()
-    }
-}
-
-fn register_crd(state: &mut ClusterState, crd: &Value) {
-    let spec = crd.get("spec");
-    let group = spec.and_then(|s| s.get("group")).and_then(Value::as_str).unwrap_or_default();
-    let kind =
-        spec.and_then(|s| s.get("names")).and_then(|n| n.get("kind")).and_then(Value::as_str).unwrap_or_default();
-    let namespaced = spec.and_then(|s| s.get("scope")).and_then(Value::as_str) != Some("Cluster");
-    let versions = spec.and_then(|s| s.get("versions")).and_then(Value::as_array).cloned().unwrap_or_default();
-    for v in versions {
-        let served = v.get("served").and_then(Value::as_bool).unwrap_or(false);
-        if let (true, Some(name)) = (served, v.get("name").and_then(Value::as_str)) {
-            state.crds.insert((group.to_string(), name.to_string(), kind.to_string()), namespaced);
-        }
+        self.clusters.get(cluster).map(ClusterStore::all).unwrap_or_default()
     }
 }
 
@@ -248,52 +206,26 @@ impl Estate for MemoryEstate {
     }
 
     fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        let state = self.clusters.get(cluster)?;
-        state
-            .objects
-            .get(&(
-                gvk.group.clone(),
-                gvk.kind.clone(),
-                namespace.filter(|s| !s.is_empty()).map(str::to_string),
-                name.to_string(),
-            ))
-            .cloned()
+        self.clusters.get(cluster)?.get(gvk, namespace, name)
     }
 
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(state) = self.clusters.get(cluster) else { return Vec::new() };
-        let lo: Key = (gvk.group.clone(), gvk.kind.clone(), None, String::new());
-        state
-            .objects
-            .range(lo..)
-            .take_while(|((g, k, _, _), _)| *g == gvk.group && *k == gvk.kind)
-            .filter(|((_, _, ns, _), _)| namespace.is_none() || ns.as_deref() == namespace)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.clusters.get(cluster).map(|s| s.list(gvk, namespace)).unwrap_or_default()
     }
 
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
-        if builtin_scope(gvk).is_some() {
-            return Served::Yes;
-        }
-        let Some(state) = self.clusters.get(cluster) else { return Served::Unknown };
-        if !state.has_crds {
-            return Served::Unknown;
-        }
-        if state.crds.contains_key(&(gvk.group.clone(), gvk.version.clone(), gvk.kind.clone())) {
-            Served::Yes
-        } else {
-            Served::No
+        match self.clusters.get(cluster) {
+            Some(state) => state.served(gvk),
+            None if builtin_scope(gvk).is_some() => Served::Yes,
+            None => Served::Unknown,
         }
     }
 
     fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
-        if let Some(ns) = builtin_scope(gvk) {
-            return Some(ns);
+        match self.clusters.get(cluster) {
+            Some(state) => state.namespaced(gvk),
+            None => builtin_scope(gvk),
         }
-        let state = self.clusters.get(cluster)?;
-        // Scope is a property of group+kind; any served version tells it.
-        state.crds.iter().find(|((g, _, k), _)| *g == gvk.group && *k == gvk.kind).map(|(_, ns)| *ns)
     }
 
     fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -42,6 +43,10 @@ pub struct LoadOptions {
     /// Skip empty files and files holding only comments, as `kubectl apply -f dir/` does (lint),
     /// instead of rejecting them (an offline estate).
     pub skip_empty: bool,
+    /// Keep each object only as [`super::trim::trim`] shapes it (what admission reads: no Secret
+    /// values, CRDs without schemas, identity objects as metadata), trimmed as it is parsed so the
+    /// whole files are never held (the webhook's `--estate`). Explain and lint need whole objects.
+    pub trim: bool,
 }
 
 impl Default for LoadOptions {
@@ -52,6 +57,7 @@ impl Default for LoadOptions {
             max_files: 10_000,
             yaml: YamlLimits::default(),
             skip_empty: false,
+            trim: false,
         }
     }
 }
@@ -212,12 +218,22 @@ pub fn load_inputs_with_report(
     Ok(loader.finish())
 }
 
-/// One object waiting for scope normalisation (which needs every CRD first).
+/// One object waiting for scope normalisation (which needs every CRD first), as compact JSON text:
+/// a fraction of a parsed tree's size, and the objects kept are then built after every file's
+/// parse is freed, side by side in the heap instead of scattered between the parse's leftovers.
 struct Pending {
     cluster: Cluster,
     path: PathBuf,
     pos: DocPos,
-    value: Value,
+    crd: bool,
+    text: String,
+}
+
+impl Pending {
+    fn value(&self) -> Value {
+        // Cannot fail: serde_json wrote the text from a Value. Null would be skipped as kindless.
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
 }
 
 struct Loader<'a> {
@@ -349,7 +365,10 @@ impl<'a> Loader<'a> {
                 continue;
             }
             check_object(&value, path, &pos)?;
-            self.pending.push(Pending { cluster: cluster.clone(), path: path.to_path_buf(), pos, value });
+            let value = if self.opts.trim { super::trim::trim(value) } else { value };
+            let crd = Gvk::of(&value).is_some_and(|g| g == Gvk::crd());
+            let text = value.to_string();
+            self.pending.push(Pending { cluster: cluster.clone(), path: path.to_path_buf(), pos, crd, text });
         }
         Ok(())
     }
@@ -357,11 +376,14 @@ impl<'a> Loader<'a> {
     fn finish(mut self) -> (MemoryEstate, LoadReport) {
         let pending = std::mem::take(&mut self.pending);
         // CRDs first, so scope is known for every object whatever the file order.
-        for p in pending.iter().filter(|p| Gvk::of(&p.value).is_some_and(|g| g == Gvk::crd())) {
-            self.estate.insert(&p.cluster, p.value.clone());
+        for p in pending.iter().filter(|p| p.crd) {
+            self.estate.insert(&p.cluster, p.value());
         }
         let mut seen: BTreeMap<(Cluster, String), (PathBuf, DocPos)> = BTreeMap::new();
-        for Pending { cluster, path, pos, mut value } in pending {
+        let mut shared = SameObjects::default();
+        for p in pending {
+            let mut value = p.value();
+            let Pending { cluster, path, pos, .. } = p;
             let Some(gvk) = Gvk::of(&value) else { continue };
             let object = normalise_scope(&self.estate, &cluster, &gvk, &mut value, &path, &pos, &mut self.report);
             let key = (cluster.clone(), object.clone());
@@ -374,7 +396,7 @@ impl<'a> Loader<'a> {
                     second: (path.clone(), pos.clone()),
                 });
             }
-            if self.estate.insert(&cluster, value) {
+            if self.estate.insert_shared(&cluster, shared.get(value)) {
                 *self.report.objects.entry(cluster).or_default() += 1;
             }
         }
@@ -390,6 +412,26 @@ impl<'a> Loader<'a> {
             }
         }
         (self.estate, self.report)
+    }
+}
+
+/// One copy of objects that are equal (the same CRDs and ProviderInterfaces in every regional
+/// cluster), found by a hash of their JSON text.
+#[derive(Default)]
+struct SameObjects(std::collections::HashMap<u64, Vec<Arc<Value>>>);
+
+impl SameObjects {
+    fn get(&mut self, value: Value) -> Arc<Value> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value.to_string().hash(&mut h);
+        let same = self.0.entry(h.finish()).or_default();
+        if let Some(first) = same.iter().find(|o| ***o == value) {
+            return Arc::clone(first);
+        }
+        let value = Arc::new(value);
+        same.push(Arc::clone(&value));
+        value
     }
 }
 
@@ -573,4 +615,49 @@ fn io_error(path: &Path, e: &std::io::Error) -> LoadError {
         _ => "cannot be read",
     };
     LoadError::file(path, format!("{hint} ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estate::Estate;
+
+    fn example(trim: bool) -> MemoryEstate {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/estate");
+        let opts = LoadOptions { trim, ..LoadOptions::default() };
+        load_dir(&dir, &opts).unwrap()
+    }
+
+    #[test]
+    fn a_trimmed_load_holds_each_object_as_the_trim_rule_shapes_it() {
+        let (whole, trimmed) = (example(false), example(true));
+        assert_eq!(whole.clusters(), trimmed.clusters());
+        let mut secrets = 0;
+        for cluster in whole.clusters() {
+            let (w, t) = (whole.all(&cluster), trimmed.all(&cluster));
+            assert_eq!(w.len(), t.len(), "{cluster}");
+            for (w, t) in w.iter().zip(&t) {
+                assert_eq!(super::super::trim::trim(Value::clone(w)), **t, "{cluster}");
+                if Gvk::of(t).is_some_and(|g| g == Gvk::secret()) {
+                    secrets += 1;
+                    let values = ["data", "stringData"].map(|f| t.get(f).and_then(Value::as_object));
+                    assert!(values.iter().flatten().flat_map(|m| m.values()).all(|v| v == ""), "{t}");
+                }
+            }
+            assert_eq!(whole.has_crds(&cluster), trimmed.has_crds(&cluster));
+        }
+        assert!(secrets > 0, "the example holds Secrets");
+    }
+
+    #[test]
+    fn equal_objects_of_different_clusters_are_held_once() {
+        let trimmed = example(true);
+        let (r1, r2) = (Cluster::Region("region1".into()), Cluster::Region("region2".into()));
+        let shared = trimmed
+            .list(&r1, &Gvk::crd(), None)
+            .iter()
+            .filter(|a| trimmed.list(&r2, &Gvk::crd(), None).iter().any(|b| Arc::ptr_eq(a, b)))
+            .count();
+        assert!(shared > 0, "the regional clusters of the example share CRDs");
+    }
 }

@@ -10,11 +10,12 @@
 //! - `secrets.rs`: Secret key names and admission's short live reads; `overlay.rs`: [`Overlay`];
 //! - [`limit`]: bounds on the live reads admission makes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use credential_core::estate::{Cluster, Estate, MemoryEstate, RefIndex, Served};
+use credential_core::estate::store::{is_crd, object_key};
+use credential_core::estate::{Cluster, ClusterStore, Estate, MemoryEstate, RefIndex, Served};
 use credential_core::gvk::{Gvk, builtin_scope};
 use credential_core::rules::region::SECRET_KEYS_UNKNOWN_ANNOTATION;
 use futures_util::future::BoxFuture;
@@ -67,48 +68,15 @@ impl ServingEstate for MemoryEstate {
     }
 }
 
-type Key = (String, String, Option<String>, String); // (group, kind, namespace, name)
+/// (group, kind, namespace, name) of a management object ([`Overlay`]).
+type Key = (String, String, Option<String>, String);
 
 #[derive(Debug, Default)]
 struct ClusterIndex {
-    objects: BTreeMap<Key, Arc<Value>>,
-    /// CRD name -> the (group, version, kind, namespaced) it serves.
-    crds: HashMap<String, Vec<(String, String, String, bool)>>,
-    /// (group, version, kind) -> namespaced; derived from `crds`.
-    served: HashMap<(String, String, String), bool>,
-    /// True once the CRD cache of this cluster synced: only then can "not served" be said.
-    crds_synced: bool,
+    /// Objects, served kinds and reverse lookups; "CRDs complete" once the CRD cache listed.
+    store: ClusterStore,
     /// For regional clusters: true once every regional cache synced.
     known: bool,
-    /// Reverse lookups over `objects`; every change to `objects` goes through `put`/`take`/`relist`.
-    refs: RefIndex,
-}
-
-impl ClusterIndex {
-    /// Stores an object, refiling it in `refs` (a replaced object may have moved).
-    fn put(&mut self, key: Key, obj: Arc<Value>) {
-        if let Some(old) = self.objects.insert(key.clone(), obj.clone()) {
-            self.refs.remove(&key.0, &key.1, key.2.as_deref(), &key.3, &old);
-        }
-        self.refs.add(&key.0, &key.1, key.2.as_deref(), &key.3, &obj);
-    }
-
-    fn take(&mut self, key: &Key) {
-        if let Some(old) = self.objects.remove(key) {
-            self.refs.remove(&key.0, &key.1, key.2.as_deref(), &key.3, &old);
-        }
-    }
-
-    /// Drops every object of one group+kind (a relist refills them).
-    fn drop_kind(&mut self, group: &str, kind: &str) {
-        self.objects.retain(|(g, k, _, _), _| !(g == group && k == kind));
-        self.refs.clear_kind(group, kind);
-    }
-
-    fn rebuild_served(&mut self) {
-        self.served =
-            self.crds.values().flatten().map(|(g, v, k, ns)| ((g.clone(), v.clone(), k.clone()), *ns)).collect();
-    }
 }
 
 /// The object index shared by the watchers (writers) and admission (readers).
@@ -172,37 +140,6 @@ fn set_key_names(obj: &mut Value, keys: Option<&[String]>) {
     }
 }
 
-fn key_of(obj: &Value) -> Option<Key> {
-    let gvk = Gvk::of(obj)?;
-    let meta = obj.get("metadata")?;
-    let name = meta.get("name")?.as_str()?.to_string();
-    let ns = meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
-    Some((gvk.group, gvk.kind, ns, name))
-}
-
-/// What a CRD serves: (group, version, kind, namespaced) per served version.
-fn crd_serves(crd: &Value) -> Vec<(String, String, String, bool)> {
-    let spec = crd.get("spec");
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_string();
-    let group = s(spec.and_then(|s| s.get("group")));
-    let kind = s(spec.and_then(|s| s.get("names")).and_then(|n| n.get("kind")));
-    let namespaced = spec.and_then(|s| s.get("scope")).and_then(Value::as_str) != Some("Cluster");
-    spec.and_then(|s| s.get("versions"))
-        .and_then(Value::as_array)
-        .map(|vs| {
-            vs.iter()
-                .filter(|v| v.get("served").and_then(Value::as_bool).unwrap_or(false))
-                .filter_map(|v| v.get("name").and_then(Value::as_str))
-                .map(|v| (group.clone(), v.to_string(), kind.clone(), namespaced))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn is_crd(group: &str, kind: &str) -> bool {
-    group == "apiextensions.k8s.io" && kind == "CustomResourceDefinition"
-}
-
 fn is_secret(group: &str, kind: &str) -> bool {
     group.is_empty() && kind == "Secret"
 }
@@ -252,13 +189,14 @@ impl Index {
     /// for the truth. Other objects are kept as they come, shared with the watch that delivered
     /// them (one copy in memory).
     fn with_secret_keys(&self, obj: Arc<Value>) -> Arc<Value> {
-        let Some((group, kind, Some(ns), name)) = key_of(&obj) else { return obj };
-        if !is_secret(&group, &kind) {
+        let Some((gvk, Some(ns), name)) = object_key(&obj) else { return obj };
+        if !is_secret(&gvk.group, &gvk.kind) {
             return obj;
         }
+        let at = (ns.to_string(), name.to_string());
         let mut obj = Arc::unwrap_or_clone(obj);
         let keys = self.secret_keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let known = keys.get(&(ns, name)).filter(|k| k.resource_version == resource_version(&obj));
+        let known = keys.get(&at).filter(|k| k.resource_version == resource_version(&obj));
         set_key_names(&mut obj, known.map(|k| k.keys.as_slice()));
         Arc::new(obj)
     }
@@ -275,29 +213,19 @@ impl Index {
     /// Adds or replaces one object as a watch shares it.
     pub fn apply_shared(&self, cluster: &Cluster, obj: Arc<Value>) {
         let obj = self.with_secret_keys(obj);
-        let Some(key) = key_of(&obj) else { return };
-        let mut clusters = self.write();
-        let state = clusters.entry(cluster.clone()).or_default();
-        if is_crd(&key.0, &key.1) {
-            state.crds.insert(key.3.clone(), crd_serves(&obj));
-            state.rebuild_served();
-        }
-        state.put(key, obj);
+        self.write().entry(cluster.clone()).or_default().store.put(obj);
     }
 
     /// Removes one object (identified by its apiVersion/kind/metadata).
     pub fn delete(&self, cluster: &Cluster, obj: &Value) {
-        let Some(key) = key_of(obj) else { return };
-        if let (true, Some(ns)) = (is_secret(&key.0, &key.1), &key.2) {
+        let Some((gvk, ns, name)) = object_key(obj) else { return };
+        if let (true, Some(ns)) = (is_secret(&gvk.group, &gvk.kind), ns) {
             // A Secret recreated under the same name must not show the old key names.
-            self.forget_secret_keys(|k| !(k.0 == *ns && k.1 == key.3));
+            self.forget_secret_keys(|k| !(k.0 == ns && k.1 == name));
         }
-        let mut clusters = self.write();
-        let Some(state) = clusters.get_mut(cluster) else { return };
-        if is_crd(&key.0, &key.1) && state.crds.remove(&key.3).is_some() {
-            state.rebuild_served();
+        if let Some(state) = self.write().get_mut(cluster) {
+            state.store.remove(&gvk, ns, name);
         }
-        state.take(&key);
     }
 
     /// Replaces every object of one group+kind in a cluster (after a watcher's initial list).
@@ -307,31 +235,19 @@ impl Index {
 
     /// [`Index::replace_all`] with objects as a watch shares them.
     pub fn replace_all_shared(&self, cluster: &Cluster, group: &str, kind: &str, objs: Vec<Arc<Value>>) {
-        let objs: Vec<(Key, Arc<Value>)> =
-            objs.into_iter().map(|o| self.with_secret_keys(o)).filter_map(|o| Some((key_of(&o)?, o))).collect();
+        let objs: Vec<Arc<Value>> = objs.into_iter().map(|o| self.with_secret_keys(o)).collect();
         if *cluster == Cluster::Management && is_secret(group, kind) {
             // Deletions missed while the watch was down: keep key names only of listed Secrets.
-            let listed: std::collections::HashSet<(String, String)> =
-                objs.iter().filter_map(|((_, _, ns, name), _)| Some((ns.clone()?, name.clone()))).collect();
+            let listed: HashSet<(String, String)> = objs
+                .iter()
+                .filter_map(|o| {
+                    let (_, ns, name) = object_key(o)?;
+                    Some((ns?.to_string(), name.to_string()))
+                })
+                .collect();
             self.forget_secret_keys(|k| listed.contains(k));
         }
-        let mut clusters = self.write();
-        let state = clusters.entry(cluster.clone()).or_default();
-        state.drop_kind(group, kind);
-        let crd = is_crd(group, kind);
-        if crd {
-            state.crds.clear();
-        }
-        for (key, obj) in objs {
-            if crd {
-                state.crds.insert(key.3.clone(), crd_serves(&obj));
-            }
-            state.put(key, obj);
-        }
-        if crd {
-            state.rebuild_served();
-            state.crds_synced = true;
-        }
+        self.write().entry(cluster.clone()).or_default().store.replace_kind(group, kind, objs);
     }
 
     /// Records the key names of a Secret as read at `resource_version`, and updates the cached entry
@@ -342,8 +258,8 @@ impl Index {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert((namespace.to_string(), name.to_string()), keys);
-        let key: Key = (String::new(), "Secret".into(), Some(namespace.to_string()), name.to_string());
-        let existing = self.read().get(&Cluster::Management).and_then(|s| s.objects.get(&key).cloned());
+        let existing =
+            self.read().get(&Cluster::Management).and_then(|s| s.store.get(&Gvk::secret(), Some(namespace), name));
         if let Some(obj) = existing {
             self.apply_shared(&Cluster::Management, obj);
         }
@@ -351,7 +267,7 @@ impl Index {
 
     /// A reverse lookup on the management cluster's index (empty while it is not known, as `list` is).
     fn management_refs(&self, lookup: impl FnOnce(&RefIndex) -> Vec<Arc<Value>>) -> Vec<Arc<Value>> {
-        self.read().get(&Cluster::Management).filter(|s| s.known).map(|s| lookup(&s.refs)).unwrap_or_default()
+        self.read().get(&Cluster::Management).filter(|s| s.known).map(|s| lookup(s.store.refs())).unwrap_or_default()
     }
 
     /// Marks a regional cluster as known (all its caches synced) or not.
@@ -373,7 +289,7 @@ impl Index {
 
     /// Number of objects cached for a cluster (diagnostics, tests).
     pub fn len(&self, cluster: &Cluster) -> usize {
-        self.read().get(cluster).map_or(0, |s| s.objects.len())
+        self.read().get(cluster).map_or(0, |s| s.store.len())
     }
 
     pub fn is_empty(&self, cluster: &Cluster) -> bool {
@@ -391,51 +307,25 @@ impl Estate for Index {
     }
 
     fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        let clusters = self.read();
-        let state = clusters.get(cluster).filter(|s| s.known)?;
-        let key: Key = (
-            gvk.group.clone(),
-            gvk.kind.clone(),
-            namespace.filter(|s| !s.is_empty()).map(str::to_string),
-            name.to_string(),
-        );
-        state.objects.get(&key).cloned()
+        self.read().get(cluster).filter(|s| s.known)?.store.get(gvk, namespace, name)
     }
 
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
-        let clusters = self.read();
-        let Some(state) = clusters.get(cluster).filter(|s| s.known) else { return Vec::new() };
-        let lo: Key = (gvk.group.clone(), gvk.kind.clone(), namespace.map(str::to_string), String::new());
-        state
-            .objects
-            .range(lo..)
-            .take_while(|((g, k, ns, _), _)| {
-                *g == gvk.group && *k == gvk.kind && (namespace.is_none() || ns.as_deref() == namespace)
-            })
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.read().get(cluster).filter(|s| s.known).map(|s| s.store.list(gvk, namespace)).unwrap_or_default()
     }
 
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
         if builtin_scope(gvk).is_some() {
             return Served::Yes;
         }
-        let clusters = self.read();
-        let Some(state) = clusters.get(cluster).filter(|s| s.known && s.crds_synced) else { return Served::Unknown };
-        if state.served.contains_key(&(gvk.group.clone(), gvk.version.clone(), gvk.kind.clone())) {
-            Served::Yes
-        } else {
-            Served::No
-        }
+        self.read().get(cluster).filter(|s| s.known).map_or(Served::Unknown, |s| s.store.served(gvk))
     }
 
     fn namespaced(&self, cluster: &Cluster, gvk: &Gvk) -> Option<bool> {
-        if let Some(ns) = builtin_scope(gvk) {
-            return Some(ns);
+        match self.read().get(cluster) {
+            Some(state) => state.store.namespaced(gvk),
+            None => builtin_scope(gvk),
         }
-        let clusters = self.read();
-        let state = clusters.get(cluster)?;
-        state.served.iter().find(|((g, _, k), _)| *g == gvk.group && *k == gvk.kind).map(|(_, ns)| *ns)
     }
 
     /// Management: the k0rdent kinds and CRDs; Secrets of the system namespace only; other kinds once

@@ -19,7 +19,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::utils::Backoff as KubeBackoff;
 use kube::runtime::watcher::{self, Event as KubeEvent};
 use kube::runtime::{WatchStreamExt, watcher as watch_fn};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::distribution::Backoff;
@@ -474,78 +474,13 @@ fn map_event<T>(ev: KubeEvent<T>, f: impl Fn(T) -> Value) -> KubeEvent<Value> {
     }
 }
 
-// --- trimming: keep what subscribers read, drop bulk and anything that may hold secret data --------
-
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Drops managedFields and the last-applied annotation (it can hold a Secret in clear text).
-pub fn strip_common(mut v: Value) -> Value {
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            ann.remove(LAST_APPLIED);
-        }
-    }
-    v
-}
-
-/// Identity metadata only: name, namespace, uid, resourceVersion, labels (no annotations).
-pub fn identity_meta(api_version: &str, kind: &str, meta: &Value) -> Value {
-    let mut m = Map::new();
-    for k in ["name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp"] {
-        if let Some(v) = meta.get(k).filter(|v| !v.is_null()) {
-            m.insert(k.into(), v.clone());
-        }
-    }
-    json!({"apiVersion": api_version, "kind": kind, "metadata": Value::Object(m)})
-}
-
-/// A CRD reduced to group, scope, names and served versions.
-pub fn trim_crd(v: Value) -> Value {
-    let spec = v.get("spec");
-    let versions: Vec<Value> = spec
-        .and_then(|s| s.get("versions"))
-        .and_then(Value::as_array)
-        .map(|vs| vs.iter().map(|x| json!({"name": x.get("name"), "served": x.get("served")})).collect())
-        .unwrap_or_default();
-    json!({
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": v.get("metadata").and_then(|m| m.get("name")),
-                     "resourceVersion": v.get("metadata").and_then(|m| m.get("resourceVersion"))},
-        "spec": {
-            "group": spec.and_then(|s| s.get("group")),
-            "scope": spec.and_then(|s| s.get("scope")),
-            "names": {"kind": spec.and_then(|s| s.get("names")).and_then(|n| n.get("kind")),
-                      "plural": spec.and_then(|s| s.get("names")).and_then(|n| n.get("plural"))},
-            "versions": versions,
-        }
-    })
-}
+// Trimming (keep what subscribers read, drop bulk and anything that may hold secret data) is the
+// core's one rule, shared with the offline estate.
+pub use credential_core::estate::trim::{identity_meta, strip_common, trim_crd};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trims_drop_bulk_and_secret_bearing_fields() {
-        let v = json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
-            "metadata": {"name": "c", "managedFields": [{}], "annotations": {LAST_APPLIED: "{secret}", "keep": "x"}}});
-        let t = strip_common(v);
-        assert!(t["metadata"].get("managedFields").is_none());
-        assert_eq!(t["metadata"]["annotations"], json!({"keep": "x"}));
-        let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": "xs.g", "resourceVersion": "5"},
-            "spec": {"group": "g", "scope": "Namespaced", "names": {"kind": "X", "plural": "xs"},
-                     "versions": [{"name": "v1", "served": true, "schema": {"huge": true}}]}});
-        let t = trim_crd(crd);
-        assert_eq!(t["spec"]["versions"], json!([{"name": "v1", "served": true}]));
-        assert_eq!(t["spec"]["names"]["plural"], "xs");
-        let meta = json!({"name": "s", "namespace": "n", "annotations": {LAST_APPLIED: "x"}, "resourceVersion": "1"});
-        let t = identity_meta("v1", "Secret", &meta);
-        assert!(t["metadata"].get("annotations").is_none());
-        assert_eq!(t["metadata"]["resourceVersion"], "1");
-    }
 
     #[test]
     fn specs_of_the_same_collection_are_equal_whoever_builds_them() {
