@@ -97,7 +97,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             };
             let estate =
                 credential_core::estate::load_dir(dir, &opts).with_context(|| format!("--estate {}", dir.display()))?;
-            release_freed_heap();
             metrics.set_cache_synced("management", "estate", true);
             tracing::info!(dir = %dir.display(), "deciding from the offline estate");
             Arc::new(estate)
@@ -135,17 +134,3 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
-
-/// Hands the heap freed after loading an offline estate (the parsed files) back to the system:
-/// glibc keeps freed memory for reuse, so RSS would otherwise stay at the load's peak.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn release_freed_heap() {
-    // SAFETY: malloc_trim takes no pointer and only returns glibc's own free pages to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_heap() {}
