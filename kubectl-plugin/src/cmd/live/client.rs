@@ -49,13 +49,7 @@ impl Kind {
     /// Like [`Kind::known`], for the kinds this plugin always reads: one not in the table is a
     /// fault of this program, reported as a failed request rather than a panic.
     pub fn of(gvk: &Gvk) -> Result<Kind, RestError> {
-        Kind::known(gvk).ok_or_else(|| {
-            RestError::Transport(format!(
-                "{} {} has no plural and scope in credential_core::gvk::KNOWN_KINDS",
-                gvk.api_version(),
-                gvk.kind
-            ))
-        })
+        Kind::known(gvk).ok_or_else(|| RestError::UnknownKind(format!("{} {}", gvk.api_version(), gvk.kind)))
     }
 
     fn from_table(k: &KnownKind) -> Kind {
@@ -91,6 +85,9 @@ pub enum RestError {
     Status { code: u16, reason: String, message: String },
     /// No answer: connection refused, timeout, TLS, authentication plugin...
     Transport(String),
+    /// A kind this program reads without discovery is missing from the core's kinds table (a
+    /// fault of this program, not of the cluster).
+    UnknownKind(String),
 }
 
 impl std::fmt::Display for RestError {
@@ -98,6 +95,9 @@ impl std::fmt::Display for RestError {
         match self {
             RestError::Status { code, reason, message } => write!(f, "{message} ({reason}, {code})"),
             RestError::Transport(e) => f.write_str(e),
+            RestError::UnknownKind(kind) => {
+                write!(f, "{kind} has no plural and scope in credential_core::gvk::KNOWN_KINDS (a bug of this plugin)")
+            }
         }
     }
 }
@@ -134,6 +134,7 @@ impl RestError {
                 hint: None,
             },
             RestError::Transport(error) => CliError::Connect { server: server.to_string(), error },
+            unknown @ RestError::UnknownKind(_) => CliError::Invalid(unknown.to_string()),
         }
     }
 }
