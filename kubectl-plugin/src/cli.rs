@@ -171,15 +171,20 @@ pub enum Command {
     /// Wait until Credentials are ready, or until every target cluster holds the current content
     /// of their cluster identities (kubectl wait's idiom).
     ///
-    /// Exit status: 0 the condition is met for every NAME, 1 timed out (each lagging Credential,
-    /// Region and object is named on stderr) or not found, 2 usage or API error.
+    /// Exit status: 0 the condition is met for every Credential, 1 timed out (each lagging
+    /// Credential, Region and object is named on stderr), not found, nothing selected or an API
+    /// error (as kubectl wait), 2 usage.
     #[command(after_help = "Examples:
   # Rotate a source Secret, then wait until every region holds the new content
   kubectl -n kcm-system patch secret aws-credentials --type=merge -p '{\"stringData\":{\"SecretAccessKey\":\"...\"}}'
   kubectl credential wait aws-cred -n kcm-system --for=distributed --timeout=2m
 
   # Wait until KCM reports two Credentials ready (explain's verdict READY)
-  kubectl credential wait aws-cred azure-cred -n kcm-system --for=ready")]
+  kubectl credential wait aws-cred azure-cred -n kcm-system --for=ready
+
+  # Every Credential of region1 (by label), or of the namespace, as they are when the command starts
+  kubectl credential wait -l k0rdent.mirantis.com/region=region1 -n kcm-system --for=distributed
+  kubectl credential wait --all -n kcm-system --for=ready")]
     Wait(WaitArgs),
     /// List the records of copies that may remain in a cluster with nobody left to release them
     /// (a release given up because the Region is gone or unreadable, an uninstall).
@@ -314,9 +319,19 @@ pub enum WaitFor {
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
-    /// Names of the Credentials (`credential/NAME` and the output of `-o name` are accepted too).
-    #[arg(required = true)]
+    /// Names of the Credentials (`credential/NAME` and the output of `-o name` are accepted too);
+    /// or `--all`, or `-l`.
+    #[arg(required_unless_present_any = ["all", "selector"])]
     pub names: Vec<String>,
+
+    /// Wait for every Credential of the namespace (those that exist when the command starts).
+    #[arg(long)]
+    pub all: bool,
+
+    /// Wait for the Credentials of the namespace that match a label selector (those that exist when
+    /// the command starts), e.g. `-l k0rdent.mirantis.com/region=region1`.
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
 
     /// Namespace of the Credentials (default: the context's namespace; kcm-system with --from).
     #[arg(short = 'n', long)]

@@ -894,3 +894,37 @@ fn explain_shows_our_condition_ages_stale_conditions_and_finalizers() {
     assert_eq!(rows[1]["name"], "ClusterIdentitiesDistributed");
     assert_eq!(rows[1]["since"], "2025-10-01T11:55:00Z");
 }
+
+#[test]
+fn wait_all_and_selector_pick_the_credentials_of_the_namespace_once() {
+    let ready: Vec<&str> = CREDENTIALS.iter().filter(|(_, code)| *code == 0).map(|(name, _)| *name).collect();
+    let not_ready = CREDENTIALS.len() - ready.len();
+    let base = ["wait", "--from", "examples/estate", "--for=ready", "--timeout=0"];
+    // --all: every Credential of kcm-system, the ready ones met, the others timed out (exit 1).
+    let all = run(&[&base[..], &["--all"]].concat());
+    assert_eq!(code(&all), 1, "{}", stderr(&all));
+    let mut met: Vec<String> =
+        ready.iter().map(|n| format!("credential.k0rdent.mirantis.com/{n} condition met")).collect();
+    met.sort();
+    // In name order, as kubectl wait visits what it listed.
+    assert_eq!(stdout(&all).lines().collect::<Vec<_>>(), met);
+    assert_eq!(stderr(&all).matches("error: timed out waiting for the condition on credentials/").count(), not_ready);
+    // -l: only the matching ones (every example Credential carries KCM's component label).
+    let labelled = run(&[&base[..], &["-l", "k0rdent.mirantis.com/component=kcm,!nope"]].concat());
+    assert_eq!((code(&labelled), stdout(&labelled)), (code(&all), stdout(&all)));
+    let none = run(&[&base[..], &["-l", "k0rdent.mirantis.com/component=other"]].concat());
+    assert_eq!((code(&none), stderr(&none).as_str()), (1, "error: no matching resources found\n"));
+    let empty_ns = run(&[&base[..], &["--all", "-n", "nowhere"]].concat());
+    assert_eq!((code(&empty_ns), stderr(&empty_ns).as_str()), (1, "error: no matching resources found\n"));
+    // kubectl's refusals when names and a selection are mixed.
+    for (extra, message) in [
+        (&["aws-region1-cred", "--all"][..], "error: name cannot be provided when --all is specified\n"),
+        (&["aws-region1-cred", "-l", "a=b"][..], "error: name cannot be provided when a selector is specified\n"),
+        (&["--all", "-l", "a=b"][..], "error: setting 'all' parameter but found a non empty selector.\n"),
+    ] {
+        let o = run(&[&base[..], extra].concat());
+        assert_eq!((code(&o), stderr(&o).as_str()), (1, message), "{extra:?}");
+    }
+    // Neither names nor a selection: a usage error.
+    assert_eq!(code(&run(&base)), 2);
+}

@@ -134,6 +134,26 @@ async fn wait_for_distributed_follows_a_rotation_and_names_what_lags() {
     let run = estate.kubectl(&["credential", "wait", "aws-region9-cred", "--for=ready", "--timeout=0"]).await;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("  NOT READY: Region region9 does not exist\n"), "{}", run.stderr);
+    // -l: the server selects, once; names in order. --all: every Credential of the namespace.
+    let label = estate.kubectl(&["label", "credential", "azure-cred", "aws-region1-cred", "team=a"]).await;
+    assert_eq!(label.code, 0, "{label:?}");
+    let run = estate.kubectl(&["credential", "wait", "-l", "team=a", "--for=ready", "--timeout=10s"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "credential.k0rdent.mirantis.com/aws-region1-cred condition met\n\
+         credential.k0rdent.mirantis.com/azure-cred condition met\n"
+    );
+    let run = estate.kubectl(&["credential", "wait", "-l", "team=b", "--for=ready"]).await;
+    assert_eq!((run.code, run.stderr.as_str()), (1, "error: no matching resources found\n"), "{run:?}");
+    let run = estate.kubectl(&["credential", "wait", "--all", "--for=ready", "--timeout=0"]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("credential.k0rdent.mirantis.com/azure-cred condition met\n"), "{}", run.stdout);
+    assert!(
+        run.stderr.contains("error: timed out waiting for the condition on credentials/aws-region9-cred\n"),
+        "{}",
+        run.stderr
+    );
     // explain -w waits for READY, then prints the report.
     let run = estate.kubectl(&["credential", "explain", "aws-region1-cred", "-w", "--timeout=10s"]).await;
     assert_eq!(run.code, 0, "{run:?}");

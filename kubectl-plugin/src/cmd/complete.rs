@@ -15,7 +15,7 @@ use clap::{Arg, Command, CommandFactory};
 use credential_core::Gvk;
 use serde_json::Value;
 
-use super::live::{self, credentials_path};
+use super::live::{self, Kind};
 use crate::cli::{Cli, ConnectArgs};
 
 /// Cobra's ShellCompDirective values.
@@ -252,7 +252,7 @@ fn credential_names(parsed: &Parsed) -> Vec<String> {
     live_names(async move || {
         let conn = live::connect(&connect).await.ok()?;
         let ns = namespace.unwrap_or(conn.namespace.clone());
-        let (items, _) = conn.rest.list(&Gvk::credential(), &credentials_path(Some(&ns))).await.ok()?;
+        let (items, _) = conn.rest.list(&Kind::credential().ok()?, Some(&ns), &Default::default()).await.ok()?;
         Some(names_of(&items))
     })
 }
@@ -261,7 +261,8 @@ fn namespaces(parsed: &Parsed) -> Vec<String> {
     let connect = parsed.connect();
     live_names(async move || {
         let conn = live::connect(&connect).await.ok()?;
-        let (items, _) = conn.rest.list(&Gvk::namespace(), "/api/v1/namespaces").await.ok()?;
+        let kind = Kind::of(&Gvk::namespace()).ok()?;
+        let (items, _) = conn.rest.list(&kind, None, &Default::default()).await.ok()?;
         Some(names_of(&items))
     })
 }

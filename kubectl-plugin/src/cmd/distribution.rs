@@ -3,7 +3,7 @@
 //! when that cannot be read, what `auto` would choose from KCM's Management and Release), the
 //! Credential's Warning Events, and the records of orphaned copies. Read from the estate, so live
 //! and `--from` mode answer alike (live mode puts these objects into the estate, see
-//! [`super::live::read_extras`]).
+//! [`super::live`], its side objects).
 
 use std::collections::BTreeMap;
 

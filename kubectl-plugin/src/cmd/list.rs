@@ -10,10 +10,11 @@ use std::io::Write;
 use credential_core::Gvk;
 use credential_core::model::labels;
 use futures_util::TryStreamExt;
+use kube::api::ListParams;
 use kube::core::WatchEvent;
 use serde_json::{Value, json};
 
-use super::live::{self, Rest, RestError, credentials_path, encode};
+use super::live::{self, Kind, Rest};
 use super::{Exit, block_on, write_structured};
 use crate::cli::{ListArgs, ListFormat, go_template_refusal};
 use crate::error::CliError;
@@ -101,21 +102,19 @@ async fn run_live(
 ) -> Result<Exit, CliError> {
     let conn = live::connect(&args.connect).await?;
     let rest = &conn.rest;
+    let kind = Kind::credential().map_err(|e| e.into_cli(&rest.server))?;
     let namespace = args.namespace.clone().unwrap_or_else(|| conn.namespace.clone());
     // -A wins over -n, as in kubectl.
     let ns = (!args.all_namespaces).then_some(namespace.as_str());
     let mut exit = Exit::Ok;
     let (items, rv) = if names.is_empty() {
-        let mut path = credentials_path(ns);
+        let mut params = ListParams::default();
         if let Some(sel) = &args.selector {
-            path.push_str(&format!("?labelSelector={}", encode(sel)));
+            params = params.labels(sel);
         }
-        rest.list(&Gvk::credential(), &path).await.map_err(|e| e.into_cli(&rest.server))?
+        rest.list(&kind, ns, &params).await.map_err(|e| e.into_cli(&rest.server))?
     } else {
-        let gets = names.iter().map(|name| {
-            let path = live::path(&Gvk::credential(), "credentials", ns, Some(name));
-            async move { rest.get_json(&path).await }
-        });
+        let gets = names.iter().map(|name| rest.get(&kind, ns, name));
         let mut items = Vec::new();
         for result in futures_util::future::join_all(gets).await {
             match result {
@@ -282,35 +281,20 @@ async fn watch(
         }
     }
     let mut printed_header = !shown.is_empty() || args.no_headers;
+    let kind = &Kind::credential().map_err(|e| e.into_cli(&rest.server))?;
     loop {
         if rv.is_empty() {
             let (_, list_rv) =
-                rest.list(&Gvk::credential(), &credentials_path(ns)).await.map_err(|e| e.into_cli(&rest.server))?;
+                rest.list(kind, ns, &ListParams::default()).await.map_err(|e| e.into_cli(&rest.server))?;
             rv = list_rv;
         }
-        let mut path = format!(
-            "{}?watch=true&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={}",
-            credentials_path(ns),
-            live::WATCH_SECONDS,
-            encode(&rv)
-        );
-        if let Some(sel) = &args.selector {
-            path.push_str(&format!("&labelSelector={}", encode(sel)));
-        }
-        let req = http::Request::get(path)
-            .body(Vec::new())
-            .map_err(|e| CliError::Invalid(format!("invalid watch request: {e}")))?;
-        // Not rest's GET client: its read timeout would end an idle watch after seconds.
-        let stream = rest.watch_client().await?.request_events::<Value>(req).await.map_err(|e| {
-            let e = RestError::Transport(live::error_text(&e));
-            e.into_cli(&rest.server)
-        })?;
+        let stream = rest.watch(kind, ns, args.selector.as_deref(), &rv).await?;
         let mut stream = std::pin::pin!(stream);
         loop {
             let event = match stream.try_next().await {
                 Ok(Some(e)) => e,
                 Ok(None) => break,
-                Err(e) => return Err(RestError::Transport(live::error_text(&e)).into_cli(&rest.server)),
+                Err(e) => return Err(e.into_cli(&rest.server)),
             };
             let obj = match event {
                 WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,

@@ -75,9 +75,9 @@ pub fn run(args: &OrphansArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
 async fn read_live(args: &OrphansArgs, ns: &str) -> Result<MemoryEstate, CliError> {
     let conn = live::connect(&args.estate.connect).await?;
     let rest = &conn.rest;
-    let path = live::path(&configmap_gvk(), "configmaps", Some(ns), Some(ORPHANED_COPIES));
+    let kind = live::Kind::of(&configmap_gvk()).map_err(|e| e.into_cli(&rest.server))?;
     let mut estate = MemoryEstate::new(&args.estate.system_namespace);
-    if let Some(cm) = rest.get(&path).await.map_err(|e| e.into_cli(&rest.server))? {
+    if let Some(cm) = rest.get_opt(&kind, Some(ns), ORPHANED_COPIES).await.map_err(|e| e.into_cli(&rest.server))? {
         estate.insert(&Cluster::Management, cm);
     }
     Ok(estate)

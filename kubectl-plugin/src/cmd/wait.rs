@@ -1,4 +1,6 @@
-//! `kubectl credential wait NAME... --for=ready|distributed --timeout=30s`, kubectl wait's idiom.
+//! `kubectl credential wait NAME...|--all|-l SELECTOR --for=ready|distributed --timeout=30s`,
+//! kubectl wait's idiom. `--all` and `-l` select the Credentials of the namespace once, when the
+//! command starts, as kubectl wait resolves its objects.
 //!
 //! `ready`: explain's verdict is READY. `distributed`: every planned copy in its target cluster
 //! holds the current content of its source, judged on content only
@@ -13,9 +15,12 @@ use credential_core::Estate;
 use credential_core::distribution::{self, Mode, VerifyReason};
 use credential_core::identity;
 use credential_core::readiness::{self, ExplainOptions, Verdict};
+use kube::api::ListParams;
 use serde_json::Value;
 
-use super::{Exit, Loaded, Scope, load_estate};
+use super::list::Selector;
+use super::live::{self, Kind};
+use super::{Exit, Loaded, Scope, block_on, load_estate};
 use crate::cli::{EstateArgs, WaitArgs, WaitFor};
 use crate::error::CliError;
 use crate::style::clean;
@@ -36,7 +41,7 @@ pub enum Judgement {
 }
 
 pub fn run(args: &WaitArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
-    let names: Vec<String> = args.names.iter().map(|n| super::credential_name(n)).collect::<Result<_, _>>()?;
+    let names = selected(args)?;
     let lagging = until(&args.estate, args.namespace.as_deref(), &names, args.for_, args.timeout, &mut |name| {
         // kubectl wait's line, printed as each one is met.
         writeln!(out, "credential.k0rdent.mirantis.com/{} condition met", clean(name))?;
@@ -56,6 +61,58 @@ pub fn run(args: &WaitArgs, out: &mut dyn Write) -> Result<Exit, CliError> {
         writeln!(err, "  {}", clean(&line))?;
     }
     Ok(Exit::Problems)
+}
+
+/// The Credentials to wait for: the names given, or those `--all` or `-l` select now, by name.
+fn selected(args: &WaitArgs) -> Result<Vec<String>, CliError> {
+    let selecting = args.all || args.selector.is_some();
+    if !selecting {
+        return args.names.iter().map(|n| super::credential_name(n)).collect();
+    }
+    // kubectl's words for the same mistakes (cli-runtime's resource builder).
+    if args.all && args.selector.is_some() {
+        return Err(CliError::Invalid("setting 'all' parameter but found a non empty selector.".to_string()));
+    }
+    if !args.names.is_empty() {
+        let what = if args.all { "--all is specified" } else { "a selector is specified" };
+        return Err(CliError::Invalid(format!("name cannot be provided when {what}")));
+    }
+    let mut names = match &args.estate.from {
+        Some(_) => {
+            let selector = args.selector.as_deref().map(Selector::parse).transpose()?;
+            let loaded = load_estate(&args.estate, args.namespace.as_deref(), Scope::Namespace)?;
+            loaded
+                .credentials
+                .iter()
+                .filter(|c| selector.as_ref().is_none_or(|s| s.matches(c)))
+                .map(|c| name_of(c))
+                .collect()
+        }
+        None => block_on(list_live(args))??,
+    };
+    if names.is_empty() {
+        return Err(CliError::Invalid("no matching resources found".to_string()));
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn name_of(cred: &Value) -> String {
+    meta(cred, "name").to_string()
+}
+
+/// The names of the Credentials of the namespace the selector matches (the server selects).
+async fn list_live(args: &WaitArgs) -> Result<Vec<String>, CliError> {
+    let conn = live::connect(&args.estate.connect).await?;
+    let rest = &conn.rest;
+    let namespace = args.namespace.clone().unwrap_or_else(|| conn.namespace.clone());
+    let mut params = ListParams::default();
+    if let Some(sel) = &args.selector {
+        params = params.labels(sel);
+    }
+    let kind = Kind::credential().map_err(|e| e.into_cli(&rest.server))?;
+    let (items, _) = rest.list(&kind, Some(&namespace), &params).await.map_err(|e| e.into_cli(&rest.server))?;
+    Ok(items.iter().map(name_of).collect())
 }
 
 /// Rounds until every named Credential meets `what` or `timeout` passes; `on_met` is called once
