@@ -430,6 +430,12 @@ if "explain-offline" in plugin and "runs_us" in plugin["explain-offline"]:
     w("`explain-offline` is `kubectl-credential explain aws-region1-cred -n kcm-system --from examples/estate`: the")
     w("same process start, estate load and readiness walk, reading YAML files instead of the emulator.")
     w("")
+# Measured outside this run by bench/plugin-latency.sh (a real kube-apiserver, before/after); kept with its date.
+plugin_outside = os.path.join(ROOT, "bench", "plugin-latency.md")
+if os.path.exists(plugin_outside):
+    with open(plugin_outside) as f:
+        w("\n".join(l for l in f.read().rstrip("\n").splitlines() if not l.startswith("<!--")))
+    w("")
 if "explain-live" in plugin and "runs_us" in plugin["explain-live"]:
     med = median(plugin["explain-live"]["runs_us"]) / 1000
     verdicts.append(("Plugin: cold `explain` against the emulator < 150 ms", f"{med:.1f} ms", ok(med < 150)))
