@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::estate::{Cluster, Estate};
 use crate::gvk::Gvk;
 use crate::model::labels;
-use crate::rules::{AdmissionInput, AdmittedObject, JsonText, Operation, ResourceKind};
+use crate::rules::{AdmissionInput, JsonText, Operation, ResourceKind};
 
 /// The patch for an admission request; empty when the object already has what we add.
 pub fn mutate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Patch {
@@ -31,30 +31,49 @@ pub fn mutate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Patch {
         return Patch(ops);
     }
     // The few members the patch depends on are read from the object's text: no `Value` of it.
+    // Each of `metadata` and `spec` is walked once for all its members read here.
     let Some(obj) = input.object else { return Patch(ops) };
-    if obj.is_deleting() {
+    let metadata = obj.at(&["metadata"]);
+    let [labels, deletion, namespace] =
+        metadata.map_or([None; 3], |m| m.get_many(["labels", "deletionTimestamp", "namespace"]));
+    if deletion.is_some_and(JsonText::is_set) {
         return Patch(ops);
     }
-    let region = obj.str_at(&["spec", "region"]);
-    label_ops(obj, region.as_deref(), &mut ops);
-    identity_namespace_op(input, obj, region.as_deref(), estate, &mut ops);
+    let [region, identity_ref] = obj.at(&["spec"]).map_or([None; 2], |s| s.get_many(["region", "identityRef"]));
+    let region = non_empty(region);
+    let member = Members { metadata, labels, namespace, identity_ref };
+    label_ops(&member, region.as_deref(), &mut ops);
+    identity_namespace_op(input, &member, region.as_deref(), estate, &mut ops);
     Patch(ops)
+}
+
+/// The members of the object the patch depends on.
+struct Members<'t> {
+    metadata: Option<JsonText<'t>>,
+    labels: Option<JsonText<'t>>,
+    namespace: Option<JsonText<'t>>,
+    identity_ref: Option<JsonText<'t>>,
+}
+
+/// The string `v` is, when it is a non-empty one.
+fn non_empty(v: Option<JsonText<'_>>) -> Option<Cow<'_, str>> {
+    v.and_then(JsonText::as_str).filter(|s| !s.is_empty())
 }
 
 fn pointer(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-fn label_ops(obj: &AdmittedObject<'_>, region: Option<&str>, ops: &mut Vec<PatchOperation>) {
+fn label_ops(obj: &Members<'_>, region: Option<&str>, ops: &mut Vec<PatchOperation>) {
     let region = region.filter(|r| is_label_value(r));
     let mut want: Vec<(&str, &str)> = vec![(labels::COMPONENT, labels::COMPONENT_KCM)];
     if let Some(r) = region {
         want.push((labels::REGION, r));
     }
-    let Some(current) = obj.at(&["metadata", "labels"]).filter(|l| l.is_object()) else {
+    let Some(current) = obj.labels.filter(|l| l.is_object()) else {
         let map: Map<String, Value> = want.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
         // `add` replaces a null member too; a missing metadata gets created whole.
-        let op = if obj.at(&["metadata"]).is_some_and(JsonText::is_object) {
+        let op = if obj.metadata.is_some_and(JsonText::is_object) {
             AddOperation { path: pointer(&["metadata", "labels"]), value: Value::Object(map) }
         } else {
             AddOperation { path: pointer(&["metadata"]), value: json!({ "labels": map }) }
@@ -79,17 +98,17 @@ fn label_ops(obj: &AdmittedObject<'_>, region: Option<&str>, ops: &mut Vec<Patch
 
 fn identity_namespace_op(
     input: &AdmissionInput<'_>,
-    obj: &AdmittedObject<'_>,
+    obj: &Members<'_>,
     region: Option<&str>,
     estate: &dyn Estate,
     ops: &mut Vec<PatchOperation>,
 ) {
-    let Some(iref) = obj.at(&["spec", "identityRef"]).filter(|v| v.is_object()) else { return };
-    let non_empty = |key: &str| iref.get(key).and_then(JsonText::as_str).filter(|s| !s.is_empty());
-    if non_empty("namespace").is_some() {
+    let Some(iref) = obj.identity_ref.filter(|v| v.is_object()) else { return };
+    let [av, kind, ns] = iref.get_many(["apiVersion", "kind", "namespace"]);
+    if non_empty(ns).is_some() {
         return;
     }
-    let (Some(av), Some(kind)) = (non_empty("apiVersion"), non_empty("kind")) else { return };
+    let (Some(av), Some(kind)) = (non_empty(av), non_empty(kind)) else { return };
     let gvk = Gvk::from_api_version(&av, &kind);
     let namespaced = estate
         .namespaced(&Cluster::Management, &gvk)
@@ -97,7 +116,7 @@ fn identity_namespace_op(
     if namespaced != Some(true) {
         return;
     }
-    let own = obj.str_at(&["metadata", "namespace"]);
+    let own = non_empty(obj.namespace);
     let Some(ns) = own.or(input.namespace.map(Cow::Borrowed)).filter(|s| !s.is_empty()) else {
         return;
     };

@@ -146,12 +146,7 @@ impl<'a> AdmittedObject<'a> {
 
     /// Whether `metadata.deletionTimestamp` is set (the object is being deleted).
     pub fn is_deleting(&self) -> bool {
-        match self.parts() {
-            Some((metadata, _)) => {
-                metadata.and_then(|m| member(m, "deletionTimestamp")).is_some_and(|t| t != "null" && t != "\"\"")
-            }
-            None => crate::rules::support::is_deleting(self.value()),
-        }
+        self.at(&["metadata", "deletionTimestamp"]).is_some_and(JsonText::is_set)
     }
 
     /// Whether `spec` is the same in both objects (absent on both counts as the same).
@@ -186,6 +181,17 @@ impl<'t> JsonText<'t> {
     /// an object.
     pub fn get(self, key: &str) -> Option<JsonText<'t>> {
         member(self.0, key).map(JsonText)
+    }
+
+    /// Members `keys`, in one walk over this object (see [`JsonText::get`]); all `None` when this is
+    /// not an object.
+    pub fn get_many<const N: usize>(self, keys: [&str; N]) -> [Option<JsonText<'t>>; N] {
+        members(self.0, keys).unwrap_or([None; N]).map(|m| m.map(JsonText))
+    }
+
+    /// Whether this is set as a timestamp is (neither `null` nor empty): `metadata.deletionTimestamp`.
+    pub fn is_set(self) -> bool {
+        !matches!(self.0, "null" | "\"\"")
     }
 
     pub fn is_object(self) -> bool {
@@ -225,27 +231,56 @@ fn range_in(text: &str, part: &RawValue) -> Range<usize> {
 /// The JSON text of member `key` of the object `text` (the last one if repeated, as a `Value` keeps),
 /// `None` when absent or `text` is not an object.
 fn member<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    struct Member<'k>(&'k str);
-    impl<'de> Visitor<'de> for Member<'_> {
-        type Value = Option<&'de RawValue>;
+    let [found] = members(text, [key])?;
+    found
+}
+
+/// The JSON text of each of `keys` in the object `text`, found in one walk over it (as [`member`]
+/// finds each); `None` when `text` is not an object.
+fn members<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> Option<[Option<&'t str>; N]> {
+    struct Members<'k, const N: usize>([&'k str; N]);
+    impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
+        type Value = [Option<&'de str>; N];
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                if k == self.0 {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+            let mut found = [None; N];
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                match self.0.iter().position(|want| *want == k) {
+                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?.get()),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
             Ok(found)
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let found = (&mut de).deserialize_map(Member(key)).ok()??;
-    Some(found.get())
+    (&mut de).deserialize_map(Members(keys)).ok()
+}
+
+/// A member name, borrowed from the text unless it has escapes (serde's own `Cow<str>` always copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 #[cfg(test)]
