@@ -16,7 +16,8 @@
 # Environment: BENCH_OUT (results dir), BENCH_NO_REPORT=1 (keep BENCHMARKS.md as it is),
 # BENCH_PORT_BASE (19400: ports used are base-320..base+60), BENCH_SKIP_CRITERION=1 (reuse the criterion results of an earlier run; for iterating on the load
 # runs), BENCH_ONLY_CEILING=1 (the webhook-against-ceiling runs only, no report), BENCH_BASELINE=PATH (a credential-webhook binary of another commit, run interleaved with
-# this one as `webhook-baseline`: before/after ratios from one run), BENCH_SKIP_APISERVER=1.
+# this one as `webhook-baseline`: before/after ratios from one run), BENCH_SKIP_APISERVER=1,
+# BENCH_NO_BUILD=1 (with BENCH_ONLY_CEILING=1: use the binaries already built).
 set -euo pipefail
 
 MODE=full
@@ -62,6 +63,12 @@ trap cleanup EXIT
 log() { printf '\n== %s\n' "$*" >&2; }
 
 # --- build once --------------------------------------------------------------------------------------
+if [[ ${BENCH_NO_BUILD:-} == 1 ]]; then
+  # The ceiling runs only, on binaries built before (e.g. while another build holds the target dir).
+  [[ ${BENCH_ONLY_CEILING:-} == 1 ]] || { echo "bench/run.sh: BENCH_NO_BUILD=1 needs BENCH_ONLY_CEILING=1" >&2; exit 2; }
+  SKIP_BUILD=1 BENCH_SKIP_CRITERION=1
+fi
+if [[ -z ${SKIP_BUILD:-} ]]; then
 log "release build"
 cargo build --release -p credential-webhook -p credential-e2e --bins
 # The plugin is measured only if it builds; a failure is reported, not fatal.
@@ -82,6 +89,7 @@ DIST_TEST=
 if [[ $MODE == full ]] && [[ -f tests/tests/distribution_e2e.rs ]]; then
   DIST_TEST=$(cargo test -p credential-e2e --release --test distribution_e2e --no-run 2>&1 | tee /dev/stderr |
     exe distribution_e2e) || true
+fi
 fi
 
 # --- machine -----------------------------------------------------------------------------------------

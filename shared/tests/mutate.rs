@@ -155,3 +155,71 @@ fn nothing_for_delete_other_kinds_or_deleting_objects() {
     }
     assert!(patch_for(Operation::Update, ResourceKind::Credential, &deleting(obj), &e).0.is_empty());
 }
+
+/// The patch text for the object sent as `text` (the review's own bytes: duplicate members, escapes
+/// and `null`s survive, which a `Value` would normalise away).
+fn patch_text_for(text: &str, namespace: Option<&str>, estate: &dyn Estate) -> String {
+    let raw = serde_json::value::RawValue::from_string(text.to_string()).unwrap();
+    let admitted = AdmittedObject::from_raw(&raw);
+    let input = AdmissionInput {
+        operation: Operation::Create,
+        kind: ResourceKind::Credential,
+        namespace,
+        name: "c",
+        object: Some(&admitted),
+        old_object: None,
+    };
+    serde_json::to_string(&mutate(&input, estate)).unwrap()
+}
+
+/// Patches of odd objects, byte for byte: pinned from the `Value`-based mutation this replaced.
+#[test]
+fn patches_of_odd_objects_are_pinned() {
+    let e = estate();
+    let kind = r#""apiVersion":"k0rdent.mirantis.com/v1beta1","kind":"Credential""#;
+    let az = r#""identityRef":{"apiVersion":"infrastructure.cluster.x-k8s.io/v1beta1","kind":"AzureClusterIdentity","name":"a""#;
+    let cases = [
+        format!(r#"{{{kind},"spec":{{"region":"r1"}}}}"#),
+        format!(r#"{{{kind},"metadata":null,"spec":{{"region":"r1"}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":null}},"spec":{{}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":"text"}},"spec":{{}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":{{"{COMPONENT}":null,"{REGION}":5}}}},"spec":{{"region":"r1"}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":{{"{COMPONENT}":"kcm","{REGION}":"old"}}}},"spec":{{}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":{{"{COMPONENT}":"x","{COMPONENT}":"kcm"}}}},"spec":{{}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"labels":{{"{COMPONENT}":"kcm","{COMPONENT}":"x"}}}},"spec":{{}}}}"#),
+        format!(
+            r#"{{{kind},"metadata":{{"labels":{{"k0rdent.mirantis.com\/component":"k\u0063m"}}}},"spec":{{"region":"r\u0031"}}}}"#
+        ),
+        format!(r#"{{{kind},"metadata":{{"namespace":"team-a"}},"spec":{{{az},"namespace":""}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"namespace":"team-a"}},"spec":{{{az},"namespace":null}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"namespace":"team-a"}},"spec":{{{az},"namespace":5}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{}},"spec":{{{az}}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"namespace":""}},"spec":{{{az}}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"name":"x"}},"metadata":{{"namespace":"team-b"}},"spec":{{{az}}}}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"deletionTimestamp":"2026-01-01T00:00:00Z"}},"spec":{{}}}}"#),
+        format!(r#"{{{kind},"metadata":{{"deletionTimestamp":null}},"spec":{{"identityRef":[]}}}}"#),
+        format!(r#"{{{kind},"spec":{{"region":"{}"}}}}"#, "r".repeat(64)),
+    ];
+    let got: Vec<String> = cases.iter().map(|c| patch_text_for(c, Some("team-ns"), &e)).collect();
+    let want = [
+        r#"[{"op":"add","path":"/metadata","value":{"labels":{"k0rdent.mirantis.com/component":"kcm","k0rdent.mirantis.com/region":"r1"}}}]"#,
+        r#"[{"op":"add","path":"/metadata","value":{"labels":{"k0rdent.mirantis.com/component":"kcm","k0rdent.mirantis.com/region":"r1"}}}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}}]"#,
+        r#"[{"op":"replace","path":"/metadata/labels/k0rdent.mirantis.com~1component","value":"kcm"},{"op":"replace","path":"/metadata/labels/k0rdent.mirantis.com~1region","value":"r1"}]"#,
+        r#"[{"op":"remove","path":"/metadata/labels/k0rdent.mirantis.com~1region"}]"#,
+        r#"[]"#,
+        r#"[{"op":"replace","path":"/metadata/labels/k0rdent.mirantis.com~1component","value":"kcm"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels/k0rdent.mirantis.com~1region","value":"r1"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-a"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-a"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-a"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-ns"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-ns"}]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}},{"op":"add","path":"/spec/identityRef/namespace","value":"team-b"}]"#,
+        r#"[]"#,
+        r#"[{"op":"add","path":"/metadata/labels","value":{"k0rdent.mirantis.com/component":"kcm"}}]"#,
+        r#"[{"op":"add","path":"/metadata","value":{"labels":{"k0rdent.mirantis.com/component":"kcm"}}}]"#,
+    ];
+    assert_eq!(got, want);
+}

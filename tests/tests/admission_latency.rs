@@ -2,13 +2,18 @@
 //! records for our webhook while a load of server-side applies of Credentials runs, next to the same
 //! load without the webhook registered — the added latency a user feels.
 //!
-//! One cluster (tests/kube-test-cluster), the webhook in-process in live mode with the shipped RBAC
-//! and webhook configurations. Each phase applies `CREDENTIALS` new Credentials and then changes
-//! each once (`spec.description`), from `WORKERS` concurrent clients. Reported per phase, as one
-//! `BENCH-ADMISSION {json}` line: the client-side latency of each apply (exact), and from the
-//! apiserver's own histograms (`apiserver_request_duration_seconds` for the applies,
-//! `apiserver_admission_webhook_admission_duration_seconds` for our two webhooks) the quantiles,
-//! interpolated inside the histogram's buckets as Prometheus' `histogram_quantile` does.
+//! One cluster (tests/kube-test-cluster). Phases, each under the same load: no webhook registered;
+//! the ceiling (`bare-webhook`, tests/src/bin/bare-webhook.rs: a constant "allowed" on the webhook's
+//! stack, in its own process) registered under our webhooks' names, i.e. what any webhook costs the
+//! apiserver on this machine; our webhook (live mode, the shipped RBAC and webhook configurations) on a
+//! runtime of its own, as in its own process; the ceiling again (drift of the machine over the run).
+//! Each phase applies `CREDENTIALS` new Credentials and then changes each once (`spec.description`),
+//! from `WORKERS` concurrent clients. Reported per phase, as one `BENCH-ADMISSION {json}` line: the
+//! client-side latency of each apply (exact), from the apiserver's own histograms
+//! (`apiserver_request_duration_seconds` for the applies,
+//! `apiserver_admission_webhook_admission_duration_seconds` for the two registered webhooks) the
+//! quantiles, interpolated inside the histogram's buckets as Prometheus' `histogram_quantile` does, and
+//! for our webhook its own decision time (`credential_webhook_admission_duration_seconds`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -16,11 +21,12 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use credential_e2e::cluster::{metric_sum, shipped_webhook_configurations};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use support::real::{register_shipped_webhook, start_cluster, start_shipped_webhook};
-use support::{SYS, eventually_async};
+use support::real::{register_shipped_webhook, shipped_webhook_token, start_cluster};
+use support::{LiveWebhook, SYS, eventually_async, start_live_webhook};
 
 /// Credentials created (then updated) per phase.
 const CREDENTIALS: usize = 300;
@@ -135,63 +141,153 @@ fn client_summary(sorted: &[u64]) -> Value {
 }
 
 /// One phase: the load, the client's latencies and the apiserver's histograms over exactly it.
-async fn phase(c: &credential_e2e::KubeCluster, label: &str, prefix: &str, webhook: bool) -> Value {
+async fn phase(c: &credential_e2e::KubeCluster, label: &str, prefix: &str, webhook: Option<&LiveWebhook>) -> Value {
     let request = |t: &str| {
         buckets(t, "apiserver_request_duration_seconds", &[("resource", "credentials"), ("verb", "APPLY")], &[])
     };
     let hook = |t: &str, kind: &str| {
         buckets(t, "apiserver_admission_webhook_admission_duration_seconds", &[("type", kind)], &WEBHOOKS)
     };
+    // Our webhook's own decision time, both endpoints (seconds, its own buckets).
+    let own = |hook: Option<&LiveWebhook>| {
+        hook.map(|h| buckets(&h.metrics.encode(), "credential_webhook_admission_duration_seconds", &[], &[]))
+    };
+    let registered = !label.starts_with("without");
     let before = c.metrics().await.unwrap();
+    let own_before = own(webhook);
     let started = Instant::now();
     let took = load(c.client().await.unwrap(), prefix).await;
     let wall = started.elapsed();
     let after = c.metrics().await.unwrap();
     let mut out = json!({
         "label": label,
-        "webhook_registered": webhook,
+        "webhook_registered": registered,
         "credentials": CREDENTIALS,
         "workers": WORKERS,
         "wall_s": wall.as_secs_f64(),
         "client": client_summary(&took),
         "apiserver_request": summary(&delta(&request(&after), &request(&before))),
     });
-    if webhook {
+    if registered {
         out["webhook_validating"] = summary(&delta(&hook(&after, "validating"), &hook(&before, "validating")));
         out["webhook_mutating"] = summary(&delta(&hook(&after, "admit"), &hook(&before, "admit")));
     }
+    if let (Some(after), Some(before)) = (own(webhook), own_before) {
+        out["webhook_own_decision"] = summary(&delta(&after, &before));
+    }
     out
+}
+
+/// Calls the apiserver has made to webhooks of our names (both types), from its histogram.
+async fn webhook_calls(c: &credential_e2e::KubeCluster) -> f64 {
+    let text = c.metrics().await.unwrap();
+    let all = buckets(&text, "apiserver_admission_webhook_admission_duration_seconds", &[], &WEBHOOKS);
+    all.last().map_or(0.0, |b| b.1)
+}
+
+/// Reviews our webhook has answered.
+fn answered(hook: &LiveWebhook) -> f64 {
+    metric_sum(&hook.metrics.encode(), "credential_webhook_admission_requests_total", &[])
+}
+
+/// Server-side dry-run applies until the webhooks of our names answer them and it is ours exactly when
+/// `ours` is (the apiserver picks up a changed configuration a moment later).
+async fn until_registered(c: &credential_e2e::KubeCluster, hook: &LiveWebhook, ours: bool) {
+    let probe = credential("probe", "probe").to_string();
+    let what = if ours { "our webhook answers admission" } else { "the ceiling answers admission" };
+    eventually_async(what, Duration::from_secs(60), || async {
+        let (calls, by_us) = (webhook_calls(c).await, answered(hook));
+        let out =
+            c.kubectl_with(&["apply", "--dry-run=server", "-f", "-"], Some(&probe), Duration::from_secs(30)).await;
+        let ok = out.ok().is_some_and(|o| o.success());
+        (ok && webhook_calls(c).await > calls && (answered(hook) > by_us) == ours).then_some(())
+    })
+    .await;
+}
+
+/// The ceiling server as its own process on a free port, serving certificates for 127.0.0.1.
+struct Ceiling {
+    child: std::process::Child,
+    url: String,
+    ca_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Ceiling {
+    fn start() -> Ceiling {
+        let dir = tempfile::tempdir().unwrap();
+        let written = credential_webhook::certs::write_dir(dir.path(), &["127.0.0.1".to_string()]).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bare-webhook"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--tls-cert-file")
+            .arg(&written.tls_cert)
+            .arg("--tls-key-file")
+            .arg(&written.tls_key)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "bare-webhook did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let ca_pem = std::fs::read_to_string(&written.ca_cert).unwrap();
+        Ceiling { child, url: format!("https://127.0.0.1:{port}"), ca_pem, _dir: dir }
+    }
+}
+
+impl Drop for Ceiling {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[tokio::test]
 #[ignore = "benchmark: run by bench/run.sh (a few minutes on a real apiserver)"]
 async fn bench_apiserver_admission_latency() {
     let c = start_cluster("admlat", false, true).await;
-    let hook = start_shipped_webhook(&c).await;
+    // Our webhook on a runtime of its own (two workers, as on a two-CPU node): on the test's
+    // single-threaded runtime it would wait behind the load's own client work.
+    let yaml = c.kubeconfig_yaml_for_token(&shipped_webhook_token(&c).await);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let hook = runtime.spawn(async move { start_live_webhook(&yaml).await }).await.unwrap();
     let identity = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bench-identity", "namespace": SYS},
                           "stringData": {"accessKey": "AKIA", "secretKey": "s"}});
     c.apply(&identity.to_string()).await.unwrap();
+    let ceiling = Ceiling::start();
 
-    // Warm both paths (connections, caches), then measure without, with, and again without the
-    // webhook, so a drift of the machine over the run shows.
+    // Warm each path (connections, caches) before measuring it.
     let _ = load(c.client().await.unwrap(), "warm").await;
-    let without = phase(&c, "without-webhook", "plain", false).await;
+    let without = phase(&c, "without-webhook", "plain", None).await;
+
+    let register_ceiling = || async {
+        c.apply(&shipped_webhook_configurations(&ceiling.url, &ceiling.ca_pem).await.unwrap()).await.unwrap();
+        until_registered(&c, &hook, false).await;
+    };
+    register_ceiling().await;
+    let _ = load(c.client().await.unwrap(), "warm-ceiling").await;
+    let bare = phase(&c, "ceiling", "bare", None).await;
+
     register_shipped_webhook(&c, &hook).await;
-    let probe = credential("probe", "probe").to_string();
-    eventually_async("the webhook judges requests", Duration::from_secs(60), || async {
-        let out =
-            c.kubectl_with(&["apply", "--dry-run=server", "-f", "-"], Some(&probe), Duration::from_secs(30)).await;
-        out.ok().filter(|o| o.success()).map(|_| ())
-    })
-    .await;
+    until_registered(&c, &hook, true).await;
     let _ = load(c.client().await.unwrap(), "warm-hooked").await;
-    let with = phase(&c, "with-webhook", "hooked", true).await;
+    let with = phase(&c, "with-webhook", "hooked", Some(&hook)).await;
     let served = hook.metrics.encode();
     assert!(
         served.contains("credential_webhook_admission_requests_total{webhook=\"validate\",kind=\"Credential\",operation=\"CREATE\",decision=\"allowed\"}"),
         "the webhook answered the load: {served}"
     );
-    for p in [without, with] {
+
+    // The ceiling again: how far the machine drifted over the run.
+    register_ceiling().await;
+    let _ = load(c.client().await.unwrap(), "warm-ceiling-2").await;
+    let bare_again = phase(&c, "ceiling-again", "bare2", None).await;
+
+    for p in [without, bare, with, bare_again] {
         println!("BENCH-ADMISSION {p}");
     }
+    hook.stop.cancel();
+    drop(hook);
+    runtime.shutdown_background();
 }

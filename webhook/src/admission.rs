@@ -972,7 +972,7 @@ impl Admission {
                     && matches!(operation, Operation::Create | Operation::Update | Operation::Delete)
                     && self.sink.enabled()
                 {
-                    let whole = |o: Option<&AdmittedObject<'_>>| o.map(|o| Arc::new(o.value().clone()));
+                    let whole = |o: Option<&AdmittedObject<'_>>| o.map(|o| Arc::new(o.to_value()));
                     self.sink.admitted(AdmittedChange {
                         uid: uid.to_string(),
                         operation,
@@ -993,9 +993,9 @@ fn request_name<'a>(req: &'a RequestIn<'_>, objects: &'a Objects<'_>) -> Cow<'a,
     if let Some(n) = req.name.as_deref().filter(|s| !s.is_empty()) {
         return Cow::Borrowed(n);
     }
-    let meta = objects.object.as_ref().or(objects.old.as_ref()).and_then(|o| o.value().get("metadata"));
-    let name = meta.and_then(|m| m.get("name").or_else(|| m.get("generateName"))).and_then(Value::as_str);
-    Cow::Borrowed(name.unwrap_or_default())
+    let meta = objects.object.as_ref().or(objects.old.as_ref()).and_then(|o| o.at(&["metadata"]));
+    let name = meta.and_then(|m| m.get("name").or_else(|| m.get("generateName"))).and_then(|n| n.as_str());
+    name.unwrap_or_default()
 }
 
 #[cfg(test)]

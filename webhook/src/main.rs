@@ -11,20 +11,36 @@ use credential_webhook::metrics::Metrics;
 use credential_webhook::server::{ServerBuilder, shutdown_on_signals};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("--log-level {:?}", cli.log_level))?;
+    // `serve` writes its lines on a writer thread through a buffer: a request never waits for
+    // write(2), and lines that pile up under load leave in one write. Nothing is dropped (not lossy: a
+    // full queue waits); the guard flushes what is queued when main returns. The one-shot commands
+    // write straight to stdout, in order with what they print.
+    let (writer, _log_guard) = if matches!(cli.command, Command::Serve(_)) {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .thread_name("log-writer")
+            .finish(std::io::BufWriter::new(std::io::stdout()));
+        (BoxMakeWriter::new(writer), Some(guard))
+    } else {
+        (BoxMakeWriter::new(std::io::stdout), None)
+    };
     match cli.log_format {
         // Our JSON lines: list fields (finding codes) are arrays, not strings.
         LogFormat::Json => tracing_subscriber::fmt()
             .event_format(credential_webhook::logjson::JsonLines)
             .with_env_filter(filter)
+            .with_writer(writer)
             .init(),
         // Colour only on a terminal: piped text logs (kubectl logs, files) stay plain.
         LogFormat::Text => tracing_subscriber::fmt()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .with_env_filter(filter)
+            .with_writer(writer)
             .init(),
     }
     match cli.command {

@@ -13,7 +13,7 @@ pub mod object;
 pub mod provider_interface;
 pub mod region;
 
-pub use object::AdmittedObject;
+pub use object::{AdmittedObject, JsonText};
 pub(crate) mod support;
 
 /// The admission operation.

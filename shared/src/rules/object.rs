@@ -4,7 +4,7 @@
 //! Why not a `serde_json::Value`: building a tree of maps and strings for the whole object (managed
 //! fields, last-applied annotation and all) cost more than every rule together, while the rules read
 //! a few fields. A `Value` is still built, once, where a rule needs one: when a typed read fails (the
-//! finding then names the field exactly as before) and for mutation, which patches the tree.
+//! finding then names the field exactly as before). Mutation reads members as text ([`JsonText`]).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -22,7 +22,7 @@ use crate::rules::support::parse;
 #[derive(Debug)]
 pub struct AdmittedObject<'a> {
     text: Cow<'a, str>,
-    /// Where `metadata` and `spec` are in `text` (each when present and not null); `None` when the
+    /// Where `metadata` and `spec` are in `text` (each when present, `null` too); `None` when the
     /// text is not an object with at most one of each, so the accessors read the `Value` instead and
     /// say what they always said about such input.
     head: OnceLock<Option<Head>>,
@@ -60,9 +60,9 @@ impl<'a> AdmittedObject<'a> {
     fn head(&self) -> Option<&Head> {
         #[derive(Deserialize)]
         struct Members<'t> {
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "present")]
             metadata: Option<&'t RawValue>,
-            #[serde(borrow, default)]
+            #[serde(borrow, default, deserialize_with = "present")]
             spec: Option<&'t RawValue>,
         }
         let text = &*self.text;
@@ -81,6 +81,15 @@ impl<'a> AdmittedObject<'a> {
     /// The whole object as a `Value`, built on first use.
     pub fn value(&self) -> &Value {
         self.value.get_or_init(|| parse_value(&self.text))
+    }
+
+    /// A `Value` of the object to keep: a copy of the one built already, else parsed from the text
+    /// without keeping one here.
+    pub fn to_value(&self) -> Value {
+        match self.value.get() {
+            Some(v) => v.clone(),
+            None => parse_value(&self.text),
+        }
     }
 
     /// The object as a `Value`, consuming it (no copy when it was built already).
@@ -112,34 +121,32 @@ impl<'a> AdmittedObject<'a> {
 
     /// The non-empty string at `path` (object members only, like a JSON pointer without indexes).
     pub fn str_at(&self, path: &[&str]) -> Option<Cow<'_, str>> {
-        let Some((metadata, spec)) = self.parts() else {
-            let mut v = self.value();
-            for key in path {
-                v = v.get(*key)?;
-            }
-            return v.as_str().filter(|s| !s.is_empty()).map(Cow::Borrowed);
-        };
-        let (first, rest) = path.split_first()?;
-        let mut text = match *first {
-            "metadata" => metadata?,
-            "spec" => spec?,
-            other => member(&self.text, other)?,
+        self.at(path)?.as_str().filter(|s| !s.is_empty())
+    }
+
+    /// The value at `path` (object members only, like a JSON pointer without indexes) as JSON text,
+    /// `None` when a member on the way is absent or not an object; what `Value::pointer` finds, a
+    /// `null` too, without building a `Value`.
+    pub fn at(&self, path: &[&str]) -> Option<JsonText<'_>> {
+        let whole = JsonText(&self.text);
+        let Some((first, rest)) = path.split_first() else { return Some(whole) };
+        // `metadata` and `spec` are located once per object; other members are looked up in the text
+        // (which also answers as the `Value` does when the head could not be read: last duplicate wins,
+        // no members in a non-object).
+        let mut v = match (self.parts(), *first) {
+            (Some((metadata, _)), "metadata") => JsonText(metadata?),
+            (Some((_, spec)), "spec") => JsonText(spec?),
+            _ => whole.get(first)?,
         };
         for key in rest {
-            text = member(text, key)?;
+            v = v.get(key)?;
         }
-        let s = serde_json::from_str::<Cow<'_, str>>(text).ok()?;
-        (!s.is_empty()).then_some(s)
+        Some(v)
     }
 
     /// Whether `metadata.deletionTimestamp` is set (the object is being deleted).
     pub fn is_deleting(&self) -> bool {
-        match self.parts() {
-            Some((metadata, _)) => {
-                metadata.and_then(|m| member(m, "deletionTimestamp")).is_some_and(|t| t != "null" && t != "\"\"")
-            }
-            None => crate::rules::support::is_deleting(self.value()),
-        }
+        self.at(&["metadata", "deletionTimestamp"]).is_some_and(JsonText::is_set)
     }
 
     /// Whether `spec` is the same in both objects (absent on both counts as the same).
@@ -150,7 +157,8 @@ impl<'a> AdmittedObject<'a> {
             (Some((_, Some(a))), Some((_, Some(b)))) => {
                 a == b || serde_json::from_str::<Value>(a).ok() == serde_json::from_str::<Value>(b).ok()
             }
-            // An absent spec and `spec: null` differ as values; only the `Value` tells them apart.
+            // Absent on both is the same; absent on one only is not. Unreadable heads ask the `Value`.
+            (Some((_, a)), Some((_, b))) => a.is_none() && b.is_none(),
             _ => self.value().get("spec") == other.value().get("spec"),
         }
     }
@@ -161,6 +169,52 @@ impl<'a> AdmittedObject<'a> {
         let part = |r: &Option<Range<usize>>| r.clone().map(|r| &self.text[r]);
         Some((part(&head.metadata), part(&head.spec)))
     }
+}
+
+/// The JSON text of one value inside an [`AdmittedObject`] (see [`AdmittedObject::at`]): members and
+/// strings read straight from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonText<'t>(&'t str);
+
+impl<'t> JsonText<'t> {
+    /// Member `key` (the last one if repeated, as a `Value` keeps); `None` when absent or this is not
+    /// an object.
+    pub fn get(self, key: &str) -> Option<JsonText<'t>> {
+        member(self.0, key).map(JsonText)
+    }
+
+    /// Members `keys`, in one walk over this object (see [`JsonText::get`]); all `None` when this is
+    /// not an object.
+    pub fn get_many<const N: usize>(self, keys: [&str; N]) -> [Option<JsonText<'t>>; N] {
+        members(self.0, keys).unwrap_or([None; N]).map(|m| m.map(JsonText))
+    }
+
+    /// Whether this is set as a timestamp is (neither `null` nor empty): `metadata.deletionTimestamp`.
+    pub fn is_set(self) -> bool {
+        !matches!(self.0, "null" | "\"\"")
+    }
+
+    pub fn is_object(self) -> bool {
+        self.0.trim_start().starts_with('{')
+    }
+
+    /// The string this is, `None` when it is not a string (borrowed unless it has escapes).
+    pub fn as_str(self) -> Option<Cow<'t, str>> {
+        match serde_json::from_str::<&str>(self.0) {
+            Ok(s) => Some(Cow::Borrowed(s)),
+            Err(_) => serde_json::from_str::<String>(self.0).ok().map(Cow::Owned),
+        }
+    }
+
+    /// The JSON text as sent.
+    pub fn text(self) -> &'t str {
+        self.0
+    }
+}
+
+/// Reads a member that is there, `null` too (an `Option` field alone would read `null` as absent).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
 }
 
 fn parse_value(text: &str) -> Value {
@@ -177,27 +231,56 @@ fn range_in(text: &str, part: &RawValue) -> Range<usize> {
 /// The JSON text of member `key` of the object `text` (the last one if repeated, as a `Value` keeps),
 /// `None` when absent or `text` is not an object.
 fn member<'t>(text: &'t str, key: &str) -> Option<&'t str> {
-    struct Member<'k>(&'k str);
-    impl<'de> Visitor<'de> for Member<'_> {
-        type Value = Option<&'de RawValue>;
+    let [found] = members(text, [key])?;
+    found
+}
+
+/// The JSON text of each of `keys` in the object `text`, found in one walk over it (as [`member`]
+/// finds each); `None` when `text` is not an object.
+fn members<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> Option<[Option<&'t str>; N]> {
+    struct Members<'k, const N: usize>([&'k str; N]);
+    impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
+        type Value = [Option<&'de str>; N];
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an object")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut found = None;
-            while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-                if k == self.0 {
-                    found = Some(map.next_value::<&'de RawValue>()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+            let mut found = [None; N];
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                match self.0.iter().position(|want| *want == k) {
+                    Some(i) => found[i] = Some(map.next_value::<&'de RawValue>()?.get()),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
             Ok(found)
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let found = (&mut de).deserialize_map(Member(key)).ok()??;
-    Some(found.get())
+    (&mut de).deserialize_map(Members(keys)).ok()
+}
+
+/// A member name, borrowed from the text unless it has escapes (serde's own `Cow<str>` always copies).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +315,7 @@ mod tests {
             json!({"metadata": {"deletionTimestamp": ""}}),
             json!({"metadata": {"deletionTimestamp": 5}}),
             json!({"metadata": 5, "spec": {"region": ""}}),
+            json!({"metadata": null, "spec": null}),
             json!({}),
             json!([1, 2]),
             json!("text"),
@@ -241,6 +325,11 @@ mod tests {
             assert_eq!(o.is_deleting(), crate::rules::support::is_deleting(&v), "{v}");
             let want = v.pointer("/spec/region").and_then(Value::as_str).filter(|s| !s.is_empty());
             assert_eq!(o.str_at(&["spec", "region"]).as_deref(), want, "{v}");
+            for path in [&["metadata"][..], &["spec"], &["spec", "region"], &["metadata", "deletionTimestamp"]] {
+                let pointer = format!("/{}", path.join("/"));
+                let got = o.at(path).map(|t| serde_json::from_str::<Value>(t.text()).unwrap());
+                assert_eq!(got.as_ref(), v.pointer(&pointer), "{v} at {pointer}");
+            }
             let typed = o.parse::<Credential>("Credential", "X").map_err(|f| f.message);
             assert_eq!(typed, parse::<Credential>(&v, "Credential", "X").map_err(|f| f.message), "{v}");
         }
