@@ -23,6 +23,8 @@ fn main() -> anyhow::Result<()> {
     let (writer, _log_guard) = if matches!(cli.command, Command::Serve(_)) {
         let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
             .lossy(false)
+            // The default queue (128,000 lines) is allocated up front: about 4 MiB of RSS for nothing.
+            .buffered_lines_limit(4096)
             .thread_name("log-writer")
             .finish(std::io::BufWriter::new(std::io::stdout()));
         (BoxMakeWriter::new(writer), Some(guard))
