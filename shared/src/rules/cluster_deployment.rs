@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::ClusterDeployment;
 use crate::rules::codes::*;
-use crate::rules::support::{is_deleting, object_of, str_at};
+use crate::rules::support::{is_deleting, object_of, pointer, str_at};
 use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
@@ -68,7 +68,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
             format!("{id}: {cred_id} is being deleted"),
             "use another Credential",
         ));
-    } else if cred.pointer("/status/ready").and_then(Value::as_bool) != Some(true) {
+    } else if pointer(&cred, "/status/ready").and_then(Value::as_bool) != Some(true) {
         let why = ready_message(&cred).map(|m| format!(" ({m})")).unwrap_or_default();
         out.push(Finding::deny(
             CD_CREDENTIAL_NOT_READY,
@@ -91,7 +91,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
             format!("create Region {region} first, or set spec.credential to a Credential of an existing Region"),
         ));
     }
-    if cred.pointer("/spec/identityRef").is_none_or(Value::is_null) {
+    if pointer(&cred, "/spec/identityRef").is_none_or(Value::is_null) {
         out.push(Finding::deny(
             CD_CREDENTIAL_NO_IDENTITY_REF,
             "spec.credential",
@@ -117,7 +117,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
 }
 
 fn ready_message(cred: &Value) -> Option<String> {
-    let conds = cred.pointer("/status/conditions").and_then(Value::as_array)?;
+    let conds = pointer(&cred, "/status/conditions").and_then(Value::as_array)?;
     let c = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("CredentialReady"))?;
     let msg = c.get("message").and_then(Value::as_str).filter(|s| !s.is_empty())?;
     Some(format!("CredentialReady: {msg}"))
@@ -137,7 +137,7 @@ fn check_region_change(
     // The old region: from the old Credential, else what KCM recorded on the cluster (status.region).
     let old_region = match estate.get(&Cluster::Management, &Gvk::credential(), Some(ns), old_name) {
         Some(c) => str_at(&c, "/spec/region").map(str::to_string),
-        None => match old_cd.and_then(|o| o.pointer("/status/region")) {
+        None => match old_cd.and_then(|o| pointer(o, "/status/region")) {
             Some(v) => v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
             None => return, // cannot tell where the cluster lives: do not guess
         },

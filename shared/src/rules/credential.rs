@@ -12,7 +12,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{Credential, ObjectReference, labels};
 use crate::rules::codes::*;
-use crate::rules::support::{count, is_deleting, name_list, object_of, str_at};
+use crate::rules::support::{count, is_deleting, name_list, object_of, pointer, str_at};
 use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 /// KCM's limit on the name part of a label key (`credential.<namespace>.<name>`).
@@ -44,7 +44,7 @@ pub fn match_provider_interface(estate: &dyn Estate, cluster: &Cluster, identity
     let mut kind_only = None;
     for pi in estate.list(cluster, &Gvk::provider_interface(), None) {
         let name = str_at(&pi, "/metadata/name").unwrap_or_default();
-        let entries = pi.pointer("/spec/clusterIdentities").and_then(Value::as_array);
+        let entries = pointer(&pi, "/spec/clusterIdentities").and_then(Value::as_array);
         for entry in entries.into_iter().flatten() {
             let field = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default();
             if field("kind") != identity.kind {
@@ -188,8 +188,7 @@ fn check_region(op: Operation, estate: &dyn Estate, id: &str, r: &str, out: &mut
         }
         return;
     }
-    let ready = obj
-        .pointer("/status/conditions")
+    let ready = pointer(&obj, "/status/conditions")
         .and_then(Value::as_array)
         .and_then(|conds| conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready")))
         .map(|c| {

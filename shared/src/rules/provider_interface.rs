@@ -14,7 +14,7 @@ use crate::finding::Finding;
 use crate::gvk::Gvk;
 use crate::model::{ClusterIdentity, ProviderInterface};
 use crate::rules::codes::*;
-use crate::rules::support::{count, name_list, object_of, str_at};
+use crate::rules::support::{count, name_list, object_of, pointer, str_at};
 use crate::rules::{AdmissionInput, AdmittedObject, Operation};
 
 pub fn validate(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Finding> {
@@ -282,7 +282,7 @@ fn check_declared_elsewhere(
         if other_name == name {
             continue;
         }
-        let entries = other.pointer("/spec/clusterIdentities").and_then(Value::as_array);
+        let entries = pointer(&other, "/spec/clusterIdentities").and_then(Value::as_array);
         for entry in entries.into_iter().flatten() {
             let Ok(theirs) = serde_json::from_value::<ClusterIdentity>(entry.clone()) else { continue };
             let gvk = theirs.gvk();
@@ -341,7 +341,7 @@ fn declared_by(pi: &AdmittedObject<'_>) -> Vec<Gvk> {
 }
 
 fn declared_gvks(pi: &Value) -> Vec<Gvk> {
-    let entries = pi.pointer("/spec/clusterIdentities").and_then(Value::as_array);
+    let entries = pointer(&pi, "/spec/clusterIdentities").and_then(Value::as_array);
     entries
         .into_iter()
         .flatten()

@@ -43,12 +43,37 @@ fn or_object(field: &str) -> &str {
 
 /// Whether the object carries `metadata.deletionTimestamp` (it is being deleted).
 pub fn is_deleting(obj: &Value) -> bool {
-    obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+    pointer(obj, "/metadata/deletionTimestamp").is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
 }
 
 /// The non-empty string at a JSON pointer.
-pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+pub fn str_at<'a>(obj: &'a Value, at: &str) -> Option<&'a str> {
+    pointer(obj, at).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// What `Value::pointer` finds, without its allocations: it copies every token to unescape `~1` and
+/// `~0`, which made the rules' lookups on cached objects a tenth of a review's cost. Tokens here are
+/// borrowed; a pointer holding `~` goes to `Value::pointer`.
+pub fn pointer<'a>(value: &'a Value, at: &str) -> Option<&'a Value> {
+    if at.contains('~') {
+        return value.pointer(at);
+    }
+    if at.is_empty() {
+        return Some(value);
+    }
+    at.strip_prefix('/')?.split('/').try_fold(value, |target, token| match target {
+        Value::Object(map) => map.get(token),
+        Value::Array(list) => array_index(token).and_then(|i| list.get(i)),
+        _ => None,
+    })
+}
+
+/// An array index as `Value::pointer` reads one (no sign, no leading zero).
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// `a, b, c` or `a, b, ... (and 7 more)` for at most [`MAX_LISTED`] names.
@@ -107,6 +132,38 @@ mod tests {
         assert_eq!(name_list(&names[..2]), "n0, n1");
         assert_eq!(count(1, "Credential"), "1 Credential");
         assert_eq!(count(2, "Credential"), "2 Credentials");
+    }
+
+    #[test]
+    fn pointer_finds_what_value_pointer_finds() {
+        let v = json!({"metadata": {"name": "c", "a/b": 1, "m~n": 2, "": {"": 3}},
+                       "spec": {"list": [{"x": "0"}, {"x": "1"}], "null": null, "s": "t"}});
+        for at in [
+            "",
+            "/",
+            "/metadata",
+            "/metadata/name",
+            "/metadata/a~1b",
+            "/metadata/m~0n",
+            "/metadata//",
+            "/metadata/",
+            "metadata",
+            "/spec/list/0/x",
+            "/spec/list/1",
+            "/spec/list/01",
+            "/spec/list/+1",
+            "/spec/list/2",
+            "/spec/list/x",
+            "/spec/list/-1",
+            "/spec/null",
+            "/spec/null/x",
+            "/spec/s/0",
+            "/missing/x",
+            "/spec/s",
+        ] {
+            assert_eq!(pointer(&v, at), v.pointer(at), "{at:?}");
+        }
+        assert_eq!(pointer(&json!([5, 6]), "/1"), Some(&json!(6)));
     }
 
     #[test]
