@@ -117,7 +117,7 @@ fn validate_write(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findin
 }
 
 fn ready_message(cred: &Value) -> Option<String> {
-    let conds = pointer(&cred, "/status/conditions").and_then(Value::as_array)?;
+    let conds = pointer(cred, "/status/conditions").and_then(Value::as_array)?;
     let c = conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("CredentialReady"))?;
     let msg = c.get("message").and_then(Value::as_str).filter(|s| !s.is_empty())?;
     Some(format!("CredentialReady: {msg}"))

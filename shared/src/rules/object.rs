@@ -36,6 +36,15 @@ struct Head {
     spec: Option<Range<usize>>,
 }
 
+/// The `metadata` and `spec` members of an object as serde reads them (refused when repeated).
+#[derive(Deserialize)]
+struct HeadMembers<'t> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    metadata: Option<&'t RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    spec: Option<&'t RawValue>,
+}
+
 impl<'a> AdmittedObject<'a> {
     /// The object whose JSON text is `raw` (borrowed from the request body).
     pub fn from_raw(raw: &'a RawValue) -> Self {
@@ -58,19 +67,13 @@ impl<'a> AdmittedObject<'a> {
 
     /// Where `metadata` and `spec` are, found on first use (a typed read alone does not need it).
     fn head(&self) -> Option<&Head> {
-        #[derive(Deserialize)]
-        struct Members<'t> {
-            #[serde(borrow, default, deserialize_with = "present")]
-            metadata: Option<&'t RawValue>,
-            #[serde(borrow, default, deserialize_with = "present")]
-            spec: Option<&'t RawValue>,
-        }
         let text = &*self.text;
         let read = || {
-            let m = serde_json::from_str::<Members<'_>>(text).ok()?;
+            let m = serde_json::from_str::<HeadMembers<'_>>(text).ok()?;
             Some(Head { metadata: m.metadata.map(|r| range_in(text, r)), spec: m.spec.map(|r| range_in(text, r)) })
         };
-        self.head.get_or_init(|| if self.is_object() { read() } else { None }).as_ref()
+        // The scan settles the usual object; serde reads the rest (escaped or repeated member names).
+        self.head.get_or_init(|| if self.is_object() { scan_head(text).unwrap_or_else(read) } else { None }).as_ref()
     }
 
     /// The JSON text as sent.
@@ -212,6 +215,108 @@ impl<'t> JsonText<'t> {
     }
 }
 
+/// Where `metadata` and `spec` are in `text`, a JSON object already read as valid JSON (the review
+/// was decoded, or the text printed from a `Value`): a scan of its top-level members that skips
+/// strings with a vectorised search, several times faster than serde walking the same text. `None`
+/// when the scan cannot be sure of serde's answer (a member name with an escape, `metadata` or
+/// `spec` more than once): [`AdmittedObject::head`] then asks serde.
+fn scan_head(text: &str) -> Option<Option<Head>> {
+    let b = text.as_bytes();
+    let mut head = Head { metadata: None, spec: None };
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(Some(head));
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        if key.contains(&b'\\') {
+            return None;
+        }
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(b, i + 1);
+        let end = value_end(b, start)?;
+        let slot = match key {
+            b"metadata" => Some(&mut head.metadata),
+            b"spec" => Some(&mut head.spec),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(start..end);
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return Some(Some(head)),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// The index after the string that opens at `b[start]` (a `"`).
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i] == b'"' {
+            return Some(i + 1);
+        }
+        i += 2; // an escape: `\` and the character it escapes
+    }
+}
+
+/// The index after the value that starts at `b[start]`.
+fn value_end(b: &[u8], start: usize) -> Option<usize> {
+    match b.get(start)? {
+        b'"' => string_end(b, start),
+        b'{' | b'[' => {
+            let (mut depth, mut i) = (0usize, start);
+            loop {
+                match b.get(i)? {
+                    b'"' => {
+                        i = string_end(b, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        // A number, `true`, `false` or `null`: up to the next delimiter.
+        _ => {
+            let len = b[start..].iter().position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'));
+            Some(start + len.unwrap_or(b.len() - start))
+        }
+    }
+}
+
 /// Reads a member that is there, `null` too (an `Option` field alone would read `null` as absent).
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&'de RawValue>::deserialize(d).map(Some)
@@ -333,6 +438,63 @@ mod tests {
             let typed = o.parse::<Credential>("Credential", "X").map_err(|f| f.message);
             assert_eq!(typed, parse::<Credential>(&v, "Credential", "X").map_err(|f| f.message), "{v}");
         }
+    }
+
+    #[test]
+    fn the_scan_finds_what_serde_finds() {
+        // What serde reads, (metadata, spec) texts; None when it refuses.
+        fn by_serde(text: &str) -> Option<(Option<&str>, Option<&str>)> {
+            let m = serde_json::from_str::<HeadMembers<'_>>(text).ok()?;
+            Some((m.metadata.map(RawValue::get), m.spec.map(RawValue::get)))
+        }
+        let texts = [
+            r#"{}"#,
+            r#" { } "#,
+            r#"{"metadata":{"name":"c"},"spec":{"region":"r"}}"#,
+            "{ \"kind\" : \"Credential\" ,\n\t\"metadata\" :\r {\"a\": [1, {\"b\": \"}]\"}]} , \"spec\": null }",
+            r#"{"spec":"text with \" quote and \\ and }{ ][","metadata":5,"status":{"x":[[],{}]}}"#,
+            r#"{"metadata":{"annotations":{"last":"{\"spec\":{\"a\":1}}\n"}},"spec":[true,false,null,-1.5e3]}"#,
+            r#"{"n":-0.5,"t":true,"f":false,"z":null,"spec":12,"metadata":"m"}"#,
+            r#"{"spec":{},"spec":{}}"#,
+            r#"{"metadata":1,"meta\u0064ata":2}"#,
+            r#"{"sp\u0065c":{"a":1}}"#,
+            r#"{"a\\":1,"spec":2}"#,
+            r#"{"\"":"x","spec":"\\"}"#,
+        ];
+        for text in texts {
+            serde_json::from_str::<Value>(text).unwrap();
+            let want = by_serde(text);
+            if let Some(Some(head)) = scan_head(text) {
+                let got = (head.metadata.map(|r| &text[r]), head.spec.map(|r| &text[r]));
+                assert_eq!(Some(got), want, "{text}");
+            }
+            let o = AdmittedObject::from_text(Cow::Borrowed(text), OnceLock::new());
+            assert_eq!(o.parts(), want, "{text}");
+        }
+        // The usual object is settled by the scan alone; escaped or repeated names go to serde.
+        assert!(matches!(scan_head(texts[3]), Some(Some(_))));
+        assert!(scan_head(texts[7]).is_none() && scan_head(texts[8]).is_none());
+        // The fixtures' objects, as the API server sends them.
+        for review in stored_like_objects() {
+            let text = review.to_string();
+            let Some(Some(head)) = scan_head(&text) else { panic!("not scanned: {text}") };
+            let got = (head.metadata.map(|r| &text[r]), head.spec.map(|r| &text[r]));
+            assert_eq!(Some(got), by_serde(&text), "{text}");
+        }
+    }
+
+    /// Objects shaped like a stored Credential (managed fields, last-applied annotation, status).
+    fn stored_like_objects() -> Vec<Value> {
+        vec![
+            json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+                "metadata": {"name": "c", "namespace": "kcm-system",
+                    "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                        "{\"apiVersion\":\"k0rdent.mirantis.com/v1beta1\",\"spec\":{\"region\":\"r\"}}\n"},
+                    "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {".": {}, "f:region": {}}}}]},
+                "spec": {"region": "r", "identityRef": {"kind": "Secret", "name": "s"}},
+                "status": {"ready": true, "conditions": [{"type": "Ready", "status": "True"}]}}),
+            json!({"spec": {"clusterIdentities": [{"group": "g", "version": "v", "kind": "K"}]}, "metadata": {}}),
+        ]
     }
 
     #[test]

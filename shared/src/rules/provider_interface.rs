@@ -341,7 +341,7 @@ fn declared_by(pi: &AdmittedObject<'_>) -> Vec<Gvk> {
 }
 
 fn declared_gvks(pi: &Value) -> Vec<Gvk> {
-    let entries = pointer(&pi, "/spec/clusterIdentities").and_then(Value::as_array);
+    let entries = pointer(pi, "/spec/clusterIdentities").and_then(Value::as_array);
     entries
         .into_iter()
         .flatten()
