@@ -215,21 +215,32 @@ impl<'t> JsonText<'t> {
     }
 }
 
-/// Where `metadata` and `spec` are in `text`, a JSON object already read as valid JSON (the review
-/// was decoded, or the text printed from a `Value`): a scan of its top-level members that skips
-/// strings with a vectorised search, several times faster than serde walking the same text. `None`
-/// when the scan cannot be sure of serde's answer (a member name with an escape, `metadata` or
-/// `spec` more than once): [`AdmittedObject::head`] then asks serde.
+/// Where `metadata` and `spec` are in `text` (see [`scan_members`]); `None` when serde must say.
 fn scan_head(text: &str) -> Option<Option<Head>> {
+    let [metadata, spec] = scan_members(text, ["metadata", "spec"], true)?;
+    Some(Some(Head { metadata, spec }))
+}
+
+/// Where each of `keys` is among the top-level members of `text`, JSON already read as valid (the
+/// review was decoded, or the text printed from a `Value`): a scan that skips strings with a
+/// vectorised search, several times faster than serde walking the same text. A repeated name
+/// counts its last value, or with `refuse_repeats` (what a derived struct does) leaves the answer
+/// to serde. `None` when the scan cannot be sure of serde's answer: not an object, a member name
+/// with an escape, a repeat refused.
+fn scan_members<const N: usize>(
+    text: &str,
+    keys: [&str; N],
+    refuse_repeats: bool,
+) -> Option<[Option<Range<usize>>; N]> {
     let b = text.as_bytes();
-    let mut head = Head { metadata: None, spec: None };
+    let mut found = [const { None }; N];
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
-        return Some(Some(head));
+        return Some(found);
     }
     loop {
         if b.get(i) != Some(&b'"') {
@@ -246,21 +257,16 @@ fn scan_head(text: &str) -> Option<Option<Head>> {
         }
         let start = skip_ws(b, i + 1);
         let end = value_end(b, start)?;
-        let slot = match key {
-            b"metadata" => Some(&mut head.metadata),
-            b"spec" => Some(&mut head.spec),
-            _ => None,
-        };
-        if let Some(slot) = slot {
-            if slot.is_some() {
+        if let Some(k) = keys.iter().position(|k| k.as_bytes() == key) {
+            if refuse_repeats && found[k].is_some() {
                 return None;
             }
-            *slot = Some(start..end);
+            found[k] = Some(start..end);
         }
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(Some(head)),
+            Some(b'}') => return Some(found),
             _ => return None,
         }
     }
@@ -343,6 +349,14 @@ fn member<'t>(text: &'t str, key: &str) -> Option<&'t str> {
 /// The JSON text of each of `keys` in the object `text`, found in one walk over it (as [`member`]
 /// finds each); `None` when `text` is not an object.
 fn members<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> Option<[Option<&'t str>; N]> {
+    match scan_members(text, keys, false) {
+        Some(found) => Some(found.map(|r| r.map(|r| &text[r]))),
+        None => members_by_serde(text, keys),
+    }
+}
+
+/// [`members`] as serde reads them (escaped member names, text that is not an object).
+fn members_by_serde<'t, const N: usize>(text: &'t str, keys: [&str; N]) -> Option<[Option<&'t str>; N]> {
     struct Members<'k, const N: usize>([&'k str; N]);
     impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
         type Value = [Option<&'de str>; N];
@@ -471,6 +485,14 @@ mod tests {
             let o = AdmittedObject::from_text(Cow::Borrowed(text), OnceLock::new());
             assert_eq!(o.parts(), want, "{text}");
         }
+        // Members of any object: the last of a repeated name, as the Value keeps.
+        for text in
+            texts.iter().chain(&[r#"{"a":1,"a":{"b":2},"c":"\u0061"}"#, r#"{"\u0061":1,"a":2}"#, "[1]", "\"a\""])
+        {
+            let keys = ["a", "metadata", "spec", "c"];
+            assert_eq!(members(text, keys), members_by_serde(text, keys), "{text}");
+        }
+        assert_eq!(members(r#"{"a":1,"a":{"b":2}}"#, ["a"]), Some([Some(r#"{"b":2}"#)]));
         // The usual object is settled by the scan alone; escaped or repeated names go to serde.
         assert!(matches!(scan_head(texts[3]), Some(Some(_))));
         assert!(scan_head(texts[7]).is_none() && scan_head(texts[8]).is_none());
