@@ -17,7 +17,8 @@
 # BENCH_PORT_BASE (19400: ports used are base-320..base+60), BENCH_SKIP_CRITERION=1 (reuse the criterion results of an earlier run; for iterating on the load
 # runs), BENCH_ONLY_CEILING=1 (the webhook-against-ceiling runs only, no report), BENCH_BASELINE=PATH (a credential-webhook binary of another commit, run interleaved with
 # this one as `webhook-baseline`: before/after ratios from one run), BENCH_SKIP_APISERVER=1,
-# BENCH_NO_BUILD=1 (with BENCH_ONLY_CEILING=1: use the binaries already built).
+# BENCH_NO_BUILD=1 (with BENCH_ONLY_CEILING=1: use the binaries already built), BENCH_CONFIGS (the
+# ceiling runs' proto:connections:streams list, e.g. "h1:64:1 h2:64:1"), BENCH_ROUNDS (rounds per configuration).
 set -euo pipefail
 
 MODE=full
@@ -52,7 +53,8 @@ else
   SWEEP="10:1 10:100 10:1000 1000:1 1000:100 1000:1000 10000:1 10000:100 10000:1000"
 fi
 # proto:connections:streams-per-connection
-CONFIGS="h1:1:1 h1:16:1 h1:64:1 h2:1:1 h2:16:1 h2:64:1 h2:1:16 h2:1:64"
+CONFIGS=${BENCH_CONFIGS:-"h1:1:1 h1:16:1 h1:64:1 h2:1:1 h2:16:1 h2:64:1 h2:1:16 h2:1:64"}
+ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 
 PIDS=()
 cleanup() {
@@ -195,7 +197,7 @@ for cfg in $CONFIGS; do
     if [[ -n $BASELINE_PID ]]; then
       load "$OUT/ceiling.jsonl" "webhook-baseline" $((P + 47)) "$proto" "$conns" "$streams" "$DUR"
     fi
-    if [[ $cfg == h1:64:1 || $cfg == h2:1:16 ]]; then
+    if [[ $cfg == h1:64:1 || $cfg == h2:64:1 || $cfg == h2:1:16 ]]; then
       load "$OUT/ceiling.jsonl" "webhook-log-warn" $((P + 45)) "$proto" "$conns" "$streams" "$DUR"
     fi
   done
