@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::store::Held;
+
 /// (namespace, name) of an object, ordered like `Estate::list`.
 type Pos = (Option<String>, String);
-type Bucket = BTreeMap<Pos, Arc<Value>>;
+type Bucket = BTreeMap<Pos, Held>;
 
 /// Objects by the values of the fields rules look them up by.
 #[derive(Debug, Default, Clone)]
@@ -33,17 +35,29 @@ fn field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 /// Which index and key an object is filed under (at most one per index).
-enum Slot {
+pub(crate) enum Slot {
     Region(String),
     Identity((String, String)),
     Credential((String, String)),
     ClusterDeployment((String, String)),
 }
 
-fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
-    if group != crate::K0RDENT_GROUP {
-        return Vec::new();
+impl RefIndex {
+    /// Whether objects of `group`/`kind` are filed at all.
+    pub(crate) fn files(group: &str, kind: &str) -> bool {
+        group == crate::K0RDENT_GROUP && matches!(kind, "Credential" | "ClusterDeployment" | "Region")
     }
+
+    /// Where an object is filed, read from its fields.
+    pub(crate) fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
+        if !Self::files(group, kind) {
+            return Vec::new();
+        }
+        slots(kind, namespace, obj)
+    }
+}
+
+fn slots(kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
     let mut out = Vec::new();
     match kind {
         "Credential" => {
@@ -73,14 +87,15 @@ fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<S
 }
 
 fn matches(bucket: Option<&Bucket>) -> Vec<Arc<Value>> {
-    bucket.map(|b| b.values().cloned().collect()).unwrap_or_default()
+    bucket.map(|b| b.values().filter_map(Held::value).collect()).unwrap_or_default()
 }
 
 impl RefIndex {
-    /// Files a stored object. Call [`RefIndex::remove`] with the object it replaces first.
-    pub fn add(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str, obj: &Arc<Value>) {
+    /// Files a stored object under `slots` ([`RefIndex::slots`] of it). Unfile the object it
+    /// replaces first.
+    pub(crate) fn add(&mut self, slots: Vec<Slot>, namespace: Option<&str>, name: &str, obj: &Held) {
         let pos: Pos = (namespace.filter(|s| !s.is_empty()).map(str::to_string), name.to_string());
-        for slot in slots(group, kind, namespace, obj) {
+        for slot in slots {
             let bucket = match slot {
                 Slot::Region(k) => self.credentials_by_region.entry(k).or_default(),
                 Slot::Identity(k) => self.credentials_by_identity.entry(k).or_default(),
@@ -91,8 +106,8 @@ impl RefIndex {
         }
     }
 
-    /// Unfiles an object that was stored as `obj` (the stored version: its fields say where it is filed).
-    pub fn remove(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str, obj: &Value) {
+    /// Unfiles an object filed under `slots` ([`RefIndex::slots`] of the stored version).
+    pub(crate) fn remove(&mut self, slots: Vec<Slot>, namespace: Option<&str>, name: &str) {
         let pos: Pos = (namespace.filter(|s| !s.is_empty()).map(str::to_string), name.to_string());
         fn take<K: Ord>(map: &mut BTreeMap<K, Bucket>, key: K, pos: &Pos) {
             if let Some(bucket) = map.get_mut(&key) {
@@ -102,7 +117,7 @@ impl RefIndex {
                 }
             }
         }
-        for slot in slots(group, kind, namespace, obj) {
+        for slot in slots {
             match slot {
                 Slot::Region(k) => take(&mut self.credentials_by_region, k, &pos),
                 Slot::Identity(k) => take(&mut self.credentials_by_identity, k, &pos),
@@ -282,9 +297,9 @@ mod tests {
         assert_eq!(names(e.cluster_deployments_using("a", "c1")), ["a/cd1"]);
 
         // Remove: gone from every index.
-        assert!(e.remove(&m, &Gvk::credential(), Some("b"), "c1").is_some());
-        assert!(e.remove(&m, &Gvk::cluster_deployment(), Some("a"), "cd1").is_some());
-        assert!(e.remove(&m, &Gvk::region(), None, "r3").is_some());
+        assert!(e.remove(&m, &Gvk::credential(), Some("b"), "c1"));
+        assert!(e.remove(&m, &Gvk::cluster_deployment(), Some("a"), "cd1"));
+        assert!(e.remove(&m, &Gvk::region(), None, "r3"));
         check_same(&e);
         assert!(e.credentials_in_region("r1").is_empty());
         assert!(e.cluster_deployments_using("a", "c1").is_empty());

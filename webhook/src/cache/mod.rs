@@ -310,8 +310,16 @@ impl Estate for Index {
         self.read().get(cluster).filter(|s| s.known)?.store.get(gvk, namespace, name)
     }
 
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        self.read().get(cluster).filter(|s| s.known).is_some_and(|s| s.store.contains(gvk, namespace, name))
+    }
+
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         self.read().get(cluster).filter(|s| s.known).map(|s| s.store.list(gvk, namespace)).unwrap_or_default()
+    }
+
+    fn count(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> usize {
+        self.read().get(cluster).filter(|s| s.known).map_or(0, |s| s.store.count(gvk, namespace))
     }
 
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {

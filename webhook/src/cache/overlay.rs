@@ -67,6 +67,13 @@ impl Estate for Overlay<'_> {
         }
     }
 
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        match self.entry(cluster, gvk, namespace.filter(|s| !s.is_empty()), name) {
+            Some(read) => read.is_some(),
+            None => self.base.contains(cluster, gvk, namespace, name),
+        }
+    }
+
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let mut out = self.base.list(cluster, gvk, namespace);
         if *cluster != Cluster::Management {
