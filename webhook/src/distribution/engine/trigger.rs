@@ -1,20 +1,23 @@
 //! Trigger mode, and the handover of Credentials written in write mode once the mode in force is
 //! no longer write (a child of the engine: it works on the engine's state).
 //!
-//! Trigger mode never writes to a target cluster. A reconcile plans as write mode does (reads in
-//! the management cluster, ProviderInterfaces and discovery in the target), sets
+//! Trigger mode never writes to a target cluster. A reconcile plans as write mode does, from what
+//! the source watches hold where they hold it (`Engine::held_source`), sets
 //! [`labels::TRIGGER_ANNOTATION`] on the Credential to the digest of its sources' versions when it
 //! differs (KCM's Credential controller reacts to any change of the Credential and copies now),
-//! then reads each planned copy in the target cluster and judges it with the core's
-//! [`verify_copy`]: the verdict is our condition, Events and metrics. The copy watches of the
-//! target cluster bring a deleted or edited copy back here within seconds.
+//! then judges each planned copy with the core's [`verify_copy`]: the verdict is our condition,
+//! Events and metrics. A copy is read (and its source's content with it) only when the copy or its
+//! source changed since its last [`Verdict`], and not while KCM is rewriting it after a trigger. The
+//! copy watches of the target cluster bring a rewritten, deleted or edited copy back here within
+//! seconds; a re-check `verify_interval` after a trigger covers a rewrite that never comes.
 //!
 //! Handover: a Credential that still holds our finalizer was written by us in write mode. In
 //! trigger mode KCM takes our copies over at its first update (they carry `managed: "true"`; KCM
 //! adds its per-Credential label and writes the source's annotations, which drops our owners
 //! annotation); once every copy carries KCM's label, our finalizer and copies record go from the
-//! Credential. In off mode nobody will release the copies: they are recorded in ConfigMap
-//! [`ORPHANED_COPIES`] first. Only the management cluster is written either way.
+//! Credential. A Credential KCM copies nothing for any more (deleting, or without a target) gets
+//! the copies KCM did not take over released (`Engine::release_not_taken_over`). In off mode nobody
+//! will release the copies: they are recorded in ConfigMap [`ORPHANED_COPIES`] first.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
