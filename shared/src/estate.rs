@@ -95,11 +95,18 @@ pub trait Estate {
     // that hold many objects override them with a [`RefIndex`] (same answers, same order), and
     // wrappers forward them to the estate they wrap so its index is used.
 
-    /// Management Credentials whose `spec.region` is `region`, ordered by namespace/name.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        let mut all = self.list(&Cluster::Management, &Gvk::credential(), None);
-        all.retain(|c| text_at(c, "/spec/region") == Some(region));
-        all
+    /// (namespace, name) of the management Credentials whose `spec.region` is `region`, in that
+    /// order. Names, not objects: a Region DELETE reads nothing else of them, and stores holding
+    /// Credentials packed answer without parsing one.
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
+        let all = self.list(&Cluster::Management, &Gvk::credential(), None);
+        all.iter()
+            .filter(|c| text_at(c, "/spec/region") == Some(region))
+            .map(|c| {
+                let at = |p| text_at(c, p).unwrap_or_default().to_string();
+                (at("/metadata/namespace"), at("/metadata/name"))
+            })
+            .collect()
     }
 
     /// Management Credentials whose `spec.identityRef` has this apiVersion and kind, ordered by
@@ -247,7 +254,7 @@ impl Estate for MemoryEstate {
         }
     }
 
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.management_refs().map(|r| r.credentials_in_region(region)).unwrap_or_default()
     }
 

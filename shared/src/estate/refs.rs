@@ -143,9 +143,12 @@ impl RefIndex {
         }
     }
 
-    /// Credentials whose `spec.region` is `region`, ordered by namespace/name.
-    pub fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        matches(self.credentials_by_region.get(region))
+    /// (namespace, name) of the Credentials whose `spec.region` is `region`, in that order.
+    pub fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
+        let bucket = self.credentials_by_region.get(region);
+        bucket
+            .map(|b| b.keys().map(|(ns, name)| (ns.clone().unwrap_or_default(), name.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// Credentials whose `spec.identityRef` has this apiVersion and kind, ordered by namespace/name.
@@ -215,6 +218,10 @@ mod tests {
                "spec": {"clusterDeployment": {"namespace": cd_ns, "name": cd_name}}})
     }
 
+    fn keys(v: Vec<(String, String)>) -> Vec<String> {
+        v.into_iter().map(|(ns, n)| format!("{ns}/{n}")).collect()
+    }
+
     fn names(v: Vec<Arc<Value>>) -> Vec<String> {
         v.iter()
             .map(|o| {
@@ -231,7 +238,7 @@ mod tests {
     fn check_same(e: &MemoryEstate) {
         let s = Scan(e);
         for r in ["r1", "r2", ""] {
-            assert_eq!(names(e.credentials_in_region(r)), names(s.credentials_in_region(r)), "region {r}");
+            assert_eq!(keys(e.credentials_in_region(r)), keys(s.credentials_in_region(r)), "region {r}");
         }
         for k in ["AWSClusterStaticIdentity", "AzureClusterIdentity"] {
             let av = "infrastructure.cluster.x-k8s.io/v1beta2";
@@ -264,7 +271,7 @@ mod tests {
         // Regional objects are not management Credentials.
         e.insert(&Cluster::Region("r1".into()), cred("a", "far", Some("r1"), "AWSClusterStaticIdentity"));
         check_same(&e);
-        assert_eq!(names(e.credentials_in_region("r1")), ["a/c1", "b/c1"], "ordered by namespace/name");
+        assert_eq!(keys(e.credentials_in_region("r1")), ["a/c1", "b/c1"], "ordered by namespace/name");
         assert_eq!(
             names(e.credentials_using_identity_kind(
                 "infrastructure.cluster.x-k8s.io/v1beta2",
@@ -282,17 +289,19 @@ mod tests {
         // Replace with spec.region changed: filed under the new Region only.
         e.insert(&m, cred("a", "c1", Some("r2"), "AzureClusterIdentity"));
         check_same(&e);
-        assert_eq!(names(e.credentials_in_region("r1")), ["b/c1"]);
-        assert_eq!(names(e.credentials_in_region("r2")), ["a/c1", "a/c2"]);
+        assert_eq!(keys(e.credentials_in_region("r1")), ["b/c1"]);
+        assert_eq!(keys(e.credentials_in_region("r2")), ["a/c1", "a/c2"]);
         // Replace with the same reference: still filed once, and the new version is returned.
         e.insert(&m, {
             let mut c = cred("b", "c1", Some("r1"), "AWSClusterStaticIdentity");
             c["metadata"]["labels"] = json!({"v": "2"});
             c
         });
-        let got = e.credentials_in_region("r1");
-        assert_eq!(names(got.clone()), ["b/c1"]);
-        assert_eq!(got[0]["metadata"]["labels"]["v"], "2");
+        assert_eq!(keys(e.credentials_in_region("r1")), ["b/c1"]);
+        let aws =
+            e.credentials_using_identity_kind("infrastructure.cluster.x-k8s.io/v1beta2", "AWSClusterStaticIdentity");
+        let b_c1 = aws.iter().find(|c| c["metadata"]["namespace"] == "b").expect("filed by identity kind");
+        assert_eq!(b_c1["metadata"]["labels"]["v"], "2", "the new version is returned");
         e.insert(&m, cd("a", "cd2", "c9"));
         assert_eq!(names(e.cluster_deployments_using("a", "c1")), ["a/cd1"]);
 

@@ -395,7 +395,9 @@ mod tests {
         let read = s.get(&Gvk::region(), None, "r").expect("stored");
         assert!(Arc::ptr_eq(&read, &region), "a parsed kind is shared when read, not copied");
         // The reverse lookups hold the packed form too, and answer with the object.
-        assert_eq!(s.refs().credentials_in_region("r").first().map(|c| &**c), Some(&cred));
+        assert_eq!(s.refs().credentials_in_region("r"), [("n".to_string(), "c".to_string())]);
+        let by_identity = s.refs().credentials_using_identity_kind("v1", "Secret");
+        assert_eq!(by_identity.first().map(|c| &**c), Some(&cred));
         s.put(Arc::new(json!({"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
             "metadata": {"name": "c", "namespace": "n"}, "spec": {"region": "r2"}})));
         assert!(s.refs().credentials_in_region("r").is_empty(), "the packed old version was unfiled");

@@ -112,7 +112,7 @@ impl Estate for Overlay<'_> {
 
     // The overlay holds single objects: the reverse lookups (Credentials, ClusterDeployments, Regions)
     // are the base's, answered from its index.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.base.credentials_in_region(region)
     }
 
