@@ -236,7 +236,7 @@ pub(super) struct Planned {
 }
 
 /// A source object answered from memory.
-pub(super) struct Held {
+pub(super) struct HeldSource {
     pub object: Arc<Value>,
     /// Metadata only (see [`Planned::partial`]).
     pub partial: bool,
@@ -267,15 +267,15 @@ impl Engine {
         namespace: Option<&str>,
         name: &str,
         content: &HashSet<SourceKey>,
-    ) -> Option<Held> {
+    ) -> Option<HeldSource> {
         let (_, spec) = self.source_watch_spec(gvk, namespace)?;
         let meta = self.informers.management.get(&spec, namespace, name)??;
         let key = source_key(gvk, namespace, name);
         if gvk.group.is_empty() {
-            return (!content.contains(&key)).then_some(Held { object: meta, partial: true });
+            return (!content.contains(&key)).then_some(HeldSource { object: meta, partial: true });
         }
         let kept = lock(&self.source_objects).get(&key).cloned()?;
-        (version_of(&kept) == version_of(&meta)).then_some(Held { object: kept, partial: false })
+        (version_of(&kept) == version_of(&meta)).then_some(HeldSource { object: kept, partial: false })
     }
 
     /// Keeps a source read whole for [`Engine::held_source`]: objects of non-core kinds only
