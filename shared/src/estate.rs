@@ -63,8 +63,19 @@ pub trait Estate {
     /// One object by GVK (version-insensitive: group+kind), namespace (`None` for cluster-scoped) and name.
     fn get(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>>;
 
+    /// Whether `get` would find the object. Stores that hold objects packed answer without reading
+    /// it (an existence check on the admission hot path).
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        self.get(cluster, gvk, namespace, name).is_some()
+    }
+
     /// Objects of a GVK (group+kind), in one namespace or (`None`) all, ordered by namespace/name.
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>>;
+
+    /// How many objects `list` would return. Stores that hold objects packed count without reading them.
+    fn count(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> usize {
+        self.list(cluster, gvk, namespace).len()
+    }
 
     /// Whether the cluster serves this exact group/version/kind.
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served;
@@ -84,11 +95,18 @@ pub trait Estate {
     // that hold many objects override them with a [`RefIndex`] (same answers, same order), and
     // wrappers forward them to the estate they wrap so its index is used.
 
-    /// Management Credentials whose `spec.region` is `region`, ordered by namespace/name.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        let mut all = self.list(&Cluster::Management, &Gvk::credential(), None);
-        all.retain(|c| text_at(c, "/spec/region") == Some(region));
-        all
+    /// (namespace, name) of the management Credentials whose `spec.region` is `region`, in that
+    /// order. Names, not objects: a Region DELETE reads nothing else of them, and stores holding
+    /// Credentials packed answer without parsing one.
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
+        let all = self.list(&Cluster::Management, &Gvk::credential(), None);
+        all.iter()
+            .filter(|c| text_at(c, "/spec/region") == Some(region))
+            .map(|c| {
+                let at = |p| text_at(c, p).unwrap_or_default().to_string();
+                (at("/metadata/namespace"), at("/metadata/name"))
+            })
+            .collect()
     }
 
     /// Management Credentials whose `spec.identityRef` has this apiVersion and kind, ordered by
@@ -171,9 +189,9 @@ impl MemoryEstate {
         stored
     }
 
-    /// Removes an object; returns it if it was there.
-    pub fn remove(&mut self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> Option<Arc<Value>> {
-        self.clusters.get_mut(cluster)?.remove(gvk, namespace, name)
+    /// Removes an object; returns whether it was there.
+    pub fn remove(&mut self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        self.clusters.get_mut(cluster).is_some_and(|s| s.remove(gvk, namespace, name))
     }
 
     /// The clusters this estate knows, management first.
@@ -209,8 +227,16 @@ impl Estate for MemoryEstate {
         self.clusters.get(cluster)?.get(gvk, namespace, name)
     }
 
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        self.clusters.get(cluster).is_some_and(|s| s.contains(gvk, namespace, name))
+    }
+
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         self.clusters.get(cluster).map(|s| s.list(gvk, namespace)).unwrap_or_default()
+    }
+
+    fn count(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> usize {
+        self.clusters.get(cluster).map_or(0, |s| s.count(gvk, namespace))
     }
 
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
@@ -228,7 +254,7 @@ impl Estate for MemoryEstate {
         }
     }
 
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.management_refs().map(|r| r.credentials_in_region(region)).unwrap_or_default()
     }
 

@@ -18,7 +18,7 @@ use credential_webhook::distribution::{
     ORPHANED_COPIES,
 };
 use serde_json::{Value, json};
-use support::kcm::{KcmStandIn, set_kcm};
+use support::kcm::{KcmStandIn, MANAGEMENT, Writes, set_kcm};
 use support::lifecycle::fast_distribution_config;
 use support::regional::{self, CRED_AV, Real, WAIT, register_region, requests_by_verb_resource};
 use support::{PROVIDER_INTERFACE, SYS, b64, eventually_async};
@@ -127,6 +127,40 @@ impl Estate {
                 .map(|ev| ev["note"].as_str().unwrap_or_default().to_string())
         })
         .await
+    }
+
+    /// The note of our first Normal Event with `reason` about Credential aws.
+    async fn normal_event(&self, reason: &str) -> String {
+        eventually_async(&format!("a {reason} Event"), WAIT, || async {
+            let events = self.mgmt.list("events.k8s.io/v1", "Event", Some(SYS)).await;
+            events
+                .iter()
+                .find(|ev| ev["reason"] == reason && ev["regarding"]["name"] == "aws" && ev["type"] == "Normal")
+                .map(|ev| ev["note"].as_str().unwrap_or_default().to_string())
+        })
+        .await
+    }
+
+    /// GET requests `cluster`'s apiserver served, by (verb, resource) (GET only).
+    async fn gets(&self, cluster: &Real) -> Writes {
+        requests_by_verb_resource(&cluster.metrics().await.unwrap())
+            .into_iter()
+            .filter(|((v, _), _)| v == "GET")
+            .collect()
+    }
+
+    /// Waits until neither apiserver serves a GET for 3 s (longer than the verify interval, so a
+    /// re-check it schedules is counted before the wait ends).
+    async fn quiet(&self) {
+        let mut last = (self.gets(&self.mgmt).await, self.gets(&self.region).await);
+        loop {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let now = (self.gets(&self.mgmt).await, self.gets(&self.region).await);
+            if now == last {
+                return;
+            }
+            last = now;
+        }
     }
 
     async fn region_secret(&self) -> Option<Value> {
@@ -299,32 +333,137 @@ async fn a_kcm_upgrade_switches_write_to_trigger_and_hands_over() {
     d.shutdown().await;
 }
 
-/// A Credential deleted in trigger mode before KCM took over the copies write mode made (KCM's
-/// controller not running yet): it deletes without getting stuck, our finalizer goes, and the copies
-/// KCM will not release (no label of KCM's for it) are left in place and recorded, never lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deleted_in_trigger_mode_before_kcm_took_over_is_not_stuck_and_records_the_copies() {
-    let e = estate("early-delete", "1.4.0").await;
+/// Credential aws distributed in write mode (KCM 1.4), then KCM 1.5's Release lands with its
+/// controller not up yet (no stand-in): auto switched to trigger mode, nobody took the copies over.
+async fn written_then_trigger(name: &str) -> (Estate, Distributor) {
+    let e = estate(name, "1.4.0").await;
     let metrics = DistributionMetrics::default();
     let control = e.mode(ModeSetting::Auto, &metrics).await;
     let d = e.distributor(&control, &metrics, false);
     credential(&e.mgmt, "aws").await;
     e.reason("aws", "Distributed").await;
-
-    // KCM 1.5's Release lands, its controller is not up yet: nobody takes the copies over.
     set_kcm(&e.mgmt, "1.5.0").await;
     until("auto switched to trigger", async || control.current().mode() == Mode::Trigger).await;
+    (e, d)
+}
+
+/// A Credential written in write mode and deleted in trigger mode before KCM took all its copies over
+/// (KCM's controller not running yet; the identity's copy carries the label KCM puts on what it took
+/// over, the Secret's does not): it deletes without getting stuck, the copy KCM had not taken over is
+/// deleted (KCM takes nothing over for a deleted Credential, so nobody else would), the one KCM took
+/// over stays untouched, and nothing is recorded as orphaned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_in_trigger_mode_before_kcm_took_over_releases_our_copies_and_keeps_kcms() {
+    let (e, d) = written_then_trigger("early-delete").await;
+    // KCM's controller is not up yet: it took over the identity's copy only.
+    let kcm_label = "k0rdent.mirantis.com/credential.kcm-system.aws";
+    let identity = "awsclusterstaticidentities.v1beta2.infrastructure.cluster.x-k8s.io";
+    e.region.kubectl_ok(&["label", identity, "aws-id", &format!("{kcm_label}=true")], None).await.unwrap();
+    e.reason("aws", "InSync").await;
     let c = e.credential("aws").await.unwrap();
-    assert!(has_finalizer(&c), "held until KCM takes the copies over: {c}");
+    assert!(has_finalizer(&c), "held until KCM takes every copy over: {c}");
     e.mgmt.kubectl_ok(&["delete", "credential", "aws", "-n", SYS, "--wait=true", "--timeout=30s"], None).await.unwrap();
     assert!(e.credential("aws").await.is_none(), "deleted");
 
+    assert!(e.region_secret().await.is_none(), "the copy KCM had not taken over is released (deleted)");
+    let kept = e.region.get(INFRA_AV, "AWSClusterStaticIdentity", None, "aws-id").await.expect("KCM's copy stays");
+    assert_eq!(kept["metadata"]["labels"][kcm_label], "true", "{kept}");
+    assert!(
+        kept["metadata"]["annotations"][labels::OWNERS_ANNOTATION].is_string(),
+        "KCM's copy is not written to, not even to drop our owner: {kept}"
+    );
+    let record = e.mgmt.get("v1", "ConfigMap", Some(SYS), ORPHANED_COPIES).await;
+    assert!(
+        record.as_ref().is_none_or(|r| r["data"]["region.r1.kcm-system.aws"].is_null()),
+        "nothing is left: {record:?}"
+    );
+    let note = e.normal_event("HandedOver").await;
+    assert!(note.contains("1 deleted"), "{note}");
+    d.shutdown().await;
+}
+
+/// The same, with the regional apiserver gone: the release is retried (`ReleasePending`) until
+/// `--release-timeout` after the deletion, then the copies that may remain are recorded (names, never
+/// data), the finalizer goes and the Credential is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_in_trigger_mode_with_its_region_down_records_what_is_left() {
+    let (e, d) = written_then_trigger("early-delete-down").await;
+    e.reason("aws", "InSync").await;
+
+    e.region.stop().await;
+    e.mgmt.kubectl_ok(&["delete", "credential", "aws", "-n", SYS, "--wait=false"], None).await.unwrap();
+    let pending = e.reason("aws", "ReleasePending").await;
+    assert!(pending["message"].as_str().unwrap().contains("region r1"), "{pending}");
+    eventually_async("the Credential deleted once the release is given up", WAIT, || async {
+        e.credential("aws").await.is_none().then_some(())
+    })
+    .await;
     let record = e.mgmt.get("v1", "ConfigMap", Some(SYS), ORPHANED_COPIES).await.expect("the orphaned-copies record");
     let entry = record["data"]["region.r1.kcm-system.aws"].as_str().expect("an entry for kcm-system/aws in r1");
-    assert!(entry.contains("Secret kcm-system/aws-secret") && entry.contains("before KCM took"), "{entry}");
+    assert!(entry.contains("Secret kcm-system/aws-secret") && entry.contains("not released"), "{entry}");
     assert!(!entry.contains(&b64("AKIA-0")), "no secret data in the record: {entry}");
-    let copy = e.region_secret().await.expect("the copy stays where it was");
-    assert_eq!(copy["data"]["AccessKeyID"], b64("AKIA-0"));
+    d.shutdown().await;
+}
+
+/// One rotation of the source Secret in trigger mode, counted by the apiservers' own
+/// `apiserver_request_total` less the KCM stand-in's own reads (the test polls with LIST only): the
+/// identity is not read again in either cluster (its version is what the source watch holds, its copy
+/// did not change), the Secret once (to judge the copy KCM rewrote), only the rewritten copy in the
+/// region, and the Credential at most twice (the reconcile that triggers, the one KCM's write
+/// brings): no re-check after the verify interval, no reconcile of our own writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_in_trigger_mode_reads_only_what_changed() {
+    let e = estate("reads", "1.5.0").await;
+    let metrics = DistributionMetrics::default();
+    let control = e.mode(ModeSetting::Auto, &metrics).await;
+    let kcm = e.stand_in();
+    let d = e.distributor(&control, &metrics, false);
+    credential(&e.mgmt, "aws").await;
+    e.reason("aws", "InSync").await;
+    let digest = annotation(&e.credential("aws").await.unwrap(), labels::TRIGGER_ANNOTATION).unwrap();
+    e.quiet().await;
+    let (mgmt_before, region_before) = (e.gets(&e.mgmt).await, e.gets(&e.region).await);
+    let (kcm_mgmt_before, kcm_region_before) = (kcm.reads_in(MANAGEMENT), kcm.reads_in("r1"));
+    let triggers = metrics.triggers.get();
+
+    rotate(&e.mgmt, "AKIA-1").await;
+    eventually_async("a new digest and the rotated copy", WAIT, || async {
+        let creds = e.mgmt.list(CRED_AV, "Credential", Some(SYS)).await;
+        let c = creds.iter().find(|c| c["metadata"]["name"] == "aws")?;
+        let secrets = e.region.list("v1", "Secret", Some(SYS)).await;
+        let copy = secrets.iter().find(|s| s["metadata"]["name"] == "aws-secret")?;
+        (annotation(c, labels::TRIGGER_ANNOTATION)? != digest && copy["data"]["AccessKeyID"] == b64("AKIA-1"))
+            .then_some(())
+    })
+    .await;
+    e.quiet().await;
+
+    let ours = |after: &Writes, before: &Writes, kcm_after: &Writes, kcm_before: &Writes, resource: &str| {
+        let k = ("GET".to_string(), resource.to_string());
+        let n = |m: &Writes| m.get(&k).copied().unwrap_or(0.0);
+        (n(after) - n(before)) - (n(kcm_after) - n(kcm_before))
+    };
+    let (mgmt, region) = (e.gets(&e.mgmt).await, e.gets(&e.region).await);
+    let (kcm_mgmt, kcm_region) = (kcm.reads_in(MANAGEMENT), kcm.reads_in("r1"));
+    let m = |r: &str| ours(&mgmt, &mgmt_before, &kcm_mgmt, &kcm_mgmt_before, r);
+    let r = |r: &str| ours(&region, &region_before, &kcm_region, &kcm_region_before, r);
+    let counts = format!(
+        "management GETs: credentials {} identities {} secrets {}; regional GETs: identities {} secrets {}",
+        m("credentials"),
+        m("awsclusterstaticidentities"),
+        m("secrets"),
+        r("awsclusterstaticidentities"),
+        r("secrets")
+    );
+    println!("one rotation in trigger mode, our reads: {counts}");
+    assert_eq!(m("awsclusterstaticidentities"), 0.0, "the identity read again: {counts}");
+    assert_eq!(m("secrets"), 1.0, "the Secret is read once, to judge its rewritten copy: {counts}");
+    assert_eq!(r("awsclusterstaticidentities"), 0.0, "the unchanged copy read again: {counts}");
+    assert_eq!(r("secrets"), 1.0, "the rewritten copy is read once: {counts}");
+    assert!((1.0..=2.0).contains(&m("credentials")), "reconciles (one Credential GET each): {counts}");
+    assert_eq!(metrics.triggers.get(), triggers + 1, "one trigger for one rotation");
+    let cond = e.reason("aws", "InSync").await;
+    assert!(cond["message"].as_str().unwrap().contains("2 copies in region r1 match their sources"), "{cond}");
     d.shutdown().await;
 }
 

@@ -1035,7 +1035,7 @@ mod tests {
         fn namespaced(&self, c: &Cluster, g: &Gvk) -> Option<bool> {
             self.base.namespaced(c, g)
         }
-        fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+        fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
             self.base.credentials_in_region(region)
         }
         fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {

@@ -170,7 +170,8 @@ pub struct ServeArgs {
     /// the connection and never answers fails the request instead of holding a worker.
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_REGION_REQUEST_TIMEOUT")]
     pub region_request_timeout: Duration,
-    /// Trigger mode: how often copies not in sync are read again besides their watch events.
+    /// Trigger mode: how often copies not in sync are read again besides their watch events, and
+    /// how long after a trigger a copy KCM has not rewritten yet counts as KCM at work.
     #[arg(long, default_value = "1m", value_parser = parse_positive_duration, env = "CREDENTIAL_WEBHOOK_VERIFY_INTERVAL")]
     pub verify_interval: Duration,
     /// Decide from YAML files instead of a cluster (offline estate layout: management objects at the

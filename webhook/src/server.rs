@@ -349,10 +349,8 @@ pub struct EstateSummary {
 
 /// Counts what `estate` holds now.
 pub fn estate_summary(estate: &dyn ServingEstate) -> EstateSummary {
-    let objects = ResourceKind::ALL
-        .iter()
-        .map(|k| (k.plural(), estate.list(&Cluster::Management, &k.gvk(), None).len()))
-        .collect();
+    let objects =
+        ResourceKind::ALL.iter().map(|k| (k.plural(), estate.count(&Cluster::Management, &k.gvk(), None))).collect();
     let (mut regions_synced, mut regions_pending) = (Vec::new(), Vec::new());
     for region in estate.list(&Cluster::Management, &ResourceKind::Region.gvk(), None) {
         let Some(name) = region.pointer("/metadata/name").and_then(serde_json::Value::as_str) else { continue };

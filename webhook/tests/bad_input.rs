@@ -497,7 +497,7 @@ impl credential_core::estate::Estate for NeverSynced {
     fn namespaced(&self, c: &credential_core::estate::Cluster, g: &credential_core::gvk::Gvk) -> Option<bool> {
         self.0.namespaced(c, g)
     }
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.0.credentials_in_region(region)
     }
     fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {

@@ -40,7 +40,7 @@ impl Estate for Toggle {
     fn namespaced(&self, c: &Cluster, g: &Gvk) -> Option<bool> {
         self.inner.namespaced(c, g)
     }
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.inner.credentials_in_region(region)
     }
     fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {

@@ -193,7 +193,7 @@ pub fn lint(estate: &mut credential_core::MemoryEstate, locate: &dyn Fn(&str, &s
             old_object: None,
         };
         let found: Vec<Finding> = credential_core::rules::validate(&input, &*estate as &dyn Estate);
-        if removed.is_some() {
+        if removed {
             estate.insert(&mgmt, (*obj).clone());
         }
         findings.extend(found.into_iter().map(finding));

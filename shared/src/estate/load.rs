@@ -379,24 +379,26 @@ impl<'a> Loader<'a> {
         for p in pending.iter().filter(|p| p.crd) {
             self.estate.insert(&p.cluster, p.value());
         }
-        let mut seen: BTreeMap<(Cluster, String), (PathBuf, DocPos)> = BTreeMap::new();
         let mut shared = SameObjects::default();
         for p in pending {
             let mut value = p.value();
             let Pending { cluster, path, pos, .. } = p;
             let Some(gvk) = Gvk::of(&value) else { continue };
             let object = normalise_scope(&self.estate, &cluster, &gvk, &mut value, &path, &pos, &mut self.report);
-            let key = (cluster.clone(), object.clone());
-            self.report.origins.entry(key.clone()).or_insert_with(|| (path.clone(), pos.clone()));
-            if let Some(first) = seen.insert(key, (path.clone(), pos.clone())) {
-                self.report.warnings.push(LoadWarning::Duplicate {
-                    cluster: cluster.clone(),
-                    object,
-                    first,
-                    second: (path.clone(), pos.clone()),
-                });
+            match self.report.origins.entry((cluster.clone(), object)) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((path.clone(), pos.clone()));
+                }
+                std::collections::btree_map::Entry::Occupied(o) => {
+                    let ((cluster, object), first) = (o.key().clone(), o.get().clone());
+                    let second = (path.clone(), pos.clone());
+                    self.report.warnings.push(LoadWarning::Duplicate { cluster, object, first, second });
+                }
             }
-            if self.estate.insert_shared(&cluster, shared.get(value)) {
+            // Packed objects are text in the store: sharing their parsed form would only keep it alive.
+            let value =
+                if super::store::held_packed(&gvk.group, &gvk.kind) { Arc::new(value) } else { shared.get(value) };
+            if self.estate.insert_shared(&cluster, value) {
                 *self.report.objects.entry(cluster).or_default() += 1;
             }
         }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::store::Held;
+
 /// (namespace, name) of an object, ordered like `Estate::list`.
 type Pos = (Option<String>, String);
-type Bucket = BTreeMap<Pos, Arc<Value>>;
+type Bucket = BTreeMap<Pos, Held>;
 
 /// Objects by the values of the fields rules look them up by.
 #[derive(Debug, Default, Clone)]
@@ -33,17 +35,29 @@ fn field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 /// Which index and key an object is filed under (at most one per index).
-enum Slot {
+pub(crate) enum Slot {
     Region(String),
     Identity((String, String)),
     Credential((String, String)),
     ClusterDeployment((String, String)),
 }
 
-fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
-    if group != crate::K0RDENT_GROUP {
-        return Vec::new();
+impl RefIndex {
+    /// Whether objects of `group`/`kind` are filed at all.
+    pub(crate) fn files(group: &str, kind: &str) -> bool {
+        group == crate::K0RDENT_GROUP && matches!(kind, "Credential" | "ClusterDeployment" | "Region")
     }
+
+    /// Where an object is filed, read from its fields.
+    pub(crate) fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
+        if !Self::files(group, kind) {
+            return Vec::new();
+        }
+        slots(kind, namespace, obj)
+    }
+}
+
+fn slots(kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
     let mut out = Vec::new();
     match kind {
         "Credential" => {
@@ -73,14 +87,15 @@ fn slots(group: &str, kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<S
 }
 
 fn matches(bucket: Option<&Bucket>) -> Vec<Arc<Value>> {
-    bucket.map(|b| b.values().cloned().collect()).unwrap_or_default()
+    bucket.map(|b| b.values().filter_map(Held::value).collect()).unwrap_or_default()
 }
 
 impl RefIndex {
-    /// Files a stored object. Call [`RefIndex::remove`] with the object it replaces first.
-    pub fn add(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str, obj: &Arc<Value>) {
+    /// Files a stored object under `slots` ([`RefIndex::slots`] of it). Unfile the object it
+    /// replaces first.
+    pub(crate) fn add(&mut self, slots: Vec<Slot>, namespace: Option<&str>, name: &str, obj: &Held) {
         let pos: Pos = (namespace.filter(|s| !s.is_empty()).map(str::to_string), name.to_string());
-        for slot in slots(group, kind, namespace, obj) {
+        for slot in slots {
             let bucket = match slot {
                 Slot::Region(k) => self.credentials_by_region.entry(k).or_default(),
                 Slot::Identity(k) => self.credentials_by_identity.entry(k).or_default(),
@@ -91,8 +106,8 @@ impl RefIndex {
         }
     }
 
-    /// Unfiles an object that was stored as `obj` (the stored version: its fields say where it is filed).
-    pub fn remove(&mut self, group: &str, kind: &str, namespace: Option<&str>, name: &str, obj: &Value) {
+    /// Unfiles an object filed under `slots` ([`RefIndex::slots`] of the stored version).
+    pub(crate) fn remove(&mut self, slots: Vec<Slot>, namespace: Option<&str>, name: &str) {
         let pos: Pos = (namespace.filter(|s| !s.is_empty()).map(str::to_string), name.to_string());
         fn take<K: Ord>(map: &mut BTreeMap<K, Bucket>, key: K, pos: &Pos) {
             if let Some(bucket) = map.get_mut(&key) {
@@ -102,7 +117,7 @@ impl RefIndex {
                 }
             }
         }
-        for slot in slots(group, kind, namespace, obj) {
+        for slot in slots {
             match slot {
                 Slot::Region(k) => take(&mut self.credentials_by_region, k, &pos),
                 Slot::Identity(k) => take(&mut self.credentials_by_identity, k, &pos),
@@ -128,9 +143,12 @@ impl RefIndex {
         }
     }
 
-    /// Credentials whose `spec.region` is `region`, ordered by namespace/name.
-    pub fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
-        matches(self.credentials_by_region.get(region))
+    /// (namespace, name) of the Credentials whose `spec.region` is `region`, in that order.
+    pub fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
+        let bucket = self.credentials_by_region.get(region);
+        bucket
+            .map(|b| b.keys().map(|(ns, name)| (ns.clone().unwrap_or_default(), name.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// Credentials whose `spec.identityRef` has this apiVersion and kind, ordered by namespace/name.
@@ -200,6 +218,10 @@ mod tests {
                "spec": {"clusterDeployment": {"namespace": cd_ns, "name": cd_name}}})
     }
 
+    fn keys(v: Vec<(String, String)>) -> Vec<String> {
+        v.into_iter().map(|(ns, n)| format!("{ns}/{n}")).collect()
+    }
+
     fn names(v: Vec<Arc<Value>>) -> Vec<String> {
         v.iter()
             .map(|o| {
@@ -216,7 +238,7 @@ mod tests {
     fn check_same(e: &MemoryEstate) {
         let s = Scan(e);
         for r in ["r1", "r2", ""] {
-            assert_eq!(names(e.credentials_in_region(r)), names(s.credentials_in_region(r)), "region {r}");
+            assert_eq!(keys(e.credentials_in_region(r)), keys(s.credentials_in_region(r)), "region {r}");
         }
         for k in ["AWSClusterStaticIdentity", "AzureClusterIdentity"] {
             let av = "infrastructure.cluster.x-k8s.io/v1beta2";
@@ -249,7 +271,7 @@ mod tests {
         // Regional objects are not management Credentials.
         e.insert(&Cluster::Region("r1".into()), cred("a", "far", Some("r1"), "AWSClusterStaticIdentity"));
         check_same(&e);
-        assert_eq!(names(e.credentials_in_region("r1")), ["a/c1", "b/c1"], "ordered by namespace/name");
+        assert_eq!(keys(e.credentials_in_region("r1")), ["a/c1", "b/c1"], "ordered by namespace/name");
         assert_eq!(
             names(e.credentials_using_identity_kind(
                 "infrastructure.cluster.x-k8s.io/v1beta2",
@@ -267,24 +289,26 @@ mod tests {
         // Replace with spec.region changed: filed under the new Region only.
         e.insert(&m, cred("a", "c1", Some("r2"), "AzureClusterIdentity"));
         check_same(&e);
-        assert_eq!(names(e.credentials_in_region("r1")), ["b/c1"]);
-        assert_eq!(names(e.credentials_in_region("r2")), ["a/c1", "a/c2"]);
+        assert_eq!(keys(e.credentials_in_region("r1")), ["b/c1"]);
+        assert_eq!(keys(e.credentials_in_region("r2")), ["a/c1", "a/c2"]);
         // Replace with the same reference: still filed once, and the new version is returned.
         e.insert(&m, {
             let mut c = cred("b", "c1", Some("r1"), "AWSClusterStaticIdentity");
             c["metadata"]["labels"] = json!({"v": "2"});
             c
         });
-        let got = e.credentials_in_region("r1");
-        assert_eq!(names(got.clone()), ["b/c1"]);
-        assert_eq!(got[0]["metadata"]["labels"]["v"], "2");
+        assert_eq!(keys(e.credentials_in_region("r1")), ["b/c1"]);
+        let aws =
+            e.credentials_using_identity_kind("infrastructure.cluster.x-k8s.io/v1beta2", "AWSClusterStaticIdentity");
+        let b_c1 = aws.iter().find(|c| c["metadata"]["namespace"] == "b").expect("filed by identity kind");
+        assert_eq!(b_c1["metadata"]["labels"]["v"], "2", "the new version is returned");
         e.insert(&m, cd("a", "cd2", "c9"));
         assert_eq!(names(e.cluster_deployments_using("a", "c1")), ["a/cd1"]);
 
         // Remove: gone from every index.
-        assert!(e.remove(&m, &Gvk::credential(), Some("b"), "c1").is_some());
-        assert!(e.remove(&m, &Gvk::cluster_deployment(), Some("a"), "cd1").is_some());
-        assert!(e.remove(&m, &Gvk::region(), None, "r3").is_some());
+        assert!(e.remove(&m, &Gvk::credential(), Some("b"), "c1"));
+        assert!(e.remove(&m, &Gvk::cluster_deployment(), Some("a"), "cd1"));
+        assert!(e.remove(&m, &Gvk::region(), None, "r3"));
         check_same(&e);
         assert!(e.credentials_in_region("r1").is_empty());
         assert!(e.cluster_deployments_using("a", "c1").is_empty());

@@ -372,7 +372,7 @@ fn check_identity_present(
         Some(false) => None,
         None => ref_ns,
     };
-    if estate.get(&Cluster::Management, identity, lookup_ns, name).is_some() {
+    if estate.contains(&Cluster::Management, identity, lookup_ns, name) {
         return;
     }
     let at = lookup_ns.map_or_else(|| name.to_string(), |n| format!("{n}/{name}"));

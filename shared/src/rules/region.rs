@@ -223,9 +223,8 @@ fn validate_delete(input: &AdmissionInput<'_>, estate: &dyn Estate) -> Vec<Findi
     let mut blockers = Vec::new();
     let mut orphans = Vec::new();
     // Index lookups, not scans: a Region DELETE costs the same with 10 or 10,000 Credentials.
-    for cred in estate.credentials_in_region(name) {
-        let ns = str_at(&cred, "/metadata/namespace").unwrap_or_default();
-        let cred_name = str_at(&cred, "/metadata/name").unwrap_or_default();
+    for (ns, cred_name) in estate.credentials_in_region(name) {
+        let (ns, cred_name) = (ns.as_str(), cred_name.as_str());
         let before = blockers.len();
         for cd in estate.cluster_deployments_using(ns, cred_name) {
             let cd_name = str_at(&cd, "/metadata/name").unwrap_or_default();

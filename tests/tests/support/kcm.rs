@@ -15,8 +15,8 @@
 //! resync, AccessManagement, managed (non-regional) Credentials.
 //!
 //! It counts its own writes per (apiserver verb, resource) and its reads (GET and LIST of resources,
-//! its watch aside), so a test can tell them apart from
-//! anyone else's in the regional apiserver's `apiserver_request_total`.
+//! its watch aside) per cluster, verb and resource, so a test can tell them apart from anyone
+//! else's in each apiserver's `apiserver_request_total`.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,10 +35,16 @@ use super::regional::{CRED_AV, Real};
 /// Writes by (apiserver verb as `apiserver_request_total` labels it, resource).
 pub type Writes = BTreeMap<(String, String), f64>;
 
+/// Reads by cluster (`management` or the Region's name), then (verb, resource).
+type Reads = BTreeMap<String, Writes>;
+
+/// What the stand-in's reads count under for the management cluster.
+pub const MANAGEMENT: &str = "management";
+
 pub struct KcmStandIn {
     task: tokio::task::JoinHandle<()>,
     writes: Arc<Mutex<Writes>>,
-    reads: Arc<Mutex<f64>>,
+    reads: Arc<Mutex<Reads>>,
     /// Credential events handled (each one a full copy attempt).
     reconciles: Arc<Mutex<u64>>,
 }
@@ -54,7 +60,7 @@ struct Ctx {
     regions: HashMap<String, kube::Client>,
     system_namespace: String,
     writes: Arc<Mutex<Writes>>,
-    reads: Arc<Mutex<f64>>,
+    reads: Arc<Mutex<Reads>>,
 }
 
 impl KcmStandIn {
@@ -63,7 +69,7 @@ impl KcmStandIn {
     pub fn start(mgmt: kube::Client, regions: HashMap<String, kube::Client>, system_namespace: &str) -> KcmStandIn {
         let writes: Arc<Mutex<Writes>> = Arc::default();
         let reconciles: Arc<Mutex<u64>> = Arc::default();
-        let reads: Arc<Mutex<f64>> = Arc::default();
+        let reads: Arc<Mutex<Reads>> = Arc::default();
         let ctx = Ctx {
             mgmt,
             regions,
@@ -108,7 +114,12 @@ impl KcmStandIn {
 
     /// Its resource reads (GET and LIST) so far.
     pub fn reads(&self) -> f64 {
-        *self.reads.lock().unwrap()
+        self.reads.lock().unwrap().values().flat_map(|r| r.values()).sum()
+    }
+
+    /// Its resource reads in one cluster (`MANAGEMENT` or a Region's name), by (verb, resource).
+    pub fn reads_in(&self, cluster: &str) -> Writes {
+        self.reads.lock().unwrap().get(cluster).cloned().unwrap_or_default()
     }
 
     pub fn reconciles(&self) -> u64 {
@@ -147,8 +158,13 @@ fn api(client: &kube::Client, ar: &ApiResource, namespaced: bool, ns: &str) -> A
 }
 
 impl Ctx {
-    fn read(&self) {
-        *self.reads.lock().unwrap() += 1.0;
+    fn read(&self, cluster: &str, verb: &str, resource: &str) {
+        let mut reads = self.reads.lock().unwrap();
+        *reads
+            .entry(cluster.to_string())
+            .or_default()
+            .entry((verb.to_string(), resource.to_string()))
+            .or_insert(0.0) += 1.0;
     }
 
     fn wrote(&self, verb: &str, resource: &str) {
@@ -169,7 +185,7 @@ impl Ctx {
             &GroupVersionKind::gvk("k0rdent.mirantis.com", "v1beta1", "ProviderInterface"),
             "providerinterfaces",
         );
-        self.read();
+        self.read(region, "LIST", "providerinterfaces");
         let pis = Api::<DynamicObject>::all_with(rclient.clone(), &pi_ar)
             .list(&Default::default())
             .await
@@ -188,7 +204,7 @@ impl Ctx {
         // Step 2: the identity from the management cluster.
         let (id_ar, id_namespaced) = resource(&self.mgmt, id_av, id_kind).await?;
         let src_ns = if s(iref, "/namespace").is_empty() { "" } else { self.system_namespace.as_str() };
-        self.read();
+        self.read(MANAGEMENT, "GET", &id_ar.plural);
         let identity = api(&self.mgmt, &id_ar, id_namespaced, src_ns)
             .get(id_name)
             .await
@@ -212,7 +228,7 @@ impl Ctx {
                 g => format!("{g}/{}", s(&r, "/version")),
             };
             let (ar, namespaced) = resource(&self.mgmt, &av, s(&r, "/kind")).await?;
-            self.read();
+            self.read(MANAGEMENT, "GET", &ar.plural);
             let obj =
                 api(&self.mgmt, &ar, namespaced, &src).get(&name).await.map_err(|e| format!("get {name}: {e}"))?;
             let mut obj = serde_json::to_value(obj).unwrap();
@@ -242,10 +258,10 @@ impl Ctx {
             let name = s(&obj, "/metadata/name").to_string();
             let ns = s(&obj, "/metadata/namespace").to_string();
             if namespaced {
-                self.ensure_namespace(rclient, &ns).await?;
+                self.ensure_namespace(region, rclient, &ns).await?;
             }
             let a = api(rclient, &ar, namespaced, &ns);
-            self.read();
+            self.read(region, "GET", &ar.plural);
             match a.get_opt(&name).await.map_err(|e| format!("get {kind} {name}: {e}"))? {
                 None => {
                     obj["metadata"]["labels"] = json!({"k0rdent.mirantis.com/managed": "true", label.as_str(): "true"});
@@ -276,9 +292,9 @@ impl Ctx {
         Ok(())
     }
 
-    async fn ensure_namespace(&self, client: &kube::Client, ns: &str) -> Result<(), String> {
+    async fn ensure_namespace(&self, region: &str, client: &kube::Client, ns: &str) -> Result<(), String> {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        self.read();
+        self.read(region, "GET", "namespaces");
         if api.get_opt(ns).await.map_err(|e| e.to_string())?.is_some() {
             return Ok(());
         }

@@ -266,7 +266,7 @@ impl Index {
     }
 
     /// A reverse lookup on the management cluster's index (empty while it is not known, as `list` is).
-    fn management_refs(&self, lookup: impl FnOnce(&RefIndex) -> Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+    fn management_refs<T: Default>(&self, lookup: impl FnOnce(&RefIndex) -> T) -> T {
         self.read().get(&Cluster::Management).filter(|s| s.known).map(|s| lookup(s.store.refs())).unwrap_or_default()
     }
 
@@ -310,8 +310,16 @@ impl Estate for Index {
         self.read().get(cluster).filter(|s| s.known)?.store.get(gvk, namespace, name)
     }
 
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        self.read().get(cluster).filter(|s| s.known).is_some_and(|s| s.store.contains(gvk, namespace, name))
+    }
+
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         self.read().get(cluster).filter(|s| s.known).map(|s| s.store.list(gvk, namespace)).unwrap_or_default()
+    }
+
+    fn count(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> usize {
+        self.read().get(cluster).filter(|s| s.known).map_or(0, |s| s.store.count(gvk, namespace))
     }
 
     fn served(&self, cluster: &Cluster, gvk: &Gvk) -> Served {
@@ -347,7 +355,7 @@ impl Estate for Index {
             .contains(&(gvk.group.clone(), gvk.kind.clone()))
     }
 
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.management_refs(|r| r.credentials_in_region(region))
     }
 
@@ -433,6 +441,10 @@ mod tests {
                "metadata": {"namespace": ns, "name": name}, "spec": {"credential": credential}})
     }
 
+    fn keys(v: Vec<(String, String)>) -> Vec<String> {
+        v.into_iter().map(|(ns, n)| format!("{ns}/{n}")).collect()
+    }
+
     fn refs(v: Vec<Arc<Value>>) -> Vec<String> {
         v.iter()
             .map(|o| {
@@ -450,13 +462,13 @@ mod tests {
         idx.apply(&m, cred_in("a", "c1", "r1"));
         idx.apply(&m, cred_in("a", "c2", "r2"));
         idx.apply(&m, cd("a", "cd1", "c1"));
-        assert_eq!(refs(idx.credentials_in_region("r1")), ["a/c1", "b/c1"]);
+        assert_eq!(keys(idx.credentials_in_region("r1")), ["a/c1", "b/c1"]);
         assert_eq!(refs(idx.credentials_using_identity_kind(aws.0, aws.1)).len(), 3);
         assert_eq!(refs(idx.cluster_deployments_using("a", "c1")), ["a/cd1"]);
         // Replaced with spec.region changed: moves to the other Region.
         idx.apply(&m, cred_in("b", "c1", "r2"));
-        assert_eq!(refs(idx.credentials_in_region("r1")), ["a/c1"]);
-        assert_eq!(refs(idx.credentials_in_region("r2")), ["a/c2", "b/c1"]);
+        assert_eq!(keys(idx.credentials_in_region("r1")), ["a/c1"]);
+        assert_eq!(keys(idx.credentials_in_region("r2")), ["a/c2", "b/c1"]);
         // A ClusterDeployment switched to another Credential.
         idx.apply(&m, cd("a", "cd1", "c2"));
         assert!(idx.cluster_deployments_using("a", "c1").is_empty());
@@ -466,7 +478,7 @@ mod tests {
         assert!(idx.credentials_in_region("r1").is_empty());
         // Relist: what was not listed is gone, what was is filed; other kinds keep theirs.
         idx.replace_all(&m, "k0rdent.mirantis.com", "Credential", vec![cred_in("z", "c9", "r1")]);
-        assert_eq!(refs(idx.credentials_in_region("r1")), ["z/c9"]);
+        assert_eq!(keys(idx.credentials_in_region("r1")), ["z/c9"]);
         assert!(idx.credentials_in_region("r2").is_empty());
         assert_eq!(refs(idx.credentials_using_identity_kind(aws.0, aws.1)), ["z/c9"]);
         assert_eq!(refs(idx.cluster_deployments_using("a", "c2")), ["a/cd1"]);
@@ -474,7 +486,7 @@ mod tests {
         assert!(idx.cluster_deployments_using("a", "c2").is_empty());
         // Wrappers answer from the index they wrap.
         let o = Overlay::new(&idx).with_secret("kcm-system", "s", None);
-        assert_eq!(refs(o.credentials_in_region("r1")), ["z/c9"]);
+        assert_eq!(keys(o.credentials_in_region("r1")), ["z/c9"]);
     }
 
     #[test]

@@ -67,6 +67,13 @@ impl Estate for Overlay<'_> {
         }
     }
 
+    fn contains(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>, name: &str) -> bool {
+        match self.entry(cluster, gvk, namespace.filter(|s| !s.is_empty()), name) {
+            Some(read) => read.is_some(),
+            None => self.base.contains(cluster, gvk, namespace, name),
+        }
+    }
+
     fn list(&self, cluster: &Cluster, gvk: &Gvk, namespace: Option<&str>) -> Vec<Arc<Value>> {
         let mut out = self.base.list(cluster, gvk, namespace);
         if *cluster != Cluster::Management {
@@ -105,7 +112,7 @@ impl Estate for Overlay<'_> {
 
     // The overlay holds single objects: the reverse lookups (Credentials, ClusterDeployments, Regions)
     // are the base's, answered from its index.
-    fn credentials_in_region(&self, region: &str) -> Vec<Arc<Value>> {
+    fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         self.base.credentials_in_region(region)
     }
 

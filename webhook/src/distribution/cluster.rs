@@ -136,8 +136,7 @@ impl ClusterConn {
         if watches.contains_key(gvk) {
             return;
         }
-        let selector = format!("{}=true", credential_core::model::labels::MANAGED);
-        let spec = WatchSpec::new(ar, None, Trim::Owners).with_labels(&selector);
+        let spec = copy_watch_spec(ar);
         let (cluster, on_event, own) = (self.cluster.clone(), Arc::clone(on_event), Arc::clone(&self.own_writes));
         let group = gvk.group.clone();
         let task = self.watches.subscribe(
@@ -162,6 +161,15 @@ impl ClusterConn {
             }),
         );
         watches.insert(gvk.clone(), task);
+    }
+
+    /// A copy as its copy watch holds it (metadata and owners only): `None` when that watch has not
+    /// listed (or there is none: the management cluster), `Some(None)` when it holds no such copy.
+    pub fn watched_copy(&self, ar: &ApiResource, namespace: Option<&str>, name: &str) -> Option<Option<Arc<Value>>> {
+        if self.cluster == Cluster::Management {
+            return None;
+        }
+        self.watches.get(&copy_watch_spec(ar), namespace, name)
     }
 
     /// Notes that this process wrote `resource_version` of the copy at `key` (its watch event is
@@ -265,6 +273,12 @@ impl ClusterConn {
         lock(&self.namespaces).insert(namespace.to_string());
         Ok(())
     }
+}
+
+/// The copy watch of a kind: every object labelled managed, cluster-wide, metadata and owners only.
+fn copy_watch_spec(ar: &ApiResource) -> WatchSpec {
+    let selector = format!("{}=true", credential_core::model::labels::MANAGED);
+    WatchSpec::new(ar, None, Trim::Owners).with_labels(&selector)
 }
 
 /// The Credentials a copy belongs to: our owners annotation and KCM's per-Credential labels (a

@@ -159,6 +159,15 @@ pub async fn apply_copy(
     Ok(if existing.is_some() { ApplyOutcome::Updated } else { ApplyOutcome::Created })
 }
 
+/// Which copies a release leaves alone besides those it does not own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spare {
+    /// None: write mode's release (a copy KCM labels is never deleted, only our owner goes).
+    Nothing,
+    /// Copies KCM took over for the releasing Credential (trigger mode): KCM's, not written at all.
+    Adopted,
+}
+
 /// The merge patch that leaves `owners` on a copy, guarded by its resourceVersion. No owner left
 /// (KCM's labels keep the copy): the annotation is removed (null), as `identity::without_owner`
 /// does, never left as an empty string.
@@ -167,13 +176,15 @@ fn release_patch(rv: Option<String>, owners: &[String]) -> Value {
     json!({"metadata": {"resourceVersion": rv, "annotations": {labels::OWNERS_ANNOTATION: value}}})
 }
 
-/// Removes `owner` from a copy's owners, deleting the copy when nobody owns it any more.
+/// Removes `owner` from a copy's owners, deleting the copy when nobody owns it any more. With
+/// `Spare::Adopted`, a copy that carries KCM's label for `owner` is KCM's and left untouched.
 pub async fn release_copy(
     conn: &ClusterConn,
     ar: &ApiResource,
     namespaced: bool,
     target: &ObjectKey,
     owner: &str,
+    spare: Spare,
 ) -> Result<ReleaseOutcome, DistributionError> {
     let what = || describe(target, &conn.cluster);
     let api = conn.api(ar, namespaced, target.namespace.as_deref());
@@ -183,6 +194,12 @@ pub async fn release_copy(
         return Ok(ReleaseOutcome::Untouched);
     };
     let existing = to_value(&existing);
+    if spare == Spare::Adopted
+        && let Some((ns, name)) = owner.split_once('/')
+        && credential_core::distribution::kcm_adopted(&existing, ns, name)
+    {
+        return Ok(ReleaseOutcome::Untouched);
+    }
     let mut owners = owners_of(&existing);
     let before = owners.len();
     owners.retain(|o| o != owner);

@@ -107,7 +107,8 @@ pub struct DistributionConfig {
     pub instance: String,
     /// The distribution mode in force (follows KCM's version under `auto`).
     pub mode: ModeHandle,
-    /// Trigger mode: how often copies not in sync are read again besides their watch events.
+    /// Trigger mode: how often copies not in sync are read again besides their watch events, and
+    /// how long after a trigger a copy KCM has not rewritten yet counts as KCM at work.
     pub verify_interval: Duration,
 }
 

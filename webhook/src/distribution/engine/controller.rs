@@ -317,14 +317,22 @@ impl Engine {
         lock(&self.changed_at).remove(key);
         lock(&self.triggered_at).remove(key);
         lock(&self.seen).remove(key);
+        lock(&self.verdicts).remove(key);
         if let Some(fp) = lock(&self.last_plans).remove(key) {
-            let mut index = lock(&self.index);
-            for s in fp.sources {
-                if let Some(set) = index.get_mut(&s) {
-                    set.remove(key);
-                    if set.is_empty() {
-                        index.remove(&s);
-                    }
+            self.unindex(key, fp.sources);
+        }
+    }
+
+    /// `key`'s plan no longer uses `sources`: out of the index, and a source no plan uses any more
+    /// is no longer kept.
+    pub(super) fn unindex(&self, key: &CredentialKey, sources: Vec<SourceKey>) {
+        let mut index = lock(&self.index);
+        for s in sources {
+            if let Some(set) = index.get_mut(&s) {
+                set.remove(key);
+                if set.is_empty() {
+                    index.remove(&s);
+                    lock(&self.source_objects).remove(&s);
                 }
             }
         }

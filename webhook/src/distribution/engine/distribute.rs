@@ -5,9 +5,10 @@ use super::super::status::copy_reference;
 use super::*;
 
 impl Engine {
-    /// Plans with sources read from the management cluster (and, when `fallback` is given, from
-    /// the copies in that cluster: a deleted source must not block the release of its copies).
-    /// Also gives the versions of the source objects it read (the trigger digest's input).
+    /// Plans with sources read from the management cluster as `reads` says (and, when `fallback`
+    /// is given, from the copies in that cluster: a deleted source must not block the release of
+    /// its copies). Also gives the versions of the source objects it read (the trigger digest's
+    /// input).
     pub(super) async fn plan(
         &self,
         credential: &Value,
@@ -15,14 +16,16 @@ impl Engine {
         conn: &ClusterConn,
         pis: Vec<Arc<Value>>,
         fallback: bool,
-    ) -> Result<(Plan, SourceVersions), DistributionError> {
+        reads: &Reads<'_>,
+    ) -> Result<Planned, DistributionError> {
         let mut estate = FetchedEstate::new(&self.config.system_namespace, target.clone(), pis);
+        let mut partial = HashSet::new();
         // Each round resolves one more level of references; the planner's depth bound caps it.
         for _ in 0..(identity::MAX_DEPTH * 2 + 4) {
             let plan = identity::plan(credential, &estate);
             let misses = estate.take_misses();
             if misses.is_empty() {
-                return Ok((plan, estate.versions()));
+                return Ok(Planned { plan, versions: estate.versions(), partial });
             }
             let scope_missed: HashSet<Gvk> = misses
                 .iter()
@@ -41,7 +44,20 @@ impl Engine {
                     // Asked while the scope was unknown: the next round asks the right place.
                     Miss::Object { gvk, .. } if scope_missed.contains(&gvk) => {}
                     Miss::Object { gvk, namespace, name } => {
+                        if let Reads::Watched { content } = reads
+                            && *target != Cluster::Management
+                            && let Some(held) = self.held_source(&gvk, namespace.as_deref(), &name, content)
+                        {
+                            if held.partial {
+                                partial.insert(source_key(&gvk, namespace.as_deref(), &name));
+                            }
+                            estate.put_object(&gvk, namespace.as_deref(), &name, Some(held.object));
+                            continue;
+                        }
                         let mut found = self.read_source(&self.mgmt_conn, &gvk, namespace.as_deref(), &name).await?;
+                        if matches!(reads, Reads::Watched { .. }) {
+                            self.keep_source(&gvk, namespace.as_deref(), &name, found.as_ref());
+                        }
                         // Inside the management cluster a copy we made (it carries our owners
                         // annotation) sits where the planner looks first, the Credential's own
                         // namespace: it is never a source, or the next reconcile would see the
@@ -62,7 +78,7 @@ impl Engine {
                 }
             }
         }
-        Ok((identity::plan(credential, &estate), estate.versions()))
+        Ok(Planned { plan: identity::plan(credential, &estate), versions: estate.versions(), partial })
     }
 
     pub(super) async fn read_source(
@@ -118,18 +134,14 @@ impl Engine {
         let previous =
             last_plans.insert(key.clone(), LastPlan { target: Some(target.clone()), sources: sources.clone(), copies });
         drop(last_plans);
+        // Re-indexed first, so a source both plans use stays kept.
         let mut index = lock(&self.index);
-        for s in previous.map(|p| p.sources).unwrap_or_default() {
-            if let Some(set) = index.get_mut(&s) {
-                set.remove(key);
-                if set.is_empty() {
-                    index.remove(&s);
-                }
-            }
+        for s in &sources {
+            index.entry(s.clone()).or_default().insert(key.clone());
         }
-        for s in sources {
-            index.entry(s).or_default().insert(key.clone());
-        }
+        drop(index);
+        let gone = previous.map(|p| p.sources).unwrap_or_default().into_iter().filter(|s| !sources.contains(s));
+        self.unindex(key, gone.collect());
     }
 
     pub(super) async fn distribute(
@@ -147,7 +159,7 @@ impl Engine {
         }
         let pis = conn.provider_interfaces(self.config.cluster_timeout).await?;
         self.cluster_ok(target);
-        let (plan, _) = self.plan(credential, target, &conn, pis, false).await?;
+        let plan = self.plan(credential, target, &conn, pis, false, &Reads::Api).await?.plan;
         // What this Credential holds there: remembered by this process, and recorded on the
         // Credential by whichever replica wrote it (a change made while no replica led).
         let previous_copies = self.held_copies(key, credential, target);
@@ -218,7 +230,8 @@ impl Engine {
             if let Some((ar, namespaced)) = conn.resource(&stale.gvk).await? {
                 let lock_handle = self.locks.lock_for(target, stale);
                 let _guard = lock_handle.lock().await;
-                if release_copy(&conn, &ar, namespaced, stale, &owner).await? == ReleaseOutcome::Deleted {
+                if release_copy(&conn, &ar, namespaced, stale, &owner, Spare::Nothing).await? == ReleaseOutcome::Deleted
+                {
                     self.metrics.copies_deleted.inc();
                 }
             }

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::DistributionConfig;
 use super::cluster::{ClusterConn, OnCopyEvent, classify, known_resource, to_value};
-use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, apply_copy, release_copy};
+use super::copies::{ApplyOutcome, ObjectLocks, ReleaseOutcome, Spare, apply_copy, release_copy};
 use super::error::{DistributionError, is_conflict, is_connect_error, is_not_found};
 use super::estate::{FetchedEstate, Miss, SourceVersions};
 use super::metrics::DistributionMetrics;
@@ -32,7 +32,8 @@ mod sources;
 mod trigger;
 use controller::Keys;
 pub use controller::TriggerRx;
-use trigger::Handover;
+use sources::{Planned, Reads};
+use trigger::{Handover, Verdict};
 
 /// `namespace/name` of a Credential: the work-queue key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -209,6 +210,12 @@ pub struct Engine {
     forbidden: Mutex<BTreeSet<WatchKey>>,
     /// Last seen resourceVersion of indexed source objects (a relist re-enqueues only changes).
     source_versions: Mutex<HashMap<SourceKey, String>>,
+    /// Trigger mode: identity objects (never Secrets or ConfigMaps) as last read, valid while
+    /// their watch holds the same uid and resourceVersion (`Engine::held_source`).
+    source_objects: Mutex<HashMap<SourceKey, Arc<Value>>>,
+    /// Trigger mode: the last verdict on each copy of a Credential, and the versions it was
+    /// judged at; a copy is read again only when one of them changed.
+    verdicts: Mutex<HashMap<CredentialKey, HashMap<ObjectKey, Verdict>>>,
     /// Trigger mode: when a source change was first seen for a Credential not yet triggered
     /// since (metric: source change to trigger).
     changed_at: Mutex<HashMap<CredentialKey, Instant>>,
@@ -279,6 +286,8 @@ impl Engine {
                 source_watches: Mutex::default(),
                 forbidden: Mutex::default(),
                 source_versions: Mutex::default(),
+                source_objects: Mutex::default(),
+                verdicts: Mutex::default(),
                 changed_at: Mutex::default(),
                 triggered_at: Mutex::default(),
                 on_pis,

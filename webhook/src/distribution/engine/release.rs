@@ -220,7 +220,7 @@ impl Engine {
         {
             plan_credential["spec"]["region"] = json!(r);
         }
-        let (plan, _) = self.plan(&plan_credential, target, &conn, pis, true).await?;
+        let plan = self.plan(&plan_credential, target, &conn, pis, true, &Reads::Api).await?.plan;
         let mut keys: Vec<ObjectKey> = plan.copies.iter().map(|c| c.target.clone()).collect();
         for k in self.held_copies(key, credential, target) {
             if !keys.contains(&k) {
@@ -236,7 +236,7 @@ impl Engine {
             let Some((ar, namespaced)) = conn.resource(&k.gvk).await? else { continue };
             let lock_handle = self.locks.lock_for(target, k);
             let _guard = lock_handle.lock().await;
-            if release_copy(&conn, &ar, namespaced, k, &owner).await? == ReleaseOutcome::Deleted {
+            if release_copy(&conn, &ar, namespaced, k, &owner, Spare::Nothing).await? == ReleaseOutcome::Deleted {
                 self.metrics.copies_deleted.inc();
                 deleted += 1;
             }

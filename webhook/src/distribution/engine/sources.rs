@@ -107,18 +107,25 @@ impl Engine {
         }
     }
 
-    /// Starts a metadata-only watch on the management objects of `gvk` at `namespace` (see
-    /// [`watch_key`] for the scope), once per scope.
-    pub fn ensure_source_watch(&self, gvk: &Gvk, namespace: Option<&str>) {
-        let Some(wkey) = watch_key(gvk, namespace) else { return };
-        if lock(&self.source_watches).contains_key(&wkey) {
-            return;
-        }
-        let Some((ar, _)) = self.mgmt_conn.cached_resource(gvk) else { return };
+    /// The metadata-only watch that covers the management objects of `gvk` at `namespace` (see
+    /// [`watch_key`] for the scope).
+    fn source_watch_spec(&self, gvk: &Gvk, namespace: Option<&str>) -> Option<(WatchKey, WatchSpec)> {
+        let wkey = watch_key(gvk, namespace)?;
+        let (ar, _) = self.mgmt_conn.cached_resource(gvk)?;
         // Only non-core kinds are watched cluster-wide (see `watch_key`).
         let mut spec = WatchSpec::new(&ar, None, Trim::Meta);
         if let Some(ns) = &wkey.2 {
             spec = spec.in_namespace(ns);
+        }
+        Some((wkey, spec))
+    }
+
+    /// Starts a metadata-only watch on the management objects of `gvk` at `namespace` (see
+    /// [`watch_key`] for the scope), once per scope.
+    pub fn ensure_source_watch(&self, gvk: &Gvk, namespace: Option<&str>) {
+        let Some((wkey, spec)) = self.source_watch_spec(gvk, namespace) else { return };
+        if lock(&self.source_watches).contains_key(&wkey) {
+            return;
         }
         let weak = self.me.clone();
         let (gvk, key) = (gvk.clone(), wkey.clone());
@@ -207,5 +214,81 @@ impl Engine {
             .filter(|k| forbidden.contains(k))
             .collect();
         keys.iter().map(forbidden_hint).collect()
+    }
+}
+
+/// How a plan reads its sources in the management cluster.
+pub(super) enum Reads<'a> {
+    /// Every object from the API: write mode and releases write what they read.
+    Api,
+    /// Trigger mode (a regional target): what the source watches hold stands in for a GET (see
+    /// [`Engine::held_source`]); Secrets and ConfigMaps are read whole only when listed in `content`.
+    Watched { content: &'a HashSet<SourceKey> },
+}
+
+/// A plan, the versions of the sources it read, and the sources it knows by metadata only.
+pub(super) struct Planned {
+    pub plan: Plan,
+    pub versions: SourceVersions,
+    /// Secrets and ConfigMaps the plan holds as the watch's metadata (uid, resourceVersion,
+    /// labels): enough for the trigger digest, not for judging their copies.
+    pub partial: HashSet<SourceKey>,
+}
+
+/// A source object answered from memory.
+pub(super) struct HeldSource {
+    pub object: Arc<Value>,
+    /// Metadata only (see [`Planned::partial`]).
+    pub partial: bool,
+}
+
+/// `(uid, resourceVersion)` of an object.
+pub(super) fn version_of(obj: &Value) -> (Option<&str>, Option<&str>) {
+    let field = |f: &str| obj.pointer(&format!("/metadata/{f}")).and_then(Value::as_str);
+    (field("uid"), field("resourceVersion"))
+}
+
+impl Engine {
+    /// A source object from memory instead of a GET, when its metadata watch has listed and holds
+    /// it: the watch's own metadata for a Secret or ConfigMap whose content is not needed now (their
+    /// contents are never kept between reconciles), or the object last read whole when the watch
+    /// still holds that uid and resourceVersion (other kinds: identities). `None`: ask the API (not
+    /// covered by a watch, not listed yet, refused, absent there, or changed since it was read).
+    ///
+    /// Why a version from the watch is safe for the digest: the digest and any verdict are computed
+    /// from the same objects (a GET in the same reconcile replaces the watch's metadata, so its
+    /// newer version is the one in the digest), so InSync is only ever said of copies that match
+    /// exactly the versions the digest names. A watch that lags behind the API has the newer
+    /// version on its way: that event changes the stored resourceVersion and enqueues every
+    /// Credential whose plan used the object (`on_source`), which then triggers and verifies again.
+    pub(super) fn held_source(
+        &self,
+        gvk: &Gvk,
+        namespace: Option<&str>,
+        name: &str,
+        content: &HashSet<SourceKey>,
+    ) -> Option<HeldSource> {
+        let (_, spec) = self.source_watch_spec(gvk, namespace)?;
+        let meta = self.informers.management.get(&spec, namespace, name)??;
+        let key = source_key(gvk, namespace, name);
+        if gvk.group.is_empty() {
+            return (!content.contains(&key)).then_some(HeldSource { object: meta, partial: true });
+        }
+        let kept = lock(&self.source_objects).get(&key).cloned()?;
+        (version_of(&kept) == version_of(&meta)).then_some(HeldSource { object: kept, partial: false })
+    }
+
+    /// Keeps a source read whole for [`Engine::held_source`]: objects of non-core kinds only
+    /// (identities), trimmed like the watch stores; Secrets and ConfigMaps never.
+    pub(super) fn keep_source(&self, gvk: &Gvk, namespace: Option<&str>, name: &str, found: Option<&Arc<Value>>) {
+        if gvk.group.is_empty() {
+            return;
+        }
+        let key = source_key(gvk, namespace, name);
+        let mut kept = lock(&self.source_objects);
+        match found {
+            Some(o) => kept.insert(key, Arc::new(crate::informer::watches::strip_common(Value::clone(o)))),
+            None => kept.remove(&key),
+        };
     }
 }
