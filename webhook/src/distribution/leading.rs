@@ -123,16 +123,19 @@ async fn lead(
     // hand; a stuck one is aborted after a grace period, and never later than our leadership lasts
     // (at once when it was lost): no writes once another replica may lead.
     let mut controller = std::pin::pin!(engine.run_controller(triggers, leading.clone()));
-    tokio::select! {
-        () = &mut controller => {}
-        () = leading.cancelled() => {}
-    }
+    let finished = tokio::select! {
+        () = &mut controller => true,
+        () = leading.cancelled() => false,
+    };
     handle.set_engine(None);
     drop(subscriptions);
     drop(watches);
-    let grace = tokio::time::Instant::now() + Duration::from_secs(10);
-    let until = leadership.map_or(grace, |t| t.until().min(grace));
-    let _ = tokio::time::timeout_at(until, controller).await;
+    // A finished controller (its trigger channel closed) must not be polled again.
+    if !finished {
+        let grace = tokio::time::Instant::now() + Duration::from_secs(10);
+        let until = leadership.map_or(grace, |t| t.until().min(grace));
+        let _ = tokio::time::timeout_at(until, controller).await;
+    }
 }
 
 /// What the engine does with one object: `(engine, object, deleted, part of a list)`.
