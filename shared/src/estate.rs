@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::gvk::{Gvk, builtin_scope};
+use crate::rules::support::str_at;
 
 #[cfg(feature = "fs")]
 mod load;
@@ -101,9 +102,9 @@ pub trait Estate {
     fn credentials_in_region(&self, region: &str) -> Vec<(String, String)> {
         let all = self.list(&Cluster::Management, &Gvk::credential(), None);
         all.iter()
-            .filter(|c| text_at(c, "/spec/region") == Some(region))
+            .filter(|c| str_at(c, "/spec/region") == Some(region))
             .map(|c| {
-                let at = |p| text_at(c, p).unwrap_or_default().to_string();
+                let at = |p| str_at(c, p).unwrap_or_default().to_string();
                 (at("/metadata/namespace"), at("/metadata/name"))
             })
             .collect()
@@ -114,8 +115,8 @@ pub trait Estate {
     fn credentials_using_identity_kind(&self, api_version: &str, kind: &str) -> Vec<Arc<Value>> {
         let mut all = self.list(&Cluster::Management, &Gvk::credential(), None);
         all.retain(|c| {
-            text_at(c, "/spec/identityRef/apiVersion") == Some(api_version)
-                && text_at(c, "/spec/identityRef/kind") == Some(kind)
+            str_at(c, "/spec/identityRef/apiVersion") == Some(api_version)
+                && str_at(c, "/spec/identityRef/kind") == Some(kind)
         });
         all
     }
@@ -126,7 +127,7 @@ pub trait Estate {
             return Vec::new();
         }
         let mut all = self.list(&Cluster::Management, &Gvk::cluster_deployment(), Some(namespace));
-        all.retain(|cd| text_at(cd, "/spec/credential") == Some(credential));
+        all.retain(|cd| str_at(cd, "/spec/credential") == Some(credential));
         all
     }
 
@@ -134,16 +135,11 @@ pub trait Estate {
     fn regions_on_cluster_deployment(&self, namespace: &str, name: &str) -> Vec<Arc<Value>> {
         let mut all = self.list(&Cluster::Management, &Gvk::region(), None);
         all.retain(|r| {
-            text_at(r, "/spec/clusterDeployment/namespace") == Some(namespace)
-                && text_at(r, "/spec/clusterDeployment/name") == Some(name)
+            str_at(r, "/spec/clusterDeployment/namespace") == Some(namespace)
+                && str_at(r, "/spec/clusterDeployment/name") == Some(name)
         });
         all
     }
-}
-
-/// The non-empty string at a JSON pointer (how rules read reference fields).
-fn text_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// An in-memory estate, filled from YAML files or by hand.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::store::Held;
+use crate::rules::support::str_at;
 
 /// (namespace, name) of an object, ordered like `Estate::list`.
 type Pos = (Option<String>, String);
@@ -27,11 +28,6 @@ pub struct RefIndex {
     cluster_deployments_by_credential: BTreeMap<(String, String), Bucket>,
     /// Regions by (`spec.clusterDeployment.namespace`, `spec.clusterDeployment.name`).
     regions_by_cluster_deployment: BTreeMap<(String, String), Bucket>,
-}
-
-/// The non-empty string at a JSON pointer (as the rules read fields).
-fn field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
-    obj.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// Which index and key an object is filed under (at most one per index).
@@ -61,23 +57,23 @@ fn slots(kind: &str, namespace: Option<&str>, obj: &Value) -> Vec<Slot> {
     let mut out = Vec::new();
     match kind {
         "Credential" => {
-            if let Some(region) = field(obj, "/spec/region") {
+            if let Some(region) = str_at(obj, "/spec/region") {
                 out.push(Slot::Region(region.to_string()));
             }
             if let (Some(av), Some(k)) =
-                (field(obj, "/spec/identityRef/apiVersion"), field(obj, "/spec/identityRef/kind"))
+                (str_at(obj, "/spec/identityRef/apiVersion"), str_at(obj, "/spec/identityRef/kind"))
             {
                 out.push(Slot::Identity((av.to_string(), k.to_string())));
             }
         }
         "ClusterDeployment" => {
-            if let (Some(ns), Some(cred)) = (namespace.filter(|s| !s.is_empty()), field(obj, "/spec/credential")) {
+            if let (Some(ns), Some(cred)) = (namespace.filter(|s| !s.is_empty()), str_at(obj, "/spec/credential")) {
                 out.push(Slot::Credential((ns.to_string(), cred.to_string())));
             }
         }
         "Region" => {
-            let cd_ns = field(obj, "/spec/clusterDeployment/namespace");
-            if let (Some(ns), Some(name)) = (cd_ns, field(obj, "/spec/clusterDeployment/name")) {
+            let cd_ns = str_at(obj, "/spec/clusterDeployment/namespace");
+            if let (Some(ns), Some(name)) = (cd_ns, str_at(obj, "/spec/clusterDeployment/name")) {
                 out.push(Slot::ClusterDeployment((ns.to_string(), name.to_string())));
             }
         }
