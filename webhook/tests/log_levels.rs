@@ -66,7 +66,7 @@ fn logged(f: impl FnOnce()) -> Vec<(String, String, String)> {
 }
 
 #[test]
-fn routine_allows_log_at_debug_and_decisions_that_did_something_at_info() {
+fn routine_allows_and_patches_log_at_debug_and_findings_at_info() {
     let mut estate = MemoryEstate::new("kcm-system");
     estate.insert(&Cluster::Management, secret(&["value"]));
     let admission =
@@ -87,6 +87,20 @@ fn routine_allows_log_at_debug_and_decisions_that_did_something_at_info() {
         "uid": "u2", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"}, "name": "cm",
         "namespace": "a", "operation": "CREATE", "object": {}}});
     assert_eq!(level_of(Webhook::Validate, other.to_string().as_bytes()), "DEBUG");
+    // Patched (a new Credential gets its labels): debug too; the apiserver's audit log has the patch.
+    let cred = json!({"apiVersion": ADMISSION_API_VERSION, "kind": "AdmissionReview", "request": {
+        "uid": "u3", "kind": {"group": "k0rdent.mirantis.com", "version": "v1beta1", "kind": "Credential"},
+        "name": "c1", "namespace": "kcm-system", "operation": "CREATE",
+        "object": {"apiVersion": "k0rdent.mirantis.com/v1beta1", "kind": "Credential",
+                   "metadata": {"name": "c1", "namespace": "kcm-system"},
+                   "spec": {"region": "r9", "identityRef": {"apiVersion": "v1", "kind": "Secret", "name": "id"}}}}});
+    let logs = logged(|| {
+        let reply = String::from_utf8(admission.review(Webhook::Mutate, cred.to_string().as_bytes())).unwrap();
+        assert!(reply.contains("\"patchType\":\"JSONPatch\""), "{reply}");
+    });
+    let lines: Vec<_> = logs.iter().filter(|(_, m, _)| m == "admission").collect();
+    assert_eq!(lines.len(), 1, "{logs:?}");
+    assert_eq!((lines[0].0.as_str(), lines[0].2.as_str()), ("DEBUG", "mutate"));
     // Denied (the Secret has no such key): info.
     assert_eq!(level_of(Webhook::Validate, &region_review("CREATE", "nope")), "INFO");
     // Warned only (name over the documented limit) is still allowed, and logged at info.
