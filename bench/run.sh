@@ -78,7 +78,14 @@ PLUGIN_BUILT=1
 cargo build --release -p kubectl-credential --bins || PLUGIN_BUILT=0
 # Build every benchmark executable now and run them directly later, so the whole run measures one
 # build even if the tree changes meanwhile.
-exe() { grep -o "[^ (]*/release/deps/$1-[0-9a-f]*" | tail -1; }
+# Absolute: cargo prints a target dir inside the workspace (the default) relative to it, and some
+# executables run from tests/.
+exe() {
+  local p
+  p=$(grep -o "[^ (]*/release/deps/$1-[0-9a-f]*" | tail -1)
+  [[ -z $p || $p == /* ]] || p=$ROOT/$p
+  echo "$p"
+}
 CORE_BENCH=$(cargo bench -p credential-core --bench core --no-run 2>&1 | tee /dev/stderr | exe core)
 ADMISSION_BENCH=$(cargo bench -p credential-webhook --bench admission --no-run 2>&1 | tee /dev/stderr | exe admission)
 KUBELET_BENCH=$(cargo bench -p kubelet-providers --bench matching --no-run 2>&1 | tee /dev/stderr | exe matching)

@@ -12,7 +12,10 @@
 # out). Syscalls: `strace -c -f` attached to a native server for a run of N1 and one of N2 requests.
 # Writes OUT_DIR/server-profile.jsonl, one line per server and shape.
 # Environment: SERVERS (default "bare webhook webhook-warn"), SHAPES (default "h1:64:1 h2:64:1"),
-# N1/N2 (200/1200), BENCH_PORT_BASE (27400), WEBHOOK_BIN (another credential-webhook binary).
+# N1/N2 (200/1200), BENCH_PORT_BASE (27400), WEBHOOK_BIN (another credential-webhook binary),
+# CACHE_SIM=1 (also simulated cache and branch misses per request, `valgrind --tool=cachegrind`: where
+# perf has no hardware counters, as in some VMs, this says whether a gap in throughput that the
+# instruction counts do not explain is in the caches).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -76,8 +79,15 @@ per_request() { # per_request A1 A2 -> (A2 - A1) / (N2 - N1)
 for SERVER in $SERVERS; do
   for SHAPE in $SHAPES; do
     tag="$SERVER.${SHAPE//:/-}"
-    declare -A ins=() allocs=() sys=()
+    declare -A ins=() allocs=() sys=() cache=()
     for n in $N1 $N2; do
+      if [[ ${CACHE_SIM:-} == 1 ]]; then
+        start valgrind --tool=cachegrind --cache-sim=yes --branch-sim=yes --cachegrind-out-file="$OUT/cachegrind.$tag.$n"
+        load "$n"
+        stop
+        # "events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw Bc Bcm Bi Bim" and its "summary:" line
+        cache[$n]=$(awk '/^events:/ {for (i = 2; i <= NF; i++) e[i] = $i} /^summary:/ {for (i = 2; i <= NF; i++) print e[i], $i}' "$OUT/cachegrind.$tag.$n")
+      fi
       start valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$tag.$n"
       load "$n"
       stop
@@ -102,9 +112,18 @@ for SERVER in $SERVERS; do
       b=$(awk -v s=$s '$NF == s {print $4}' "$OUT/strace.$tag.$N2")
       printf '"%s":%s,' $s "$(per_request "${a:-0}" "${b:-0}")"
     done)
-    printf '{"server":"%s","shape":"%s","n1":%s,"n2":%s,"instructions_per_request":%s,"allocations_per_request":%s,"syscalls_per_request":%s,"syscalls":{%s}}\n' \
+    misses=
+    if [[ ${CACHE_SIM:-} == 1 ]]; then
+      misses=$(for ev in I1mr D1mr D1mw DLmr DLmw Bcm Bim; do
+        a=$(awk -v e=$ev '$1 == e {print $2}' <<<"${cache[$N1]}")
+        b=$(awk -v e=$ev '$1 == e {print $2}' <<<"${cache[$N2]}")
+        printf '"%s":%s,' $ev "$(per_request "${a:-0}" "${b:-0}")"
+      done)
+      misses=",\"simulated_misses\":{${misses%,}}"
+    fi
+    printf '{"server":"%s","shape":"%s","n1":%s,"n2":%s,"instructions_per_request":%s,"allocations_per_request":%s,"syscalls_per_request":%s,"syscalls":{%s}%s}\n' \
       "$SERVER" "$SHAPE" "$N1" "$N2" "$(per_request "${ins[$N1]}" "${ins[$N2]}")" \
       "$(per_request "${allocs[$N1]}" "${allocs[$N2]}")" "$(per_request "${sys[$N1]}" "${sys[$N2]}")" \
-      "${by_name%,}" | tee -a "$OUT/server-profile.jsonl"
+      "${by_name%,}" "$misses" | tee -a "$OUT/server-profile.jsonl"
   done
 done

@@ -38,7 +38,7 @@ start region2 18102 "$WORK/region2.yaml"
 } > "$WORK/mgmt.yaml"
 start mgmt 18100 "$WORK/mgmt.yaml"
 export KUBECONFIG=$WORK/mgmt.kubeconfig
-"$BIN/kubectl-credential" explain aws-role-region1-cred -n kcm-system | head -1
+"$BIN/kubectl-credential" explain aws-role-region1-cred -n kcm-system | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 hyperfine -N -i --warmup 3 --runs "$RUNS" --export-markdown "$WORK/explain.md" \
   "$BIN/kubectl-credential explain aws-role-region1-cred -n kcm-system" \
   "$BIN/kubectl-credential explain aws-stale-cred -n kcm-system" \
