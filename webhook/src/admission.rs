@@ -913,8 +913,8 @@ impl Admission {
                 }
                 // Mutations log at debug, patched or not: the patch is routine defaulting (labels, the
                 // identity's namespace), the apiserver's audit log records every mutating webhook's
-                // patch, and `admission_requests_total{decision="patched"}` counts them. At info, the
-                // line cost ~10% of the webhook's throughput under load (BENCHMARKS.md).
+                // patch, and `admission_requests_total{decision="patched"}` counts them. A written line
+                // costs ~19k instructions and a writer-thread wakeup (bench/analysis.md).
                 tracing::debug!(
                     webhook = "mutate",
                     uid,
