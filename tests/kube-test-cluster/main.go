@@ -32,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"math/big"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -363,7 +364,25 @@ func loadOrCreateState(dir string, port int) (*state, error) {
 	return st, os.WriteFile(filepath.Join(dir, "tokens.csv"), []byte(tokens), 0o600)
 }
 
+// freePort picks a free port below the kernel's ephemeral range. The port is bound only seconds
+// later (etcd, then the apiserver); a port from the ephemeral range (":0") can be taken meanwhile by
+// any outgoing connection on the machine, which failed a CI run with "address already in use".
 func freePort() (int, error) {
+	lo, hi := 20000, 32767 // below Linux's default ephemeral range (32768-60999)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var low int
+		if _, err := fmt.Sscan(string(b), &low); err == nil && low > 2048 {
+			hi = low - 1
+			lo = max(1024, hi-12000)
+		}
+	}
+	for range 200 {
+		p := lo + mrand.IntN(hi-lo+1)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
